@@ -1,0 +1,21 @@
+// Process-wide runtime settings: threads and seeding. Call once at start-up, before any work.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace rw {
+
+/// Sets the intra-op threads of LibTorch and OpenMP. n <= 0 means "all cores"
+/// (std::thread::hardware_concurrency). Debian's libtorch starts with one thread; rewind does not.
+/// Returns the number in force.
+int init_threads(int n);
+int num_threads();
+
+/// Seeds LibTorch's global generator (CPU and, when present, CUDA).
+void seed_everything(uint64_t seed);
+
+/// splitmix64: a tiny, portable, well-mixed hash used for deterministic per-item seeds.
+uint64_t mix_seed(uint64_t a, uint64_t b = 0, uint64_t c = 0);
+
+}  // namespace rw

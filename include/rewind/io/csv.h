@@ -1,0 +1,20 @@
+// Minimal RFC 4180 CSV: quoted fields, embedded commas, quotes and newlines. Used for manifests,
+// items.csv, scores.csv — every table rewind reads or writes.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace rw::io {
+
+using CsvRow = std::vector<std::string>;
+
+/// Parses CSV text into rows. Throws Error{kInput} naming `source` and the line on an unterminated
+/// quote. Accepts \n and \r\n line ends; skips empty lines.
+std::vector<CsvRow> parse_csv(const std::string& text, const std::string& source = "<csv>");
+
+/// Quotes a field only when needed.
+std::string csv_escape(const std::string& field);
+std::string csv_line(const CsvRow& row);
+
+}  // namespace rw::io

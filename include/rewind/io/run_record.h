@@ -1,0 +1,47 @@
+// run.json: what made an output folder. Every command that writes a folder writes one, so any
+// result can be traced to its options, seed, build, device and timings.
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace rw::io {
+
+class RunRecord {
+ public:
+  /// `command` is the full subcommand, e.g. "data synth-faces".
+  explicit RunRecord(std::string command);
+
+  nlohmann::json& options() { return options_; }   ///< resolved options, set by the command
+  nlohmann::json& results() { return results_; }   ///< counts, metrics, output paths
+  void set_seed(uint64_t seed) { seed_ = seed; has_seed_ = true; }
+  /// Records the seconds since the previous mark (or since construction) under `stage`.
+  void mark(const std::string& stage);
+  /// Adds a skipped item (path + reason) to the record.
+  void add_skip(const std::string& item, const std::string& reason);
+  size_t skipped() const { return skips_.size(); }
+
+  nlohmann::json to_json() const;
+  /// Writes `dir/run.json` atomically (status "ok", "cancelled" or "failed").
+  void write(const std::string& dir, const std::string& status = "ok") const;
+
+ private:
+  std::string command_;
+  nlohmann::json options_ = nlohmann::json::object();
+  nlohmann::json results_ = nlohmann::json::object();
+  uint64_t seed_ = 0;
+  bool has_seed_ = false;
+  std::string started_utc_;
+  std::chrono::steady_clock::time_point start_, last_;
+  std::vector<std::pair<std::string, double>> timings_;
+  std::vector<std::pair<std::string, std::string>> skips_;
+};
+
+/// "2026-11-27T07:49:36Z"
+std::string utc_now_iso();
+
+}  // namespace rw::io

@@ -1,0 +1,123 @@
+// rewind data synth-faces | fashion-mnist | import
+#include <filesystem>
+#include <iostream>
+
+#include "cli.h"
+#include "rewind/core/error.h"
+#include "rewind/core/log.h"
+#include "rewind/data/datasets.h"
+#include "rewind/io/atomic_file.h"
+
+namespace fs = std::filesystem;
+
+namespace rw::cli {
+
+namespace {
+
+int synth_faces_cmd(const Args& args) {
+  data::SynthFacesOptions o;
+  CommonOptions common;
+  bool no_sheet = false;
+  po::options_description desc("synth-faces options");
+  desc.add_options()
+      ("out", po::value(&o.out)->required(), "output folder (faces/, manifest.csv, contact-sheet.png, run.json)")
+      ("identities", po::value(&o.identities)->default_value(o.identities), "number of people")
+      ("per-identity", po::value(&o.per_identity)->default_value(o.per_identity), "images per person")
+      ("size", po::value(&o.size)->default_value(o.size), "square image side in pixels (16..1024)")
+      ("seed", po::value(&o.seed)->default_value(o.seed), "identity k under seed s always looks the same")
+      ("first-identity", po::value(&o.first_identity)->default_value(o.first_identity),
+       "render identities [first, first+identities): disjoint people from one seed")
+      ("no-contact-sheet", po::bool_switch(&no_sheet), "skip contact-sheet.png");
+  if (!parse_command("rewind data synth-faces --out DIR [options]", args, desc, common)) return 0;
+  o.contact_sheet = !no_sheet;
+
+  io::RunRecord record("data synth-faces");
+  record.options() = {{"out", o.out}, {"identities", o.identities}, {"per_identity", o.per_identity},
+                      {"size", o.size}, {"seed", o.seed}, {"first_identity", o.first_identity},
+                      {"contact_sheet", o.contact_sheet}, {"threads", common.threads}};
+  record.set_seed(o.seed);
+  io::ensure_dir(o.out);
+  data::SynthFacesResult r;
+  run_and_record(record, o.out, [&] {
+    r = data::synth_faces(o, progress_fn());
+    record.mark("render");
+    record.results() = {{"images", r.images}, {"identities", o.identities},
+                        {"manifest", "manifest.csv"}, {"contact_sheet", o.contact_sheet ? "contact-sheet.png" : ""}};
+  });
+  std::cout << "wrote " << r.images << " images of " << o.identities << " identities to " << o.out
+            << "\n  manifest:      " << r.manifest << "\n";
+  if (!r.contact_sheet.empty()) std::cout << "  contact sheet: " << r.contact_sheet << "\n";
+  return 0;
+}
+
+int fashion_mnist_cmd(const Args& args) {
+  data::FashionMnistOptions o;
+  CommonOptions common;
+  po::options_description desc("fashion-mnist options");
+  desc.add_options()
+      ("out", po::value(&o.out)->required(), "output folder (images/<split>/, manifest.csv, run.json)")
+      ("split", po::value(&o.split)->default_value(o.split), "train (60,000 images) or test (10,000)")
+      ("source", po::value(&o.source)->default_value(o.source), "folder with the IDX files (Debian: dataset-fashion-mnist)")
+      ("limit", po::value(&o.limit)->default_value(o.limit), "import only the first N images; 0 = all");
+  if (!parse_command("rewind data fashion-mnist --out DIR [options]", args, desc, common)) return 0;
+  io::RunRecord record("data fashion-mnist");
+  record.options() = {{"out", o.out}, {"split", o.split}, {"source", o.source}, {"limit", o.limit}};
+  io::ensure_dir(o.out);
+  data::FashionMnistResult r;
+  run_and_record(record, o.out, [&] {
+    r = data::import_fashion_mnist(o, progress_fn());
+    record.mark("import");
+    record.results() = {{"images", r.images}, {"manifest", "manifest.csv"}};
+  });
+  std::cout << "wrote " << r.images << " Fashion-MNIST " << o.split << " images to " << o.out
+            << "\n  manifest: " << r.manifest << "\n";
+  return 0;
+}
+
+int import_cmd(const Args& args) {
+  data::ImportOptions o;
+  CommonOptions common;
+  po::options_description desc("import options");
+  desc.add_options()
+      ("root", po::value(&o.root)->required(), "dataset folder")
+      ("layout", po::value(&o.layout)->default_value(o.layout),
+       "folder: ROOT/<identity>/<image> (LFW, VGGFace2, ImageFolder); celeba: identity_CelebA.txt + "
+       "img_align_celeba/; flat: ROOT/<image>, one identity per file")
+      ("out", po::value(&o.out)->required(), "manifest CSV to write (paths are stored relative to it)")
+      ("limit", po::value(&o.limit)->default_value(o.limit), "first N images in sorted order; 0 = all");
+  if (!parse_command("rewind data import --root DIR --out manifest.csv [options]", args, desc, common)) return 0;
+  auto r = data::import_dataset(o);
+  std::cout << "wrote " << o.out << ": " << r.images << " images of " << r.identities << " identities";
+  if (r.skipped) std::cout << " (" << r.skipped << " files skipped: not images or missing)";
+  std::cout << "\n";
+  return 0;
+}
+
+const std::vector<Command>& data_commands() {
+  static const std::vector<Command> cmds = {
+      {"synth-faces", "render synthetic identities (the embedded default data set)", synth_faces_cmd},
+      {"fashion-mnist", "import Fashion-MNIST from Debian's dataset-fashion-mnist", fashion_mnist_cmd},
+      {"import", "make a manifest for images on disk (folder / celeba / flat layouts)", import_cmd},
+  };
+  return cmds;
+}
+
+}  // namespace
+
+int cmd_data(const Args& args) {
+  const auto& cmds = data_commands();
+  auto usage = [&](std::ostream& os) {
+    os << "usage: rewind data <command> [options]\n\ncommands:\n";
+    for (const auto& c : cmds) os << "  " << c.name << std::string(16 - c.name.size(), ' ') << c.summary << "\n";
+    os << "\n'rewind data <command> --help' shows each command's options.\n";
+  };
+  if (args.empty() || args[0] == "--help" || args[0] == "-h") {
+    usage(args.empty() ? std::cerr : std::cout);
+    return args.empty() ? 2 : 0;
+  }
+  for (const auto& c : cmds)
+    if (c.name == args[0]) return c.run(Args(args.begin() + 1, args.end()));
+  RW_FAIL(Usage, "unknown data command '", args[0], "' (try: synth-faces, fashion-mnist, import)");
+}
+
+}  // namespace rw::cli

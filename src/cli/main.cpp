@@ -1,0 +1,77 @@
+// rewind: does a trained model give away the people it was trained on?
+// main() dispatches git-style subcommands and maps every exception to one line + an exit code.
+#include <c10/util/Exception.h>
+
+#include <boost/program_options/errors.hpp>
+#include <iostream>
+#include <opencv2/core.hpp>
+
+#include "cli.h"
+#include "rewind/core/build_info.h"
+#include "rewind/core/error.h"
+#include "rewind/core/runtime.h"
+
+namespace {
+
+using rw::cli::Args;
+using rw::cli::Command;
+
+const std::vector<Command>& commands() {
+  static const std::vector<Command> cmds = {
+      {"data", "make datasets and manifests: synth-faces, fashion-mnist, import", rw::cli::cmd_data},
+  };
+  return cmds;
+}
+
+void usage(std::ostream& os) {
+  os << "rewind: does a trained model give away the people it was trained on?\n\n"
+        "usage: rewind <command> [options]\n\ncommands:\n";
+  for (const auto& c : commands()) os << "  " << c.name << std::string(12 - c.name.size(), ' ') << c.summary << "\n";
+  os << "\n'rewind <command> --help' shows each command's options and their defaults.\n"
+        "Exit codes: 0 ok, 1 internal error, 2 usage, 3 input data, 4 model, 5 torch runtime, 130 cancelled.\n";
+}
+
+int run(int argc, char** argv) {
+  Args args(argv + 1, argv + argc);
+  if (args.empty()) {
+    usage(std::cerr);
+    return 2;
+  }
+  if (args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+    usage(std::cout);
+    return 0;
+  }
+  if (args[0] == "--version" || args[0] == "version") {
+    std::cout << rw::build_string() << "\n";
+    return 0;
+  }
+  for (const auto& c : commands())
+    if (c.name == args[0]) return c.run(Args(args.begin() + 1, args.end()));
+  std::cerr << "rewind: unknown command '" << args[0] << "'\n\n";
+  usage(std::cerr);
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  rw::install_cancel_handler();
+  try {
+    return run(argc, argv);
+  } catch (const rw::Error& e) {
+    std::cerr << "rewind: " << rw::kind_name(e.kind()) << ": " << e.message() << "\n";
+    return rw::exit_code(e.kind());
+  } catch (const boost::program_options::error& e) {
+    std::cerr << "rewind: usage error: " << e.what() << " (see --help)\n";
+    return 2;
+  } catch (const c10::Error& e) {
+    std::cerr << "rewind: torch error: " << e.what_without_backtrace() << "\n";
+    return 5;
+  } catch (const cv::Exception& e) {
+    std::cerr << "rewind: image error: " << e.what() << "\n";
+    return 3;
+  } catch (const std::exception& e) {
+    std::cerr << "rewind: internal error: " << e.what() << "\n";
+    return 1;
+  }
+}

@@ -1,0 +1,36 @@
+#include "rewind/core/runtime.h"
+
+#include <ATen/Parallel.h>
+#include <torch/torch.h>
+
+#include <thread>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace rw {
+
+int init_threads(int n) {
+  if (n <= 0) n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  at::set_num_threads(n);
+#ifdef _OPENMP
+  omp_set_num_threads(n);
+#endif
+  return n;
+}
+
+int num_threads() { return at::get_num_threads(); }
+
+void seed_everything(uint64_t seed) { torch::manual_seed(seed); }
+
+uint64_t mix_seed(uint64_t a, uint64_t b, uint64_t c) {
+  auto sm = [](uint64_t x) {
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+  };
+  return sm(sm(sm(a) ^ b) ^ c);
+}
+
+}  // namespace rw

@@ -1,0 +1,160 @@
+#include "rewind/io/image.h"
+
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <opencv2/core.hpp>
+#include <opencv2/core/utils/logger.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "rewind/core/error.h"
+#include "rewind/io/atomic_file.h"
+
+namespace fs = std::filesystem;
+
+namespace rw::io {
+
+namespace {
+
+// Detects files that decoders would silently half-read.
+std::string truncation_problem(const std::string& bytes) {
+  auto ends_with_marker = [&](const char* m, size_t mlen, size_t window) {
+    size_t from = bytes.size() > window ? bytes.size() - window : 0;
+    return bytes.find(std::string(m, mlen), from) != std::string::npos;
+  };
+  if (bytes.size() >= 8 && bytes.compare(0, 8, "\x89PNG\r\n\x1a\n", 8) == 0) {
+    if (!ends_with_marker("IEND", 4, 32)) return "truncated PNG (no IEND chunk at the end)";
+  } else if (bytes.size() >= 3 && static_cast<uint8_t>(bytes[0]) == 0xFF &&
+             static_cast<uint8_t>(bytes[1]) == 0xD8) {
+    if (!ends_with_marker("\xFF\xD9", 2, 1024)) return "truncated JPEG (no end-of-image marker)";
+  }
+  return {};
+}
+
+cv::Mat decode(const std::string& path) {
+  RW_CHECK(fs::exists(path), Input, "image '", path, "' does not exist (check the manifest's paths; they are relative to the manifest's folder)");
+  std::string bytes = read_file(path);
+  RW_CHECK(!bytes.empty(), Input, "image '", path, "' is empty (0 bytes); re-export or remove it");
+  auto why = truncation_problem(bytes);
+  RW_CHECK(why.empty(), Input, "image '", path, "' is a ", why, "; re-download or remove it");
+  cv::Mat raw(1, static_cast<int>(bytes.size()), CV_8U, bytes.data());
+  cv::Mat img;
+  try {
+    img = cv::imdecode(raw, cv::IMREAD_COLOR);
+  } catch (const cv::Exception& e) {
+    RW_FAIL(Input, "image '", path, "' cannot be decoded: ", e.what());
+  }
+  RW_CHECK(!img.empty(), Input, "image '", path,
+           "' is not an image OpenCV can read (corrupt, or an unsupported format); convert it to PNG or JPEG");
+  return img;  // BGR, 8-bit
+}
+
+cv::Mat fit(const cv::Mat& img, const ImageSpec& spec, const std::string& path) {
+  if (spec.size <= 0 || (img.rows == spec.size && img.cols == spec.size)) return img;
+  RW_CHECK(spec.resize != ResizeMode::kRefuse, Input, "image '", path, "' is ", img.cols, "x",
+           img.rows, ", expected ", spec.size, "x", spec.size,
+           " (resize it, or allow resizing with --resize crop|stretch)");
+  cv::Mat out;
+  if (spec.resize == ResizeMode::kStretch) {
+    int interp = (img.cols > spec.size) ? cv::INTER_AREA : cv::INTER_LINEAR;
+    cv::resize(img, out, cv::Size(spec.size, spec.size), 0, 0, interp);
+    return out;
+  }
+  double scale = double(spec.size) / std::min(img.rows, img.cols);
+  int w = std::max(spec.size, int(std::lround(img.cols * scale)));
+  int h = std::max(spec.size, int(std::lround(img.rows * scale)));
+  cv::Mat scaled;
+  cv::resize(img, scaled, cv::Size(w, h), 0, 0, scale < 1 ? cv::INTER_AREA : cv::INTER_LINEAR);
+  cv::Rect roi((w - spec.size) / 2, (h - spec.size) / 2, spec.size, spec.size);
+  return scaled(roi).clone();
+}
+
+at::Tensor mat_to_tensor(const cv::Mat& bgr, int channels) {
+  cv::Mat conv;
+  if (channels == 1) cv::cvtColor(bgr, conv, cv::COLOR_BGR2GRAY);
+  else cv::cvtColor(bgr, conv, cv::COLOR_BGR2RGB);
+  if (!conv.isContinuous()) conv = conv.clone();
+  return from_hwc_u8(conv.data, conv.rows, conv.cols, channels);
+}
+
+}  // namespace
+
+at::Tensor from_hwc_u8(const uint8_t* data, int h, int w, int c) {
+  auto t = torch::from_blob(const_cast<uint8_t*>(data), {h, w, c}, torch::kUInt8)
+               .permute({2, 0, 1})
+               .to(torch::kFloat32);
+  return t.div_(127.5).sub_(1.0).contiguous();
+}
+
+std::vector<uint8_t> to_hwc_u8(const at::Tensor& chw_in) {
+  auto chw = chw_in.dim() == 4 ? chw_in.squeeze(0) : chw_in;
+  RW_CHECK(chw.dim() == 3, Internal, "expected an image [C,H,W], got ", chw.sizes());
+  auto u8 = chw.detach().to(torch::kCPU, torch::kFloat32)
+                .clamp(-1, 1).add(1).mul(127.5).round()
+                .to(torch::kUInt8).permute({1, 2, 0}).contiguous();
+  return std::vector<uint8_t>(u8.data_ptr<uint8_t>(), u8.data_ptr<uint8_t>() + u8.numel());
+}
+
+at::Tensor load_image(const std::string& path, const ImageSpec& spec) {
+  RW_CHECK(spec.channels == 1 || spec.channels == 3, Usage, "channels must be 1 or 3, got ", spec.channels);
+  return mat_to_tensor(fit(decode(path), spec, path), spec.channels);
+}
+
+ImageBatch load_images(const std::vector<std::string>& paths, const ImageSpec& spec,
+                       const ProgressFn& progress) {
+  ImageBatch out;
+  std::vector<at::Tensor> ok;
+  for (size_t i = 0; i < paths.size(); ++i) {
+    try {
+      auto t = load_image(paths[i], spec);
+      if (!ok.empty() && t.sizes() != ok.front().sizes()) {
+        out.skipped.emplace_back(i, "image '" + paths[i] + "' is " + std::to_string(t.size(2)) +
+                                        "x" + std::to_string(t.size(1)) + ", unlike the first (" +
+                                        std::to_string(ok.front().size(2)) + "x" +
+                                        std::to_string(ok.front().size(1)) + "); pass --size to resize all");
+      } else {
+        ok.push_back(std::move(t));
+        out.indices.push_back(i);
+      }
+    } catch (const Error& e) {
+      if (e.kind() != ErrorKind::kInput) throw;
+      out.skipped.emplace_back(i, e.message());
+    }
+    report_progress(progress, {"load", int64_t(i + 1), int64_t(paths.size()), ""});
+  }
+  RW_CHECK(!ok.empty(), Input, "none of the ", paths.size(), " images could be loaded",
+           out.skipped.empty() ? std::string() : "; first problem: " + out.skipped.front().second);
+  out.images = torch::stack(ok);
+  return out;
+}
+
+void save_image(const std::string& path, const at::Tensor& image) {
+  auto chw = image.dim() == 4 ? image.squeeze(0) : image;
+  RW_CHECK(chw.dim() == 3 && (chw.size(0) == 1 || chw.size(0) == 3), Internal,
+           "save_image expects [C,H,W] with C = 1 or 3, got ", image.sizes());
+  int c = int(chw.size(0)), h = int(chw.size(1)), w = int(chw.size(2));
+  auto bytes = to_hwc_u8(chw);
+  cv::Mat m(h, w, c == 1 ? CV_8UC1 : CV_8UC3, bytes.data());
+  cv::Mat bgr;
+  if (c == 3) cv::cvtColor(m, bgr, cv::COLOR_RGB2BGR);
+  else bgr = m;
+  write_via_temp(path, [&](const std::string& tmp) { return cv::imwrite(tmp, bgr); });
+}
+
+at::Tensor make_grid(const at::Tensor& images, int cols, int pad, float pad_value) {
+  RW_CHECK(images.dim() == 4 && images.size(0) > 0, Internal, "make_grid expects [N,C,H,W], got ", images.sizes());
+  int64_t n = images.size(0), c = images.size(1), h = images.size(2), w = images.size(3);
+  cols = std::max<int>(1, std::min<int64_t>(cols, n));
+  int64_t rows = (n + cols - 1) / cols;
+  auto grid = torch::full({c, rows * h + (rows + 1) * pad, cols * w + (cols + 1) * pad}, pad_value);
+  auto src = images.detach().to(torch::kCPU, torch::kFloat32);
+  for (int64_t i = 0; i < n; ++i) {
+    int64_t r = i / cols, k = i % cols;
+    int64_t y = pad + r * (h + pad), x = pad + k * (w + pad);
+    grid.slice(1, y, y + h).slice(2, x, x + w).copy_(src[i]);
+  }
+  return grid;
+}
+
+}  // namespace rw::io

@@ -1,0 +1,64 @@
+#include "rewind/io/run_record.h"
+
+#include <ctime>
+
+#include "rewind/core/build_info.h"
+#include "rewind/core/runtime.h"
+#include "rewind/io/atomic_file.h"
+
+namespace rw::io {
+
+std::string utc_now_iso() {
+  std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+RunRecord::RunRecord(std::string command)
+    : command_(std::move(command)), started_utc_(utc_now_iso()),
+      start_(std::chrono::steady_clock::now()), last_(start_) {}
+
+void RunRecord::mark(const std::string& stage) {
+  auto now = std::chrono::steady_clock::now();
+  timings_.emplace_back(stage, std::chrono::duration<double>(now - last_).count());
+  last_ = now;
+}
+
+void RunRecord::add_skip(const std::string& item, const std::string& reason) {
+  skips_.emplace_back(item, reason);
+}
+
+nlohmann::json RunRecord::to_json() const {
+  const auto& b = build_info();
+  nlohmann::json j;
+  j["command"] = "rewind " + command_;
+  j["started_utc"] = started_utc_;
+  j["finished_utc"] = utc_now_iso();
+  j["options"] = options_;
+  if (has_seed_) j["seed"] = seed_;
+  j["build"] = {{"version", b.version}, {"commit", b.git_commit}, {"build_type", b.build_type},
+                {"compiler", b.compiler}, {"torch", b.torch}};
+  j["device"] = "cpu";
+  j["threads"] = num_threads();
+  nlohmann::json t = nlohmann::json::object();
+  for (const auto& [k, v] : timings_) t[k] = v;
+  t["total"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  j["timings_s"] = t;
+  j["skipped_count"] = skips_.size();
+  nlohmann::json s = nlohmann::json::array();
+  for (const auto& [item, why] : skips_) s.push_back({{"item", item}, {"reason", why}});
+  j["skipped"] = s;
+  j["results"] = results_;
+  return j;
+}
+
+void RunRecord::write(const std::string& dir, const std::string& status) const {
+  auto j = to_json();
+  j["status"] = status;
+  write_file_atomic(dir + "/run.json", j.dump(2) + "\n");
+}
+
+}  // namespace rw::io

@@ -1,0 +1,104 @@
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <opencv2/imgcodecs.hpp>
+
+#include "rewind/core/error.h"
+#include "rewind/io/image.h"
+#include "test_util.h"
+
+using namespace rw;
+using rw::test::TempDir;
+using rw::test::read_text;
+using rw::test::write_text;
+
+namespace {
+torch::Tensor random_image(int c, int h, int w, int seed) {
+  torch::manual_seed(seed);
+  // multiples of 1/127.5 so the 8-bit round trip is exact
+  return torch::randint(0, 256, {c, h, w}).to(torch::kFloat32).div(127.5).sub(1);
+}
+}  // namespace
+
+TEST(Image, PngRoundTripIsExact) {
+  TempDir d;
+  auto img = random_image(3, 20, 30, 1);
+  io::save_image(d / "a.png", img);
+  auto back = io::load_image(d / "a.png", {3, 0, io::ResizeMode::kCenterCrop});
+  ASSERT_EQ(back.sizes(), img.sizes());
+  EXPECT_LT((back - img).abs().max().item<float>(), 1e-5);
+  EXPECT_GE(back.min().item<float>(), -1.0f);
+  EXPECT_LE(back.max().item<float>(), 1.0f);
+}
+
+TEST(Image, ChannelOrderIsRgb) {
+  TempDir d;
+  cv::Mat bgr(4, 4, CV_8UC3, cv::Scalar(255, 0, 0));  // pure blue in OpenCV's BGR
+  cv::imwrite(d / "blue.png", bgr);
+  auto t = io::load_image(d / "blue.png", {});
+  EXPECT_FLOAT_EQ(t[0][0][0].item<float>(), -1.0f);  // R
+  EXPECT_FLOAT_EQ(t[2][0][0].item<float>(), 1.0f);   // B
+  auto g = io::load_image(d / "blue.png", {1, 0, io::ResizeMode::kCenterCrop});
+  EXPECT_EQ(g.size(0), 1);
+}
+
+TEST(Image, ResizeModes) {
+  TempDir d;
+  io::save_image(d / "wide.png", random_image(3, 40, 80, 2));
+  auto crop = io::load_image(d / "wide.png", {3, 32, io::ResizeMode::kCenterCrop});
+  auto stretch = io::load_image(d / "wide.png", {3, 32, io::ResizeMode::kStretch});
+  EXPECT_EQ(crop.sizes(), (std::vector<int64_t>{3, 32, 32}));
+  EXPECT_EQ(stretch.sizes(), (std::vector<int64_t>{3, 32, 32}));
+  EXPECT_FALSE(torch::allclose(crop, stretch));
+  try {
+    io::load_image(d / "wide.png", {3, 32, io::ResizeMode::kRefuse});
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(e.message().find("80x40"), std::string::npos) << e.message();
+    EXPECT_NE(e.message().find("wide.png"), std::string::npos);
+  }
+}
+
+TEST(Image, BadFilesAreSkippedWithReasonsAndGoodOnesKept) {
+  TempDir d;
+  io::save_image(d / "good1.png", random_image(3, 16, 16, 3));
+  io::save_image(d / "good2.png", random_image(3, 16, 16, 4));
+  std::string png = read_text(d / "good1.png");
+  write_text(d / "trunc.png", png.substr(0, png.size() / 2));
+  cv::Mat m(16, 16, CV_8UC3, cv::Scalar(10, 20, 30));
+  cv::imwrite(d / "ok.jpg", m);
+  std::string jpg = read_text(d / "ok.jpg");
+  write_text(d / "trunc.jpg", jpg.substr(0, jpg.size() - 40));
+  write_text(d / "garbage.png", "definitely not an image");
+  write_text(d / "empty.png", "");
+  io::save_image(d / "other_size.png", random_image(3, 8, 8, 5));
+
+  std::vector<std::string> paths = {d / "good1.png", d / "trunc.png", d / "trunc.jpg", d / "garbage.png",
+                                    d / "empty.png", d / "missing.png", d / "other_size.png", d / "good2.png"};
+  auto b = io::load_images(paths, {3, 0, io::ResizeMode::kCenterCrop});
+  EXPECT_EQ(b.images.sizes(), (std::vector<int64_t>{2, 3, 16, 16}));
+  EXPECT_EQ(b.indices, (std::vector<size_t>{0, 7}));
+  ASSERT_EQ(b.skipped.size(), 6u);
+  std::vector<std::string> expect = {"truncated PNG", "truncated JPEG", "not an image", "empty", "does not exist", "pass --size"};
+  for (size_t i = 0; i < expect.size(); ++i) {
+    EXPECT_NE(b.skipped[i].second.find(expect[i]), std::string::npos) << b.skipped[i].second;
+    EXPECT_NE(b.skipped[i].second.find(paths[b.skipped[i].first]), std::string::npos);
+  }
+  // with a size given, the odd-sized image is resized instead of skipped
+  auto b2 = io::load_images(paths, {3, 16, io::ResizeMode::kStretch});
+  EXPECT_EQ(b2.images.size(0), 3);
+}
+
+TEST(Image, AllBadIsAnError) {
+  TempDir d;
+  write_text(d / "x.png", "nope");
+  EXPECT_THROW(io::load_images({d / "x.png", d / "y.png"}, {}), Error);
+}
+
+TEST(Image, GridLayout) {
+  auto imgs = torch::zeros({5, 3, 4, 6});
+  auto g = io::make_grid(imgs, 3, 2, 1.0f);
+  EXPECT_EQ(g.sizes(), (std::vector<int64_t>{3, 2 * 4 + 3 * 2, 3 * 6 + 4 * 2}));
+  EXPECT_FLOAT_EQ(g[0][0][0].item<float>(), 1.0f);   // padding
+  EXPECT_FLOAT_EQ(g[0][2][2].item<float>(), 0.0f);   // first image
+}

@@ -1,0 +1,203 @@
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "rewind/core/error.h"
+#include "rewind/io/atomic_file.h"
+#include "rewind/io/csv.h"
+#include "rewind/io/manifest.h"
+#include "rewind/io/npy.h"
+#include "rewind/io/run_record.h"
+#include "test_util.h"
+
+using namespace rw;
+using rw::test::TempDir;
+using rw::test::read_text;
+using rw::test::write_text;
+namespace fs = std::filesystem;
+
+TEST(Csv, QuotedFieldsRoundTrip) {
+  io::CsvRow row{"a,b", "say \"hi\"", "multi\nline", "", "plain"};
+  std::string text = io::csv_line({"h1", "h2", "h3", "h4", "h5"}) + io::csv_line(row);
+  auto rows = io::parse_csv(text);
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[1], row);
+}
+
+TEST(Csv, CrLfAndBlankLines) {
+  auto rows = io::parse_csv("a,b\r\n\r\n1,2\r\n");
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[1], (io::CsvRow{"1", "2"}));
+}
+
+TEST(Csv, UnterminatedQuoteNamesSourceAndLine) {
+  try {
+    io::parse_csv("a,b\n1,\"oops\n", "m.csv");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kInput);
+    EXPECT_NE(e.message().find("m.csv:2"), std::string::npos) << e.message();
+  }
+}
+
+TEST(Manifest, RoundTripWithMemberAndExtraColumns) {
+  TempDir d;
+  io::Manifest m;
+  m.extra_columns = {"label"};
+  m.entries = {{"a/1.png", "alice, jr", 1, {"3"}}, {"b/2.png", "bob", 0, {"7"}}, {"c.png", "carol", -1, {""}}};
+  io::write_manifest(d / "m.csv", m);
+  auto r = io::read_manifest(d / "m.csv");
+  ASSERT_EQ(r.entries.size(), 3u);
+  EXPECT_EQ(r.extra_columns, m.extra_columns);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(r.entries[i].path, m.entries[i].path);
+    EXPECT_EQ(r.entries[i].identity, m.entries[i].identity);
+    EXPECT_EQ(r.entries[i].member, m.entries[i].member);
+    EXPECT_EQ(r.entries[i].extra, m.entries[i].extra);
+  }
+  EXPECT_EQ(r.resolve(0), (fs::path(d.path()) / "a/1.png").string());
+  EXPECT_EQ(r.identity_count(), 3u);
+  EXPECT_TRUE(r.has_member_labels());
+}
+
+TEST(Manifest, GroupsByIdentityInOrder) {
+  io::Manifest m;
+  m.entries = {{"1", "x", -1, {}}, {"2", "y", -1, {}}, {"3", "x", -1, {}}};
+  auto g = m.by_identity();
+  ASSERT_EQ(g.size(), 2u);
+  EXPECT_EQ(g[0].first, "x");
+  EXPECT_EQ(g[0].second, (std::vector<size_t>{0, 2}));
+  EXPECT_FALSE(m.has_member_labels());
+}
+
+TEST(Manifest, BadFilesGiveErrorsNamingTheFileAndFix) {
+  TempDir d;
+  struct Case { std::string text, expect; };
+  std::vector<Case> cases = {
+      {"", "is empty"},
+      {"file,who\nx.png,a\n", "header naming the columns `path` and `identity`"},
+      {"path,identity\n", "no rows"},
+      {"path,identity\nx.png,\n", "empty identity"},
+      {"path,identity,member\nx.png,a,maybe\n", "member must be 1, 0 or empty"},
+      {"path,identity\nx.png,a,extra\n", "has 3 fields"},
+  };
+  for (size_t i = 0; i < cases.size(); ++i) {
+    std::string p = d / ("bad" + std::to_string(i) + ".csv");
+    write_text(p, cases[i].text);
+    try {
+      io::read_manifest(p);
+      ADD_FAILURE() << "no error for case " << i;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::kInput);
+      EXPECT_NE(e.message().find(p), std::string::npos) << e.message();
+      EXPECT_NE(e.message().find(cases[i].expect), std::string::npos) << e.message();
+    }
+  }
+  EXPECT_THROW(io::read_manifest(d / "missing.csv"), Error);
+  EXPECT_THROW(io::read_manifest(d.path()), Error);
+}
+
+TEST(Manifest, RelativeTo) {
+  EXPECT_EQ(io::relative_to("/a/b/c.png", "/a"), "b/c.png");
+  EXPECT_EQ(io::relative_to("/a/b/c.png", "/a/x"), "../b/c.png");
+}
+
+TEST(AtomicFile, WritesReplacesAndLeavesNoTemp) {
+  TempDir d;
+  std::string p = d / "sub/dir/out.txt";
+  io::write_file_atomic(p, "first");
+  io::write_file_atomic(p, "second");
+  EXPECT_EQ(read_text(p), "second");
+  int files = 0;
+  for (auto& e : fs::directory_iterator(fs::path(p).parent_path())) { (void)e; ++files; }
+  EXPECT_EQ(files, 1);
+}
+
+TEST(AtomicFile, FailedWriterKeepsOldFile) {
+  TempDir d;
+  std::string p = d / "keep.txt";
+  io::write_file_atomic(p, "good");
+  EXPECT_THROW(io::write_via_temp(p, [](const std::string& tmp) {
+                 write_text(tmp, "half");
+                 throw std::runtime_error("crash mid-write");
+                 return true;
+               }),
+               std::runtime_error);
+  EXPECT_THROW(io::write_via_temp(p, [](const std::string&) { return false; }), Error);
+  EXPECT_EQ(read_text(p), "good");
+  int files = 0;
+  for (auto& e : fs::directory_iterator(d.path())) { (void)e; ++files; }
+  EXPECT_EQ(files, 1);
+}
+
+TEST(AtomicFile, UnwritableFolderIsAnInputError) {
+  TempDir d;
+  write_text(d / "afile", "x");
+  try {
+    io::write_file_atomic(d / "afile/child.txt", "x");  // parent is a file
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kInput);
+    EXPECT_NE(e.message().find("afile"), std::string::npos);
+  }
+}
+
+TEST(Npy, RoundTripDtypesAndShapes) {
+  TempDir d;
+  std::vector<torch::Tensor> ts = {torch::randn({3, 4}), torch::randn({5}, torch::kFloat64),
+                                   torch::arange(24, torch::kInt64).reshape({2, 3, 4}),
+                                   torch::randint(0, 255, {7, 2}, torch::kUInt8),
+                                   torch::arange(6, torch::kInt32), torch::zeros({0, 8})};
+  for (size_t i = 0; i < ts.size(); ++i) {
+    std::string p = d / ("t" + std::to_string(i) + ".npy");
+    io::write_npy(p, ts[i]);
+    auto r = io::read_npy(p);
+    EXPECT_EQ(r.sizes(), ts[i].sizes());
+    EXPECT_EQ(r.scalar_type(), ts[i].scalar_type());
+    EXPECT_TRUE(torch::equal(r, ts[i])) << i;
+  }
+  // header is 64-byte aligned as numpy writes it
+  auto s = read_text(d / "t0.npy");
+  EXPECT_EQ((s.size() - 3 * 4 * 4) % 64, 0u);
+}
+
+TEST(Npy, CorruptFilesAreClearErrors) {
+  TempDir d;
+  io::write_npy(d / "ok.npy", torch::ones({10, 10}));
+  std::string good = read_text(d / "ok.npy");
+  write_text(d / "trunc.npy", good.substr(0, good.size() - 7));
+  write_text(d / "magic.npy", "hello world this is not numpy");
+  write_text(d / "empty.npy", "");
+  for (const char* f : {"trunc.npy", "magic.npy", "empty.npy"}) {
+    try {
+      io::read_npy(d / f);
+      ADD_FAILURE() << f;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::kInput);
+      EXPECT_NE(e.message().find(f), std::string::npos) << e.message();
+    }
+  }
+}
+
+TEST(RunRecord, WritesOptionsTimingsSkipsAndBuild) {
+  TempDir d;
+  io::RunRecord r("test cmd");
+  r.options() = {{"alpha", 1}, {"name", "x"}};
+  r.set_seed(42);
+  r.mark("stage1");
+  r.add_skip("bad.png", "truncated PNG");
+  r.results()["images"] = 3;
+  r.write(d.path(), "ok");
+  auto j = nlohmann::json::parse(read_text(d / "run.json"));
+  EXPECT_EQ(j["command"], "rewind test cmd");
+  EXPECT_EQ(j["status"], "ok");
+  EXPECT_EQ(j["seed"], 42);
+  EXPECT_EQ(j["options"]["alpha"], 1);
+  EXPECT_EQ(j["skipped_count"], 1);
+  EXPECT_EQ(j["skipped"][0]["reason"], "truncated PNG");
+  EXPECT_TRUE(j["timings_s"].contains("stage1"));
+  EXPECT_TRUE(j["build"].contains("torch"));
+  EXPECT_EQ(j["results"]["images"], 3);
+}
