@@ -1,6 +1,7 @@
 // Precompiled header for rewind_lib, the CLI and the tests. Heavy, stable headers only.
 #pragma once
 
+#include <torch/script.h>
 #include <torch/torch.h>
 
 #include <algorithm>

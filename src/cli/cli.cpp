@@ -49,20 +49,40 @@ void progress_done() {
   if (g_progress) g_progress->finish();
 }
 
-void run_and_record(io::RunRecord& record, const std::string& out_dir, const std::function<void()>& work) {
+void run_and_record(io::RunRecord& record, const std::string& json_path, const std::function<void()>& work) {
   try {
     work();
     progress_done();
-    record.write(out_dir, "ok");
+    record.write(json_path, "ok");
   } catch (const Error& e) {
     progress_done();
     record.results()["error"] = e.message();
     try {
-      record.write(out_dir, e.kind() == ErrorKind::kCancelled ? "cancelled" : "failed");
+      record.write(json_path, e.kind() == ErrorKind::kCancelled ? "cancelled" : "failed");
     } catch (...) {
     }
     throw;
   }
+}
+
+}  // namespace rw::cli
+
+namespace rw::cli {
+
+LoadedData load_manifest_images(const std::string& manifest, int channels, int size, io::RunRecord* record) {
+  LoadedData d;
+  d.manifest = io::read_manifest(manifest);
+  std::vector<std::string> paths;
+  for (size_t i = 0; i < d.manifest.entries.size(); ++i) paths.push_back(d.manifest.resolve(i));
+  d.batch = io::load_images(paths, {channels, size, io::ResizeMode::kCenterCrop}, progress_fn());
+  progress_done();
+  for (const auto& [i, why] : d.batch.skipped) {
+    if (record) record->add_skip(paths[i], why);
+  }
+  if (!d.batch.skipped.empty())
+    log_warn(d.batch.skipped.size(), " of ", paths.size(), " images in ", manifest, " skipped; first: ",
+             d.batch.skipped.front().second);
+  return d;
 }
 
 }  // namespace rw::cli

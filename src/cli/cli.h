@@ -9,6 +9,8 @@
 #include <vector>
 
 #include "rewind/core/progress.h"
+#include "rewind/io/image.h"
+#include "rewind/io/manifest.h"
 #include "rewind/io/run_record.h"
 
 namespace rw::cli {
@@ -33,9 +35,16 @@ bool parse_command(const std::string& usage, const Args& args, po::options_descr
 ProgressFn progress_fn();
 void progress_done();
 
-/// Writes run.json with status from the exception in flight (or "ok"), then rethrows if any.
-/// Use: run_and_record(record, out_dir, [&]{ ... work ... });
-void run_and_record(io::RunRecord& record, const std::string& out_dir, const std::function<void()>& work);
+/// Runs `work`, then writes the run record to `json_path` with status "ok", or "cancelled"/"failed"
+/// (and the error) when it throws, and rethrows.
+void run_and_record(io::RunRecord& record, const std::string& json_path, const std::function<void()>& work);
+
+/// Loads every image of a manifest (bad ones are skipped, logged and recorded in `record`).
+struct LoadedData {
+  io::Manifest manifest;
+  io::ImageBatch batch;  ///< images [N_ok, C, H, W]; batch.indices map rows to manifest entries
+};
+LoadedData load_manifest_images(const std::string& manifest, int channels, int size, io::RunRecord* record);
 
 struct Command {
   std::string name;
@@ -44,5 +53,8 @@ struct Command {
 };
 
 int cmd_data(const Args& args);
+int cmd_train(const Args& args);
+int cmd_convert(const Args& args);
+int cmd_embed(const Args& args);
 
 }  // namespace rw::cli

@@ -38,7 +38,7 @@ int synth_faces_cmd(const Args& args) {
   record.set_seed(o.seed);
   io::ensure_dir(o.out);
   data::SynthFacesResult r;
-  run_and_record(record, o.out, [&] {
+  run_and_record(record, o.out + "/run.json", [&] {
     r = data::synth_faces(o, progress_fn());
     record.mark("render");
     record.results() = {{"images", r.images}, {"identities", o.identities},
@@ -64,7 +64,7 @@ int fashion_mnist_cmd(const Args& args) {
   record.options() = {{"out", o.out}, {"split", o.split}, {"source", o.source}, {"limit", o.limit}};
   io::ensure_dir(o.out);
   data::FashionMnistResult r;
-  run_and_record(record, o.out, [&] {
+  run_and_record(record, o.out + "/run.json", [&] {
     r = data::import_fashion_mnist(o, progress_fn());
     record.mark("import");
     record.results() = {{"images", r.images}, {"manifest", "manifest.csv"}};

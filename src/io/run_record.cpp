@@ -55,10 +55,10 @@ nlohmann::json RunRecord::to_json() const {
   return j;
 }
 
-void RunRecord::write(const std::string& dir, const std::string& status) const {
+void RunRecord::write(const std::string& json_path, const std::string& status) const {
   auto j = to_json();
   j["status"] = status;
-  write_file_atomic(dir + "/run.json", j.dump(2) + "\n");
+  write_file_atomic(json_path, j.dump(2) + "\n");
 }
 
 }  // namespace rw::io

@@ -189,7 +189,7 @@ TEST(RunRecord, WritesOptionsTimingsSkipsAndBuild) {
   r.mark("stage1");
   r.add_skip("bad.png", "truncated PNG");
   r.results()["images"] = 3;
-  r.write(d.path(), "ok");
+  r.write(d / "run.json", "ok");
   auto j = nlohmann::json::parse(read_text(d / "run.json"));
   EXPECT_EQ(j["command"], "rewind test cmd");
   EXPECT_EQ(j["status"], "ok");

@@ -26,8 +26,9 @@ class RunRecord {
   size_t skipped() const { return skips_.size(); }
 
   nlohmann::json to_json() const;
-  /// Writes `dir/run.json` atomically (status "ok", "cancelled" or "failed").
-  void write(const std::string& dir, const std::string& status = "ok") const;
+  /// Writes the record to `json_path` atomically (status "ok", "cancelled" or "failed").
+  /// Folders of outputs use DIR/run.json; a single-file output F uses F's stem + ".run.json".
+  void write(const std::string& json_path, const std::string& status = "ok") const;
 
  private:
   std::string command_;

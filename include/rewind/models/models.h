@@ -1,0 +1,92 @@
+// The three model contracts every attack runs against, and their loaders.
+//
+// Tensor convention: images [N, C, H, W] float32 RGB (C = 3) or grey (C = 1) in [-1, 1];
+// latents [N, D]; embeddings [N, d] L2-normalised; activations whatever the split layer emits.
+//
+// A model file is either TorchScript (exported by a PyTorch user) or a native rewind file (see
+// native.h); load_* accept both. Loaded models are in eval mode with parameters frozen
+// (requires_grad = false), so gradients flow only to the inputs an attack optimises.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace rw::models {
+
+struct ImageShape {
+  int channels = 3;
+  int height = 64;
+  int width = 64;
+};
+
+// ------------------------------------------------------------------------------------------------
+/// Generator: z [N, latent_dim] -> x [N, C, H, W] in [-1, 1].
+/// TorchScript contract: `forward(z)`, attribute `latent_dim: int`; optional methods
+/// `mapping(z) -> w` and `synthesis(w) -> x` for W / W+ inversion of style-based generators.
+class Generator {
+ public:
+  virtual ~Generator() = default;
+  virtual int64_t latent_dim() const = 0;
+  virtual ImageShape output_shape() const = 0;
+  virtual at::Tensor generate(const at::Tensor& z) = 0;
+  virtual bool has_mapping() const { return false; }
+  virtual at::Tensor mapping(const at::Tensor& z);
+  virtual at::Tensor synthesis(const at::Tensor& w);
+  virtual void to(const c10::Device& device) = 0;
+  /// "native dcgan64 (latent 128, 3x64x64)" or "torchscript gen.pt (latent 100, 1x28x28)".
+  virtual std::string describe() const = 0;
+};
+
+/// Loads and checks a generator: runs one probe batch and throws Error{kModel} naming the file and
+/// the contract that failed (missing latent_dim, output not [N,C,H,W], channels not 1/3, values
+/// outside [-1, 1]).
+std::unique_ptr<Generator> load_generator(const std::string& path, const c10::Device& device = c10::kCPU);
+
+// ------------------------------------------------------------------------------------------------
+/// Embedder: images [N, C, H, W] in [-1, 1] (any size; resized to input_size) -> [N, dim] L2-normalised.
+/// TorchScript contract: `forward(x) -> e[N, d]`, optional attributes `input_size: int`,
+/// `channels: int` (defaults: the probe tries 3x112x112).
+class Embedder {
+ public:
+  virtual ~Embedder() = default;
+  virtual int64_t dim() const = 0;
+  virtual ImageShape input_shape() const = 0;
+  /// Embeds a batch; resizes and converts channels as needed. Output L2-normalised.
+  virtual at::Tensor embed(const at::Tensor& images) = 0;
+  virtual void to(const c10::Device& device) = 0;
+  virtual std::string describe() const = 0;
+  /// Stable id for index manifests: "<name>:<file hash>".
+  virtual std::string id() const = 0;
+};
+
+std::unique_ptr<Embedder> load_embedder(const std::string& path, const c10::Device& device = c10::kCPU);
+
+// ------------------------------------------------------------------------------------------------
+/// Split classifier: head(x, split) -> activations after stage `split`; tail(a, split) -> logits.
+/// TorchScript contract: methods `head(x)` and `tail(a)` (one split point, named "head"), or a
+/// module whose top-level children run in order; children that are Sequential are entered, so
+/// dotted names reach nested stages ("features.6"). A Linear stage flattens its input.
+class SplitClassifier {
+ public:
+  virtual ~SplitClassifier() = default;
+  /// Valid split names, input to output.
+  virtual std::vector<std::string> split_points() const = 0;
+  virtual ImageShape input_shape() const = 0;
+  virtual int64_t num_classes() const = 0;
+  virtual at::Tensor head(const at::Tensor& x, const std::string& split) = 0;
+  virtual at::Tensor tail(const at::Tensor& a, const std::string& split) = 0;
+  virtual at::Tensor forward(const at::Tensor& x) = 0;
+  virtual void to(const c10::Device& device) = 0;
+  virtual std::string describe() const = 0;
+};
+
+std::unique_ptr<SplitClassifier> load_classifier(const std::string& path, const c10::Device& device = c10::kCPU);
+
+/// Throws Error{kUsage} listing the valid names when `split` is not one of them.
+void check_split(const SplitClassifier& c, const std::string& split);
+
+}  // namespace rw::models

@@ -1,0 +1,94 @@
+// rewind's native nets (LibTorch modules): what `rewind train` trains and native model files hold.
+// Include only from .cpp files (pulls in torch/nn).
+#pragma once
+
+#include <torch/torch.h>
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace rw::models {
+
+// ------------------------------------------------------------------------------------------------
+/// DCGAN-family generator. arch: dcgan28 (7->14->28), dcgan32 (4->...->32), dcgan64 (4->...->64).
+/// z [N, latent_dim] -> tanh images [N, channels, res, res].
+struct GanArch {
+  std::string name = "dcgan64";  ///< dcgan28 | dcgan32 | dcgan64
+  int64_t latent_dim = 128;
+  int channels = 3;
+  int width = 32;  ///< channels of the last hidden layer (ngf / ndf); cost grows with width^2
+  int resolution() const;
+  nlohmann::json to_json(const std::string& kind) const;
+  static GanArch from_json(const nlohmann::json& j);
+};
+
+class DcganGeneratorImpl : public torch::nn::Module {
+ public:
+  explicit DcganGeneratorImpl(const GanArch& arch);
+  torch::Tensor forward(torch::Tensor z);
+  const GanArch& arch() const { return arch_; }
+
+ private:
+  GanArch arch_;
+  torch::nn::Sequential net_{nullptr};
+};
+TORCH_MODULE(DcganGenerator);
+
+/// Conv2d with spectral normalisation (one power iteration per training forward, Miyato et al.).
+class SNConv2dImpl : public torch::nn::Module {
+ public:
+  SNConv2dImpl(int64_t in, int64_t out, int64_t k, int64_t stride, int64_t pad);
+  torch::Tensor forward(const torch::Tensor& x);
+
+ private:
+  torch::Tensor weight_, bias_, u_;
+  int64_t stride_, pad_;
+};
+TORCH_MODULE(SNConv2d);
+
+/// DCGAN discriminator with spectral norm: images -> [N] real/fake scores (hinge loss).
+class DcganDiscriminatorImpl : public torch::nn::Module {
+ public:
+  explicit DcganDiscriminatorImpl(const GanArch& arch);
+  torch::Tensor forward(torch::Tensor x);
+
+ private:
+  torch::nn::Sequential net_{nullptr};
+};
+TORCH_MODULE(DcganDiscriminator);
+
+// ------------------------------------------------------------------------------------------------
+/// A chain of named stages: split-classifier and embedder trunks. Stage names are the split points.
+class StagedNetImpl : public torch::nn::Module {
+ public:
+  void add(const std::string& name, torch::nn::AnyModule m);
+  /// Runs stages (after `from`, up to and including `to`); from = "" starts at the input,
+  /// to = "" runs to the end.
+  torch::Tensor run(torch::Tensor x, const std::string& from = "", const std::string& to = "");
+  torch::Tensor forward(torch::Tensor x) { return run(std::move(x)); }
+  const std::vector<std::string>& names() const { return names_; }
+  int index_of(const std::string& name) const;  ///< -1 when absent
+
+ private:
+  std::vector<std::string> names_;
+  std::vector<torch::nn::AnyModule> stages_;
+};
+TORCH_MODULE(StagedNet);
+
+/// Classifier / embedder architecture record.
+/// cnn28: 1x28x28 (Fashion-MNIST); cnn64: 3x64x64 (synthetic faces). Stages: conv1 bn1 relu1 ...
+struct CnnArch {
+  std::string name = "cnn28";  ///< cnn28 | cnn32 | cnn64
+  int channels = 1;
+  int width = 32;              ///< channels of the first conv; later blocks double it
+  int64_t outputs = 10;        ///< classes (classifier) or embedding dim (embedder)
+  int resolution() const;
+  nlohmann::json to_json(const std::string& kind) const;
+  static CnnArch from_json(const nlohmann::json& j);
+};
+
+/// Builds the staged CNN: conv/bn/relu blocks with pools, then flatten, fc1, relu, fc2 (outputs).
+StagedNet make_cnn(const CnnArch& arch);
+
+}  // namespace rw::models

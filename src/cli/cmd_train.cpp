@@ -1,0 +1,192 @@
+// rewind train gan | classifier
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/torch.h>
+
+#include <cstdio>
+
+#include <filesystem>
+#include <iostream>
+#include <map>
+
+#include "cli.h"
+#include "rewind/core/error.h"
+#include "rewind/core/log.h"
+#include "rewind/io/atomic_file.h"
+#include "rewind/models/train.h"
+
+namespace fs = std::filesystem;
+
+namespace rw::cli {
+
+namespace {
+
+std::string stem_path(const std::string& out, const std::string& suffix) {
+  fs::path p(out);
+  return (p.parent_path() / (p.stem().string() + suffix)).string();
+}
+
+std::string run_dir_of(const std::string& out) {
+  auto parent = fs::path(out).parent_path();
+  return parent.empty() ? "." : parent.string();
+}
+
+int train_gan_cmd(const Args& args) {
+  models::TrainGanOptions o;
+  CommonOptions common;
+  std::string data;
+  po::options_description desc("train gan options");
+  desc.add_options()
+      ("data", po::value(&data)->required(), "manifest of training images (the GAN's members)")
+      ("out", po::value(&o.out)->required(), "generator file to write (native); also OUT.disc, OUT.ckpt, <stem>-samples.png")
+      ("arch", po::value(&o.arch.name)->default_value(o.arch.name), "dcgan28 | dcgan32 | dcgan64 (image side 28/32/64)")
+      ("latent-dim", po::value(&o.arch.latent_dim)->default_value(o.arch.latent_dim), "latent size D")
+      ("width", po::value(&o.arch.width)->default_value(o.arch.width), "channels of the last hidden layer; cost ~ width^2")
+      ("channels", po::value(&o.arch.channels)->default_value(o.arch.channels), "1 grey | 3 RGB (images are converted)")
+      ("steps", po::value(&o.steps)->default_value(o.steps), "generator updates")
+      ("batch", po::value(&o.batch)->default_value(o.batch), "images per step")
+      ("lr", po::value(&o.lr)->default_value(o.lr), "Adam learning rate")
+      ("beta1", po::value(&o.beta1)->default_value(o.beta1), "Adam beta1")
+      ("seed", po::value(&o.seed)->default_value(o.seed), "seed")
+      ("checkpoint-every", po::value(&o.checkpoint_every)->default_value(o.checkpoint_every), "steps between checkpoints")
+      ("sample-every", po::value(&o.sample_every)->default_value(o.sample_every), "steps between sample grids")
+      ("resume", po::bool_switch(&o.resume), "continue from OUT.ckpt if it exists");
+  if (!parse_command("rewind train gan --data MANIFEST --out G.pt [options]", args, desc, common)) return 0;
+  const int res = o.arch.resolution();
+  io::RunRecord record("train gan");
+  record.options() = {{"data", data}, {"out", o.out}, {"arch", o.arch.to_json("generator")}, {"steps", o.steps},
+                      {"batch", o.batch}, {"lr", o.lr}, {"beta1", o.beta1}, {"seed", o.seed}, {"resume", o.resume}};
+  record.set_seed(o.seed);
+  const std::string samples_png = stem_path(o.out, "-samples.png");
+  const std::string dir = run_dir_of(o.out);
+  io::ensure_dir(dir);
+  models::TrainResult r;
+  run_and_record(record, stem_path(o.out, ".run.json"), [&] {
+    auto d = load_manifest_images(data, o.arch.channels, res, &record);
+    record.mark("load");
+    log_info("training ", o.arch.name, " on ", d.batch.images.size(0), " images for ", o.steps, " steps");
+    r = models::train_gan(d.batch.images, o, progress_fn(), [&](int64_t, const at::Tensor& s) {
+      io::save_image(samples_png, io::make_grid(s, 4));
+    });
+    record.mark("train");
+    record.results() = {{"generator", o.out}, {"steps", r.steps}, {"images_per_second", r.images_per_second},
+                        {"final_g_loss", r.final_loss}, {"final_d_loss", r.final_aux}, {"samples", samples_png},
+                        {"training_images", d.batch.images.size(0)}};
+  });
+  std::cout << "wrote " << o.out << " (" << r.steps << " steps, " << int(r.images_per_second) << " images/s)\n"
+            << "  samples: " << samples_png << "\n";
+  return 0;
+}
+
+int train_classifier_cmd(const Args& args) {
+  models::TrainClassifierOptions o;
+  CommonOptions common;
+  std::string data, val;
+  std::string label_column = "label";
+  double val_fraction = 0.1;
+  o.arch.outputs = 0;
+  po::options_description desc("train classifier options");
+  desc.add_options()
+      ("data", po::value(&data)->required(), "manifest of training images")
+      ("val", po::value(&val), "held-out manifest for accuracy (default: hold out --val-fraction of --data)")
+      ("val-fraction", po::value(&val_fraction)->default_value(val_fraction), "fraction held out when --val is absent")
+      ("label-column", po::value(&label_column)->default_value(label_column),
+       "manifest column with the class; 'identity' classifies people")
+      ("out", po::value(&o.out)->required(), "classifier file to write (native); also OUT.ckpt")
+      ("arch", po::value(&o.arch.name)->default_value(o.arch.name), "cnn28 (1x28x28) | cnn32 | cnn64 (3x64x64)")
+      ("channels", po::value(&o.arch.channels)->default_value(o.arch.channels), "1 grey | 3 RGB")
+      ("width", po::value(&o.arch.width)->default_value(o.arch.width), "channels of the first conv")
+      ("epochs", po::value(&o.epochs)->default_value(o.epochs), "passes over the data")
+      ("batch", po::value(&o.batch)->default_value(o.batch), "images per step")
+      ("lr", po::value(&o.lr)->default_value(o.lr), "Adam learning rate (cosine decay)")
+      ("seed", po::value(&o.seed)->default_value(o.seed), "seed")
+      ("checkpoint-every", po::value(&o.checkpoint_every)->default_value(o.checkpoint_every), "steps between checkpoints")
+      ("resume", po::bool_switch(&o.resume), "continue from OUT.ckpt if it exists");
+  if (!parse_command("rewind train classifier --data MANIFEST --out C.pt [options]", args, desc, common)) return 0;
+  const int res = o.arch.resolution();
+  io::RunRecord record("train classifier");
+  record.set_seed(o.seed);
+  const std::string dir = run_dir_of(o.out);
+  io::ensure_dir(dir);
+  models::TrainResult r;
+  run_and_record(record, stem_path(o.out, ".run.json"), [&] {
+    auto train = load_manifest_images(data, o.arch.channels, res, &record);
+    // class of each loaded image
+    auto labels_of = [&](const LoadedData& d, std::map<std::string, int64_t>& classes, bool grow) {
+      int col = -1;
+      if (label_column != "identity") {
+        for (size_t c = 0; c < d.manifest.extra_columns.size(); ++c)
+          if (d.manifest.extra_columns[c] == label_column) col = int(c);
+        RW_CHECK(col >= 0, Input, "manifest has no column '", label_column,
+                 "' (pass --label-column identity to classify people, or add the column)");
+      }
+      std::vector<int64_t> y;
+      for (size_t i : d.batch.indices) {
+        const auto& e = d.manifest.entries[i];
+        const std::string& key = col >= 0 ? e.extra[col] : e.identity;
+        auto it = classes.find(key);
+        if (it == classes.end()) {
+          RW_CHECK(grow, Input, "held-out class '", key, "' does not occur in the training data");
+          it = classes.emplace(key, int64_t(classes.size())).first;
+        }
+        y.push_back(it->second);
+      }
+      return torch::tensor(y, torch::kLong);
+    };
+    std::map<std::string, int64_t> classes;
+    // numeric labels keep their value order
+    auto x = train.batch.images;
+    auto y = labels_of(train, classes, true);
+    at::Tensor vx, vy;
+    if (!val.empty()) {
+      auto v = load_manifest_images(val, o.arch.channels, res, &record);
+      vx = v.batch.images;
+      vy = labels_of(v, classes, false);
+    } else if (val_fraction > 0) {
+      auto perm = torch::randperm(x.size(0), at::detail::createCPUGenerator(o.seed), torch::kLong);
+      int64_t nv = std::max<int64_t>(1, int64_t(val_fraction * x.size(0)));
+      vx = x.index_select(0, perm.slice(0, 0, nv));
+      vy = y.index_select(0, perm.slice(0, 0, nv));
+      x = x.index_select(0, perm.slice(0, nv));
+      y = y.index_select(0, perm.slice(0, nv));
+    }
+    o.arch.outputs = int64_t(classes.size());
+    nlohmann::json names = nlohmann::json::array();
+    std::vector<std::string> by_index(classes.size());
+    for (auto& [k, v] : classes) by_index[v] = k;
+    for (auto& k : by_index) names.push_back(k);
+    o.arch_extra = {{"class_names", names}, {"label_column", label_column}};
+    record.options() = {{"data", data}, {"val", val}, {"val_fraction", val_fraction}, {"label_column", label_column},
+                        {"out", o.out}, {"arch", o.arch.to_json("classifier")}, {"epochs", o.epochs},
+                        {"batch", o.batch}, {"lr", o.lr}, {"seed", o.seed}, {"resume", o.resume}};
+    record.mark("load");
+    log_info("training ", o.arch.name, " on ", x.size(0), " images, ", classes.size(), " classes, ", o.epochs, " epochs");
+    r = models::train_classifier(x, y, vx, vy, o, progress_fn());
+    record.mark("train");
+    record.results() = {{"classifier", o.out}, {"steps", r.steps}, {"images_per_second", r.images_per_second},
+                        {"final_loss", r.final_loss}, {"heldout_accuracy", r.final_aux},
+                        {"heldout_images", vx.defined() ? vx.size(0) : 0}, {"classes", classes.size()}};
+  });
+  std::printf("wrote %s (%lld steps, %.0f images/s)\n  held-out accuracy: %.4f\n", o.out.c_str(),
+              (long long)r.steps, r.images_per_second, r.final_aux);
+  return 0;
+}
+
+}  // namespace
+
+int cmd_train(const Args& args) {
+  static const std::vector<Command> cmds = {
+      {"gan", "train a DCGAN generator (spectral-norm discriminator, hinge loss)", train_gan_cmd},
+      {"classifier", "train a split-able CNN classifier", train_classifier_cmd},
+  };
+  if (args.empty() || args[0] == "--help" || args[0] == "-h") {
+    auto& os = args.empty() ? std::cerr : std::cout;
+    os << "usage: rewind train <model> [options]\n\nmodels:\n";
+    for (const auto& c : cmds) os << "  " << c.name << std::string(14 - c.name.size(), ' ') << c.summary << "\n";
+    return args.empty() ? 2 : 0;
+  }
+  for (const auto& c : cmds)
+    if (c.name == args[0]) return c.run(Args(args.begin() + 1, args.end()));
+  RW_FAIL(Usage, "unknown model '", args[0], "' for train (try: gan, classifier)");
+}
+
+}  // namespace rw::cli

@@ -1,0 +1,448 @@
+// Loaders and adapters for the three model contracts (native files and TorchScript).
+#include "rewind/models/models.h"
+
+#include <torch/script.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+
+#include "rewind/core/error.h"
+#include "rewind/models/face_resnet.h"
+#include "rewind/models/native.h"
+#include "rewind/models/nets.h"
+
+namespace fs = std::filesystem;
+namespace F = torch::nn::functional;
+
+namespace rw::models {
+
+at::Tensor Generator::mapping(const at::Tensor&) {
+  RW_FAIL(Model, describe(), " has no mapping network: use --latent z");
+}
+at::Tensor Generator::synthesis(const at::Tensor&) {
+  RW_FAIL(Model, describe(), " has no synthesis network: use --latent z");
+}
+
+void check_split(const SplitClassifier& c, const std::string& split) {
+  auto names = c.split_points();
+  if (std::find(names.begin(), names.end(), split) != names.end()) return;
+  std::string list;
+  for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
+  RW_FAIL(Usage, "unknown split '", split, "' for ", c.describe(), "; valid splits: ", list);
+}
+
+namespace {
+
+std::string shape_str(const at::Tensor& t) {
+  std::string s = "[";
+  for (int64_t i = 0; i < t.dim(); ++i) s += (i ? "," : "") + std::to_string(t.size(i));
+  return s + "]";
+}
+
+void freeze(torch::nn::Module& m) {
+  m.eval();
+  for (auto& p : m.parameters()) p.set_requires_grad(false);
+}
+
+void freeze(torch::jit::Module& m) {
+  m.eval();
+  for (auto p : m.parameters()) p.set_requires_grad(false);
+}
+
+torch::jit::Module load_script(const std::string& path, const c10::Device& device) {
+  RW_CHECK(fs::is_regular_file(path), Model, "model file '", path, "' does not exist");
+  try {
+    return torch::jit::load(path, device);
+  } catch (const c10::Error& e) {
+    std::string why = e.what_without_backtrace();
+    RW_FAIL(Model, "'", path, "' is not a TorchScript or rewind model file (", why.substr(0, 160),
+            "); export PyTorch models with torch.jit.script(model).save(path)");
+  }
+}
+
+/// Deterministic probe latents that do not touch the global RNG.
+at::Tensor probe_latents(int64_t n, int64_t d) {
+  auto idx = torch::arange(n * d, torch::kFloat32).view({n, d});
+  return torch::sin(idx * 12.9898f + 78.233f) * 1.5f;
+}
+
+/// Resizes / converts images [N,C,H,W] in [-1,1] to the shape a net wants.
+at::Tensor adapt_images(const at::Tensor& x, const ImageShape& s) {
+  RW_CHECK(x.dim() == 4, Input, "images must be [N,C,H,W], got ", shape_str(x));
+  at::Tensor y = x;
+  if (y.size(1) != s.channels) {
+    if (y.size(1) == 3 && s.channels == 1) y = y.mean(1, true);
+    else if (y.size(1) == 1 && s.channels == 3) y = y.expand({-1, 3, -1, -1});
+    else RW_FAIL(Input, "images have ", y.size(1), " channels, the model wants ", s.channels);
+  }
+  if (y.size(2) != s.height || y.size(3) != s.width)
+    y = F::interpolate(y, F::InterpolateFuncOptions()
+                              .size(std::vector<int64_t>{s.height, s.width})
+                              .mode(torch::kBilinear)
+                              .align_corners(false));
+  return y;
+}
+
+at::Tensor l2n(const at::Tensor& e) { return F::normalize(e, F::NormalizeFuncOptions().dim(1).eps(1e-12)); }
+
+// ---- generators --------------------------------------------------------------------------------
+
+class NativeGenerator : public Generator {
+ public:
+  NativeGenerator(const std::string& path, const nlohmann::json& arch)
+      : arch_(GanArch::from_json(arch)), net_(arch_), path_(path) {
+    load_native_weights(path, *net_);
+    freeze(*net_);
+  }
+  int64_t latent_dim() const override { return arch_.latent_dim; }
+  ImageShape output_shape() const override { return {arch_.channels, arch_.resolution(), arch_.resolution()}; }
+  at::Tensor generate(const at::Tensor& z) override { return net_->forward(z); }
+  void to(const c10::Device& d) override { net_->to(d); }
+  std::string describe() const override {
+    return "native " + arch_.name + " generator " + fs::path(path_).filename().string() + " (latent " +
+           std::to_string(arch_.latent_dim) + ", " + std::to_string(arch_.channels) + "x" +
+           std::to_string(arch_.resolution()) + "x" + std::to_string(arch_.resolution()) + ")";
+  }
+
+ private:
+  GanArch arch_;
+  DcganGenerator net_;
+  std::string path_;
+};
+
+class ScriptGenerator : public Generator {
+ public:
+  ScriptGenerator(const std::string& path, torch::jit::Module m) : m_(std::move(m)), path_(path) {
+    RW_CHECK(m_.hasattr("latent_dim"), Model, "TorchScript generator '", path,
+             "' has no attribute latent_dim: add `self.latent_dim: int = D` in __init__ before scripting");
+    auto ld = m_.attr("latent_dim");
+    RW_CHECK(ld.isInt() && ld.toInt() > 0, Model, "TorchScript generator '", path, "': latent_dim must be a positive int");
+    latent_dim_ = ld.toInt();
+    has_mapping_ = m_.find_method("mapping").has_value() && m_.find_method("synthesis").has_value();
+    freeze(m_);
+  }
+  int64_t latent_dim() const override { return latent_dim_; }
+  ImageShape output_shape() const override { return shape_; }
+  at::Tensor generate(const at::Tensor& z) override { return m_.forward({z}).toTensor(); }
+  bool has_mapping() const override { return has_mapping_; }
+  at::Tensor mapping(const at::Tensor& z) override {
+    if (!has_mapping_) return Generator::mapping(z);
+    return m_.get_method("mapping")({z}).toTensor();
+  }
+  at::Tensor synthesis(const at::Tensor& w) override {
+    if (!has_mapping_) return Generator::synthesis(w);
+    return m_.get_method("synthesis")({w}).toTensor();
+  }
+  void to(const c10::Device& d) override { m_.to(d); }
+  std::string describe() const override {
+    return "TorchScript generator " + fs::path(path_).filename().string() + " (latent " + std::to_string(latent_dim_) +
+           ", " + std::to_string(shape_.channels) + "x" + std::to_string(shape_.height) + "x" +
+           std::to_string(shape_.width) + ")";
+  }
+  void set_shape(const ImageShape& s) { shape_ = s; }
+
+ private:
+  torch::jit::Module m_;
+  std::string path_;
+  int64_t latent_dim_ = 0;
+  bool has_mapping_ = false;
+  ImageShape shape_;
+};
+
+// ---- embedders ---------------------------------------------------------------------------------
+
+class NativeCnnEmbedder : public Embedder {
+ public:
+  NativeCnnEmbedder(const std::string& path, const nlohmann::json& arch)
+      : arch_(CnnArch::from_json(arch)), net_(make_cnn(arch_)), path_(path), hash_(file_hash(path)) {
+    load_native_weights(path, *net_);
+    freeze(*net_);
+  }
+  int64_t dim() const override { return arch_.outputs; }
+  ImageShape input_shape() const override { return {arch_.channels, arch_.resolution(), arch_.resolution()}; }
+  at::Tensor embed(const at::Tensor& x) override { return l2n(net_->forward(adapt_images(x, input_shape()))); }
+  void to(const c10::Device& d) override { net_->to(d); }
+  std::string describe() const override {
+    return "native " + arch_.name + " embedder " + fs::path(path_).filename().string() + " (" + std::to_string(dim()) + "-d)";
+  }
+  std::string id() const override { return arch_.name + ":" + hash_; }
+
+ private:
+  CnnArch arch_;
+  StagedNet net_;
+  std::string path_, hash_;
+};
+
+class FaceResNetEmbedder : public Embedder {
+ public:
+  explicit FaceResNetEmbedder(const std::string& path)
+      : net_(load_face_resnet_native(path)), path_(path), hash_(file_hash(path)) {
+    freeze(*net_);
+  }
+  int64_t dim() const override { return FaceResNetImpl::kDim; }
+  ImageShape input_shape() const override {
+    return {3, int(FaceResNetImpl::kInputSize), int(FaceResNetImpl::kInputSize)};
+  }
+  at::Tensor embed(const at::Tensor& x) override {
+    auto y = adapt_images(x, input_shape());
+    return l2n(net_->forward((y + 1.0) * 127.5));
+  }
+  void to(const c10::Device& d) override { net_->to(d); }
+  std::string describe() const override {
+    return "dlib face ResNet (face-api) " + fs::path(path_).filename().string() + " (128-d)";
+  }
+  std::string id() const override { return "face_resnet:" + hash_; }
+
+ private:
+  FaceResNet net_;
+  std::string path_, hash_;
+};
+
+class ScriptEmbedder : public Embedder {
+ public:
+  ScriptEmbedder(const std::string& path, torch::jit::Module m)
+      : m_(std::move(m)), path_(path), hash_(file_hash(path)) {
+    if (m_.hasattr("input_size") && m_.attr("input_size").isInt()) shape_.height = shape_.width = int(m_.attr("input_size").toInt());
+    else shape_.height = shape_.width = 112;
+    if (m_.hasattr("channels") && m_.attr("channels").isInt()) shape_.channels = int(m_.attr("channels").toInt());
+    freeze(m_);
+    torch::NoGradGuard ng;
+    at::Tensor out;
+    try {
+      out = m_.forward({torch::zeros({2, shape_.channels, shape_.height, shape_.width})}).toTensor();
+    } catch (const c10::Error& e) {
+      RW_FAIL(Model, "TorchScript embedder '", path, "' failed on a ", shape_.channels, "x", shape_.height, "x",
+              shape_.width, " probe (", std::string(e.what_without_backtrace()).substr(0, 160),
+              "); add int attributes input_size and channels to the module");
+    }
+    RW_CHECK(out.dim() == 2 && out.size(0) == 2, Model, "TorchScript embedder '", path, "' returns ",
+             shape_str(out), " for 2 images, expected [2, d]");
+    dim_ = out.size(1);
+  }
+  int64_t dim() const override { return dim_; }
+  ImageShape input_shape() const override { return shape_; }
+  at::Tensor embed(const at::Tensor& x) override { return l2n(m_.forward({adapt_images(x, shape_)}).toTensor()); }
+  void to(const c10::Device& d) override { m_.to(d); }
+  std::string describe() const override {
+    return "TorchScript embedder " + fs::path(path_).filename().string() + " (" + std::to_string(dim_) + "-d)";
+  }
+  std::string id() const override { return "torchscript:" + hash_; }
+
+ private:
+  torch::jit::Module m_;
+  std::string path_, hash_;
+  ImageShape shape_;
+  int64_t dim_ = 0;
+};
+
+// ---- classifiers -------------------------------------------------------------------------------
+
+class NativeClassifier : public SplitClassifier {
+ public:
+  NativeClassifier(const std::string& path, const nlohmann::json& arch)
+      : arch_(CnnArch::from_json(arch)), net_(make_cnn(arch_)), path_(path) {
+    load_native_weights(path, *net_);
+    freeze(*net_);
+  }
+  std::vector<std::string> split_points() const override { return net_->names(); }
+  ImageShape input_shape() const override { return {arch_.channels, arch_.resolution(), arch_.resolution()}; }
+  int64_t num_classes() const override { return arch_.outputs; }
+  at::Tensor head(const at::Tensor& x, const std::string& split) override {
+    check_split(*this, split);
+    return net_->run(x, "", split);
+  }
+  at::Tensor tail(const at::Tensor& a, const std::string& split) override {
+    check_split(*this, split);
+    if (split == net_->names().back()) return a;
+    return net_->run(a, split, "");
+  }
+  at::Tensor forward(const at::Tensor& x) override { return net_->forward(x); }
+  void to(const c10::Device& d) override { net_->to(d); }
+  std::string describe() const override {
+    return "native " + arch_.name + " classifier " + fs::path(path_).filename().string();
+  }
+
+ private:
+  CnnArch arch_;
+  StagedNet net_;
+  std::string path_;
+};
+
+class ScriptClassifier : public SplitClassifier {
+ public:
+  ScriptClassifier(const std::string& path, torch::jit::Module m) : m_(std::move(m)), path_(path) {
+    freeze(m_);
+    head_tail_ = m_.find_method("head").has_value() && m_.find_method("tail").has_value();
+    if (!head_tail_) collect(m_, "");
+    RW_CHECK(head_tail_ || !stages_.empty(), Model, "TorchScript classifier '", path,
+             "' has neither head/tail methods nor child modules to split between");
+    probe(path);
+  }
+  std::vector<std::string> split_points() const override {
+    if (head_tail_) return {"head"};
+    std::vector<std::string> n;
+    for (const auto& s : stages_) n.push_back(s.name);
+    return n;
+  }
+  ImageShape input_shape() const override { return shape_; }
+  int64_t num_classes() const override { return classes_; }
+  at::Tensor head(const at::Tensor& x, const std::string& split) override {
+    check_split(*this, split);
+    if (head_tail_) return m_.get_method("head")({x}).toTensor();
+    return run(x, 0, index(split));
+  }
+  at::Tensor tail(const at::Tensor& a, const std::string& split) override {
+    check_split(*this, split);
+    if (head_tail_) return m_.get_method("tail")({a}).toTensor();
+    return run(a, index(split) + 1, int(stages_.size()) - 1);
+  }
+  at::Tensor forward(const at::Tensor& x) override { return m_.forward({x}).toTensor(); }
+  void to(const c10::Device& d) override { m_.to(d); }
+  std::string describe() const override { return "TorchScript classifier " + fs::path(path_).filename().string(); }
+
+ private:
+  struct Stage {
+    std::string name;
+    torch::jit::Module module;
+    bool linear;
+  };
+
+  void collect(const torch::jit::Module& m, const std::string& prefix) {
+    for (const auto& child : m.named_children()) {
+      std::string name = prefix.empty() ? child.name : prefix + "." + child.name;
+      std::string type = child.value.type()->name() ? child.value.type()->name()->qualifiedName() : "";
+      if (type.find("Sequential") != std::string::npos) collect(child.value, name);
+      else stages_.push_back({name, child.value, type.find("Linear") != std::string::npos});
+    }
+  }
+  int index(const std::string& split) const {
+    for (size_t i = 0; i < stages_.size(); ++i)
+      if (stages_[i].name == split) return int(i);
+    return -1;
+  }
+  at::Tensor run(at::Tensor x, int from, int to) {
+    for (int i = from; i <= to; ++i) {
+      if (stages_[i].linear && x.dim() > 2) x = x.flatten(1);
+      x = stages_[i].module.forward({x}).toTensor();
+    }
+    return x;
+  }
+  void probe(const std::string& path) {
+    torch::NoGradGuard ng;
+    std::vector<ImageShape> candidates = {{1, 28, 28}, {3, 32, 32}, {3, 64, 64}, {3, 224, 224}};
+    if (m_.hasattr("input_size") && m_.attr("input_size").isInt()) {
+      int s = int(m_.attr("input_size").toInt());
+      int c = (m_.hasattr("channels") && m_.attr("channels").isInt()) ? int(m_.attr("channels").toInt()) : 3;
+      candidates = {{c, s, s}};
+    }
+    for (const auto& s : candidates) {
+      auto x = torch::sin(torch::arange(2 * s.channels * s.height * s.width, torch::kFloat32) * 0.37f)
+                   .view({2, s.channels, s.height, s.width});
+      at::Tensor out;
+      try {
+        out = m_.forward({x}).toTensor();
+      } catch (const c10::Error&) {
+        continue;
+      }
+      RW_CHECK(out.dim() == 2 && out.size(0) == 2, Model, "TorchScript classifier '", path, "' returns ",
+               shape_str(out), " for 2 images, expected logits [2, classes]");
+      shape_ = s;
+      classes_ = out.size(1);
+      if (!head_tail_) {
+        at::Tensor chained;
+        try {
+          chained = run(x, 0, int(stages_.size()) - 1);
+        } catch (const c10::Error& e) {
+          RW_FAIL(Model, "TorchScript classifier '", path, "': running its children in order fails (",
+                  std::string(e.what_without_backtrace()).substr(0, 120),
+                  "); export it with head(x) and tail(a) methods instead");
+        }
+        RW_CHECK(chained.sizes() == out.sizes() && torch::allclose(chained, out, 1e-4, 1e-4), Model,
+                 "TorchScript classifier '", path, "': its forward() is not its children run in order, so it cannot "
+                 "be split by child name; export it with head(x) and tail(a) methods instead");
+      } else {
+        auto ht = m_.get_method("tail")({m_.get_method("head")({x}).toTensor()}).toTensor();
+        RW_CHECK(torch::allclose(ht, out, 1e-4, 1e-4), Model, "TorchScript classifier '", path,
+                 "': tail(head(x)) differs from forward(x)");
+      }
+      return;
+    }
+    RW_FAIL(Model, "TorchScript classifier '", path,
+            "' accepts none of the probe inputs 1x28x28, 3x32x32, 3x64x64, 3x224x224; add int attributes "
+            "input_size and channels to the module");
+  }
+
+  torch::jit::Module m_;
+  std::string path_;
+  bool head_tail_ = false;
+  std::vector<Stage> stages_;
+  ImageShape shape_;
+  int64_t classes_ = 0;
+};
+
+void check_kind(const std::string& path, const nlohmann::json& arch, const std::string& want, const std::string& flag) {
+  std::string kind = arch.value("kind", "");
+  RW_CHECK(kind == want, Model, "'", path, "' holds a ", kind, " (", arch.value("name", "?"), "), not a ", want,
+           "; pass it to the right option instead of ", flag);
+}
+
+}  // namespace
+
+std::unique_ptr<Generator> load_generator(const std::string& path, const c10::Device& device) {
+  std::unique_ptr<Generator> g;
+  if (is_native(path)) {
+    auto arch = read_native_arch(path);
+    check_kind(path, arch, "generator", "--generator");
+    g = std::make_unique<NativeGenerator>(path, arch);
+  } else {
+    g = std::make_unique<ScriptGenerator>(path, load_script(path, device));
+  }
+  g->to(device);
+  torch::NoGradGuard ng;
+  at::Tensor x;
+  try {
+    x = g->generate(probe_latents(2, g->latent_dim()).to(device));
+  } catch (const c10::Error& e) {
+    RW_FAIL(Model, "generator '", path, "' fails on z of shape [2,", g->latent_dim(), "] (",
+            std::string(e.what_without_backtrace()).substr(0, 160), "); is latent_dim right?");
+  }
+  RW_CHECK(x.dim() == 4 && x.size(0) == 2, Model, "generator '", path, "' output is ", shape_str(x),
+           " for z [2,", g->latent_dim(), "], expected images [2,C,H,W]");
+  RW_CHECK(x.size(1) == 1 || x.size(1) == 3, Model, "generator '", path, "' output is ", shape_str(x),
+           ", expected 1 or 3 channels");
+  RW_CHECK(torch::isfinite(x).all().item<bool>(), Model, "generator '", path, "' produces NaN/Inf");
+  float lo = x.min().item<float>(), hi = x.max().item<float>();
+  RW_CHECK(lo >= -1.01f && hi <= 1.01f, Model, "generator '", path, "' output ranges over [", lo, ", ", hi,
+           "], expected [-1,1]: end the network with tanh, or rescale (x*2-1 for [0,1] outputs) before exporting");
+  if (auto* s = dynamic_cast<ScriptGenerator*>(g.get())) s->set_shape({int(x.size(1)), int(x.size(2)), int(x.size(3))});
+  return g;
+}
+
+std::unique_ptr<Embedder> load_embedder(const std::string& path, const c10::Device& device) {
+  std::unique_ptr<Embedder> e;
+  if (is_native(path)) {
+    auto arch = read_native_arch(path);
+    check_kind(path, arch, "embedder", "--embedder");
+    if (arch.value("name", "") == "face_resnet") e = std::make_unique<FaceResNetEmbedder>(path);
+    else e = std::make_unique<NativeCnnEmbedder>(path, arch);
+  } else {
+    e = std::make_unique<ScriptEmbedder>(path, load_script(path, device));
+  }
+  e->to(device);
+  return e;
+}
+
+std::unique_ptr<SplitClassifier> load_classifier(const std::string& path, const c10::Device& device) {
+  std::unique_ptr<SplitClassifier> c;
+  if (is_native(path)) {
+    auto arch = read_native_arch(path);
+    check_kind(path, arch, "classifier", "--classifier");
+    c = std::make_unique<NativeClassifier>(path, arch);
+  } else {
+    c = std::make_unique<ScriptClassifier>(path, load_script(path, torch::kCPU));
+  }
+  c->to(device);
+  return c;
+}
+
+}  // namespace rw::models

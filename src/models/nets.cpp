@@ -1,0 +1,201 @@
+#include "rewind/models/nets.h"
+
+#include "rewind/core/error.h"
+
+namespace rw::models {
+
+namespace nn = torch::nn;
+
+// ---- GAN ---------------------------------------------------------------------------------------
+
+int GanArch::resolution() const {
+  if (name == "dcgan28") return 28;
+  if (name == "dcgan32") return 32;
+  if (name == "dcgan64") return 64;
+  RW_FAIL(Usage, "unknown GAN architecture '", name, "' (use dcgan28, dcgan32 or dcgan64)");
+}
+
+nlohmann::json GanArch::to_json(const std::string& kind) const {
+  return {{"kind", kind}, {"name", name}, {"latent_dim", latent_dim}, {"channels", channels},
+          {"width", width}, {"resolution", resolution()}};
+}
+
+GanArch GanArch::from_json(const nlohmann::json& j) {
+  GanArch a;
+  a.name = j.at("name").get<std::string>();
+  a.latent_dim = j.at("latent_dim").get<int64_t>();
+  a.channels = j.at("channels").get<int>();
+  a.width = j.at("width").get<int>();
+  a.resolution();  // validates the name
+  return a;
+}
+
+namespace {
+void up_block(nn::Sequential& net, int64_t in, int64_t out, int64_t k, int64_t s, int64_t p) {
+  net->push_back(nn::ConvTranspose2d(nn::ConvTranspose2dOptions(in, out, k).stride(s).padding(p).bias(false)));
+  net->push_back(nn::BatchNorm2d(out));
+  net->push_back(nn::ReLU(true));
+}
+}  // namespace
+
+DcganGeneratorImpl::DcganGeneratorImpl(const GanArch& arch) : arch_(arch) {
+  RW_CHECK(arch.channels == 1 || arch.channels == 3, Usage, "GAN channels must be 1 or 3, got ", arch.channels);
+  RW_CHECK(arch.latent_dim >= 1 && arch.width >= 4, Usage, "GAN latent_dim and width must be positive");
+  const int64_t w = arch.width, z = arch.latent_dim, c = arch.channels;
+  net_ = nn::Sequential();
+  if (arch.name == "dcgan28") {           // 1 -> 7 -> 14 -> 28
+    up_block(net_, z, w * 4, 7, 1, 0);
+    up_block(net_, w * 4, w * 2, 4, 2, 1);
+    net_->push_back(nn::ConvTranspose2d(nn::ConvTranspose2dOptions(w * 2, c, 4).stride(2).padding(1)));
+  } else if (arch.name == "dcgan32") {    // 1 -> 4 -> 8 -> 16 -> 32
+    up_block(net_, z, w * 4, 4, 1, 0);
+    up_block(net_, w * 4, w * 2, 4, 2, 1);
+    up_block(net_, w * 2, w, 4, 2, 1);
+    net_->push_back(nn::ConvTranspose2d(nn::ConvTranspose2dOptions(w, c, 4).stride(2).padding(1)));
+  } else {                                // dcgan64: 1 -> 4 -> 8 -> 16 -> 32 -> 64
+    arch.resolution();
+    up_block(net_, z, w * 8, 4, 1, 0);
+    up_block(net_, w * 8, w * 4, 4, 2, 1);
+    up_block(net_, w * 4, w * 2, 4, 2, 1);
+    up_block(net_, w * 2, w, 4, 2, 1);
+    net_->push_back(nn::ConvTranspose2d(nn::ConvTranspose2dOptions(w, c, 4).stride(2).padding(1)));
+  }
+  net_->push_back(nn::Tanh());
+  register_module("net", net_);
+}
+
+torch::Tensor DcganGeneratorImpl::forward(torch::Tensor z) {
+  return net_->forward(z.view({z.size(0), z.size(1), 1, 1}));
+}
+
+SNConv2dImpl::SNConv2dImpl(int64_t in, int64_t out, int64_t k, int64_t stride, int64_t pad)
+    : stride_(stride), pad_(pad) {
+  nn::Conv2d init(nn::Conv2dOptions(in, out, k));  // PyTorch's default initialisation
+  weight_ = register_parameter("weight", init->weight.detach().clone());
+  bias_ = register_parameter("bias", init->bias.detach().clone());
+  u_ = register_buffer("u", torch::nn::functional::normalize(torch::randn({out}),
+                                                             torch::nn::functional::NormalizeFuncOptions().dim(0)));
+}
+
+torch::Tensor SNConv2dImpl::forward(const torch::Tensor& x) {
+  auto w = weight_.view({weight_.size(0), -1});
+  if (is_training()) {
+    torch::NoGradGuard ng;
+    auto v = torch::mv(w.t(), u_);
+    v = v / (v.norm() + 1e-12);
+    auto u = torch::mv(w, v);
+    u_.copy_(u / (u.norm() + 1e-12));
+  }
+  torch::Tensor v;
+  {
+    torch::NoGradGuard ng;
+    v = torch::mv(w.t(), u_);
+    v = v / (v.norm() + 1e-12);
+  }
+  auto sigma = torch::dot(u_, torch::mv(w, v));
+  return torch::conv2d(x, weight_ / sigma, bias_, stride_, pad_);
+}
+
+DcganDiscriminatorImpl::DcganDiscriminatorImpl(const GanArch& arch) {
+  const int64_t w = arch.width, c = arch.channels;
+  net_ = nn::Sequential();
+  auto lrelu = [] { return nn::LeakyReLU(nn::LeakyReLUOptions().negative_slope(0.2).inplace(true)); };
+  int res = arch.resolution();
+  net_->push_back(SNConv2d(c, w, 4, 2, 1));  // res/2
+  net_->push_back(lrelu());
+  net_->push_back(SNConv2d(w, w * 2, 4, 2, 1));  // res/4
+  net_->push_back(lrelu());
+  int64_t ch = w * 2, side = res / 4;
+  if (res >= 32) {
+    net_->push_back(SNConv2d(ch, ch * 2, 4, 2, 1));
+    net_->push_back(lrelu());
+    ch *= 2;
+    side /= 2;
+  }
+  if (res >= 64) {
+    net_->push_back(SNConv2d(ch, ch * 2, 4, 2, 1));
+    net_->push_back(lrelu());
+    ch *= 2;
+    side /= 2;
+  }
+  net_->push_back(SNConv2d(ch, 1, side, 1, 0));  // -> 1x1
+  register_module("net", net_);
+}
+
+torch::Tensor DcganDiscriminatorImpl::forward(torch::Tensor x) { return net_->forward(x).view({-1}); }
+
+// ---- staged CNN ---------------------------------------------------------------------------------
+
+void StagedNetImpl::add(const std::string& name, nn::AnyModule m) {
+  RW_ASSERT(index_of(name) < 0);
+  register_module(name, m.ptr());
+  names_.push_back(name);
+  stages_.push_back(std::move(m));
+}
+
+int StagedNetImpl::index_of(const std::string& name) const {
+  for (size_t i = 0; i < names_.size(); ++i)
+    if (names_[i] == name) return int(i);
+  return -1;
+}
+
+torch::Tensor StagedNetImpl::run(torch::Tensor x, const std::string& from, const std::string& to) {
+  int begin = from.empty() ? 0 : index_of(from) + 1;
+  int end = to.empty() ? int(names_.size()) - 1 : index_of(to);
+  RW_CHECK((from.empty() || begin > 0) && end >= 0, Usage, "unknown stage '", (end < 0 ? to : from), "'");
+  for (int i = begin; i <= end; ++i) x = stages_[i].forward(x);
+  return x;
+}
+
+int CnnArch::resolution() const {
+  if (name == "cnn28") return 28;
+  if (name == "cnn32") return 32;
+  if (name == "cnn64") return 64;
+  RW_FAIL(Usage, "unknown CNN architecture '", name, "' (use cnn28, cnn32 or cnn64)");
+}
+
+nlohmann::json CnnArch::to_json(const std::string& kind) const {
+  return {{"kind", kind}, {"name", name}, {"channels", channels}, {"width", width},
+          {"outputs", outputs}, {"resolution", resolution()}};
+}
+
+CnnArch CnnArch::from_json(const nlohmann::json& j) {
+  CnnArch a;
+  a.name = j.at("name").get<std::string>();
+  a.channels = j.at("channels").get<int>();
+  a.width = j.at("width").get<int>();
+  a.outputs = j.at("outputs").get<int64_t>();
+  a.resolution();
+  return a;
+}
+
+StagedNet make_cnn(const CnnArch& a) {
+  StagedNet net;
+  const int res = a.resolution();
+  // Blocks: (out channels, pool after). cnn28: 2 pools (28->14->7); cnn32: 3 (->4); cnn64: 4 (->4).
+  std::vector<std::pair<int64_t, bool>> blocks;
+  const int64_t w = a.width;
+  if (res == 28) blocks = {{w, false}, {w, true}, {2 * w, false}, {2 * w, true}};
+  else if (res == 32) blocks = {{w, true}, {2 * w, true}, {4 * w, true}};
+  else blocks = {{w, true}, {2 * w, true}, {4 * w, true}, {4 * w, true}};
+  int64_t in = a.channels, side = res;
+  int pool = 0;
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    auto k = std::to_string(i + 1);
+    net->add("conv" + k, nn::AnyModule(nn::Conv2d(nn::Conv2dOptions(in, blocks[i].first, 3).padding(1).bias(false))));
+    net->add("bn" + k, nn::AnyModule(nn::BatchNorm2d(blocks[i].first)));
+    net->add("relu" + k, nn::AnyModule(nn::ReLU(true)));
+    in = blocks[i].first;
+    if (blocks[i].second) {
+      net->add("pool" + std::to_string(++pool), nn::AnyModule(nn::MaxPool2d(nn::MaxPool2dOptions(2))));
+      side /= 2;
+    }
+  }
+  net->add("flatten", nn::AnyModule(nn::Flatten()));
+  net->add("fc1", nn::AnyModule(nn::Linear(in * side * side, 256)));
+  net->add("relu_fc", nn::AnyModule(nn::ReLU(true)));
+  net->add("fc2", nn::AnyModule(nn::Linear(256, a.outputs)));
+  return net;
+}
+
+}  // namespace rw::models
