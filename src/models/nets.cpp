@@ -86,13 +86,14 @@ torch::Tensor SNConv2dImpl::forward(const torch::Tensor& x) {
     auto u = torch::mv(w, v);
     u_.copy_(u / (u.norm() + 1e-12));
   }
-  torch::Tensor v;
+  torch::Tensor u, v;
   {
     torch::NoGradGuard ng;
-    v = torch::mv(w.t(), u_);
+    u = u_.clone();  // the graph must not see later in-place updates of the buffer
+    v = torch::mv(w.t(), u);
     v = v / (v.norm() + 1e-12);
   }
-  auto sigma = torch::dot(u_, torch::mv(w, v));
+  auto sigma = torch::dot(u, torch::mv(w, v));
   return torch::conv2d(x, weight_ / sigma, bias_, stride_, pad_);
 }
 
