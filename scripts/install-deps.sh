@@ -17,6 +17,7 @@ PKGS=(
   nlohmann-json3-dev
   zlib1g-dev
   dataset-fashion-mnist
+  python3-torch
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -171,12 +171,98 @@ int train_classifier_cmd(const Args& args) {
   return 0;
 }
 
+int train_embedder_cmd(const Args& args) {
+  models::TrainEmbedderOptions o;
+  o.arch.name = "cnn64";
+  o.arch.channels = 3;
+  o.arch.width = 16;
+  o.arch.outputs = 128;
+  CommonOptions common;
+  std::string data, val;
+  double heldout_fraction = 0.2;
+  po::options_description desc("train embedder options");
+  desc.add_options()
+      ("data", po::value(&data)->required(), "manifest of face images with identities (several images each)")
+      ("val", po::value(&val), "manifest of held-out identities for TAR@FAR (default: hold out --heldout-fraction "
+       "of --data's identities)")
+      ("heldout-fraction", po::value(&heldout_fraction)->default_value(heldout_fraction),
+       "fraction of identities held out (never trained on) when --val is absent")
+      ("out", po::value(&o.out)->required(), "embedder file to write (native); also OUT.ckpt")
+      ("arch", po::value(&o.arch.name)->default_value(o.arch.name), "cnn28 | cnn32 | cnn64 trunk")
+      ("channels", po::value(&o.arch.channels)->default_value(o.arch.channels), "1 grey | 3 RGB")
+      ("width", po::value(&o.arch.width)->default_value(o.arch.width), "channels of the first conv")
+      ("dim", po::value(&o.arch.outputs)->default_value(o.arch.outputs), "embedding dimension")
+      ("epochs", po::value(&o.epochs)->default_value(o.epochs), "passes over the data")
+      ("batch", po::value(&o.batch)->default_value(o.batch), "images per step")
+      ("lr", po::value(&o.lr)->default_value(o.lr), "Adam learning rate (cosine decay)")
+      ("margin", po::value(&o.margin)->default_value(o.margin), "CosFace margin m")
+      ("scale", po::value(&o.scale)->default_value(o.scale), "CosFace scale s")
+      ("seed", po::value(&o.seed)->default_value(o.seed), "seed")
+      ("checkpoint-every", po::value(&o.checkpoint_every)->default_value(o.checkpoint_every), "steps between checkpoints")
+      ("resume", po::bool_switch(&o.resume), "continue from OUT.ckpt if it exists");
+  if (!parse_command("rewind train embedder --data MANIFEST --out E.pt [options]", args, desc, common)) return 0;
+  const int res = o.arch.resolution();
+  io::RunRecord record("train embedder");
+  record.set_seed(o.seed);
+  io::ensure_dir(run_dir_of(o.out));
+  models::TrainResult r;
+  int64_t train_ids = 0, val_ids_n = 0;
+  run_and_record(record, stem_path(o.out, ".run.json"), [&] {
+    auto d = load_manifest_images(data, o.arch.channels, res, &record);
+    // identity index per loaded image, in first-appearance order
+    std::map<std::string, int64_t> id_of;
+    std::vector<int64_t> ids;
+    for (size_t i : d.batch.indices) ids.push_back(id_of.emplace(d.manifest.entries[i].identity, int64_t(id_of.size())).first->second);
+    auto all_ids = torch::tensor(ids, torch::kLong);
+    at::Tensor x = d.batch.images, y = all_ids, vx, vy;
+    if (!val.empty()) {
+      auto v = load_manifest_images(val, o.arch.channels, res, &record);
+      std::map<std::string, int64_t> vid;
+      std::vector<int64_t> vids;
+      for (size_t i : v.batch.indices) {
+        const auto& name = v.manifest.entries[i].identity;
+        RW_CHECK(!id_of.count(name), Input, "held-out manifest ", val, " shares identity '", name,
+                 "' with the training data; held-out identities must be disjoint");
+        vids.push_back(vid.emplace(name, int64_t(vid.size())).first->second);
+      }
+      vx = v.batch.images;
+      vy = torch::tensor(vids, torch::kLong);
+    } else if (heldout_fraction > 0) {
+      const int64_t k = int64_t(id_of.size());
+      const int64_t held = std::max<int64_t>(2, int64_t(heldout_fraction * double(k)));
+      RW_CHECK(k - held >= 2, Input, "too few identities (", k, ") to hold out ", held, "; pass --val or lower --heldout-fraction");
+      auto is_val = all_ids.ge(k - held);
+      vx = x.index({is_val});
+      vy = all_ids.index({is_val}) - (k - held);
+      x = x.index({is_val.logical_not()});
+      y = all_ids.index({is_val.logical_not()});
+    }
+    train_ids = y.max().item<int64_t>() + 1;
+    val_ids_n = vy.defined() && vy.numel() ? vy.max().item<int64_t>() + 1 : 0;
+    record.options() = {{"data", data}, {"val", val}, {"heldout_fraction", heldout_fraction}, {"out", o.out},
+                        {"arch", o.arch.to_json("embedder")}, {"epochs", o.epochs}, {"batch", o.batch},
+                        {"lr", o.lr}, {"margin", o.margin}, {"scale", o.scale}, {"seed", o.seed}, {"resume", o.resume}};
+    record.mark("load");
+    log_info("training ", o.arch.name, " embedder on ", x.size(0), " images of ", train_ids, " identities; ",
+             val_ids_n, " held-out identities for TAR@FAR=1e-3");
+    r = models::train_embedder(x, y, vx, vy, o, progress_fn());
+    record.mark("train");
+    record.results() = {{"embedder", o.out}, {"steps", r.steps}, {"images_per_second", r.images_per_second},
+                        {"final_loss", r.final_loss}, {"heldout_tar_at_far_1e-3", r.final_aux},
+                        {"train_identities", train_ids}, {"heldout_identities", val_ids_n}};
+  });
+  std::printf("wrote %s (%lld steps, %.0f images/s)\n  held-out identities: %lld, TAR at FAR 1e-3: %.4f\n",
+              o.out.c_str(), (long long)r.steps, r.images_per_second, (long long)val_ids_n, r.final_aux);
+  return 0;
+}
+
 }  // namespace
 
 int cmd_train(const Args& args) {
   static const std::vector<Command> cmds = {
       {"gan", "train a DCGAN generator (spectral-norm discriminator, hinge loss)", train_gan_cmd},
       {"classifier", "train a split-able CNN classifier", train_classifier_cmd},
+      {"embedder", "train an identity embedder (CosFace) on faces with identities", train_embedder_cmd},
   };
   if (args.empty() || args[0] == "--help" || args[0] == "-h") {
     auto& os = args.empty() ? std::cerr : std::cout;
@@ -186,7 +272,7 @@ int cmd_train(const Args& args) {
   }
   for (const auto& c : cmds)
     if (c.name == args[0]) return c.run(Args(args.begin() + 1, args.end()));
-  RW_FAIL(Usage, "unknown model '", args[0], "' for train (try: gan, classifier)");
+  RW_FAIL(Usage, "unknown model '", args[0], "' for train (try: gan, classifier, embedder)");
 }
 
 }  // namespace rw::cli

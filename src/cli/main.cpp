@@ -19,7 +19,7 @@ using rw::cli::Command;
 const std::vector<Command>& commands() {
   static const std::vector<Command> cmds = {
       {"data", "make datasets and manifests: synth-faces, fashion-mnist, import", rw::cli::cmd_data},
-      {"train", "train rewind's own models: gan, classifier", rw::cli::cmd_train},
+      {"train", "train rewind's own models: gan, classifier, embedder", rw::cli::cmd_train},
   };
   return cmds;
 }

@@ -10,6 +10,7 @@
 
 #include "rewind/core/error.h"
 #include "rewind/core/runtime.h"
+#include "rewind/identity/calibration.h"
 #include "rewind/io/atomic_file.h"
 #include "rewind/models/native.h"
 
@@ -225,6 +226,84 @@ TrainResult train_classifier(const at::Tensor& images, const at::Tensor& labels,
   r.images_per_second = r.seconds > 0 ? double(step - start) * opt.batch / r.seconds : 0;
   r.final_loss = loss_v;
   r.final_aux = val_images.defined() && val_images.size(0) > 0 ? evaluate_accuracy(net, val_images, val_labels) : 0.0;
+  return r;
+}
+
+at::Tensor embed_with(StagedNet& net, const at::Tensor& images, int64_t batch) {
+  torch::NoGradGuard ng;
+  bool was_training = net->is_training();
+  net->eval();
+  std::vector<at::Tensor> out;
+  for (int64_t i = 0; i < images.size(0); i += batch)
+    out.push_back(net->forward(images.slice(0, i, std::min(images.size(0), i + batch))));
+  if (was_training) net->train();
+  return torch::nn::functional::normalize(torch::cat(out), torch::nn::functional::NormalizeFuncOptions().dim(1));
+}
+
+TrainResult train_embedder(const at::Tensor& images, const at::Tensor& ids, const at::Tensor& val_images,
+                           const at::Tensor& val_ids, const TrainEmbedderOptions& opt, const ProgressFn& progress) {
+  check_images(images, opt.arch.channels, opt.arch.resolution(), "train embedder");
+  RW_CHECK(ids.dim() == 1 && ids.size(0) == images.size(0), Input, "identity ids must be [N] for N images");
+  RW_CHECK(!opt.out.empty(), Usage, "train embedder needs --out FILE");
+  const int64_t classes = ids.max().item<int64_t>() + 1;
+  RW_CHECK(classes >= 2, Input, "train embedder needs at least two identities");
+  const std::string ckpt = opt.checkpoint.empty() ? opt.out + ".ckpt" : opt.checkpoint;
+  seed_everything(opt.seed);
+  StagedNet net = make_cnn(opt.arch);
+  // CosFace head: one normalised weight vector per training identity
+  struct HeadImpl : torch::nn::Module {
+    HeadImpl(int64_t k, int64_t d) { w = register_parameter("w", torch::randn({k, d}) * 0.01); }
+    torch::Tensor w;
+  };
+  auto head = std::make_shared<HeadImpl>(classes, opt.arch.outputs);
+  std::vector<torch::Tensor> params = net->parameters();
+  params.push_back(head->w);
+  torch::optim::Adam adam(params, torch::optim::AdamOptions(opt.lr).weight_decay(opt.weight_decay));
+  CheckpointParts parts{{{"net", net.get()}, {"head", head.get()}}, {{"opt", &adam}}};
+  const int64_t n = images.size(0), per_epoch = (n + opt.batch - 1) / opt.batch, total = per_epoch * opt.epochs;
+  int64_t step = 0;
+  if (opt.resume && fs::exists(ckpt)) step = load_checkpoint(ckpt, parts);
+  namespace F = torch::nn::functional;
+  const auto t0 = Clock::now();
+  const int64_t start = step;
+  double loss_v = 0;
+  net->train();
+  try {
+    while (step < total) {
+      const int64_t epoch = step / per_epoch, k = step % per_epoch;
+      auto gen = at::detail::createCPUGenerator(mix_seed(opt.seed, uint64_t(epoch)));
+      auto idx = torch::randperm(n, gen, torch::kLong).slice(0, k * opt.batch, std::min(n, (k + 1) * opt.batch));
+      double lr = 0.5 * opt.lr * (1 + std::cos(M_PI * double(step) / double(total)));
+      for (auto& group : adam.param_groups()) static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
+      auto y = ids.index_select(0, idx);
+      auto e = F::normalize(net->forward(images.index_select(0, idx)), F::NormalizeFuncOptions().dim(1));
+      auto cos = torch::mm(e, F::normalize(head->w, F::NormalizeFuncOptions().dim(1)).t());
+      auto logits = opt.scale * (cos - opt.margin * F::one_hot(y, classes).to(cos.dtype()));
+      auto loss = F::cross_entropy(logits, y);
+      adam.zero_grad();
+      loss.backward();
+      adam.step();
+      loss_v = loss.item<double>();
+      ++step;
+      if (step % opt.checkpoint_every == 0) save_checkpoint(ckpt, parts, step);
+      report_progress(progress, {"train embedder", step, total, fmt("epoch %.0f  loss %.4f", double(epoch + 1), loss_v)});
+    }
+  } catch (const Error& e) {
+    if (e.kind() == ErrorKind::kCancelled) save_checkpoint(ckpt, parts, step);
+    throw;
+  }
+  save_checkpoint(ckpt, parts, step);
+  net->eval();
+  save_native(opt.out, *net, opt.arch.to_json("embedder"));
+  TrainResult r;
+  r.steps = step;
+  r.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  r.images_per_second = r.seconds > 0 ? double(step - start) * opt.batch / r.seconds : 0;
+  r.final_loss = loss_v;
+  if (val_images.defined() && val_images.size(0) > 1) {
+    auto cal = identity::calibrate(embed_with(net, val_images), val_ids, {1e-3});
+    r.final_aux = cal.points[0].tar;
+  }
   return r;
 }
 

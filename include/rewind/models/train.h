@@ -68,6 +68,30 @@ TrainResult train_classifier(const at::Tensor& images, const at::Tensor& labels,
                              const at::Tensor& val_labels, const TrainClassifierOptions& opt,
                              const ProgressFn& progress = {});
 
+struct TrainEmbedderOptions {
+  CnnArch arch;                 ///< outputs = embedding dimension
+  int64_t epochs = 12;
+  int64_t batch = 128;
+  double lr = 2e-3;             ///< Adam, cosine decay to 0
+  double weight_decay = 5e-4;
+  double margin = 0.35;         ///< CosFace additive cosine margin m
+  double scale = 30.0;          ///< CosFace logit scale s
+  uint64_t seed = 1;
+  std::string out;
+  std::string checkpoint;       ///< default: out + ".ckpt"
+  int64_t checkpoint_every = 200;
+  bool resume = false;
+};
+
+/// Trains an identity embedder with the CosFace margin loss on images [N,C,R,R] with identity ids
+/// [N] in [0, K). final_aux = verification TAR at FAR 1e-3 on (val_images, val_ids), identities
+/// that must be disjoint from the training ones (checked by the caller).
+TrainResult train_embedder(const at::Tensor& images, const at::Tensor& ids, const at::Tensor& val_images,
+                           const at::Tensor& val_ids, const TrainEmbedderOptions& opt, const ProgressFn& progress = {});
+
+/// Embeds images [N,C,R,R] with a staged net (eval, batched) and L2-normalises: [N, outputs].
+at::Tensor embed_with(StagedNet& net, const at::Tensor& images, int64_t batch = 256);
+
 /// Accuracy of `net` on images/labels, batched, eval mode.
 double evaluate_accuracy(StagedNet& net, const at::Tensor& images, const at::Tensor& labels, int64_t batch = 256);
 

@@ -1,0 +1,79 @@
+#include "rewind/identity/calibration.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include "rewind/core/error.h"
+
+namespace rw::identity {
+
+double threshold_for_far(const at::Tensor& impostor_scores, double far) {
+  RW_CHECK(impostor_scores.numel() > 0, Input, "no impostor pairs to calibrate on: need at least two identities");
+  RW_CHECK(far > 0 && far < 1, Usage, "FAR must be in (0, 1), got ", far);
+  auto s = std::get<0>(impostor_scores.flatten().to(torch::kFloat64).sort(0, /*descending=*/true));
+  const int64_t n = s.numel();
+  // allow k = floor(far * n) impostors strictly above the threshold
+  const int64_t k = int64_t(std::floor(far * double(n)));
+  if (k >= n) return s[n - 1].item<double>();
+  // threshold = the (k+1)-th highest score: pairs must score strictly above it
+  return s[k].item<double>();
+}
+
+Calibration calibrate(const at::Tensor& emb, const at::Tensor& labels, const std::vector<double>& fars,
+                      int64_t max_pairs, uint64_t seed) {
+  RW_CHECK(emb.dim() == 2 && labels.dim() == 1 && emb.size(0) == labels.size(0), Internal,
+           "calibrate: embeddings [N,d] and labels [N] expected");
+  torch::NoGradGuard ng;
+  const int64_t n = emb.size(0);
+  auto e = emb.to(torch::kFloat32).contiguous();
+  auto lab = labels.to(torch::kLong);
+  std::vector<at::Tensor> gen, imp;
+  const int64_t all_pairs = n * (n - 1) / 2;
+  if (all_pairs <= max_pairs) {
+    const int64_t block = 1024;
+    for (int64_t i = 0; i < n; i += block) {
+      auto a = e.slice(0, i, std::min(n, i + block));
+      auto sims = torch::mm(a, e.t());  // [b, n]
+      auto same = lab.slice(0, i, std::min(n, i + block)).unsqueeze(1).eq(lab.unsqueeze(0));
+      auto row = torch::arange(i, std::min(n, i + block)).unsqueeze(1);
+      auto upper = torch::arange(n).unsqueeze(0).gt(row);  // j > i: each pair once
+      gen.push_back(sims.masked_select(same & upper));
+      imp.push_back(sims.masked_select(same.logical_not() & upper));
+    }
+  } else {
+    auto g = at::detail::createCPUGenerator(seed);
+    auto i = torch::randint(n, {max_pairs}, g, torch::kLong);
+    auto j = torch::randint(n, {max_pairs}, g, torch::kLong);
+    auto keep = i.ne(j);
+    i = i.masked_select(keep);
+    j = j.masked_select(keep);
+    auto sims = (e.index_select(0, i) * e.index_select(0, j)).sum(1);
+    auto same = lab.index_select(0, i).eq(lab.index_select(0, j));
+    imp.push_back(sims.masked_select(same.logical_not()));
+    // genuine pairs: all of them (identities are small groups)
+    for (int64_t a = 0; a < n; a += 1024) {
+      auto blk = e.slice(0, a, std::min(n, a + 1024));
+      auto s2 = torch::mm(blk, e.t());
+      auto same2 = lab.slice(0, a, std::min(n, a + 1024)).unsqueeze(1).eq(lab.unsqueeze(0));
+      auto row = torch::arange(a, std::min(n, a + 1024)).unsqueeze(1);
+      gen.push_back(s2.masked_select(same2 & torch::arange(n).unsqueeze(0).gt(row)));
+    }
+  }
+  auto genuine = torch::cat(gen), impostor = torch::cat(imp);
+  Calibration c;
+  c.genuine_pairs = genuine.numel();
+  c.impostor_pairs = impostor.numel();
+  for (double far : fars) {
+    Operating op;
+    op.far = far;
+    op.threshold = threshold_for_far(impostor, far);
+    op.far_actual = impostor.gt(op.threshold).to(torch::kFloat64).mean().item<double>();
+    if (genuine.numel() > 0) op.tar = genuine.gt(op.threshold).to(torch::kFloat64).mean().item<double>();
+    c.points.push_back(op);
+  }
+  return c;
+}
+
+}  // namespace rw::identity
