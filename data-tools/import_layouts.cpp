@@ -101,6 +101,21 @@ void import_celeba(const fs::path& root, io::Manifest& m, ImportResult& r, int64
 
 }  // namespace
 
+io::Manifest open_data(const std::string& src) {
+  if (!fs::is_directory(src)) return io::read_manifest(src);
+  if (fs::is_regular_file(fs::path(src) / "manifest.csv")) return io::read_manifest((fs::path(src) / "manifest.csv").string());
+  io::Manifest m;
+  ImportResult r;
+  fs::path root = fs::absolute(src).lexically_normal();
+  bool has_subdirs = false;
+  for (const auto& e : fs::directory_iterator(root)) has_subdirs |= e.is_directory();
+  if (has_subdirs) import_folder(root, m, r, 0);
+  else import_flat(root, m, r, 0);
+  RW_CHECK(!m.entries.empty(), Input, "no images found in folder '", src,
+           "' (expected images, one subfolder per identity, or a manifest.csv)");
+  return m;  // absolute paths, base_dir empty
+}
+
 ImportResult import_dataset(const ImportOptions& opt) {
   RW_CHECK(!opt.root.empty(), Usage, "import needs --root DIR");
   RW_CHECK(!opt.out.empty(), Usage, "import needs --out manifest.csv");

@@ -20,6 +20,8 @@ const std::vector<Command>& commands() {
   static const std::vector<Command> cmds = {
       {"data", "make datasets and manifests: synth-faces, fashion-mnist, import", rw::cli::cmd_data},
       {"train", "train rewind's own models: gan, classifier, embedder", rw::cli::cmd_train},
+      {"convert", "convert third-party weights to a rewind model file: face-api", rw::cli::cmd_convert},
+      {"embed", "identity embeddings of a data set (embeddings.npy + items.csv)", rw::cli::cmd_embed},
   };
   return cmds;
 }

@@ -88,6 +88,11 @@ struct ImportResult {
 
 ImportResult import_dataset(const ImportOptions& opt);
 
+/// What every `--data MANIFEST|DIR` / `--targets MANIFEST|DIR` option reads: a manifest file; a
+/// folder holding manifest.csv; or a folder of images (one subfolder per identity when there are
+/// subfolders, else one identity per file). Entry paths resolve through Manifest::resolve.
+io::Manifest open_data(const std::string& manifest_or_dir);
+
 /// True for file names with an image extension OpenCV reads.
 bool has_image_extension(const std::string& name);
 

@@ -1,0 +1,120 @@
+// rewind convert face-api | rewind embed
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <iostream>
+
+#include "cli.h"
+#include "rewind/core/error.h"
+#include "rewind/core/log.h"
+#include "rewind/data/datasets.h"
+#include "rewind/io/atomic_file.h"
+#include "rewind/io/csv.h"
+#include "rewind/io/face_crop.h"
+#include "rewind/io/npy.h"
+#include "rewind/models/face_resnet.h"
+#include "rewind/models/models.h"
+
+namespace fs = std::filesystem;
+
+namespace rw::cli {
+
+namespace {
+
+int convert_face_api_cmd(const Args& args) {
+  CommonOptions common;
+  std::string from = models::default_face_api_dir(), out;
+  po::options_description desc("convert face-api options");
+  desc.add_options()
+      ("from", po::value(&from)->default_value(from),
+       "face-api's model/ folder (set up with: npm ci --prefix data-tools/face-api)")
+      ("out", po::value(&out)->required(), "native embedder file to write");
+  if (!parse_command("rewind convert face-api --out FILE [--from DIR]", args, desc, common)) return 0;
+  RW_CHECK(!from.empty(), Usage, "face-api's model folder was not found: run `npm ci --prefix data-tools/face-api` "
+           "in the repository, or pass --from DIR");
+  models::convert_face_api(from, out);
+  std::cout << "wrote " << out << " (dlib face ResNet, 128-d, from " << from << ")\n";
+  return 0;
+}
+
+int embed_cmd(const Args& args) {
+  CommonOptions common;
+  std::string embedder, data, out, crop = "none";
+  int64_t batch = 64;
+  po::options_description desc("embed options");
+  desc.add_options()
+      ("embedder", po::value(&embedder)->required(), "embedder file (native or TorchScript)")
+      ("data", po::value(&data)->required(), "manifest, folder with manifest.csv, or folder of images")
+      ("out", po::value(&out)->required(), "output folder: embeddings.npy [N,d] (L2-normalised), items.csv, run.json")
+      ("crop", po::value(&crop)->default_value(crop),
+       "none (whole image) | center (centred square) | detect (OpenCV Haar face detection)")
+      ("batch", po::value(&batch)->default_value(batch), "images per forward pass");
+  if (!parse_command("rewind embed --embedder E --data MANIFEST|DIR --out DIR [options]", args, desc, common)) return 0;
+  io::RunRecord record("embed");
+  record.options() = {{"embedder", embedder}, {"data", data}, {"out", out}, {"crop", crop}, {"batch", batch}};
+  io::ensure_dir(out);
+  int64_t done = 0, no_face = 0;
+  int64_t dim = 0;
+  run_and_record(record, out + "/run.json", [&] {
+    auto e = models::load_embedder(embedder);
+    auto shape = e->input_shape();
+    dim = e->dim();
+    record.results()["embedder"] = e->describe();
+    record.results()["embedder_id"] = e->id();
+    io::FaceCropper cropper(io::parse_crop_mode(crop), shape.height, shape.channels);
+    auto m = data::open_data(data);
+    const int64_t n = int64_t(m.entries.size());
+    std::vector<at::Tensor> chunks;
+    std::string items = io::csv_line({"row", "path", "identity"});
+    torch::NoGradGuard ng;
+    auto progress = progress_fn();
+    for (int64_t start = 0; start < n; start += batch) {
+      std::vector<at::Tensor> imgs;
+      for (int64_t i = start; i < std::min(n, start + batch); ++i) {
+        std::string path = m.resolve(size_t(i));
+        try {
+          bool found = true;
+          imgs.push_back(cropper.load(path, &found));
+          no_face += !found;
+          items += io::csv_line({std::to_string(done++), m.entries[i].path, m.entries[i].identity});
+        } catch (const Error& err) {
+          if (err.kind() != ErrorKind::kInput) throw;
+          record.add_skip(path, err.message());
+        }
+      }
+      if (!imgs.empty()) chunks.push_back(e->embed(torch::stack(imgs)));
+      report_progress(progress, {"embed", std::min(n, start + batch), n, ""});
+    }
+    progress_done();
+    RW_CHECK(!chunks.empty(), Input, "no image of ", data, " could be embedded; see ", out, "/run.json for the reasons");
+    io::write_npy(out + "/embeddings.npy", torch::cat(chunks));
+    io::write_file_atomic(out + "/items.csv", items);
+    record.mark("embed");
+    record.results()["embedded"] = done;
+    record.results()["dim"] = dim;
+    record.results()["no_face_found"] = no_face;
+    if (record.skipped()) log_warn(record.skipped(), " images skipped (listed in ", out, "/run.json)");
+    if (no_face) log_warn(no_face, " images had no detectable face and were centre-cropped");
+  });
+  std::cout << "wrote " << done << " embeddings (" << dim << "-d) to " << out << "/embeddings.npy";
+  if (record.skipped()) std::cout << "; " << record.skipped() << " images skipped";
+  std::cout << "\n";
+  return 0;
+}
+
+}  // namespace
+
+int cmd_convert(const Args& args) {
+  if (args.empty() || args[0] == "--help" || args[0] == "-h") {
+    (args.empty() ? std::cerr : std::cout)
+        << "usage: rewind convert face-api --out FILE [--from DIR]\n\n"
+           "  face-api   the dlib face ResNet (128-d) from the npm package @vladmandic/face-api\n";
+    return args.empty() ? 2 : 0;
+  }
+  if (args[0] == "face-api") return convert_face_api_cmd(Args(args.begin() + 1, args.end()));
+  RW_FAIL(Usage, "unknown format '", args[0], "' for convert (try: face-api)");
+}
+
+int cmd_embed(const Args& args) { return embed_cmd(args); }
+
+}  // namespace rw::cli

@@ -1,0 +1,89 @@
+#include "rewind/io/face_crop.h"
+
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <mutex>
+#include <opencv2/imgproc.hpp>
+#include <opencv2/objdetect.hpp>
+
+#include "rewind/core/error.h"
+#include "rewind/io/image.h"
+
+namespace rw::io {
+
+namespace {
+constexpr const char* kDefaultCascade = "/usr/share/opencv4/haarcascades/haarcascade_frontalface_default.xml";
+constexpr double kMargin = 0.25;  // widen detections by 25% each side: Haar boxes are tight
+}  // namespace
+
+CropMode parse_crop_mode(const std::string& s) {
+  if (s == "none") return CropMode::kNone;
+  if (s == "center") return CropMode::kCenter;
+  if (s == "detect") return CropMode::kDetect;
+  RW_FAIL(Usage, "--crop must be none, center or detect, got '", s, "'");
+}
+
+struct FaceCropper::Impl {
+  CropMode mode;
+  int size, channels;
+  cv::CascadeClassifier cascade;
+  std::mutex mu;  // CascadeClassifier is not thread-safe
+};
+
+FaceCropper::FaceCropper(CropMode mode, int size, int channels, const std::string& cascade)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->mode = mode;
+  impl_->size = size;
+  impl_->channels = channels;
+  if (mode == CropMode::kDetect) {
+    std::string path = cascade.empty() ? kDefaultCascade : cascade;
+    RW_CHECK(std::filesystem::exists(path), Input, "face detector '", path,
+             "' not found: install Debian's opencv-data (apt-get install opencv-data) or use --crop center");
+    RW_CHECK(impl_->cascade.load(path), Input, "face detector '", path, "' could not be loaded (corrupt cascade XML)");
+  }
+}
+
+FaceCropper::~FaceCropper() = default;
+
+at::Tensor FaceCropper::load(const std::string& path, bool* found) const {
+  if (found) *found = true;
+  if (impl_->mode == CropMode::kNone) return load_image(path, {impl_->channels, impl_->size, ResizeMode::kStretch});
+  if (impl_->mode == CropMode::kCenter) return load_image(path, {impl_->channels, impl_->size, ResizeMode::kCenterCrop});
+  // detect: find the largest face on the native-size image, crop a widened square around it
+  auto full = load_image(path, {3, 0, ResizeMode::kCenterCrop});  // [3,H,W]
+  auto u8 = to_hwc_u8(full);
+  const int h = int(full.size(1)), w = int(full.size(2));
+  cv::Mat rgb(h, w, CV_8UC3, u8.data()), grey;
+  cv::cvtColor(rgb, grey, cv::COLOR_RGB2GRAY);
+  cv::equalizeHist(grey, grey);
+  std::vector<cv::Rect> faces;
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    impl_->cascade.detectMultiScale(grey, faces, 1.1, 4, 0, cv::Size(std::max(12, std::min(h, w) / 10), std::max(12, std::min(h, w) / 10)));
+  }
+  if (faces.empty()) {
+    if (found) *found = false;
+    return load_image(path, {impl_->channels, impl_->size, ResizeMode::kCenterCrop});
+  }
+  auto best = *std::max_element(faces.begin(), faces.end(), [](const cv::Rect& a, const cv::Rect& b) { return a.area() < b.area(); });
+  const int side = int(std::lround(std::max(best.width, best.height) * (1 + 2 * kMargin)));
+  const int cx = best.x + best.width / 2, cy = best.y + best.height / 2;
+  cv::Rect box(cx - side / 2, cy - side / 2, side, side);
+  // pad with black where the widened box leaves the image
+  cv::Mat padded;
+  int top = std::max(0, -box.y), left = std::max(0, -box.x);
+  int bottom = std::max(0, box.y + side - h), right = std::max(0, box.x + side - w);
+  cv::copyMakeBorder(rgb, padded, top, bottom, left, right, cv::BORDER_CONSTANT, cv::Scalar(0, 0, 0));
+  cv::Mat crop = padded(cv::Rect(box.x + left, box.y + top, side, side)), resized;
+  cv::resize(crop, resized, cv::Size(impl_->size, impl_->size), 0, 0, side > impl_->size ? cv::INTER_AREA : cv::INTER_LINEAR);
+  if (impl_->channels == 1) {
+    cv::Mat g;
+    cv::cvtColor(resized, g, cv::COLOR_RGB2GRAY);
+    return from_hwc_u8(g.data, g.rows, g.cols, 1);
+  }
+  if (!resized.isContinuous()) resized = resized.clone();
+  return from_hwc_u8(resized.data, resized.rows, resized.cols, 3);
+}
+
+}  // namespace rw::io
