@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Smoke tests of the model commands: train gan|classifier|embedder (with resume), embed, convert.
+# usage: models.sh path/to/rewind   (tiny sizes: the point is the plumbing, not model quality)
+set -u
+REWIND="$1"
+REPO="$(cd "$(dirname "$0")/../.." && pwd)"
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+pass=0
+fail=0
+ok()   { pass=$((pass + 1)); }
+bad()  { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
+expect_code() {  # expect_code CODE DESCRIPTION -- command...
+  local want="$1" what="$2"; shift 3
+  "$@" >"$TMP/out" 2>"$TMP/err"; local got=$?
+  if [ "$got" = "$want" ]; then ok; else bad "$what: exit $got, want $want; stderr: $(head -c 600 "$TMP/err")"; fi
+}
+expect_grep() {  # expect_grep PATTERN FILE DESCRIPTION
+  if grep -q -- "$1" "$2"; then ok; else bad "$3: '$1' not in $2: $(head -c 400 "$2")"; fi
+}
+
+"$REWIND" data synth-faces --out "$TMP/faces" --identities 8 --per-identity 4 --size 32 -q >/dev/null || bad "synth-faces"
+
+# GAN: 4 steps, then resume to 6
+expect_code 0 "train gan" -- "$REWIND" train gan --data "$TMP/faces/manifest.csv" --out "$TMP/m/g.pt" --arch dcgan32 \
+  --width 8 --latent-dim 16 --steps 4 --batch 8 --checkpoint-every 2 --sample-every 2 -q
+for f in g.pt g.pt.disc g.pt.ckpt g-samples.png g.run.json; do [ -s "$TMP/m/$f" ] && ok || bad "train gan wrote $f"; done
+expect_grep '"status": "ok"' "$TMP/m/g.run.json" "gan run record"
+expect_code 0 "train gan --resume" -- "$REWIND" train gan --data "$TMP/faces/manifest.csv" --out "$TMP/m/g.pt" --arch dcgan32 \
+  --width 8 --latent-dim 16 --steps 6 --batch 8 --checkpoint-every 2 --resume -q
+expect_grep "(6 steps" "$TMP/out" "resumed to 6 steps"
+expect_code 2 "unknown arch" -- "$REWIND" train gan --data "$TMP/faces/manifest.csv" --out "$TMP/m/x.pt" --arch dcgan99
+expect_grep "dcgan28, dcgan32 or dcgan64" "$TMP/err" "arch error lists the valid ones"
+expect_code 3 "gan on a missing manifest" -- "$REWIND" train gan --data "$TMP/nope.csv" --out "$TMP/m/x.pt"
+expect_grep "nope.csv" "$TMP/err" "missing manifest named"
+
+# classifier over identities
+expect_code 0 "train classifier" -- "$REWIND" train classifier --data "$TMP/faces/manifest.csv" --label-column identity \
+  --arch cnn32 --channels 3 --width 4 --epochs 1 --batch 8 --val-fraction 0.25 --out "$TMP/m/c.pt" -q
+expect_grep "held-out accuracy" "$TMP/out" "classifier reports accuracy"
+expect_grep '"heldout_accuracy"' "$TMP/m/c.run.json" "classifier run record"
+expect_code 3 "classifier with a missing label column" -- "$REWIND" train classifier --data "$TMP/faces/manifest.csv" \
+  --arch cnn32 --channels 3 --out "$TMP/m/c2.pt" -q
+expect_grep "no column 'label'" "$TMP/err" "label column error"
+
+# embedder, then embed the folder with it
+expect_code 0 "train embedder" -- "$REWIND" train embedder --data "$TMP/faces/manifest.csv" --arch cnn32 --width 4 \
+  --dim 16 --epochs 1 --batch 8 --heldout-fraction 0.25 --out "$TMP/m/e.pt" -q
+expect_grep "TAR at FAR 1e-3" "$TMP/out" "embedder reports TAR"
+expect_code 0 "embed" -- "$REWIND" embed --embedder "$TMP/m/e.pt" --data "$TMP/faces" --out "$TMP/emb" -q
+expect_grep "wrote 32 embeddings (16-d)" "$TMP/out" "embed summary"
+[ "$(wc -l < "$TMP/emb/items.csv")" = "33" ] && ok || bad "items.csv rows"
+head -c 100 "$TMP/faces/faces/id00001/0.png" > "$TMP/bad.png"; mv "$TMP/bad.png" "$TMP/faces/faces/id00001/0.png"
+expect_code 0 "embed with a truncated image" -- "$REWIND" embed --embedder "$TMP/m/e.pt" --data "$TMP/faces" --out "$TMP/emb2" -q
+expect_grep "31 embeddings" "$TMP/out" "bad image skipped, rest embedded"
+expect_grep "truncated PNG" "$TMP/emb2/run.json" "skip reason recorded"
+echo "garbage" > "$TMP/m/garbage.pt"
+expect_code 4 "embed with a garbage model" -- "$REWIND" embed --embedder "$TMP/m/garbage.pt" --data "$TMP/faces" --out "$TMP/emb3"
+expect_grep "garbage.pt" "$TMP/err" "model error names the file"
+expect_code 4 "classifier passed as embedder" -- "$REWIND" embed --embedder "$TMP/m/c.pt" --data "$TMP/faces" --out "$TMP/emb4"
+expect_grep "holds a classifier" "$TMP/err" "wrong kind of model"
+
+# the real face descriptor, when face-api's weights are installed
+FACE_API="$REPO/data-tools/face-api/node_modules/@vladmandic/face-api"
+if [ -f "$FACE_API/model/face_recognition_model-weights_manifest.json" ]; then
+  expect_code 0 "convert face-api" -- "$REWIND" convert face-api --from "$FACE_API/model" --out "$TMP/m/face.pt"
+  expect_code 0 "embed demo photos with detection" -- "$REWIND" embed --embedder "$TMP/m/face.pt" --data "$FACE_API/demo" \
+    --crop detect --out "$TMP/femb" -q
+  expect_grep "(128-d)" "$TMP/out" "face descriptor is 128-d"
+fi
+expect_code 2 "convert unknown format" -- "$REWIND" convert onnx --out "$TMP/x.pt"
+
+echo "cli models: $pass passed, $fail failed"
+[ "$fail" = 0 ]
