@@ -19,6 +19,8 @@ PKGS=(
   dataset-fashion-mnist
   python3-torch
 )
+# node + npm only to fetch face-api's weights (npm registry) into data-tools/face-api/node_modules
+command -v npm >/dev/null 2>&1 || PKGS+=(nodejs npm)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -29,4 +31,14 @@ if [ "${#missing[@]}" -gt 0 ]; then
   $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
 else
   echo "[install-deps] all Debian packages present" >&2
+fi
+
+# The real face-identity network: dlib's ResNet as shipped (MIT) in the npm package
+# @vladmandic/face-api. Only the weights package is installed (tfjs, needed only to regenerate the
+# reference vectors, is a devDependency).
+HERE="$(cd "$(dirname "$0")/.." && pwd)"
+FACE_API="$HERE/data-tools/face-api"
+if [ ! -f "$FACE_API/node_modules/@vladmandic/face-api/model/face_recognition_model.bin" ]; then
+  echo "[install-deps] npm ci face-api weights into $FACE_API/node_modules" >&2
+  (cd "$FACE_API" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund >&2)
 fi

@@ -12,7 +12,8 @@ namespace rw::models {
 
 // ------------------------------------------------------------------------------------------------
 /// DCGAN-family generator. arch: dcgan28 (7->14->28), dcgan32 (4->...->32), dcgan64 (4->...->64).
-/// z [N, latent_dim] -> tanh images [N, channels, res, res].
+/// z [N, latent_dim] -> linear + BN + ReLU to the first feature map, then per doubling nearest x2
+/// upsampling + 3x3 conv + BN + ReLU, last conv to `channels`, tanh -> images [N, channels, res, res].
 struct GanArch {
   std::string name = "dcgan64";  ///< dcgan28 | dcgan32 | dcgan64
   int64_t latent_dim = 128;
@@ -31,7 +32,10 @@ class DcganGeneratorImpl : public torch::nn::Module {
 
  private:
   GanArch arch_;
+  torch::nn::Linear fc_{nullptr};
+  torch::nn::BatchNorm1d bn0_{nullptr};
   torch::nn::Sequential net_{nullptr};
+  int64_t base_ = 4, first_channels_ = 0;
 };
 TORCH_MODULE(DcganGenerator);
 
