@@ -56,5 +56,7 @@ int cmd_data(const Args& args);
 int cmd_train(const Args& args);
 int cmd_convert(const Args& args);
 int cmd_embed(const Args& args);
+int cmd_invert(const Args& args);
+int cmd_generate(const Args& args);
 
 }  // namespace rw::cli

@@ -22,6 +22,8 @@ const std::vector<Command>& commands() {
       {"train", "train rewind's own models: gan, classifier, embedder", rw::cli::cmd_train},
       {"convert", "convert third-party weights to a rewind model file: face-api", rw::cli::cmd_convert},
       {"embed", "identity embeddings of a data set (embeddings.npy + items.csv)", rw::cli::cmd_embed},
+      {"generate", "sample a generator (images, latents, optional embeddings)", rw::cli::cmd_generate},
+      {"invert", "GAN rewinding: recover latent codes for target images", rw::cli::cmd_invert},
   };
   return cmds;
 }

@@ -1,0 +1,62 @@
+// GAN rewinding: target images -> the latent codes whose generated images reproduce them best
+// (Webster et al. CVPR 2019; GAN-Leaks CCS 2020). All targets x restarts are optimised as one
+// batch (chunked to a memory budget); the best restart per target is kept. Torch-only.
+//
+// Shapes: targets [N, C, H, W] in [-1, 1] with the generator's C, H, W; latents [N, D] (z or w),
+// [N, L, D] for w+; reconstructions [N, C, H, W].
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "rewind/core/progress.h"
+#include "rewind/models/models.h"
+#include "rewind/optim/loop.h"
+
+namespace rw::ganinv {
+
+/// Names of the loss terms, in the column order of InvertResult::terms.
+const std::vector<std::string>& term_names();  // mse, l1, dssim, identity, prior
+
+struct InvertOptions {
+  int64_t restarts = 4;       ///< random starts per target; the best is kept
+  optim::LoopOptions loop;    ///< steps, optimiser, lr, schedule, early stop
+  double w_mse = 1.0;         ///< weight of the pixel MSE
+  double w_l1 = 0.0;          ///< weight of the pixel L1
+  double w_ssim = 0.0;        ///< weight of (1 - SSIM)
+  double w_identity = 0.0;    ///< weight of (1 - cosine) between embeddings (needs an embedder)
+  double w_prior = 0.0;       ///< weight of GAN-Leaks' latent prior ((|z|^2 - D) / D)^2 (z space)
+  std::string latent = "z";   ///< z | w (mapping/synthesis generators)
+  int64_t batch = 256;        ///< max targets x restarts optimised at once (memory budget)
+  uint64_t seed = 1;          ///< restart r of target i starts from a seed of (seed, i, r): results
+                              ///< do not depend on batch or chunking
+  std::string refine = "none";  ///< none | pixel (bounded residual on top of the latent-only output)
+  int64_t refine_steps = 100;
+  double refine_bound = 0.25; ///< max |residual| per pixel (in [-1,1] units)
+};
+
+struct InvertResult {
+  at::Tensor latents;   ///< [N, D] best latent per target
+  at::Tensor recon;     ///< [N, C, H, W] G(latent): the latent-only reconstruction
+  at::Tensor refined;   ///< [N, C, H, W] after the pixel stage; undefined when refine = none
+  at::Tensor loss;      ///< [N] weighted objective of the best restart
+  at::Tensor terms;     ///< [N, 5] unweighted terms (term_names()) of the best restart
+  at::Tensor restart;   ///< [N] int64 winning restart
+  at::Tensor refined_mse;  ///< [N] MSE after refinement (undefined when refine = none)
+  int64_t steps = 0;       ///< optimiser steps per chunk (max)
+  int64_t nan_resets = 0;  ///< restarts re-seeded after NaN/Inf
+};
+
+/// Called after each chunk with the index of its first target and its results (for incremental
+/// saving / resume).
+using ChunkFn = std::function<void(int64_t first_target, const InvertResult& chunk)>;
+
+/// `first_index` offsets the per-target seeds (so a resumed run reproduces an uninterrupted one).
+InvertResult invert(models::Generator& g, const at::Tensor& targets, const InvertOptions& o,
+                    models::Embedder* embedder = nullptr, const ProgressFn& progress = {},
+                    const ChunkFn& on_chunk = {}, int64_t first_index = 0);
+
+}  // namespace rw::ganinv

@@ -1,0 +1,165 @@
+#include "rewind/ganinv/invert.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/torch.h>
+
+#include "rewind/core/error.h"
+#include "rewind/core/runtime.h"
+#include "rewind/optim/losses.h"
+
+namespace rw::ganinv {
+
+const std::vector<std::string>& term_names() {
+  static const std::vector<std::string> names = {"mse", "l1", "dssim", "identity", "prior"};
+  return names;
+}
+
+namespace {
+
+/// Deterministic start for restart r of target i: depends only on (seed, i, r).
+at::Tensor start_latents(int64_t first, int64_t count, int64_t restarts, int64_t d, uint64_t seed) {
+  auto out = torch::empty({count * restarts, d});
+  for (int64_t i = 0; i < count; ++i)
+    for (int64_t r = 0; r < restarts; ++r) {
+      auto gen = at::detail::createCPUGenerator(mix_seed(seed, uint64_t(first + i), uint64_t(r)));
+      out[i * restarts + r].copy_(torch::randn({d}, gen));
+    }
+  return out;
+}
+
+struct Problem {
+  models::Generator& g;
+  const InvertOptions& o;
+  models::Embedder* emb;
+  at::Tensor targets;      // [B, C, H, W] (repeated per restart)
+  at::Tensor target_emb;   // [B, d] or undefined
+  int64_t d;
+
+  at::Tensor render(const at::Tensor& v) { return o.latent == "w" ? g.synthesis(v) : g.generate(v); }
+
+  /// [B, 5] unweighted terms; only the terms with weight > 0 are computed (others 0), plus MSE always.
+  at::Tensor terms(const at::Tensor& v, const at::Tensor& x) {
+    const int64_t b = v.size(0);
+    auto zero = torch::zeros({b}, v.options().requires_grad(false));
+    auto t_mse = optim::mse(x, targets);
+    auto t_l1 = o.w_l1 > 0 ? optim::l1(x, targets) : zero;
+    auto t_ssim = o.w_ssim > 0 ? 1.0 - optim::ssim(x, targets) : zero;
+    auto t_id = (o.w_identity > 0 && emb) ? 1.0 - (emb->embed(x) * target_emb).sum(1) : zero;
+    auto t_prior = o.w_prior > 0 ? ((v.flatten(1).pow(2).sum(1) - double(d)) / double(d)).pow(2) : zero;
+    return torch::stack({t_mse, t_l1, t_ssim, t_id, t_prior}, 1);
+  }
+
+  at::Tensor weighted(const at::Tensor& t) {
+    auto w = torch::tensor({o.w_mse, o.w_l1, o.w_ssim, o.w_identity, o.w_prior}, t.options().dtype(torch::kFloat32));
+    return (t * w).sum(1);
+  }
+};
+
+}  // namespace
+
+InvertResult invert(models::Generator& g, const at::Tensor& targets, const InvertOptions& o,
+                    models::Embedder* embedder, const ProgressFn& progress, const ChunkFn& on_chunk,
+                    int64_t first_index) {
+  const auto shape = g.output_shape();
+  RW_CHECK(targets.dim() == 4 && targets.size(1) == shape.channels && targets.size(2) == shape.height &&
+               targets.size(3) == shape.width,
+           Input, "targets are ", targets.sizes(), ", the generator makes [N,", shape.channels, ",", shape.height, ",",
+           shape.width, "]: load them at the generator's size and channels");
+  RW_CHECK(o.restarts >= 1, Usage, "--restarts must be >= 1");
+  RW_CHECK(o.latent == "z" || o.latent == "w", Usage, "--latent must be z or w, got '", o.latent, "'");
+  RW_CHECK(o.latent == "z" || g.has_mapping(), Usage, g.describe(), " has no mapping/synthesis: use --latent z");
+  RW_CHECK(o.w_identity <= 0 || embedder, Usage, "the identity loss needs --embedder");
+  RW_CHECK(o.refine == "none" || o.refine == "pixel", Usage, "--refine must be none or pixel, got '", o.refine, "'");
+  const int64_t n = targets.size(0), d = g.latent_dim();
+  const int64_t per_chunk = std::max<int64_t>(1, o.batch / o.restarts);
+  const int64_t chunks = (n + per_chunk - 1) / per_chunk;
+  const int64_t total_steps = chunks * (o.loop.steps + (o.refine == "pixel" ? o.refine_steps : 0));
+  const auto dev = targets.device();
+
+  std::vector<InvertResult> parts;
+  InvertResult all;
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t first = c * per_chunk, count = std::min(per_chunk, n - first);
+    auto tgt = targets.slice(0, first, first + count).repeat_interleave(o.restarts, 0);
+    Problem p{g, o, embedder, tgt, {}, d};
+    if (o.w_identity > 0 && embedder) {
+      torch::NoGradGuard ng;
+      p.target_emb = embedder->embed(tgt);
+    }
+    auto z0 = start_latents(first_index + first, count, o.restarts, d, o.seed).to(dev);
+    at::Tensor init = z0;
+    if (o.latent == "w") {
+      torch::NoGradGuard ng;
+      init = g.mapping(z0);
+    }
+    auto reset = [&](const at::Tensor& bad, at::Tensor& v) {
+      torch::NoGradGuard ng;
+      auto gen = at::detail::createCPUGenerator(mix_seed(o.seed, 0xBADull, uint64_t(first_index + first)));
+      auto fresh = torch::randn({v.size(0), d}, gen).to(dev);
+      if (o.latent == "w") fresh = g.mapping(fresh);
+      auto shape_b = std::vector<int64_t>(v.dim(), 1);
+      shape_b[0] = v.size(0);
+      v.copy_(torch::where(bad.view(shape_b), fresh, v));
+    };
+    auto objective = [&](const at::Tensor& v) { return p.weighted(p.terms(v, p.render(v))); };
+    auto res = optim::minimise(init, objective, o.loop, reset, progress, "invert",
+                               c * (o.loop.steps + (o.refine == "pixel" ? o.refine_steps : 0)), total_steps);
+    // best restart per target
+    InvertResult part;
+    {
+      torch::NoGradGuard ng;
+      auto loss = res.best_loss.view({count, o.restarts});
+      auto best = std::get<1>(loss.min(1));  // [count]
+      auto rows = torch::arange(count, torch::kLong).to(dev) * o.restarts + best;
+      auto v = res.best_vars.index_select(0, rows);
+      auto x = p.render(v);
+      Problem pb{g, o, embedder, targets.slice(0, first, first + count), {}, d};
+      if (p.target_emb.defined()) pb.target_emb = p.target_emb.index_select(0, rows);
+      part.latents = v;
+      part.recon = x;
+      part.terms = pb.terms(v, x);
+      part.loss = pb.weighted(part.terms);
+      part.restart = best.to(torch::kLong);
+      part.steps = res.steps;
+      part.nan_resets = res.nan_resets;
+    }
+    if (o.refine == "pixel") {
+      // bounded residual r: x = clamp(G(v) + bound * tanh(r)); shows what the generator cannot explain
+      auto base = part.recon.detach();
+      auto tg = targets.slice(0, first, first + count);
+      optim::LoopOptions lo = o.loop;
+      lo.steps = o.refine_steps;
+      lo.patience = 0;
+      auto obj = [&](const at::Tensor& r) {
+        return optim::mse((base + o.refine_bound * torch::tanh(r)).clamp(-1, 1), tg);
+      };
+      auto rr = optim::minimise(torch::zeros_like(base), obj, lo, [](const at::Tensor&, at::Tensor&) {}, progress,
+                                "refine", c * (o.loop.steps + o.refine_steps) + o.loop.steps, total_steps);
+      torch::NoGradGuard ng;
+      part.refined = (base + o.refine_bound * torch::tanh(rr.best_vars)).clamp(-1, 1);
+      part.refined_mse = optim::mse(part.refined, tg);
+    }
+    if (on_chunk) on_chunk(first, part);
+    parts.push_back(std::move(part));
+  }
+  auto cat = [&](at::Tensor InvertResult::*field) {
+    std::vector<at::Tensor> ts;
+    for (auto& pr : parts)
+      if ((pr.*field).defined()) ts.push_back(pr.*field);
+    return ts.empty() ? at::Tensor() : torch::cat(ts);
+  };
+  all.latents = cat(&InvertResult::latents);
+  all.recon = cat(&InvertResult::recon);
+  all.refined = cat(&InvertResult::refined);
+  all.refined_mse = cat(&InvertResult::refined_mse);
+  all.loss = cat(&InvertResult::loss);
+  all.terms = cat(&InvertResult::terms);
+  all.restart = cat(&InvertResult::restart);
+  for (auto& pr : parts) {
+    all.steps = std::max(all.steps, pr.steps);
+    all.nan_resets += pr.nan_resets;
+  }
+  return all;
+}
+
+}  // namespace rw::ganinv
