@@ -28,6 +28,14 @@ LoopResult minimise(const at::Tensor& init, const Objective& f, const LoopOption
         std::vector<at::Tensor>{vars},
         torch::optim::LBFGSOptions(o.lr).max_iter(1).history_size(10).line_search_fn("strong_wolfe"));
 
+  at::Tensor pending_bad;  // items whose loss was NaN/Inf in this step's first evaluation
+  auto apply_resets = [&] {
+    if (!pending_bad.defined()) return;
+    torch::NoGradGuard ng;
+    r.nan_resets += pending_bad.sum().item<int64_t>();
+    reset(pending_bad, vars);
+    pending_bad = at::Tensor();
+  };
   double last_improved_mean = std::numeric_limits<double>::infinity();
   int64_t since_improvement = 0;
   // Evaluates, tracks bests, handles NaN items; returns the masked loss sum for backward.
@@ -45,11 +53,8 @@ LoopResult minimise(const at::Tensor& init, const Objective& f, const LoopOption
         shape[0] = vars.size(0);
         r.best_vars = torch::where(better.view(shape), vars.detach(), r.best_vars);
       }
-      if (!finite.all().item<bool>()) {
-        auto bad = finite.logical_not();
-        r.nan_resets += bad.sum().item<int64_t>();
-        reset(bad, vars);
-      }
+      if (!finite.all().item<bool>()) pending_bad = finite.logical_not();  // reset after backward
+
     }
     return torch::where(finite, loss, torch::zeros_like(loss)).sum();
   };
@@ -65,9 +70,12 @@ LoopResult minimise(const at::Tensor& init, const Objective& f, const LoopOption
       auto s = evaluate(!tracked);  // track on the first evaluation of each step only
       tracked = true;
       s.backward();
+      // NaN items contribute zero loss, but NaN * 0 is NaN in their gradient: keep it out of the optimiser
+      if (vars.grad().defined()) vars.mutable_grad().nan_to_num_(0.0, 0.0, 0.0);
       return s;
     };
     opt->step(closure);
+    apply_resets();
     r.steps = step + 1;
     double mean_best = r.best_loss.masked_select(torch::isfinite(r.best_loss)).mean().item<double>();
     if (progress) {
@@ -87,6 +95,7 @@ LoopResult minimise(const at::Tensor& init, const Objective& f, const LoopOption
   {  // the final state counts too
     torch::NoGradGuard ng;
     evaluate(true);
+    apply_resets();
   }
   return r;
 }

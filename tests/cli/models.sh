@@ -60,6 +60,34 @@ expect_grep "garbage.pt" "$TMP/err" "model error names the file"
 expect_code 4 "classifier passed as embedder" -- "$REWIND" embed --embedder "$TMP/m/c.pt" --data "$TMP/faces" --out "$TMP/emb4"
 expect_grep "holds a classifier" "$TMP/err" "wrong kind of model"
 
+# generate + invert (GAN rewinding), with an interrupted run resumed
+expect_code 0 "generate" -- "$REWIND" generate --generator "$TMP/m/g.pt" --count 6 --out "$TMP/gen" --embedder "$TMP/m/e.pt" -q
+[ "$(wc -l < "$TMP/gen/manifest.csv")" = "7" ] && ok || bad "generate manifest rows"
+for f in latents.npy embeddings.npy items.csv images/sample-000005.png run.json; do [ -s "$TMP/gen/$f" ] && ok || bad "generate wrote $f"; done
+expect_code 0 "generate npy" -- "$REWIND" generate --generator "$TMP/m/g.pt" --count 6 --out "$TMP/gen-npy" --format npy -q
+cmp -s "$TMP/gen/latents.npy" "$TMP/gen-npy/latents.npy" && ok || bad "same seed, same latents"
+INV=(--generator "$TMP/m/g.pt" --targets "$TMP/gen" --restarts 2 --batch 2)
+expect_code 0 "invert" -- "$REWIND" invert "${INV[@]}" --steps 30 --out "$TMP/inv" -q
+[ "$(wc -l < "$TMP/inv/targets.csv")" = "7" ] && ok || bad "targets.csv rows"
+for f in latents.npy recon/5.png pairs.png run.json; do [ -s "$TMP/inv/$f" ] && ok || bad "invert wrote $f"; done
+[ ! -e "$TMP/inv/.partial" ] && ok || bad "partial state removed after a finished run"
+expect_grep "median MSE" "$TMP/out" "invert summary"
+"$REWIND" invert "${INV[@]}" --steps 300 --out "$TMP/inv-int" -q >/dev/null 2>"$TMP/int.err" &
+pid=$!
+for _ in $(seq 1200); do [ -e "$TMP/inv-int/.partial/seg-0.csv" ] && break; sleep 0.05; done
+kill -INT $pid; wait $pid; code=$?
+[ "$code" = 130 ] || { echo "interrupted run: $(cat "$TMP/int.err")"; ls -la "$TMP/inv-int" "$TMP/inv-int/.partial"; } >&2
+[ "$code" = 130 ] && ok || bad "SIGINT exit code $code, want 130"
+expect_grep '"status": "cancelled"' "$TMP/inv-int/run.json" "cancelled run recorded"
+[ -e "$TMP/inv-int/.partial/seg-0.csv" ] && ok || bad "finished segment kept after cancel"
+expect_code 2 "resume with other options" -- "$REWIND" invert "${INV[@]}" --steps 301 --out "$TMP/inv-int" --resume
+expect_code 0 "resume" -- "$REWIND" invert "${INV[@]}" --steps 300 --out "$TMP/inv-int" --resume -q
+"$REWIND" invert "${INV[@]}" --steps 300 --out "$TMP/inv-full" -q >/dev/null 2>&1
+cmp -s "$TMP/inv-int/latents.npy" "$TMP/inv-full/latents.npy" && ok || bad "resumed run equals an uninterrupted one"
+expect_code 2 "bad loss term" -- "$REWIND" invert "${INV[@]}" --steps 5 --out "$TMP/inv-x" --loss mse=1,bogus=2
+expect_grep "unknown term 'bogus'" "$TMP/err" "loss term error"
+expect_code 2 "identity loss without embedder" -- "$REWIND" invert "${INV[@]}" --steps 5 --out "$TMP/inv-y" --loss identity=1
+
 # the real face descriptor, when face-api's weights are installed
 FACE_API="$REPO/data-tools/face-api/node_modules/@vladmandic/face-api"
 if [ -f "$FACE_API/model/face_recognition_model-weights_manifest.json" ]; then

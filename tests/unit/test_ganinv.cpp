@@ -1,0 +1,174 @@
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include "rewind/core/error.h"
+#include "rewind/ganinv/invert.h"
+#include "rewind/models/native.h"
+#include "rewind/models/nets.h"
+#include "rewind/optim/loop.h"
+#include "rewind/optim/losses.h"
+#include "test_util.h"
+
+using namespace rw;
+using rw::test::TempDir;
+
+TEST(Losses, IdentityAndOrdering) {
+  torch::manual_seed(0);
+  auto x = torch::rand({3, 3, 16, 16}) * 2 - 1;
+  auto y = (x + 0.1 * torch::randn_like(x)).clamp(-1, 1);
+  auto z = torch::rand({3, 3, 16, 16}) * 2 - 1;
+  EXPECT_TRUE(torch::allclose(optim::ssim(x, x), torch::ones({3}), 1e-5, 1e-5));
+  EXPECT_TRUE((optim::ssim(x, y) > optim::ssim(x, z)).all().item<bool>());
+  EXPECT_TRUE((optim::mse(x, y) < optim::mse(x, z)).all().item<bool>());
+  EXPECT_TRUE(torch::isinf(optim::psnr(x, x)).all().item<bool>());
+  // PSNR on the [0,1] scale: a uniform error of 0.1 in [-1,1] units is 0.05 on [0,1] -> 26.02 dB
+  auto p = optim::psnr(torch::zeros({1, 1, 4, 4}), torch::full({1, 1, 4, 4}, 0.1));
+  EXPECT_NEAR(p.item<double>(), -10 * std::log10(0.05 * 0.05), 1e-3);
+  EXPECT_NEAR(optim::total_variation(torch::zeros({1, 1, 4, 4})).item<double>(), 0.0, 1e-9);
+  EXPECT_GT(optim::total_variation(z)[0].item<double>(), 0.1);
+}
+
+TEST(Loop, MinimisesIndependentItemsAndKeepsBest) {
+  auto target = torch::tensor({{1.0f, -2.0f}, {3.0f, 0.5f}, {-1.0f, -1.0f}});
+  auto f = [&](const at::Tensor& v) { return (v - target).pow(2).sum(1); };
+  optim::LoopOptions o;
+  o.steps = 300;
+  o.lr = 0.1;
+  auto r = optim::minimise(torch::zeros({3, 2}), f, o, [](const at::Tensor&, at::Tensor&) {});
+  EXPECT_TRUE(torch::allclose(r.best_vars, target, 1e-3, 1e-3)) << r.best_vars;
+  EXPECT_LT(r.best_loss.max().item<float>(), 1e-5);
+  o.optimizer = "lbfgs";
+  o.lr = 1;
+  o.steps = 20;
+  auto r2 = optim::minimise(torch::zeros({3, 2}), f, o, [](const at::Tensor&, at::Tensor&) {});
+  EXPECT_TRUE(torch::allclose(r2.best_vars, target, 1e-4, 1e-4));
+}
+
+TEST(Loop, EarlyStopAndNanResetAndCancel) {
+  auto f = [](const at::Tensor& v) { return v.pow(2).sum(1); };
+  optim::LoopOptions o;
+  o.steps = 1000;
+  o.lr = 0.5;
+  o.patience = 5;
+  o.schedule = "constant";
+  auto r = optim::minimise(torch::ones({2, 3}), f, o, [](const at::Tensor&, at::Tensor&) {});
+  EXPECT_LT(r.steps, 1000);
+  // an item whose loss is NaN at its start is reset, counted, and then optimised
+  auto nanf = [](const at::Tensor& v) {
+    auto blown = v.abs().gt(100).any(1);  // item-wise failure, as a diverging generator would give
+    return v.pow(2).sum(1) + torch::where(blown, torch::full_like(blown, NAN, torch::kFloat), torch::zeros_like(blown, torch::kFloat));
+  };
+  optim::LoopOptions o2;
+  o2.steps = 50;
+  o2.lr = 0.1;
+  int resets = 0;
+  auto r2 = optim::minimise(torch::tensor({{1000.0f, 0.0f}, {0.5f, 0.5f}}), nanf, o2, [&](const at::Tensor& bad, at::Tensor& v) {
+    ++resets;
+    v.copy_(torch::where(bad.view({-1, 1}), torch::ones_like(v), v));
+  });
+  EXPECT_EQ(r2.nan_resets, 1);
+  EXPECT_EQ(resets, 1);
+  EXPECT_TRUE(torch::isfinite(r2.best_loss).all().item<bool>());
+  EXPECT_LT(r2.best_loss[0].item<float>(), 0.5f);
+  try {
+    optim::minimise(torch::ones({1, 1}), f, o2, [](const at::Tensor&, at::Tensor&) {},
+                    [](const Progress& p) { return p.done < 3; });
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kCancelled);
+  }
+}
+
+namespace {
+std::unique_ptr<models::Generator> tiny_generator(const TempDir& d) {
+  models::GanArch a;
+  a.name = "dcgan32";
+  a.latent_dim = 8;
+  a.channels = 3;
+  a.width = 8;
+  torch::manual_seed(7);
+  models::DcganGenerator g(a);
+  g->eval();
+  // sharper BN statistics than the untrained defaults, so images depend strongly on z
+  for (auto& b : g->named_buffers())
+    if (b.key().find("running_var") != std::string::npos) b.value().fill_(0.05);
+  models::save_native(d / "g.pt", *g, a.to_json("generator"));
+  return models::load_generator(d / "g.pt");
+}
+}  // namespace
+
+// The slow reference for recovery: a planted latent must be found again.
+TEST(Invert, RecoversPlantedLatents) {
+  TempDir d;
+  auto g = tiny_generator(d);
+  torch::manual_seed(1);
+  auto z_true = torch::randn({2, 8});
+  at::Tensor targets;
+  {
+    torch::NoGradGuard ng;
+    targets = g->generate(z_true);
+  }
+  ganinv::InvertOptions o;
+  o.restarts = 3;
+  o.loop.steps = 200;
+  o.loop.lr = 0.05;
+  auto r = ganinv::invert(*g, targets, o);
+  ASSERT_EQ(r.latents.sizes(), (std::vector<int64_t>{2, 8}));
+  EXPECT_EQ(r.recon.sizes(), targets.sizes());
+  EXPECT_LT(r.terms.select(1, 0).max().item<float>(), 1e-3) << r.terms;
+  EXPECT_TRUE(torch::allclose(r.loss, r.terms.select(1, 0)));  // default loss = mse only
+  EXPECT_EQ(r.restart.dtype(), torch::kLong);
+  // a non-member (random image) is reproduced far worse than members
+  auto noise = torch::rand({1, 3, 32, 32}) * 2 - 1;
+  auto rn = ganinv::invert(*g, noise, o);
+  EXPECT_GT(rn.terms[0][0].item<float>(), 10 * r.terms.select(1, 0).max().item<float>());
+}
+
+TEST(Invert, ResultsDoNotDependOnBatching) {
+  TempDir d;
+  auto g = tiny_generator(d);
+  auto targets = torch::rand({5, 3, 32, 32}) * 2 - 1;
+  ganinv::InvertOptions o;
+  o.restarts = 2;
+  o.loop.steps = 15;
+  o.batch = 64;
+  auto a = ganinv::invert(*g, targets, o);
+  o.batch = 4;  // 2 targets per chunk
+  int chunks = 0;
+  auto b = ganinv::invert(*g, targets, o, nullptr, {}, [&](int64_t, const ganinv::InvertResult&) { ++chunks; });
+  EXPECT_EQ(chunks, 3);
+  EXPECT_TRUE(torch::allclose(a.latents, b.latents, 1e-4, 1e-4));
+  // and a resumed tail (first_index = 3) reproduces the same rows
+  auto c = ganinv::invert(*g, targets.slice(0, 3), o, nullptr, {}, {}, 3);
+  EXPECT_TRUE(torch::allclose(c.latents, a.latents.slice(0, 3), 1e-4, 1e-4));
+}
+
+TEST(Invert, ExtraTermsAndRefineAndErrors) {
+  TempDir d;
+  auto g = tiny_generator(d);
+  auto targets = torch::rand({2, 3, 32, 32}) * 2 - 1;
+  ganinv::InvertOptions o;
+  o.restarts = 1;
+  o.loop.steps = 5;
+  o.w_ssim = 0.5;
+  o.w_prior = 0.1;
+  o.w_l1 = 0.2;
+  o.refine = "pixel";
+  o.refine_steps = 30;
+  auto r = ganinv::invert(*g, targets, o);
+  EXPECT_GT(r.terms.select(1, 2).min().item<float>(), 0.0f);  // 1 - SSIM
+  EXPECT_GT(r.terms.select(1, 1).min().item<float>(), 0.0f);  // L1
+  auto w = torch::tensor({1.0, 0.2, 0.5, 0.0, 0.1}, torch::kFloat32);
+  EXPECT_TRUE(torch::allclose(r.loss, (r.terms * w).sum(1), 1e-5, 1e-5));
+  ASSERT_TRUE(r.refined.defined());
+  EXPECT_TRUE((r.refined_mse < r.terms.select(1, 0)).all().item<bool>());  // the residual explains more
+  ganinv::InvertOptions bad;
+  bad.latent = "w";
+  EXPECT_THROW(ganinv::invert(*g, targets, bad), Error);  // no mapping network
+  bad = {};
+  bad.w_identity = 1;
+  EXPECT_THROW(ganinv::invert(*g, targets, bad), Error);  // no embedder
+  EXPECT_THROW(ganinv::invert(*g, torch::zeros({1, 1, 32, 32}), {}), Error);  // wrong channels
+}
