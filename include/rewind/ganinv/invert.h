@@ -36,6 +36,8 @@ struct InvertOptions {
   std::string refine = "none";  ///< none | pixel (bounded residual on top of the latent-only output)
   int64_t refine_steps = 100;
   double refine_bound = 0.25; ///< max |residual| per pixel (in [-1,1] units)
+  bool cuda_graph = false;    ///< CUDA + Adam + z only: capture one optimisation step in a CUDA graph
+                              ///< and replay it (removes per-kernel launch overhead)
 };
 
 struct InvertResult {

@@ -1,0 +1,85 @@
+// Inversion throughput: rewind's batched latent recovery (ganinv::invert) on targets from a file.
+// One JSON line per run on stdout: {"impl": "rewind", "device", "targets", "restarts", "steps",
+// "seconds", "image_steps_per_s", "median_mse", "build", ...}. The plain-PyTorch reference of the
+// same algorithm is experiments/bench/invert_reference.py; bench_invert.sh runs both side by side.
+//
+// usage: bench_invert --generator G.pt --targets T.npy [--restarts 4] [--steps 200] [--lr 0.05]
+//                     [--device cpu|cuda] [--threads 0] [--graph]
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "rewind/core/build_info.h"
+#include "rewind/core/runtime.h"
+#include "rewind/ganinv/invert.h"
+#include "rewind/io/npy.h"
+#include "rewind/models/models.h"
+
+int main(int argc, char** argv) {
+  std::string generator, targets, device = "cpu";
+  int64_t restarts = 4, steps = 200, threads = 0, batch = 1 << 20;
+  double lr = 0.05;
+  bool graph = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) { std::fprintf(stderr, "missing value for %s\n", a.c_str()); std::exit(2); }
+      return argv[++i];
+    };
+    if (a == "--generator") generator = next();
+    else if (a == "--targets") targets = next();
+    else if (a == "--restarts") restarts = std::stoll(next());
+    else if (a == "--steps") steps = std::stoll(next());
+    else if (a == "--lr") lr = std::stod(next());
+    else if (a == "--device") device = next();
+    else if (a == "--threads") threads = std::stoll(next());
+    else if (a == "--batch") batch = std::stoll(next());
+    else if (a == "--graph") graph = true;
+    else { std::fprintf(stderr, "unknown option %s\n", a.c_str()); return 2; }
+  }
+  if (generator.empty() || targets.empty()) {
+    std::fprintf(stderr, "usage: bench_invert --generator G.pt --targets T.npy [options]\n");
+    return 2;
+  }
+  try {
+    rw::init_threads(int(threads));
+    c10::Device dev(device);
+    auto g = rw::models::load_generator(generator, dev);
+    auto t = rw::io::read_npy(targets).to(torch::kFloat32).to(dev);
+    rw::ganinv::InvertOptions o;
+    o.restarts = restarts;
+    o.loop.steps = steps;
+    o.loop.lr = lr;
+    o.batch = batch;
+    o.cuda_graph = graph;
+    // warm-up (allocator, kernels, graph capture) on 2 steps
+    {
+      auto w = o;
+      w.loop.steps = 2;
+      rw::ganinv::invert(*g, t.slice(0, 0, std::min<int64_t>(t.size(0), batch / restarts > 0 ? batch / restarts : 1)), w);
+    }
+    if (dev.is_cuda()) torch::cuda::synchronize();
+    auto t0 = std::chrono::steady_clock::now();
+    auto r = rw::ganinv::invert(*g, t, o);
+    if (dev.is_cuda()) torch::cuda::synchronize();
+    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    auto mse = r.terms.select(1, 0).to(torch::kCPU);
+    double median = mse.median().item<double>();
+    const auto& b = rw::build_info();
+    std::printf(
+        "{\"impl\": \"rewind\", \"device\": \"%s\", \"graph\": %s, \"targets\": %lld, \"restarts\": %lld, \"steps\": %lld, "
+        "\"threads\": %d, \"seconds\": %.4f, \"image_steps_per_s\": %.1f, \"ms_per_step\": %.4f, \"median_mse\": %.6g, "
+        "\"build\": \"%s %s %s\"}\n",
+        device.c_str(), graph ? "true" : "false", (long long)t.size(0), (long long)restarts, (long long)steps,
+        rw::num_threads(), s, double(t.size(0) * restarts * steps) / s, 1000.0 * s / double(steps), median,
+        b.git_commit.c_str(), b.build_type.c_str(), b.torch.c_str());
+    if (b.debug) std::fprintf(stderr, "warning: debug build, timings are not representative\n");
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_invert: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
