@@ -205,7 +205,7 @@ InvertResult invert(models::Generator& g, const at::Tensor& targets, const Inver
   for (int64_t c = 0; c < chunks; ++c) {
     const int64_t first = c * per_chunk, count = std::min(per_chunk, n - first);
     auto tgt = targets.slice(0, first, first + count).repeat_interleave(o.restarts, 0);
-    Problem p{g, o, embedder, tgt, {}, d};
+    Problem p{g, o, embedder, tgt, {}, d, {}};
     if (o.w_identity > 0 && embedder) {
       torch::NoGradGuard ng;
       p.target_emb = embedder->embed(tgt);
@@ -241,7 +241,7 @@ InvertResult invert(models::Generator& g, const at::Tensor& targets, const Inver
       auto rows = torch::arange(count, torch::kLong).to(dev) * o.restarts + best;
       auto v = res.best_vars.index_select(0, rows);
       auto x = p.render(v);
-      Problem pb{g, o, embedder, targets.slice(0, first, first + count), {}, d};
+      Problem pb{g, o, embedder, targets.slice(0, first, first + count), {}, d, {}};
       if (p.target_emb.defined()) pb.target_emb = p.target_emb.index_select(0, rows);
       part.latents = v;
       part.recon = x;

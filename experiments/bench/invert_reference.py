@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""Plain-PyTorch reference of rewind's latent recovery, for the side-by-side benchmark.
+
+The same algorithm as `rewind invert` with its defaults: all targets x restarts in one batch, Adam on
+z with a cosine learning-rate schedule, per-item MSE, the best loss per item tracked every step, the
+best restart per target kept. The generator is rewind's own native file (a LibTorch archive that
+torch.jit.load reads): the architecture below mirrors src/models/nets.cpp and loads its weights.
+
+usage: invert_reference.py --generator G.pt --targets T.npy [--restarts 4] [--steps 200] [--lr 0.05]
+                           [--device cpu|cuda] [--threads 0] [--make-targets N --seed S]
+Prints one JSON line like bench_invert.
+"""
+import argparse
+import json
+import math
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+
+class Generator(nn.Module):
+    """rewind's DcganGenerator: linear+BN1d+ReLU, then (nearest x2, conv3x3, BN, ReLU) per doubling, tanh."""
+
+    def __init__(self, arch):
+        super().__init__()
+        w, c, name = arch["width"], arch["channels"], arch["name"]
+        chans = {"dcgan28": [w * 4, w * 2], "dcgan32": [w * 4, w * 2, w], "dcgan64": [w * 8, w * 4, w * 2, w]}[name]
+        self.base = 7 if name == "dcgan28" else 4
+        self.c0 = chans[0]
+        self.fc = nn.Linear(arch["latent_dim"], chans[0] * self.base * self.base, bias=False)
+        self.bn0 = nn.BatchNorm1d(chans[0] * self.base * self.base)
+        layers = []
+        for a, b in zip(chans[:-1], chans[1:]):
+            layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(a, b, 3, padding=1, bias=False),
+                       nn.BatchNorm2d(b), nn.ReLU(True)]
+        layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(chans[-1], c, 3, padding=1), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z):
+        h = torch.relu(self.bn0(self.fc(z)))
+        return self.net(h.view(z.size(0), self.c0, self.base, self.base))
+
+
+def load_native(path, device):
+    archive = torch.jit.load(path, map_location="cpu")
+    arch = json.loads(archive.rewind_arch)
+    g = Generator(arch)
+    state = {k: v for k, v in archive.named_parameters()}
+    state.update({k: v for k, v in archive.named_buffers()})
+    g.load_state_dict(state)
+    g.eval().to(device)
+    for p in g.parameters():
+        p.requires_grad_(False)
+    return g, arch
+
+
+def invert(g, targets, restarts, steps, lr):
+    n, d = targets.size(0), g.fc.in_features
+    tgt = targets.repeat_interleave(restarts, 0)
+    z = torch.randn(n * restarts, d, device=targets.device, requires_grad=True)
+    opt = torch.optim.Adam([z], lr=lr)
+    best = torch.full((n * restarts,), float("inf"), device=targets.device)
+    best_z = z.detach().clone()
+    for step in range(steps):
+        for group in opt.param_groups:
+            group["lr"] = 0.5 * lr * (1 + math.cos(math.pi * step / steps))
+        opt.zero_grad(set_to_none=False)
+        loss = (g(z) - tgt).pow(2).flatten(1).mean(1)
+        loss.sum().backward()
+        with torch.no_grad():
+            better = loss < best
+            best = torch.where(better, loss, best)
+            best_z = torch.where(better.unsqueeze(1), z, best_z)
+        opt.step()
+    with torch.no_grad():
+        loss = (g(z) - tgt).pow(2).flatten(1).mean(1)
+        better = loss < best
+        best = torch.where(better, loss, best)
+        best = best.view(n, restarts).min(1).values
+    return best
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--generator", required=True)
+    ap.add_argument("--targets", required=True)
+    ap.add_argument("--restarts", type=int, default=4)
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--lr", type=float, default=0.05)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--make-targets", type=int, default=0, help="write N generator samples to --targets and exit")
+    ap.add_argument("--seed", type=int, default=1)
+    a = ap.parse_args()
+    if a.threads > 0:
+        torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    g, arch = load_native(a.generator, a.device)
+    if a.make_targets:
+        with torch.no_grad():
+            x = g(torch.randn(a.make_targets, arch["latent_dim"], device=a.device))
+        np.save(a.targets, x.cpu().numpy().astype(np.float32))
+        return
+    targets = torch.from_numpy(np.load(a.targets)).to(a.device)
+    invert(g, targets[: max(1, min(2, targets.size(0)))], a.restarts, 2, a.lr)  # warm-up
+    if a.device.startswith("cuda"):
+        torch.cuda.synchronize()
+    t0 = time.time()
+    best = invert(g, targets, a.restarts, a.steps, a.lr)
+    if a.device.startswith("cuda"):
+        torch.cuda.synchronize()
+    s = time.time() - t0
+    print(json.dumps({"impl": "pytorch", "device": a.device, "graph": False, "targets": targets.size(0),
+                      "restarts": a.restarts, "steps": a.steps, "threads": torch.get_num_threads(),
+                      "seconds": round(s, 4), "image_steps_per_s": round(targets.size(0) * a.restarts * a.steps / s, 1),
+                      "ms_per_step": round(1000 * s / a.steps, 4), "median_mse": float(best.median()),
+                      "build": "torch " + torch.__version__}))
+
+
+if __name__ == "__main__":
+    main()
