@@ -71,6 +71,72 @@ torch::Tensor DcganGeneratorImpl::forward(torch::Tensor z) {
   return net_->forward(h.view({z.size(0), first_channels_, base_, base_}));
 }
 
+// ---- frozen (compiled) generator ----------------------------------------------------------------
+
+FrozenDcgan::FrozenDcgan(DcganGeneratorImpl& g) : c0_(g.first_channels_), base_(g.base_) {
+  torch::NoGradGuard ng;
+  auto fold = [](const nn::BatchNorm1d& bn1, const nn::BatchNorm2d& bn2) {
+    torch::Tensor w, b, m, v;
+    double eps;
+    if (bn1) w = bn1->weight, b = bn1->bias, m = bn1->running_mean, v = bn1->running_var, eps = bn1->options.eps();
+    else w = bn2->weight, b = bn2->bias, m = bn2->running_mean, v = bn2->running_var, eps = bn2->options.eps();
+    auto scale = w / torch::sqrt(v + eps);
+    return std::make_pair(scale, b - m * scale);
+  };
+  auto [s0, b0] = fold(g.bn0_, nullptr);
+  fc_w_ = g.fc_->weight * s0.unsqueeze(1);
+  fc_b_ = b0.clone();
+  // rows/cols of the 3x3 kernel that land on source offsets {-1,0} (phase 0) or {0,+1} (phase 1)
+  const auto r0 = torch::tensor({{1.f, 0.f, 0.f}, {0.f, 1.f, 1.f}}), r1 = torch::tensor({{1.f, 1.f, 0.f}, {0.f, 0.f, 1.f}});
+  auto modules = g.net_->modules(/*include_self=*/false);
+  for (size_t i = 0; i < modules.size(); ++i) {
+    auto conv = std::dynamic_pointer_cast<nn::Conv2dImpl>(modules[i]);
+    if (!conv) continue;
+    Up up;
+    torch::Tensor w = conv->weight, b = conv->bias.defined() ? conv->bias : torch::zeros({w.size(0)});
+    auto bn = i + 1 < modules.size() ? std::dynamic_pointer_cast<nn::BatchNorm2dImpl>(modules[i + 1]) : nullptr;
+    if (bn) {
+      auto [sc, sh] = fold(nullptr, nn::BatchNorm2d(bn));
+      w = w * sc.view({-1, 1, 1, 1});
+      b = b * sc + sh;
+    } else {
+      up.relu = false;
+    }
+    for (int a = 0; a < 2; ++a)
+      for (int c = 0; c < 2; ++c)
+        up.k[2 * a + c] = torch::einsum("pk,ql,oikl->oipq", {a ? r1 : r0, c ? r1 : r0, w}).contiguous();
+    up.bias = b.clone();
+    ups_.push_back(std::move(up));
+  }
+  RW_ASSERT(!ups_.empty());
+}
+
+void FrozenDcgan::to(const torch::Device& d) {
+  fc_w_ = fc_w_.to(d);
+  fc_b_ = fc_b_.to(d);
+  for (auto& u : ups_) {
+    for (auto& k : u.k) k = k.to(d);
+    u.bias = u.bias.to(d);
+  }
+}
+
+torch::Tensor FrozenDcgan::forward(const torch::Tensor& z) const {
+  auto h = torch::relu(torch::addmm(fc_b_, z, fc_w_.t())).view({z.size(0), c0_, base_, base_});
+  for (const auto& u : ups_) {
+    const int64_t n = h.size(0), H = h.size(2), W = h.size(3), co = u.k[0].size(0);
+    auto xp = torch::constant_pad_nd(h, {1, 1, 1, 1});
+    std::vector<torch::Tensor> phases;
+    for (int a = 0; a < 2; ++a)
+      for (int c = 0; c < 2; ++c)
+        phases.push_back(torch::conv2d(xp.slice(2, a, a + H + 1).slice(3, c, c + W + 1), u.k[2 * a + c]));
+    // out[n, o, 2i + a, 2j + c] = phase(a, c)[n, o, i, j]
+    h = torch::stack(phases, 2).view({n, co, 2, 2, H, W}).permute({0, 1, 4, 2, 5, 3}).reshape({n, co, 2 * H, 2 * W});
+    h = h + u.bias.view({1, -1, 1, 1});
+    h = u.relu ? torch::relu(h) : torch::tanh(h);
+  }
+  return h;
+}
+
 SNConv2dImpl::SNConv2dImpl(int64_t in, int64_t out, int64_t k, int64_t stride, int64_t pad)
     : stride_(stride), pad_(pad) {
   nn::Conv2d init(nn::Conv2dOptions(in, out, k));  // PyTorch's default initialisation

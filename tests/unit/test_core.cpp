@@ -96,6 +96,7 @@ TEST(Core, ThreadsAndBuildInfo) {
   EXPECT_EQ(init_threads(1), 1);
   EXPECT_EQ(num_threads(), 1);
   EXPECT_GE(init_threads(0), 1);
+  init_threads(1);
   EXPECT_FALSE(build_info().version.empty());
   EXPECT_NE(build_string().find("torch"), std::string::npos);
 }

@@ -24,8 +24,11 @@ struct GanArch {
   static GanArch from_json(const nlohmann::json& j);
 };
 
+class FrozenDcgan;
+
 class DcganGeneratorImpl : public torch::nn::Module {
  public:
+  friend class FrozenDcgan;
   explicit DcganGeneratorImpl(const GanArch& arch);
   torch::Tensor forward(torch::Tensor z);
   const GanArch& arch() const { return arch_; }
@@ -38,6 +41,27 @@ class DcganGeneratorImpl : public torch::nn::Module {
   int64_t base_ = 4, first_channels_ = 0;
 };
 TORCH_MODULE(DcganGenerator);
+
+/// A trained DcganGenerator compiled for inversion and sampling (weights frozen): BatchNorm folded
+/// into the preceding linear / conv, and every "nearest x2 upsample + 3x3 conv" rewritten exactly as
+/// four 2x2 convolutions on the low-resolution map (one per output phase) interleaved: the same
+/// function with 2.25x fewer multiply-adds and no upsampled intermediate. Differentiable in z.
+class FrozenDcgan {
+ public:
+  explicit FrozenDcgan(DcganGeneratorImpl& g);
+  torch::Tensor forward(const torch::Tensor& z) const;
+  void to(const torch::Device& d);
+
+ private:
+  struct Up {
+    torch::Tensor k[4];  // phase (a, b) kernel [cout, cin, 2, 2] at index 2a + b
+    torch::Tensor bias;  // [cout]
+    bool relu = true;    // false for the output layer (tanh follows)
+  };
+  torch::Tensor fc_w_, fc_b_;
+  int64_t c0_ = 0, base_ = 4;
+  std::vector<Up> ups_;
+};
 
 /// Conv2d with spectral normalisation (one power iteration per training forward, Miyato et al.).
 class SNConv2dImpl : public torch::nn::Module {
