@@ -25,10 +25,11 @@ if [ ! -x "$BENCH" ]; then
   cmake -S . -B build-bench -G Ninja -DCMAKE_BUILD_TYPE=Release -DREWIND_BUILD_BENCH=ON >/dev/null
   cmake --build build-bench -j "$THREADS" --target bench_invert rewind >/dev/null
 fi
+RW="$(dirname "$BENCH")/../../rewind"
 if [ -z "$GEN" ]; then
   GEN="$TMP/g.pt"
-  ./build-bench/rewind data synth-faces --out "$TMP/faces" --identities 64 --per-identity 8 --size 64 -q >/dev/null
-  ./build-bench/rewind train gan --data "$TMP/faces/manifest.csv" --out "$GEN" --arch dcgan64 --width 32 \
+  "$RW" data synth-faces --out "$TMP/faces" --identities 64 --per-identity 8 --size 64 -q >/dev/null
+  "$RW" train gan --data "$TMP/faces/manifest.csv" --out "$GEN" --arch dcgan64 --width 32 \
     --steps 300 --sample-every 0 -q >/dev/null
 fi
 echo "| targets x restarts | rewind image-steps/s | PyTorch image-steps/s | ratio | rewind median MSE | PyTorch median MSE |"

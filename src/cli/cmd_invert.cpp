@@ -77,7 +77,7 @@ int invert_cmd(const Args& args) {
        "weighted terms: mse, l1, ssim (1-SSIM), identity (1-cos, needs --embedder), prior ((|z|^2-D)/D)^2")
       ("embedder", po::value(&embedder), "embedder for the identity term")
       ("latent", po::value(&o.latent)->default_value(o.latent), "z | w (generators with mapping/synthesis)")
-      ("batch", po::value(&o.batch)->default_value(o.batch), "max targets x restarts optimised at once")
+      ("batch", po::value(&o.batch)->default_value(o.batch), "max targets x restarts optimised at once; 0 = auto (64 on CPU, 1024 on CUDA)")
       ("seed", po::value(&o.seed)->default_value(o.seed), "seed (restart r of target i is seeded by (seed, i, r))")
       ("refine", po::value(&o.refine)->default_value(o.refine),
        "none | pixel: after the latent stage, fit a bounded pixel residual to show what G cannot explain")

@@ -97,8 +97,10 @@ class NativeGenerator : public Generator {
   }
   int64_t latent_dim() const override { return arch_.latent_dim; }
   ImageShape output_shape() const override { return {arch_.channels, arch_.resolution(), arch_.resolution()}; }
-  /// The compiled form (FrozenDcgan): same function as the module, fewer operations.
-  at::Tensor generate(const at::Tensor& z) override { return frozen_->forward(z); }
+  /// On CPU the compiled form (FrozenDcgan: same function, 2.25x fewer multiply-adds) is faster; on
+  /// CUDA cuDNN's single 3x3 convolution beats four small ones plus the interleave (measured on an
+  /// H100: the compiled form was 0.89x at 256x4 and slower at batch 8), so the module runs there.
+  at::Tensor generate(const at::Tensor& z) override { return z.is_cuda() ? net_->forward(z) : frozen_->forward(z); }
   void to(const c10::Device& d) override {
     net_->to(d);
     frozen_->to(d);

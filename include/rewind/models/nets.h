@@ -42,10 +42,11 @@ class DcganGeneratorImpl : public torch::nn::Module {
 };
 TORCH_MODULE(DcganGenerator);
 
-/// A trained DcganGenerator compiled for inversion and sampling (weights frozen): BatchNorm folded
-/// into the preceding linear / conv, and every "nearest x2 upsample + 3x3 conv" rewritten exactly as
-/// four 2x2 convolutions on the low-resolution map (one per output phase) interleaved: the same
-/// function with 2.25x fewer multiply-adds and no upsampled intermediate. Differentiable in z.
+/// A trained DcganGenerator compiled for inversion and sampling on CPU (weights frozen): BatchNorm
+/// folded into the preceding linear / conv; every "nearest x2 upsample + 3x3 conv" computed exactly
+/// as four 2x2 convolutions on the low-resolution map (one per output phase), interleaved, with the
+/// input gradient computed the same way as forward convolutions (LibTorch 1.13's CPU conv backward
+/// goes through the slow col2im). The same function with 2.25x fewer multiply-adds; differentiable in z.
 class FrozenDcgan {
  public:
   explicit FrozenDcgan(DcganGeneratorImpl& g);
@@ -54,9 +55,10 @@ class FrozenDcgan {
 
  private:
   struct Up {
-    torch::Tensor k[4];  // phase (a, b) kernel [cout, cin, 2, 2] at index 2a + b
-    torch::Tensor bias;  // [cout]
-    bool relu = true;    // false for the output layer (tanh follows)
+    torch::Tensor k;       // [4 * cout, cin, 2, 2] phase kernels (phase 2a + c), BatchNorm folded in
+    torch::Tensor k_back;  // [4 * cin, cout, 2, 2] their flipped transposes: input-gradient kernels
+    torch::Tensor bias;    // [cout]
+    bool relu = true;      // false for the output layer (tanh follows)
   };
   torch::Tensor fc_w_, fc_b_;
   int64_t c0_ = 0, base_ = 4;
