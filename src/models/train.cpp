@@ -88,6 +88,35 @@ void check_images(const at::Tensor& images, int channels, int res, const std::st
            "x", res, " (pass --channels / --size, or another --arch)");
 }
 
+/// The epoch loop of the classifier and embedder trainers: a per-epoch seeded permutation (a resumed
+/// run sees the same batches), cosine learning rate, checkpoints, progress and cancel (which writes a
+/// checkpoint first). `train_batch(idx)` does one update on the rows idx and returns its loss.
+/// Returns the step reached; *last_loss gets the last batch's loss.
+int64_t run_epochs(int64_t n, int64_t batch, int64_t epochs, uint64_t seed, double base_lr, torch::optim::Adam& adam,
+                   int64_t step, const std::string& stage, const std::string& ckpt, CheckpointParts& parts,
+                   int64_t checkpoint_every, const ProgressFn& progress,
+                   const std::function<double(const at::Tensor&)>& train_batch, double* last_loss) {
+  const int64_t per_epoch = (n + batch - 1) / batch, total = per_epoch * epochs;
+  try {
+    while (step < total) {
+      const int64_t epoch = step / per_epoch, k = step % per_epoch;
+      auto gen = at::detail::createCPUGenerator(mix_seed(seed, uint64_t(epoch)));
+      auto idx = torch::randperm(n, gen, torch::kLong).slice(0, k * batch, std::min(n, (k + 1) * batch));
+      double lr = 0.5 * base_lr * (1 + std::cos(M_PI * double(step) / double(total)));
+      for (auto& group : adam.param_groups()) static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
+      *last_loss = train_batch(idx);
+      ++step;
+      if (step % checkpoint_every == 0) save_checkpoint(ckpt, parts, step);
+      report_progress(progress, {stage, step, total, fmt("epoch %.0f  loss %.4f", double(epoch + 1), *last_loss)});
+    }
+  } catch (const Error& e) {
+    if (e.kind() == ErrorKind::kCancelled) save_checkpoint(ckpt, parts, step);
+    throw;
+  }
+  save_checkpoint(ckpt, parts, step);
+  return step;
+}
+
 }  // namespace
 
 TrainResult train_gan(const at::Tensor& images, const TrainGanOptions& opt, const ProgressFn& progress,
@@ -187,35 +216,21 @@ TrainResult train_classifier(const at::Tensor& images, const at::Tensor& labels,
   StagedNet net = make_cnn(opt.arch);
   torch::optim::Adam adam(net->parameters(), torch::optim::AdamOptions(opt.lr).weight_decay(opt.weight_decay));
   CheckpointParts parts{{{"net", net.get()}}, {{"opt", &adam}}};
-  const int64_t n = images.size(0), per_epoch = (n + opt.batch - 1) / opt.batch, total = per_epoch * opt.epochs;
   int64_t step = 0;
   if (opt.resume && fs::exists(ckpt)) step = load_checkpoint(ckpt, parts);
   const auto t0 = Clock::now();
   const int64_t start = step;
   double loss_v = 0;
   net->train();
-  try {
-    while (step < total) {
-      const int64_t epoch = step / per_epoch, k = step % per_epoch;
-      auto gen = at::detail::createCPUGenerator(mix_seed(opt.seed, uint64_t(epoch)));
-      auto perm = torch::randperm(n, gen, torch::kLong);
-      auto idx = perm.slice(0, k * opt.batch, std::min(n, (k + 1) * opt.batch));
-      double lr = 0.5 * opt.lr * (1 + std::cos(M_PI * double(step) / double(total)));
-      for (auto& group : adam.param_groups()) static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
-      auto loss = torch::nn::functional::cross_entropy(net->forward(images.index_select(0, idx)), labels.index_select(0, idx));
-      adam.zero_grad();
-      loss.backward();
-      adam.step();
-      loss_v = loss.item<double>();
-      ++step;
-      if (step % opt.checkpoint_every == 0) save_checkpoint(ckpt, parts, step);
-      report_progress(progress, {"train classifier", step, total, fmt("epoch %.0f  loss %.4f", double(epoch + 1), loss_v)});
-    }
-  } catch (const Error& e) {
-    if (e.kind() == ErrorKind::kCancelled) save_checkpoint(ckpt, parts, step);
-    throw;
-  }
-  save_checkpoint(ckpt, parts, step);
+  step = run_epochs(images.size(0), opt.batch, opt.epochs, opt.seed, opt.lr, adam, step, "train classifier", ckpt,
+                    parts, opt.checkpoint_every, progress, [&](const at::Tensor& idx) {
+                      auto loss = torch::nn::functional::cross_entropy(net->forward(images.index_select(0, idx)),
+                                                                       labels.index_select(0, idx));
+                      adam.zero_grad();
+                      loss.backward();
+                      adam.step();
+                      return loss.item<double>();
+                    }, &loss_v);
   net->eval();
   auto arch = opt.arch.to_json("classifier");
   arch.update(opt.arch_extra);
@@ -260,7 +275,6 @@ TrainResult train_embedder(const at::Tensor& images, const at::Tensor& ids, cons
   params.push_back(head->w);
   torch::optim::Adam adam(params, torch::optim::AdamOptions(opt.lr).weight_decay(opt.weight_decay));
   CheckpointParts parts{{{"net", net.get()}, {"head", head.get()}}, {{"opt", &adam}}};
-  const int64_t n = images.size(0), per_epoch = (n + opt.batch - 1) / opt.batch, total = per_epoch * opt.epochs;
   int64_t step = 0;
   if (opt.resume && fs::exists(ckpt)) step = load_checkpoint(ckpt, parts);
   namespace F = torch::nn::functional;
@@ -268,31 +282,18 @@ TrainResult train_embedder(const at::Tensor& images, const at::Tensor& ids, cons
   const int64_t start = step;
   double loss_v = 0;
   net->train();
-  try {
-    while (step < total) {
-      const int64_t epoch = step / per_epoch, k = step % per_epoch;
-      auto gen = at::detail::createCPUGenerator(mix_seed(opt.seed, uint64_t(epoch)));
-      auto idx = torch::randperm(n, gen, torch::kLong).slice(0, k * opt.batch, std::min(n, (k + 1) * opt.batch));
-      double lr = 0.5 * opt.lr * (1 + std::cos(M_PI * double(step) / double(total)));
-      for (auto& group : adam.param_groups()) static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
-      auto y = ids.index_select(0, idx);
-      auto e = F::normalize(net->forward(images.index_select(0, idx)), F::NormalizeFuncOptions().dim(1));
-      auto cos = torch::mm(e, F::normalize(head->w, F::NormalizeFuncOptions().dim(1)).t());
-      auto logits = opt.scale * (cos - opt.margin * F::one_hot(y, classes).to(cos.dtype()));
-      auto loss = F::cross_entropy(logits, y);
-      adam.zero_grad();
-      loss.backward();
-      adam.step();
-      loss_v = loss.item<double>();
-      ++step;
-      if (step % opt.checkpoint_every == 0) save_checkpoint(ckpt, parts, step);
-      report_progress(progress, {"train embedder", step, total, fmt("epoch %.0f  loss %.4f", double(epoch + 1), loss_v)});
-    }
-  } catch (const Error& e) {
-    if (e.kind() == ErrorKind::kCancelled) save_checkpoint(ckpt, parts, step);
-    throw;
-  }
-  save_checkpoint(ckpt, parts, step);
+  step = run_epochs(images.size(0), opt.batch, opt.epochs, opt.seed, opt.lr, adam, step, "train embedder", ckpt, parts,
+                    opt.checkpoint_every, progress, [&](const at::Tensor& idx) {
+                      auto y = ids.index_select(0, idx);
+                      auto e = F::normalize(net->forward(images.index_select(0, idx)), F::NormalizeFuncOptions().dim(1));
+                      auto cos = torch::mm(e, F::normalize(head->w, F::NormalizeFuncOptions().dim(1)).t());
+                      auto logits = opt.scale * (cos - opt.margin * F::one_hot(y, classes).to(cos.dtype()));
+                      auto loss = F::cross_entropy(logits, y);
+                      adam.zero_grad();
+                      loss.backward();
+                      adam.step();
+                      return loss.item<double>();
+                    }, &loss_v);
   net->eval();
   save_native(opt.out, *net, opt.arch.to_json("embedder"));
   TrainResult r;
