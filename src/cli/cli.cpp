@@ -19,7 +19,7 @@ bool parse_command(const std::string& usage, const Args& args, po::options_descr
                    CommonOptions& common, const po::positional_options_description* pos) {
   po::options_description general("Common options");
   general.add_options()
-      ("threads", po::value<int>(&common.threads)->default_value(common.threads),
+      ("threads", opt(&common.threads),
        "intra-op threads for LibTorch and OpenMP; 0 = all cores")
       ("quiet,q", po::bool_switch(&common.quiet), "no progress or info on stderr (errors still print)")
       ("help,h", po::bool_switch(&common.help), "show this help");

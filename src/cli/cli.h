@@ -5,6 +5,8 @@
 
 #include <functional>
 #include <memory>
+#include <sstream>
+#include <type_traits>
 #include <string>
 #include <vector>
 
@@ -18,6 +20,19 @@ namespace rw::cli {
 namespace po = boost::program_options;
 
 using Args = std::vector<std::string>;
+
+/// An option bound to `*p` whose --help default is the field's initial value (floating point shown
+/// short: 0.05, not 0.050000000000000003).
+template <typename T>
+po::typed_value<T>* opt(T* p) {
+  if constexpr (std::is_floating_point_v<T>) {
+    std::ostringstream os;
+    os << *p;
+    return po::value(p)->default_value(*p, os.str());
+  } else {
+    return po::value(p)->default_value(*p);
+  }
+}
 
 /// Options every subcommand accepts.
 struct CommonOptions {

@@ -21,11 +21,11 @@ int synth_faces_cmd(const Args& args) {
   po::options_description desc("synth-faces options");
   desc.add_options()
       ("out", po::value(&o.out)->required(), "output folder (faces/, manifest.csv, contact-sheet.png, run.json)")
-      ("identities", po::value(&o.identities)->default_value(o.identities), "number of people")
-      ("per-identity", po::value(&o.per_identity)->default_value(o.per_identity), "images per person")
-      ("size", po::value(&o.size)->default_value(o.size), "square image side in pixels (16..1024)")
-      ("seed", po::value(&o.seed)->default_value(o.seed), "identity k under seed s always looks the same")
-      ("first-identity", po::value(&o.first_identity)->default_value(o.first_identity),
+      ("identities", opt(&o.identities), "number of people")
+      ("per-identity", opt(&o.per_identity), "images per person")
+      ("size", opt(&o.size), "square image side in pixels (16..1024)")
+      ("seed", opt(&o.seed), "identity k under seed s always looks the same")
+      ("first-identity", opt(&o.first_identity),
        "render identities [first, first+identities): disjoint people from one seed")
       ("no-contact-sheet", po::bool_switch(&no_sheet), "skip contact-sheet.png");
   if (!parse_command("rewind data synth-faces --out DIR [options]", args, desc, common)) return 0;
@@ -56,9 +56,9 @@ int fashion_mnist_cmd(const Args& args) {
   po::options_description desc("fashion-mnist options");
   desc.add_options()
       ("out", po::value(&o.out)->required(), "output folder (images/<split>/, manifest.csv, run.json)")
-      ("split", po::value(&o.split)->default_value(o.split), "train (60,000 images) or test (10,000)")
-      ("source", po::value(&o.source)->default_value(o.source), "folder with the IDX files (Debian: dataset-fashion-mnist)")
-      ("limit", po::value(&o.limit)->default_value(o.limit), "import only the first N images; 0 = all");
+      ("split", opt(&o.split), "train (60,000 images) or test (10,000)")
+      ("source", opt(&o.source), "folder with the IDX files (Debian: dataset-fashion-mnist)")
+      ("limit", opt(&o.limit), "import only the first N images; 0 = all");
   if (!parse_command("rewind data fashion-mnist --out DIR [options]", args, desc, common)) return 0;
   io::RunRecord record("data fashion-mnist");
   record.options() = {{"out", o.out}, {"split", o.split}, {"source", o.source}, {"limit", o.limit}};
@@ -80,11 +80,11 @@ int import_cmd(const Args& args) {
   po::options_description desc("import options");
   desc.add_options()
       ("root", po::value(&o.root)->required(), "dataset folder")
-      ("layout", po::value(&o.layout)->default_value(o.layout),
+      ("layout", opt(&o.layout),
        "folder: ROOT/<identity>/<image> (LFW, VGGFace2, ImageFolder); celeba: identity_CelebA.txt + "
        "img_align_celeba/; flat: ROOT/<image>, one identity per file")
       ("out", po::value(&o.out)->required(), "manifest CSV to write (paths are stored relative to it)")
-      ("limit", po::value(&o.limit)->default_value(o.limit), "first N images in sorted order; 0 = all");
+      ("limit", opt(&o.limit), "first N images in sorted order; 0 = all");
   if (!parse_command("rewind data import --root DIR --out manifest.csv [options]", args, desc, common)) return 0;
   auto r = data::import_dataset(o);
   std::cout << "wrote " << o.out << ": " << r.images << " images of " << r.identities << " identities";

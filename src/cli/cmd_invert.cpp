@@ -66,22 +66,22 @@ int invert_cmd(const Args& args) {
       ("generator", po::value(&generator)->required(), "generator file (native or TorchScript)")
       ("targets", po::value(&targets)->required(), "target images: manifest, folder with manifest.csv, or folder of images")
       ("out", po::value(&out)->required(), "output folder: latents.npy, targets.csv, recon/, pairs.png, run.json")
-      ("restarts", po::value(&o.restarts)->default_value(o.restarts), "random starts per target (best kept)")
-      ("steps", po::value(&o.loop.steps)->default_value(o.loop.steps), "optimiser steps")
-      ("optimizer", po::value(&o.loop.optimizer)->default_value(o.loop.optimizer), "adam | lbfgs")
-      ("lr", po::value(&o.loop.lr)->default_value(o.loop.lr), "learning rate (L-BFGS: initial step, try 1)")
-      ("schedule", po::value(&o.loop.schedule)->default_value(o.loop.schedule), "cosine | constant (Adam)")
-      ("patience", po::value(&o.loop.patience)->default_value(o.loop.patience),
+      ("restarts", opt(&o.restarts), "random starts per target (best kept)")
+      ("steps", opt(&o.loop.steps), "optimiser steps")
+      ("optimizer", opt(&o.loop.optimizer), "adam | lbfgs")
+      ("lr", opt(&o.loop.lr), "learning rate (L-BFGS: initial step, try 1)")
+      ("schedule", opt(&o.loop.schedule), "cosine | constant (Adam)")
+      ("patience", opt(&o.loop.patience),
        "stop a chunk early after N steps without relative improvement > 1e-4; 0 = never")
-      ("loss", po::value(&loss)->default_value(loss),
+      ("loss", opt(&loss),
        "weighted terms: mse, l1, ssim (1-SSIM), identity (1-cos, needs --embedder), prior ((|z|^2-D)/D)^2")
       ("embedder", po::value(&embedder), "embedder for the identity term")
-      ("latent", po::value(&o.latent)->default_value(o.latent), "z | w (generators with mapping/synthesis)")
-      ("batch", po::value(&o.batch)->default_value(o.batch), "max targets x restarts optimised at once; 0 = auto (64 on CPU, 1024 on CUDA)")
-      ("seed", po::value(&o.seed)->default_value(o.seed), "seed (restart r of target i is seeded by (seed, i, r))")
-      ("refine", po::value(&o.refine)->default_value(o.refine),
+      ("latent", opt(&o.latent), "z | w (generators with mapping/synthesis)")
+      ("batch", opt(&o.batch), "max targets x restarts optimised at once; 0 = auto (64 on CPU, 1024 on CUDA)")
+      ("seed", opt(&o.seed), "seed (restart r of target i is seeded by (seed, i, r))")
+      ("refine", opt(&o.refine),
        "none | pixel: after the latent stage, fit a bounded pixel residual to show what G cannot explain")
-      ("refine-steps", po::value(&o.refine_steps)->default_value(o.refine_steps), "steps of the pixel stage")
+      ("refine-steps", opt(&o.refine_steps), "steps of the pixel stage")
       ("resume", po::bool_switch(&resume), "skip targets finished by an interrupted run in --out");
   if (!parse_command("rewind invert --generator G --targets MANIFEST|DIR --out DIR [options]", args, desc, common)) return 0;
   parse_loss(loss, o);
@@ -218,11 +218,11 @@ int generate_cmd(const Args& args) {
   po::options_description desc("generate options");
   desc.add_options()
       ("generator", po::value(&generator)->required(), "generator file (native or TorchScript)")
-      ("count", po::value(&count)->default_value(count), "number of samples")
+      ("count", opt(&count), "number of samples")
       ("out", po::value(&out)->required(), "output folder: latents.npy, images/ + manifest.csv (or images.npy), run.json")
-      ("seed", po::value(&seed)->default_value(seed), "sample i uses latent seed (seed, i): same seed, same samples")
-      ("batch", po::value(&batch)->default_value(batch), "samples per forward pass")
-      ("format", po::value(&format)->default_value(format), "png (one file each + manifest.csv) | npy (images.npy uint8 [N,C,H,W])")
+      ("seed", opt(&seed), "sample i uses latent seed (seed, i): same seed, same samples")
+      ("batch", opt(&batch), "samples per forward pass")
+      ("format", opt(&format), "png (one file each + manifest.csv) | npy (images.npy uint8 [N,C,H,W])")
       ("embedder", po::value(&embedder), "also write embeddings.npy + items.csv for the identity index");
   if (!parse_command("rewind generate --generator G --count N --out DIR [options]", args, desc, common)) return 0;
   RW_CHECK(format == "png" || format == "npy", Usage, "--format must be png or npy");

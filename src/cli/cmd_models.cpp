@@ -26,7 +26,7 @@ int convert_face_api_cmd(const Args& args) {
   std::string from = models::default_face_api_dir(), out;
   po::options_description desc("convert face-api options");
   desc.add_options()
-      ("from", po::value(&from)->default_value(from),
+      ("from", opt(&from),
        "face-api's model/ folder (set up with: npm ci --prefix data-tools/face-api)")
       ("out", po::value(&out)->required(), "native embedder file to write");
   if (!parse_command("rewind convert face-api --out FILE [--from DIR]", args, desc, common)) return 0;
@@ -46,9 +46,9 @@ int embed_cmd(const Args& args) {
       ("embedder", po::value(&embedder)->required(), "embedder file (native or TorchScript)")
       ("data", po::value(&data)->required(), "manifest, folder with manifest.csv, or folder of images")
       ("out", po::value(&out)->required(), "output folder: embeddings.npy [N,d] (L2-normalised), items.csv, run.json")
-      ("crop", po::value(&crop)->default_value(crop),
+      ("crop", opt(&crop),
        "none (whole image) | center (centred square) | detect (OpenCV Haar face detection)")
-      ("batch", po::value(&batch)->default_value(batch), "images per forward pass");
+      ("batch", opt(&batch), "images per forward pass");
   if (!parse_command("rewind embed --embedder E --data MANIFEST|DIR --out DIR [options]", args, desc, common)) return 0;
   io::RunRecord record("embed");
   record.options() = {{"embedder", embedder}, {"data", data}, {"out", out}, {"crop", crop}, {"batch", batch}};
