@@ -106,11 +106,15 @@ int invert_cmd(const Args& args) {
     auto m = data::open_data(targets);
     std::vector<std::string> paths;
     for (size_t i = 0; i < m.entries.size(); ++i) paths.push_back(m.resolve(i));
-    {
-      auto first = io::load_image(paths.front(), {shape.channels, 0, io::ResizeMode::kCenterCrop});
-      if (first.size(1) != shape.height || first.size(2) != shape.width)
-        log_warn("targets are ", first.size(2), "x", first.size(1), "; centre-cropped and resized to the generator's ",
-                 shape.width, "x", shape.height);
+    for (const auto& path : paths) {  // warn once when targets need resampling (bad files are skipped below)
+      try {
+        auto first = io::load_image(path, {shape.channels, 0, io::ResizeMode::kCenterCrop});
+        if (first.size(1) != shape.height || first.size(2) != shape.width)
+          log_warn("targets are ", first.size(2), "x", first.size(1), "; centre-cropped and resized to the generator's ",
+                   shape.width, "x", shape.height);
+        break;
+      } catch (const Error&) {
+      }
     }
     auto batch = io::load_images(paths, {shape.channels, shape.height, io::ResizeMode::kCenterCrop}, progress_fn());
     for (const auto& [i, why] : batch.skipped) record.add_skip(paths[i], why);

@@ -73,6 +73,11 @@ expect_code 2 "resume with other options" -- "$REWIND" invert "${INV[@]}" --step
 expect_code 0 "resume" -- "$REWIND" invert "${INV[@]}" --steps 300 --out "$TMP/inv-int" --resume -q
 "$REWIND" invert "${INV[@]}" --steps 300 --out "$TMP/inv-full" -q >/dev/null 2>&1
 cmp -s "$TMP/inv-int/latents.npy" "$TMP/inv-full/latents.npy" && ok || bad "resumed run equals an uninterrupted one"
+# a corrupt first target is skipped and recorded, the rest inverted
+cp -r "$TMP/gen" "$TMP/gen-bad"; echo "junk" > "$TMP/gen-bad/images/sample-000000.png"
+expect_code 0 "invert with a corrupt target" -- "$REWIND" invert --generator "$TMP/m/g.pt" --targets "$TMP/gen-bad" --restarts 2 --batch 2 --steps 5 --out "$TMP/inv-bad" -q
+[ "$(wc -l < "$TMP/inv-bad/targets.csv")" = "6" ] && ok || bad "5 of 6 targets inverted"
+expect_grep '"skipped_count": 1' "$TMP/inv-bad/run.json" "skip counted"
 expect_code 2 "bad loss term" -- "$REWIND" invert "${INV[@]}" --steps 5 --out "$TMP/inv-x" --loss mse=1,bogus=2
 expect_grep "unknown term 'bogus'" "$TMP/err" "loss term error"
 expect_code 2 "identity loss without embedder" -- "$REWIND" invert "${INV[@]}" --steps 5 --out "$TMP/inv-y" --loss identity=1
