@@ -79,6 +79,13 @@ struct FusedState {
   at::Tensor best_v;     // [B, D]
 };
 
+/// Records, in place (static addresses for CUDA graphs), each item's best finite loss and latents.
+void keep_best(FusedState& s, const at::Tensor& l) {
+  auto better = torch::isfinite(l).logical_and(l.lt(s.best_loss));
+  s.best_loss.copy_(torch::where(better, l, s.best_loss));
+  s.best_v.copy_(torch::where(better.unsqueeze(1), s.v.detach(), s.best_v));
+}
+
 void fused_step(FusedState& s, Problem& p) {
   if (s.v.grad().defined()) s.v.mutable_grad().zero_();
   auto loss = p.weighted(p.terms(s.v, p.render(s.v)));
@@ -86,9 +93,7 @@ void fused_step(FusedState& s, Problem& p) {
   torch::NoGradGuard ng;
   auto l = loss.detach();
   s.loss.copy_(l);
-  auto better = torch::isfinite(l).logical_and(l.lt(s.best_loss));
-  s.best_loss.copy_(torch::where(better, l, s.best_loss));
-  s.best_v.copy_(torch::where(better.unsqueeze(1), s.v.detach(), s.best_v));
+  keep_best(s, l);
   auto g = s.v.grad().nan_to_num(0.0, 0.0, 0.0);
   s.step.add_(1.0);
   auto lr = s.lr.index_select(0, (s.step - 1).clamp_max(double(s.lr.size(0) - 1)).to(torch::kLong));
@@ -164,10 +169,7 @@ optim::LoopResult fused_adam(const at::Tensor& init, Problem& p, const InvertOpt
   }
   {  // the final latents count too
     torch::NoGradGuard ng;
-    auto l = p.weighted(p.terms(s.v, p.render(s.v)));
-    auto better = torch::isfinite(l).logical_and(l.lt(s.best_loss));
-    s.best_loss.copy_(torch::where(better, l, s.best_loss));
-    s.best_v.copy_(torch::where(better.unsqueeze(1), s.v.detach(), s.best_v));
+    keep_best(s, p.weighted(p.terms(s.v, p.render(s.v))));
   }
   r.best_vars = s.best_v;
   r.best_loss = s.best_loss;

@@ -117,6 +117,15 @@ int64_t run_epochs(int64_t n, int64_t batch, int64_t epochs, uint64_t seed, doub
   return step;
 }
 
+/// Steps, wall time and throughput of a training call that ran steps [start, step) since t0.
+TrainResult timed_result(int64_t step, int64_t start, int64_t batch, Clock::time_point t0) {
+  TrainResult r;
+  r.steps = step;
+  r.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  r.images_per_second = r.seconds > 0 ? double(step - start) * batch / r.seconds : 0;
+  return r;
+}
+
 }  // namespace
 
 TrainResult train_gan(const at::Tensor& images, const TrainGanOptions& opt, const ProgressFn& progress,
@@ -180,10 +189,7 @@ TrainResult train_gan(const at::Tensor& images, const TrainGanOptions& opt, cons
   save_native(opt.out + ".disc", *d, opt.arch.to_json("discriminator"));
   emit_samples(step);
 
-  TrainResult r;
-  r.steps = step;
-  r.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-  r.images_per_second = r.seconds > 0 ? double(step - start) * opt.batch / r.seconds : 0;
+  TrainResult r = timed_result(step, start, opt.batch, t0);
   r.final_loss = g_loss_v;
   r.final_aux = d_loss_v;
   return r;
@@ -235,10 +241,7 @@ TrainResult train_classifier(const at::Tensor& images, const at::Tensor& labels,
   auto arch = opt.arch.to_json("classifier");
   arch.update(opt.arch_extra);
   save_native(opt.out, *net, arch);
-  TrainResult r;
-  r.steps = step;
-  r.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-  r.images_per_second = r.seconds > 0 ? double(step - start) * opt.batch / r.seconds : 0;
+  TrainResult r = timed_result(step, start, opt.batch, t0);
   r.final_loss = loss_v;
   r.final_aux = val_images.defined() && val_images.size(0) > 0 ? evaluate_accuracy(net, val_images, val_labels) : 0.0;
   return r;
@@ -296,10 +299,7 @@ TrainResult train_embedder(const at::Tensor& images, const at::Tensor& ids, cons
                     }, &loss_v);
   net->eval();
   save_native(opt.out, *net, opt.arch.to_json("embedder"));
-  TrainResult r;
-  r.steps = step;
-  r.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-  r.images_per_second = r.seconds > 0 ? double(step - start) * opt.batch / r.seconds : 0;
+  TrainResult r = timed_result(step, start, opt.batch, t0);
   r.final_loss = loss_v;
   if (val_images.defined() && val_images.size(0) > 1) {
     auto cal = identity::calibrate(embed_with(net, val_images), val_ids, {1e-3});
