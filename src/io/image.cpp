@@ -142,6 +142,21 @@ void save_image(const std::string& path, const at::Tensor& image) {
   write_via_temp(path, [&](const std::string& tmp) { return cv::imwrite(tmp, bgr); });
 }
 
+std::string encode_png(const at::Tensor& image) {
+  auto chw = image.dim() == 4 ? image.squeeze(0) : image;
+  RW_CHECK(chw.dim() == 3 && (chw.size(0) == 1 || chw.size(0) == 3), Internal,
+           "encode_png expects [C,H,W] with C = 1 or 3, got ", image.sizes());
+  int c = int(chw.size(0)), h = int(chw.size(1)), w = int(chw.size(2));
+  auto bytes = to_hwc_u8(chw);
+  cv::Mat m(h, w, c == 1 ? CV_8UC1 : CV_8UC3, bytes.data());
+  cv::Mat bgr;
+  if (c == 3) cv::cvtColor(m, bgr, cv::COLOR_RGB2BGR);
+  else bgr = m;
+  std::vector<uchar> buf;
+  RW_CHECK(cv::imencode(".png", bgr, buf), Internal, "PNG encoding failed");
+  return std::string(buf.begin(), buf.end());
+}
+
 at::Tensor make_grid(const at::Tensor& images, int cols, int pad, float pad_value) {
   RW_CHECK(images.dim() == 4 && images.size(0) > 0, Internal, "make_grid expects [N,C,H,W], got ", images.sizes());
   int64_t n = images.size(0), c = images.size(1), h = images.size(2), w = images.size(3);

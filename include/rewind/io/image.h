@@ -47,6 +47,9 @@ ImageBatch load_images(const std::vector<std::string>& paths, const ImageSpec& s
 /// Writes [C,H,W] (or [1,C,H,W]) in [-1,1] as an 8-bit PNG, atomically. Values are clamped.
 void save_image(const std::string& path, const at::Tensor& image);
 
+/// [C,H,W] (or [1,C,H,W]) in [-1,1] -> PNG file bytes (for inline report images).
+std::string encode_png(const at::Tensor& image);
+
 /// Tiles [N,C,H,W] into one [C,H',W'] image, `cols` per row, `pad` pixels of `pad_value` between.
 at::Tensor make_grid(const at::Tensor& images, int cols, int pad = 2, float pad_value = 1.0f);
 

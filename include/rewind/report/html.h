@@ -1,0 +1,79 @@
+// Self-contained HTML reports: one file, no external assets. Images are inline PNG data URIs,
+// plots are inline SVG. Every piece of user text (identity names come from folder names) goes
+// through escape(); only the builder's own markup is emitted raw.
+//
+// Torch- and OpenCV-free: images arrive as PNG bytes (io::encode_png makes them).
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace rw::report {
+
+/// HTML-escapes & < > " ' .
+std::string escape(const std::string& text);
+
+/// RFC 4648 base64.
+std::string base64(const std::string& bytes);
+
+/// <img> with the PNG inline; `alt` and `title` are escaped. width_px 0 = natural size.
+std::string img_png(const std::string& png_bytes, const std::string& alt, int width_px = 0,
+                    const std::string& title = "");
+
+/// A line series for svg_plot.
+struct Series {
+  std::string name;
+  std::vector<double> x, y;
+  bool dashed = false;
+};
+
+struct PlotOptions {
+  std::string title;
+  std::string x_label;
+  std::string y_label;
+  bool log_x = false;       ///< log10 x axis (values <= 0 are clamped to the smallest positive)
+  bool log_y = false;
+  bool diagonal = false;    ///< draw y = x (chance line of a ROC curve)
+  int width = 420;
+  int height = 320;
+  double x_min = 0, x_max = 0, y_min = 0, y_max = 0;  ///< 0,0 = from the data
+};
+
+/// Inline SVG line plot (ROC curves, quality-vs-depth). Text is escaped.
+std::string svg_plot(const std::vector<Series>& series, const PlotOptions& opt);
+
+/// Builds one report page. Methods that take plain text escape it; *_html methods take markup
+/// that the caller built from escaped pieces.
+class HtmlReport {
+ public:
+  explicit HtmlReport(std::string title);
+
+  void heading(const std::string& text, int level = 2);
+  void paragraph(const std::string& text);
+  /// A paragraph of caller-built markup (must already be escaped).
+  void paragraph_html(const std::string& html);
+  /// A highlighted summary box; `lines` are plain text.
+  void summary(const std::vector<std::string>& lines);
+  /// A table; header and cells are plain text (escaped). `numeric_cols` are right-aligned.
+  void table(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows);
+  /// A table whose cells are markup (e.g. images); header is plain text.
+  void table_html(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows);
+  /// Raw markup (SVG from svg_plot, figures).
+  void raw(const std::string& html);
+  /// A <details> block with preformatted text (run record JSON, options).
+  void details(const std::string& summary_text, const std::string& pre_text);
+
+  std::string str() const;
+  /// Writes the page atomically.
+  void write(const std::string& path) const;
+
+ private:
+  std::string title_;
+  std::string body_;
+};
+
+/// "0.953" style fixed formatting for tables.
+std::string fmt(double v, int digits = 3);
+
+}  // namespace rw::report

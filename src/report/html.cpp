@@ -1,0 +1,248 @@
+#include "rewind/report/html.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <sstream>
+
+#include "rewind/core/build_info.h"
+#include "rewind/io/atomic_file.h"
+
+namespace rw::report {
+
+std::string escape(const std::string& text) {
+  std::string out;
+  out.reserve(text.size());
+  for (char c : text) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      case '\'': out += "&#39;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+std::string base64(const std::string& bytes) {
+  static const char* tbl = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  size_t i = 0;
+  for (; i + 2 < bytes.size(); i += 3) {
+    uint32_t v = (uint8_t(bytes[i]) << 16) | (uint8_t(bytes[i + 1]) << 8) | uint8_t(bytes[i + 2]);
+    out += tbl[(v >> 18) & 63];
+    out += tbl[(v >> 12) & 63];
+    out += tbl[(v >> 6) & 63];
+    out += tbl[v & 63];
+  }
+  if (i + 1 == bytes.size()) {
+    uint32_t v = uint8_t(bytes[i]) << 16;
+    out += tbl[(v >> 18) & 63];
+    out += tbl[(v >> 12) & 63];
+    out += "==";
+  } else if (i + 2 == bytes.size()) {
+    uint32_t v = (uint8_t(bytes[i]) << 16) | (uint8_t(bytes[i + 1]) << 8);
+    out += tbl[(v >> 18) & 63];
+    out += tbl[(v >> 12) & 63];
+    out += tbl[(v >> 6) & 63];
+    out += '=';
+  }
+  return out;
+}
+
+std::string img_png(const std::string& png_bytes, const std::string& alt, int width_px, const std::string& title) {
+  std::string s = "<img alt=\"" + escape(alt) + "\"";
+  if (!title.empty()) s += " title=\"" + escape(title) + "\"";
+  if (width_px > 0) s += " width=\"" + std::to_string(width_px) + "\"";
+  s += " style=\"image-rendering:pixelated\" src=\"data:image/png;base64," + base64(png_bytes) + "\">";
+  return s;
+}
+
+std::string fmt(double v, int digits) {
+  if (std::isnan(v)) return "n/a";
+  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f", digits, v);
+  return buf;
+}
+
+namespace {
+
+std::string num(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2f", v);
+  return buf;
+}
+
+std::string tick_label(double v, bool log) {
+  char buf[32];
+  if (log) {
+    std::snprintf(buf, sizeof buf, "1e%d", int(std::lround(v)));
+  } else {
+    std::snprintf(buf, sizeof buf, "%g", std::abs(v) < 1e-12 ? 0.0 : v);
+  }
+  return buf;
+}
+
+const char* kColors[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"};
+
+}  // namespace
+
+std::string svg_plot(const std::vector<Series>& series, const PlotOptions& opt) {
+  const double ml = 56, mr = 12, mt = opt.title.empty() ? 12 : 28, mb = 44;
+  const double pw = opt.width - ml - mr, ph = opt.height - mt - mb;
+  // smallest positive values for log axes
+  double minpos_x = std::numeric_limits<double>::infinity(), minpos_y = minpos_x;
+  for (const auto& s : series) {
+    for (double v : s.x) if (v > 0) minpos_x = std::min(minpos_x, v);
+    for (double v : s.y) if (v > 0) minpos_y = std::min(minpos_y, v);
+  }
+  if (!std::isfinite(minpos_x)) minpos_x = 1e-3;
+  if (!std::isfinite(minpos_y)) minpos_y = 1e-3;
+  auto tx = [&](double v) { return opt.log_x ? std::log10(std::max(v, minpos_x)) : v; };
+  auto ty = [&](double v) { return opt.log_y ? std::log10(std::max(v, minpos_y)) : v; };
+  double x0 = std::numeric_limits<double>::infinity(), x1 = -x0, y0 = x0, y1 = -x0;
+  for (const auto& s : series) {
+    for (size_t i = 0; i < s.x.size() && i < s.y.size(); ++i) {
+      double a = tx(s.x[i]), b = ty(s.y[i]);
+      if (!std::isfinite(a) || !std::isfinite(b)) continue;
+      x0 = std::min(x0, a); x1 = std::max(x1, a); y0 = std::min(y0, b); y1 = std::max(y1, b);
+    }
+  }
+  if (opt.x_min != 0 || opt.x_max != 0) { x0 = tx(opt.x_min); x1 = tx(opt.x_max); }
+  if (opt.y_min != 0 || opt.y_max != 0) { y0 = ty(opt.y_min); y1 = ty(opt.y_max); }
+  if (!std::isfinite(x0)) { x0 = 0; x1 = 1; }
+  if (!std::isfinite(y0)) { y0 = 0; y1 = 1; }
+  if (x1 - x0 < 1e-12) { x0 -= 0.5; x1 += 0.5; }
+  if (y1 - y0 < 1e-12) { y0 -= 0.5; y1 += 0.5; }
+  if (opt.log_x) { x0 = std::floor(x0); x1 = std::ceil(x1); }
+  if (opt.log_y) { y0 = std::floor(y0); y1 = std::ceil(y1); }
+  auto px = [&](double a) { return ml + (a - x0) / (x1 - x0) * pw; };
+  auto py = [&](double b) { return mt + ph - (b - y0) / (y1 - y0) * ph; };
+
+  std::ostringstream os;
+  os << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << opt.width << "\" height=\"" << opt.height
+     << "\" font-family=\"sans-serif\" font-size=\"11\">";
+  if (!opt.title.empty())
+    os << "<text x=\"" << opt.width / 2 << "\" y=\"16\" text-anchor=\"middle\" font-weight=\"bold\">"
+       << escape(opt.title) << "</text>";
+  os << "<rect x=\"" << ml << "\" y=\"" << mt << "\" width=\"" << pw << "\" height=\"" << ph
+     << "\" fill=\"none\" stroke=\"#888\"/>";
+  // ticks: integer decades on log axes, 5 divisions otherwise
+  auto ticks = [](double a, double b, bool log) {
+    std::vector<double> t;
+    if (log) {
+      for (double v = a; v <= b + 1e-9; v += 1) t.push_back(v);
+    } else {
+      for (int i = 0; i <= 5; ++i) t.push_back(a + (b - a) * i / 5);
+    }
+    return t;
+  };
+  for (double v : ticks(x0, x1, opt.log_x)) {
+    os << "<line x1=\"" << num(px(v)) << "\" x2=\"" << num(px(v)) << "\" y1=\"" << num(mt) << "\" y2=\"" << num(mt + ph)
+       << "\" stroke=\"#eee\"/><text x=\"" << num(px(v)) << "\" y=\"" << num(mt + ph + 14)
+       << "\" text-anchor=\"middle\">" << tick_label(v, opt.log_x) << "</text>";
+  }
+  for (double v : ticks(y0, y1, opt.log_y)) {
+    os << "<line x1=\"" << num(ml) << "\" x2=\"" << num(ml + pw) << "\" y1=\"" << num(py(v)) << "\" y2=\"" << num(py(v))
+       << "\" stroke=\"#eee\"/><text x=\"" << num(ml - 4) << "\" y=\"" << num(py(v) + 4)
+       << "\" text-anchor=\"end\">" << tick_label(v, opt.log_y) << "</text>";
+  }
+  os << "<text x=\"" << num(ml + pw / 2) << "\" y=\"" << opt.height - 8 << "\" text-anchor=\"middle\">"
+     << escape(opt.x_label) << "</text>";
+  os << "<text transform=\"translate(14," << num(mt + ph / 2) << ") rotate(-90)\" text-anchor=\"middle\">"
+     << escape(opt.y_label) << "</text>";
+  if (opt.diagonal) {
+    // y = x, sampled so it is right on log axes too
+    os << "<polyline fill=\"none\" stroke=\"#aaa\" stroke-dasharray=\"4 3\" points=\"";
+    for (int i = 0; i <= 50; ++i) {
+      double a = x0 + (x1 - x0) * i / 50;
+      double v = opt.log_x ? std::pow(10.0, a) : a;
+      double b = ty(v);
+      if (b < y0 || b > y1) continue;
+      os << num(px(a)) << "," << num(py(b)) << " ";
+    }
+    os << "\"/>";
+  }
+  for (size_t k = 0; k < series.size(); ++k) {
+    const auto& s = series[k];
+    const char* color = kColors[k % (sizeof kColors / sizeof *kColors)];
+    os << "<polyline fill=\"none\" stroke=\"" << color << "\" stroke-width=\"1.8\""
+       << (s.dashed ? " stroke-dasharray=\"5 3\"" : "") << " points=\"";
+    for (size_t i = 0; i < s.x.size() && i < s.y.size(); ++i) {
+      double a = tx(s.x[i]), b = ty(s.y[i]);
+      if (!std::isfinite(a) || !std::isfinite(b)) continue;
+      a = std::clamp(a, x0, x1);
+      b = std::clamp(b, y0, y1);
+      os << num(px(a)) << "," << num(py(b)) << " ";
+    }
+    os << "\"/>";
+    double ly = mt + 14 + 14 * double(k);
+    os << "<line x1=\"" << num(ml + pw - 120) << "\" x2=\"" << num(ml + pw - 100) << "\" y1=\"" << num(ly - 4)
+       << "\" y2=\"" << num(ly - 4) << "\" stroke=\"" << color << "\" stroke-width=\"2\"/><text x=\""
+       << num(ml + pw - 96) << "\" y=\"" << num(ly) << "\">" << escape(s.name) << "</text>";
+  }
+  os << "</svg>";
+  return os.str();
+}
+
+HtmlReport::HtmlReport(std::string title) : title_(std::move(title)) {}
+
+void HtmlReport::heading(const std::string& text, int level) {
+  level = std::clamp(level, 1, 4);
+  body_ += "<h" + std::to_string(level) + ">" + escape(text) + "</h" + std::to_string(level) + ">\n";
+}
+void HtmlReport::paragraph(const std::string& text) { body_ += "<p>" + escape(text) + "</p>\n"; }
+void HtmlReport::paragraph_html(const std::string& html) { body_ += "<p>" + html + "</p>\n"; }
+void HtmlReport::summary(const std::vector<std::string>& lines) {
+  body_ += "<div class=\"summary\">";
+  for (const auto& l : lines) body_ += "<p>" + escape(l) + "</p>";
+  body_ += "</div>\n";
+}
+
+static void table_impl(std::string& body, const std::vector<std::string>& header,
+                       const std::vector<std::vector<std::string>>& rows, bool escape_cells) {
+  body += "<table><thead><tr>";
+  for (const auto& h : header) body += "<th>" + escape(h) + "</th>";
+  body += "</tr></thead><tbody>\n";
+  for (const auto& r : rows) {
+    body += "<tr>";
+    for (const auto& c : r) body += "<td>" + (escape_cells ? escape(c) : c) + "</td>";
+    body += "</tr>\n";
+  }
+  body += "</tbody></table>\n";
+}
+
+void HtmlReport::table(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows) {
+  table_impl(body_, header, rows, true);
+}
+void HtmlReport::table_html(const std::vector<std::string>& header,
+                            const std::vector<std::vector<std::string>>& rows) {
+  table_impl(body_, header, rows, false);
+}
+void HtmlReport::raw(const std::string& html) { body_ += html + "\n"; }
+void HtmlReport::details(const std::string& summary_text, const std::string& pre_text) {
+  body_ += "<details><summary>" + escape(summary_text) + "</summary><pre>" + escape(pre_text) + "</pre></details>\n";
+}
+
+std::string HtmlReport::str() const {
+  std::string s =
+      "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>" + escape(title_) +
+      "</title>\n<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+      "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;"
+      "vertical-align:middle}th{background:#f4f4f4}.summary{background:#fff7e6;border-left:4px solid #e69500;"
+      "padding:.5em 1em;margin:1em 0}.summary p{margin:.3em 0;font-size:1.05em}.leak{color:#b00;font-weight:bold}"
+      ".safe{color:#070}pre{background:#f8f8f8;padding:1em;overflow:auto;font-size:12px}"
+      "figure{display:inline-block;margin:4px;text-align:center}figcaption{font-size:11px}</style></head><body>\n<h1>" +
+      escape(title_) + "</h1>\n" + body_ + "<hr><p style=\"font-size:11px;color:#777\">" +
+      escape(build_string()) + "</p>\n</body></html>\n";
+  return s;
+}
+
+void HtmlReport::write(const std::string& path) const { io::write_file_atomic(path, str()); }
+
+}  // namespace rw::report
