@@ -7,6 +7,9 @@
 #include "rewind/core/error.h"
 #include "rewind/core/log.h"
 #include "rewind/core/runtime.h"
+#include "rewind/io/face_crop.h"
+
+#include <torch/torch.h>
 
 namespace rw::cli {
 
@@ -83,6 +86,39 @@ LoadedData load_manifest_images(const std::string& manifest, int channels, int s
     log_warn(d.batch.skipped.size(), " of ", paths.size(), " images in ", manifest, " skipped; first: ",
              d.batch.skipped.front().second);
   return d;
+}
+
+EmbeddedData embed_manifest(models::Embedder& e, const io::Manifest& m, const std::string& crop, int64_t batch,
+                            io::RunRecord* record, const std::string& stage) {
+  RW_CHECK(batch > 0, Usage, "--batch must be positive");
+  auto shape = e.input_shape();
+  io::FaceCropper cropper(io::parse_crop_mode(crop), shape.height, shape.channels);
+  const int64_t n = int64_t(m.entries.size());
+  EmbeddedData out;
+  std::vector<at::Tensor> chunks;
+  torch::NoGradGuard ng;
+  auto progress = progress_fn();
+  for (int64_t start = 0; start < n; start += batch) {
+    std::vector<at::Tensor> imgs;
+    for (int64_t i = start; i < std::min(n, start + batch); ++i) {
+      std::string path = m.resolve(size_t(i));
+      try {
+        bool found = true;
+        imgs.push_back(cropper.load(path, &found));
+        out.no_face += !found;
+        out.rows.push_back(size_t(i));
+      } catch (const Error& err) {
+        if (err.kind() != ErrorKind::kInput) throw;
+        log_warn("skipping ", path, ": ", err.message());
+        if (record) record->add_skip(path, err.message());
+      }
+    }
+    if (!imgs.empty()) chunks.push_back(e.embed(torch::stack(imgs)));
+    report_progress(progress, {stage, std::min(n, start + batch), n, ""});
+  }
+  progress_done();
+  out.embeddings = chunks.empty() ? torch::empty({0, e.dim()}) : torch::cat(chunks);
+  return out;
 }
 
 }  // namespace rw::cli

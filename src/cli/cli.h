@@ -14,6 +14,7 @@
 #include "rewind/io/image.h"
 #include "rewind/io/manifest.h"
 #include "rewind/io/run_record.h"
+#include "rewind/models/models.h"
 
 namespace rw::cli {
 
@@ -61,6 +62,16 @@ struct LoadedData {
 };
 LoadedData load_manifest_images(const std::string& manifest, int channels, int size, io::RunRecord* record);
 
+/// Embeddings of every image of a manifest that could be loaded (bad images are skipped, logged
+/// and recorded in `record`).
+struct EmbeddedData {
+  at::Tensor embeddings;        ///< [N_ok, d] L2-normalised
+  std::vector<size_t> rows;     ///< manifest entry of each embedding
+  int64_t no_face = 0;          ///< detect mode: images with no face found (centre-cropped)
+};
+EmbeddedData embed_manifest(models::Embedder& embedder, const io::Manifest& m, const std::string& crop, int64_t batch,
+                            io::RunRecord* record, const std::string& stage = "embed");
+
 struct Command {
   std::string name;
   std::string summary;
@@ -73,5 +84,6 @@ int cmd_convert(const Args& args);
 int cmd_embed(const Args& args);
 int cmd_invert(const Args& args);
 int cmd_generate(const Args& args);
+int cmd_index(const Args& args);
 
 }  // namespace rw::cli

@@ -57,37 +57,18 @@ int embed_cmd(const Args& args) {
   int64_t dim = 0;
   run_and_record(record, out + "/run.json", [&] {
     auto e = models::load_embedder(embedder);
-    auto shape = e->input_shape();
     dim = e->dim();
     record.results()["embedder"] = e->describe();
     record.results()["embedder_id"] = e->id();
-    io::FaceCropper cropper(io::parse_crop_mode(crop), shape.height, shape.channels);
     auto m = data::open_data(data);
-    const int64_t n = int64_t(m.entries.size());
-    std::vector<at::Tensor> chunks;
+    auto emb = embed_manifest(*e, m, crop, batch, &record);
+    RW_CHECK(emb.rows.size() > 0, Input, "no image of ", data, " could be embedded; see ", out, "/run.json for the reasons");
     std::string items = io::csv_line({"row", "path", "identity"});
-    torch::NoGradGuard ng;
-    auto progress = progress_fn();
-    for (int64_t start = 0; start < n; start += batch) {
-      std::vector<at::Tensor> imgs;
-      for (int64_t i = start; i < std::min(n, start + batch); ++i) {
-        std::string path = m.resolve(size_t(i));
-        try {
-          bool found = true;
-          imgs.push_back(cropper.load(path, &found));
-          no_face += !found;
-          items += io::csv_line({std::to_string(done++), m.entries[i].path, m.entries[i].identity});
-        } catch (const Error& err) {
-          if (err.kind() != ErrorKind::kInput) throw;
-          record.add_skip(path, err.message());
-        }
-      }
-      if (!imgs.empty()) chunks.push_back(e->embed(torch::stack(imgs)));
-      report_progress(progress, {"embed", std::min(n, start + batch), n, ""});
-    }
-    progress_done();
-    RW_CHECK(!chunks.empty(), Input, "no image of ", data, " could be embedded; see ", out, "/run.json for the reasons");
-    io::write_npy(out + "/embeddings.npy", torch::cat(chunks));
+    for (size_t r = 0; r < emb.rows.size(); ++r)
+      items += io::csv_line({std::to_string(r), m.entries[emb.rows[r]].path, m.entries[emb.rows[r]].identity});
+    done = int64_t(emb.rows.size());
+    no_face = emb.no_face;
+    io::write_npy(out + "/embeddings.npy", emb.embeddings);
     io::write_file_atomic(out + "/items.csv", items);
     record.mark("embed");
     record.results()["embedded"] = done;

@@ -24,6 +24,9 @@ const std::vector<Command>& commands() {
       {"embed", "identity embeddings of a data set (embeddings.npy + items.csv)", rw::cli::cmd_embed},
       {"generate", "sample a generator (images, latents, optional embeddings)", rw::cli::cmd_generate},
       {"invert", "GAN rewinding: recover latent codes for target images", rw::cli::cmd_invert},
+#ifdef REWIND_WITH_FAISS
+      {"index", "identity index over candidate datasets: build, query, info (FAISS)", rw::cli::cmd_index},
+#endif
   };
   return cmds;
 }

@@ -52,15 +52,22 @@ Calibration calibrate(const at::Tensor& emb, const at::Tensor& labels, const std
     auto sims = (e.index_select(0, i) * e.index_select(0, j)).sum(1);
     auto same = lab.index_select(0, i).eq(lab.index_select(0, j));
     imp.push_back(sims.masked_select(same.logical_not()));
-    // genuine pairs: all of them (identities are small groups)
-    for (int64_t a = 0; a < n; a += 1024) {
-      auto blk = e.slice(0, a, std::min(n, a + 1024));
-      auto s2 = torch::mm(blk, e.t());
-      auto same2 = lab.slice(0, a, std::min(n, a + 1024)).unsqueeze(1).eq(lab.unsqueeze(0));
-      auto row = torch::arange(a, std::min(n, a + 1024)).unsqueeze(1);
-      gen.push_back(s2.masked_select(same2 & torch::arange(n).unsqueeze(0).gt(row)));
+    // genuine pairs: all of them, one identity group at a time (identities are small groups)
+    auto order = std::get<1>(lab.sort(0, /*stable=*/true, /*descending=*/false));
+    auto sorted = lab.index_select(0, order);
+    auto sl = sorted.accessor<int64_t, 1>();
+    for (int64_t a = 0; a < n;) {
+      int64_t b = a + 1;
+      while (b < n && sl[b] == sl[a]) ++b;
+      if (b - a >= 2) {
+        auto g = e.index_select(0, order.slice(0, a, b));
+        auto s2 = torch::mm(g, g.t());
+        gen.push_back(s2.masked_select(torch::ones({b - a, b - a}, torch::kBool).triu(1)));
+      }
+      a = b;
     }
   }
+  if (gen.empty()) gen.push_back(torch::empty({0}));
   auto genuine = torch::cat(gen), impostor = torch::cat(imp);
   Calibration c;
   c.genuine_pairs = genuine.numel();

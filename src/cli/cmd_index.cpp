@@ -1,0 +1,327 @@
+// rewind index build | query | info
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <iomanip>
+#include <iostream>
+#include <map>
+#include <sstream>
+
+#include "cli.h"
+#include "rewind/core/error.h"
+#include "rewind/core/log.h"
+#include "rewind/data/datasets.h"
+#include "rewind/identity/index.h"
+#include "rewind/io/atomic_file.h"
+#include "rewind/io/csv.h"
+#include "rewind/models/native.h"
+#include "rewind/report/html.h"
+
+namespace rw::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::vector<double> parse_fars(const std::string& s) {
+  std::vector<double> out;
+  std::stringstream ss(s);
+  std::string tok;
+  while (std::getline(ss, tok, ',')) {
+    try {
+      size_t used = 0;
+      double v = std::stod(tok, &used);
+      RW_CHECK(used == tok.size() && v > 0 && v < 1, Usage, "--fars: '", tok, "' is not a rate in (0, 1)");
+      out.push_back(v);
+    } catch (const std::logic_error&) {
+      RW_FAIL(Usage, "--fars: '", tok, "' is not a number (example: --fars 1e-2,1e-3,1e-4)");
+    }
+  }
+  RW_CHECK(!out.empty(), Usage, "--fars needs at least one rate (example: 1e-2,1e-3,1e-4)");
+  return out;
+}
+
+std::string fars_string(const std::vector<double>& f) {
+  std::ostringstream os;
+  for (size_t i = 0; i < f.size(); ++i) os << (i ? "," : "") << f[i];
+  return os.str();
+}
+
+nlohmann::json embedder_record(const models::Embedder& e, const std::string& path) {
+  std::error_code ec;
+  auto abs = fs::absolute(path, ec).lexically_normal().string();
+  return {{"id", e.id()}, {"path", abs}, {"file_hash", models::file_hash(path)}, {"dim", e.dim()}, {"describe", e.describe()}};
+}
+
+void print_calibration(std::ostream& os, const identity::CalibrationReport& c) {
+  os << "calibration: " << c.impostor_pairs << " impostor / " << c.genuine_pairs << " genuine pairs; "
+     << c.impostor_queries << " impostor / " << c.genuine_queries << " genuine leave-out searches\n";
+  os << "  FAR       pair thr  TAR     search thr  rank-1 TPIR\n";
+  for (const auto& t : c.points) {
+    os << "  " << std::left << std::setw(9) << t.far << " " << std::fixed << std::setprecision(4) << std::setw(9)
+       << t.pair << " " << std::setw(7) << (t.pair_tar < 0 ? std::string("n/a") : report::fmt(t.pair_tar)) << " "
+       << std::setw(11) << t.search << " " << (t.search_tpir < 0 ? std::string("n/a") : report::fmt(t.search_tpir))
+       << (t.search_resolved ? "" : "  (too few impostor searches to resolve this FAR: threshold = their maximum)")
+       << "\n";
+    os.unsetf(std::ios::fixed);
+  }
+}
+
+// ------------------------------------------------------------------------------------------------
+int build_cmd(const Args& args) {
+  CommonOptions common;
+  identity::IndexOptions io_;
+  std::string data, embedder, out, crop = "none", fars = fars_string(io_.fars), dataset;
+  int64_t batch = 64;
+  bool append = false;
+  po::options_description desc("index build options");
+  desc.add_options()
+      ("data", po::value(&data)->required(), "candidate images: manifest, folder with manifest.csv, or image folder")
+      ("embedder", po::value(&embedder)->required(), "identity embedder (native or TorchScript)")
+      ("out", po::value(&out)->required(), "index folder (e.g. indexes/NAME): index.faiss, items.csv, manifest.json")
+      ("factory", opt(&io_.factory), "FAISS index_factory string: Flat (exact), HNSW32 (fast, large sets), IVF4096,PQ32 (millions, compressed)")
+      ("metric", opt(&io_.metric), "cosine (inner product on normalised vectors) | l2")
+      ("fars", opt(&fars), "false-accept rates to calibrate thresholds for")
+      ("ef-search", opt(&io_.hnsw_ef_search), "HNSW search breadth (higher: better recall, slower)")
+      ("ef-construction", opt(&io_.hnsw_ef_construction), "HNSW build breadth")
+      ("nprobe", opt(&io_.ivf_nprobe), "IVF lists visited per query")
+      ("calib-queries", opt(&io_.calib_queries), "at most this many leave-identity-out searches for thresholds")
+      ("crop", opt(&crop), "none | center | detect (OpenCV Haar face detection)")
+      ("batch", opt(&batch), "images per embedder forward pass")
+      ("dataset", po::value(&dataset), "dataset name for items.csv (default: the manifest's folder name)")
+      ("append", po::bool_switch(&append), "add the images to an existing index (same embedder); ids stay stable")
+      ("seed", opt(&io_.seed), "calibration sampling seed");
+  if (!parse_command("rewind index build --data MANIFEST --embedder E --out indexes/NAME [options]", args, desc, common))
+    return 0;
+  io_.fars = parse_fars(fars);
+  io::RunRecord record(append ? "index build --append" : "index build");
+  record.set_seed(io_.seed);
+  record.options() = {{"data", data}, {"embedder", embedder}, {"out", out}, {"factory", io_.factory},
+                      {"metric", io_.metric}, {"fars", io_.fars}, {"crop", crop}, {"batch", batch}, {"append", append}};
+  io::ensure_dir(out);
+  identity::CalibrationReport calib;
+  int64_t total = 0, added = 0;
+  run_and_record(record, out + "/run.json", [&] {
+    auto e = models::load_embedder(embedder);
+    auto erec = embedder_record(*e, embedder);
+    std::unique_ptr<identity::IdentityIndex> idx;
+    if (append) {
+      RW_CHECK(fs::exists(out + "/manifest.json"), Usage, "--append: ", out, " holds no index yet; build it first without --append");
+      idx = std::make_unique<identity::IdentityIndex>(identity::IdentityIndex::load(out));
+      auto m = idx->manifest();
+      RW_CHECK(m.contains("embedder") && m["embedder"].value("id", "") == e->id(), Input, "--append: ", embedder,
+               " (", e->id(), ") is not the embedder ", out, " was built with (",
+               m.contains("embedder") ? m["embedder"].value("id", "?") : "?",
+               "); append with that embedder or build a new index");
+    } else {
+      RW_CHECK(!fs::exists(out + "/index.faiss"), Usage, out, " already holds an index: pass --append to add to it, "
+               "or choose another --out (or delete the folder)");
+      idx = std::make_unique<identity::IdentityIndex>(e->dim(), io_);
+    }
+    auto m = data::open_data(data);
+    if (dataset.empty()) {
+      auto base = fs::path(m.base_dir).lexically_normal();
+      dataset = base.filename().empty() ? base.parent_path().filename().string() : base.filename().string();
+    }
+    log_info("embedding ", m.entries.size(), " images of ", data, " with ", e->describe());
+    auto emb = embed_manifest(*e, m, crop, batch, &record);
+    RW_CHECK(!emb.rows.empty(), Input, "no image of ", data, " could be embedded; see ", out, "/run.json for the reasons");
+    record.mark("embed");
+    std::vector<identity::Item> items;
+    for (size_t r : emb.rows) {
+      std::error_code ec;
+      items.push_back({m.entries[r].identity, fs::absolute(m.resolve(r), ec).lexically_normal().string(), dataset});
+    }
+    auto progress = progress_fn();
+    idx->add(emb.embeddings, items, progress);
+    progress_done();
+    record.mark("index");
+    calib = idx->calibrate(progress_fn());
+    progress_done();
+    record.mark("calibrate");
+    nlohmann::json extra = {{"embedder", erec}};
+    auto prev = idx->manifest();
+    nlohmann::json sources = prev.contains("sources") ? prev["sources"] : nlohmann::json::array();
+    sources.push_back({{"data", data}, {"dataset", dataset}, {"added", emb.rows.size()}, {"skipped", record.skipped()},
+                       {"crop", crop}, {"at", io::utc_now_iso()}});
+    extra["sources"] = sources;
+    idx->save(out, extra);
+    added = int64_t(emb.rows.size());
+    total = idx->size();
+    record.results()["added"] = added;
+    record.results()["count"] = total;
+    record.results()["manifest"] = idx->manifest();
+  });
+  std::cout << (append ? "appended " : "indexed ") << added << " images (" << total << " in all) into " << out;
+  if (record.skipped()) std::cout << "; " << record.skipped() << " images skipped (see " << out << "/run.json)";
+  std::cout << "\n";
+  print_calibration(std::cout, calib);
+  return 0;
+}
+
+// ------------------------------------------------------------------------------------------------
+int query_cmd(const Args& args) {
+  CommonOptions common;
+  std::string index_dir, data, out, embedder, crop = "none";
+  int k = 5;
+  double far = 1e-3;
+  int64_t batch = 64;
+  bool identity_level = false, pair = false;
+  po::options_description desc("index query options");
+  desc.add_options()
+      ("index", po::value(&index_dir)->required(), "index folder made by rewind index build")
+      ("data", po::value(&data)->required(), "query images: manifest, folder with manifest.csv, or image folder")
+      ("out", po::value(&out)->required(), "matches CSV: query_path,rank,match_path,identity,similarity,verdict,query_identity")
+      ("k", opt(&k), "matches per query")
+      ("far", opt(&far), "false-accept rate of the match verdict (one of the FARs calibrated at build)")
+      ("pair-threshold", po::bool_switch(&pair),
+       "use the 1:1 pair threshold instead of the 1:N search threshold (more matches, more false ones)")
+      ("identity-level", po::bool_switch(&identity_level),
+       "one row per (query identity, candidate identity): best similarity over their images")
+      ("embedder", po::value(&embedder), "embedder (default: the one recorded in the index manifest; must be the same file)")
+      ("crop", opt(&crop), "none | center | detect")
+      ("batch", opt(&batch), "images per embedder forward pass");
+  if (!parse_command("rewind index query --index indexes/NAME --data MANIFEST|DIR --out matches.csv [options]", args, desc,
+                     common))
+    return 0;
+  io::RunRecord record("index query");
+  record.options() = {{"index", index_dir}, {"data", data}, {"out", out}, {"k", k}, {"far", far},
+                      {"identity_level", identity_level}, {"pair_threshold", pair}, {"crop", crop}};
+  const std::string run_json = fs::path(out).replace_extension("").string() + ".run.json";
+  int64_t queries = 0, matched = 0, rows_written = 0;
+  double thr = 0;
+  run_and_record(record, run_json, [&] {
+    auto idx = identity::IdentityIndex::load(index_dir);
+    auto man = idx.manifest();
+    RW_CHECK(man.contains("embedder"), Input, index_dir, "/manifest.json records no embedder; rebuild the index");
+    const auto& erec = man["embedder"];
+    std::string epath = embedder.empty() ? erec.value("path", "") : embedder;
+    RW_CHECK(fs::exists(epath), Input, "the embedder recorded in ", index_dir, "/manifest.json (", epath,
+             ") does not exist here; pass the same file with --embedder");
+    auto e = models::load_embedder(epath);
+    RW_CHECK(e->dim() == idx.dim(), Input, "embedder ", epath, " makes ", e->dim(), "-d vectors but the index ", index_dir,
+             " holds ", idx.dim(), "-d ones; query with the embedder the index was built with (",
+             erec.value("path", "?"), ")");
+    RW_CHECK(e->id() == erec.value("id", ""), Input, "embedder ", epath, " (", e->id(),
+             ") is not the one the index was built with (", erec.value("id", "?"), " from ", erec.value("path", "?"),
+             "): its similarities and thresholds would be meaningless. Query with that file, or rebuild the index with this one");
+    thr = pair ? idx.pair_threshold(far) : idx.search_threshold(far);
+    record.results()["threshold"] = thr;
+    record.results()["threshold_kind"] = pair ? "pair" : "search";
+    auto m = data::open_data(data);
+    auto emb = embed_manifest(*e, m, crop, batch, &record);
+    RW_CHECK(!emb.rows.empty(), Input, "no query image of ", data, " could be embedded; see ", run_json);
+    record.mark("embed");
+    auto res = idx.search(emb.embeddings, k);
+    record.mark("search");
+    const auto& items = idx.items();
+    std::string csv;
+    queries = int64_t(emb.rows.size());
+    if (!identity_level) {
+      csv = io::csv_line({"query_path", "rank", "match_path", "identity", "similarity", "verdict", "query_identity"});
+      for (size_t q = 0; q < res.size(); ++q) {
+        const auto& qe = m.entries[emb.rows[q]];
+        matched += !res[q].empty() && res[q][0].id >= 0 && res[q][0].similarity > thr;
+        for (size_t r = 0; r < res[q].size(); ++r) {
+          const auto& mt = res[q][r];
+          if (mt.id < 0) continue;
+          const auto& it = items[size_t(mt.id)];
+          csv += io::csv_line({qe.path, std::to_string(r + 1), it.path, it.identity, report::fmt(mt.similarity, 4),
+                               mt.similarity > thr ? "match" : "no-match", qe.identity});
+          ++rows_written;
+        }
+      }
+    } else {
+      // per query identity: best similarity to each candidate identity seen in its images' top-k
+      std::map<std::string, std::map<std::string, std::pair<float, int>>> agg;
+      std::vector<std::string> order;
+      for (size_t q = 0; q < res.size(); ++q) {
+        const auto& qid = m.entries[emb.rows[q]].identity;
+        if (!agg.count(qid)) order.push_back(qid);
+        auto& cand = agg[qid];
+        std::map<std::string, bool> seen;
+        for (const auto& mt : res[q]) {
+          if (mt.id < 0) continue;
+          const auto& id = items[size_t(mt.id)].identity;
+          auto& c = cand.emplace(id, std::make_pair(-2.0f, 0)).first->second;
+          c.first = std::max(c.first, mt.similarity);
+          if (!seen[id]) { ++c.second; seen[id] = true; }
+        }
+      }
+      csv = io::csv_line({"query_identity", "rank", "identity", "similarity", "support", "verdict"});
+      queries = int64_t(order.size());
+      for (const auto& qid : order) {
+        std::vector<std::pair<std::string, std::pair<float, int>>> v(agg[qid].begin(), agg[qid].end());
+        std::sort(v.begin(), v.end(), [](auto& a, auto& b) { return a.second.first > b.second.first; });
+        if (v.size() > size_t(k)) v.resize(size_t(k));
+        matched += !v.empty() && v[0].second.first > thr;
+        for (size_t r = 0; r < v.size(); ++r) {
+          csv += io::csv_line({qid, std::to_string(r + 1), v[r].first, report::fmt(v[r].second.first, 4),
+                               std::to_string(v[r].second.second), v[r].second.first > thr ? "match" : "no-match"});
+          ++rows_written;
+        }
+      }
+    }
+    io::write_file_atomic(out, csv);
+    record.results()["queries"] = queries;
+    record.results()["matched_rank1"] = matched;
+  });
+  std::cout << queries << (identity_level ? " query identities" : " queries") << ", " << matched
+            << " with a rank-1 match at FAR " << far << " (" << (pair ? "pair" : "search") << " threshold "
+            << report::fmt(thr, 4) << "); " << rows_written << " rows in " << out << "\n";
+  if (record.skipped()) std::cout << record.skipped() << " query images skipped (see " << run_json << ")\n";
+  return 0;
+}
+
+// ------------------------------------------------------------------------------------------------
+int info_cmd(const Args& args) {
+  CommonOptions common;
+  std::string index_dir;
+  bool json = false;
+  po::options_description desc("index info options");
+  desc.add_options()("index", po::value(&index_dir)->required(), "index folder")(
+      "json", po::bool_switch(&json), "print manifest.json as is");
+  po::positional_options_description pos;
+  pos.add("index", 1);
+  if (!parse_command("rewind index info [--index] indexes/NAME [--json]", args, desc, common, &pos)) return 0;
+  auto idx = identity::IdentityIndex::load(index_dir);
+  auto m = idx.manifest();
+  if (json) {
+    std::cout << m.dump(2) << "\n";
+    return 0;
+  }
+  std::map<std::string, int> ids;
+  for (const auto& it : idx.items()) ++ids[it.identity];
+  std::cout << "index      " << index_dir << "\n"
+            << "count      " << idx.size() << " images of " << ids.size() << " identities\n"
+            << "factory    " << m.value("factory", "") << " (" << m.value("metric", "") << ", " << idx.dim() << "-d)\n";
+  if (m.contains("embedder"))
+    std::cout << "embedder   " << m["embedder"].value("describe", "") << "\n           " << m["embedder"].value("path", "")
+              << " (" << m["embedder"].value("id", "") << ")\n";
+  if (m.contains("sources"))
+    for (const auto& s : m["sources"])
+      std::cout << "source     " << s.value("data", "") << " (" << s.value("added", 0) << " images, " << s.value("at", "")
+                << ")\n";
+  std::cout << "built by   " << m.value("build", "") << " at " << m.value("created_utc", "") << "\n";
+  if (m.contains("calibration")) print_calibration(std::cout, idx.calibration());
+  return 0;
+}
+
+}  // namespace
+
+int cmd_index(const Args& args) {
+  if (args.empty() || args[0] == "--help" || args[0] == "-h") {
+    (args.empty() ? std::cerr : std::cout)
+        << "usage: rewind index build|query|info [options]\n\n"
+           "  build   embed candidate images and index them (FAISS), calibrating match thresholds\n"
+           "  query   top-k identity matches for query images, with verdicts at a calibrated FAR\n"
+           "  info    what an index holds: count, embedder, factory, thresholds\n";
+    return args.empty() ? 2 : 0;
+  }
+  Args rest(args.begin() + 1, args.end());
+  if (args[0] == "build") return build_cmd(rest);
+  if (args[0] == "query") return query_cmd(rest);
+  if (args[0] == "info") return info_cmd(rest);
+  RW_FAIL(Usage, "unknown index command '", args[0], "' (try: build, query, info)");
+}
+
+}  // namespace rw::cli

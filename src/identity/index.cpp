@@ -1,0 +1,455 @@
+// The only file in rewind that includes FAISS.
+#include "rewind/identity/index.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/torch.h>
+
+#include <faiss/AutoTune.h>
+#include <faiss/Index.h>
+#include <faiss/IndexHNSW.h>
+#include <faiss/IVFlib.h>
+#include <faiss/IndexIVF.h>
+#include <faiss/impl/FaissException.h>
+#include <faiss/index_factory.h>
+#include <faiss/index_io.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <map>
+#include <unordered_map>
+
+#include "rewind/core/build_info.h"
+#include "rewind/core/error.h"
+#include "rewind/core/log.h"
+#include "rewind/identity/calibration.h"
+#include "rewind/io/atomic_file.h"
+#include "rewind/io/csv.h"
+#include "rewind/io/run_record.h"
+
+namespace rw::identity {
+
+namespace fs = std::filesystem;
+using idx_t = faiss::Index::idx_t;
+
+constexpr int kFormat = 1;
+
+struct IdentityIndex::Impl {
+  int64_t dim = 0;
+  IndexOptions opt;
+  std::unique_ptr<faiss::Index> index;
+  std::vector<Item> items;
+  CalibrationReport calib;
+  bool calibrated = false;
+  nlohmann::json extra = nlohmann::json::object();
+  std::string created_utc;
+
+  bool l2() const { return opt.metric == "l2"; }
+
+  void apply_search_params() {
+    faiss::ParameterSpace ps;
+    ps.verbose = 0;
+    // set_index_parameter throws for parameters the index does not have; only set what applies.
+    if (auto* h = dynamic_cast<faiss::IndexHNSW*>(index.get())) h->hnsw.efSearch = opt.hnsw_ef_search;
+    if (auto* ivf = faiss::ivflib::try_extract_index_ivf(index.get())) ivf->nprobe = std::min<size_t>(opt.ivf_nprobe, ivf->nlist);
+  }
+};
+
+namespace {
+
+faiss::MetricType metric_of(const std::string& m) {
+  if (m == "cosine" || m == "ip") return faiss::METRIC_INNER_PRODUCT;
+  if (m == "l2") return faiss::METRIC_L2;
+  RW_FAIL(Usage, "unknown metric '", m, "' (use cosine or l2)");
+}
+
+at::Tensor as_float_rows(const at::Tensor& x, int64_t dim, const char* what) {
+  RW_CHECK(x.dim() == 2 && x.size(1) == dim, Input, what, " must be [n, ", dim, "], got ", x.sizes());
+  return x.detach().to(torch::kCPU, torch::kFloat32).contiguous();
+}
+
+// Converts a FAISS score to cosine similarity.
+inline float to_similarity(float score, bool l2) { return l2 ? 1.0f - score / 2.0f : score; }
+
+}  // namespace
+
+IdentityIndex::IdentityIndex() : impl_(std::make_unique<Impl>()) {}
+IdentityIndex::~IdentityIndex() = default;
+IdentityIndex::IdentityIndex(IdentityIndex&&) noexcept = default;
+IdentityIndex& IdentityIndex::operator=(IdentityIndex&&) noexcept = default;
+
+IdentityIndex::IdentityIndex(int64_t dim, const IndexOptions& options) : impl_(std::make_unique<Impl>()) {
+  RW_CHECK(dim > 0, Usage, "index dimension must be positive, got ", dim);
+  impl_->dim = dim;
+  impl_->opt = options;
+  impl_->created_utc = io::utc_now_iso();
+  auto metric = metric_of(options.metric);
+  try {
+    impl_->index.reset(faiss::index_factory(int(dim), options.factory.c_str(), metric));
+  } catch (const faiss::FaissException& e) {
+    RW_FAIL(Usage, "FAISS rejects the factory string '", options.factory, "' for ", dim,
+            "-d vectors (examples that work: Flat, HNSW32, IVF1024,Flat, IVF4096,PQ32, HNSW32,Flat): ", e.what());
+  }
+  if (auto* h = dynamic_cast<faiss::IndexHNSW*>(impl_->index.get())) h->hnsw.efConstruction = options.hnsw_ef_construction;
+  impl_->apply_search_params();
+}
+
+int64_t IdentityIndex::dim() const { return impl_->dim; }
+int64_t IdentityIndex::size() const { return impl_->index ? int64_t(impl_->index->ntotal) : 0; }
+const std::vector<Item>& IdentityIndex::items() const { return impl_->items; }
+const IndexOptions& IdentityIndex::options() const { return impl_->opt; }
+bool IdentityIndex::needs_training() const { return !impl_->index->is_trained; }
+
+void IdentityIndex::add(const at::Tensor& embeddings, const std::vector<Item>& items, const ProgressFn& progress) {
+  auto x = as_float_rows(embeddings, impl_->dim, "embeddings");
+  const int64_t n = x.size(0);
+  RW_CHECK(int64_t(items.size()) == n, Internal, "add: ", n, " vectors but ", items.size(), " items");
+  if (n == 0) return;
+  const float* p = x.data_ptr<float>();
+  try {
+    if (!impl_->index->is_trained) {
+      if (auto* ivf = faiss::ivflib::try_extract_index_ivf(impl_->index.get())) {
+        RW_CHECK(size_t(n) >= ivf->nlist, Usage, "the factory '", impl_->opt.factory, "' has ", ivf->nlist,
+                 " lists but only ", n, " vectors to train on: use fewer lists (e.g. IVF", std::max<int64_t>(1, n / 39),
+                 ",Flat) or Flat / HNSW32 for small sets");
+      }
+      report_progress(progress, {"train index", 0, 1, impl_->opt.factory});
+      impl_->index->train(n, p);
+      report_progress(progress, {"train index", 1, 1, impl_->opt.factory});
+    }
+    const int64_t chunk = 65536;
+    for (int64_t s = 0; s < n; s += chunk) {
+      int64_t m = std::min(chunk, n - s);
+      impl_->index->add(m, p + s * impl_->dim);
+      report_progress(progress, {"add", s + m, n, ""});
+    }
+    if (auto* ivf = faiss::ivflib::try_extract_index_ivf(impl_->index.get())) {
+      ivf->make_direct_map();  // so vectors can be reconstructed for calibration after --append
+    }
+  } catch (const faiss::FaissException& e) {
+    RW_FAIL(Internal, "FAISS failed adding vectors: ", e.what());
+  }
+  impl_->items.insert(impl_->items.end(), items.begin(), items.end());
+  impl_->calibrated = false;
+}
+
+std::vector<std::vector<Match>> IdentityIndex::search(const at::Tensor& queries, int k) const {
+  RW_CHECK(k > 0, Usage, "k must be positive, got ", k);
+  auto q = as_float_rows(queries, impl_->dim, "queries");
+  const int64_t nq = q.size(0);
+  std::vector<float> dist(size_t(nq) * k);
+  std::vector<idx_t> lab(size_t(nq) * k);
+  if (nq > 0 && size() > 0) {
+    try {
+      impl_->index->search(nq, q.data_ptr<float>(), k, dist.data(), lab.data());
+    } catch (const faiss::FaissException& e) {
+      RW_FAIL(Internal, "FAISS search failed: ", e.what());
+    }
+  } else {
+    std::fill(lab.begin(), lab.end(), idx_t(-1));
+  }
+  std::vector<std::vector<Match>> out(static_cast<size_t>(nq));
+  const bool l2 = impl_->l2();
+  for (int64_t i = 0; i < nq; ++i) {
+    auto& row = out[size_t(i)];
+    row.resize(size_t(k));
+    for (int j = 0; j < k; ++j) {
+      idx_t id = lab[size_t(i) * k + j];
+      row[size_t(j)].id = int64_t(id);
+      row[size_t(j)].similarity = id < 0 ? -2.0f : to_similarity(dist[size_t(i) * k + j], l2);
+    }
+  }
+  return out;
+}
+
+at::Tensor IdentityIndex::reconstruct_all() const {
+  const int64_t n = size();
+  auto out = torch::empty({n, impl_->dim}, torch::kFloat32);
+  if (n == 0) return out;
+  try {
+    impl_->index->reconstruct_n(0, n, out.data_ptr<float>());
+  } catch (const faiss::FaissException& e) {
+    RW_FAIL(Input, "this index type (", impl_->opt.factory, ") cannot return its vectors: ", e.what());
+  }
+  return out;
+}
+
+std::vector<std::vector<Match>> brute_force_search(const at::Tensor& base, const at::Tensor& queries, int k) {
+  torch::NoGradGuard ng;
+  auto b = base.to(torch::kFloat32), q = queries.to(torch::kFloat32);
+  std::vector<std::vector<Match>> out(size_t(q.size(0)));
+  const int64_t kk = std::min<int64_t>(k, b.size(0));
+  for (int64_t s = 0; s < q.size(0); s += 1024) {
+    auto sims = torch::mm(q.slice(0, s, std::min(q.size(0), s + 1024)), b.t());
+    auto top = sims.topk(kk, 1);
+    auto v = std::get<0>(top).contiguous(), ix = std::get<1>(top).contiguous();
+    for (int64_t i = 0; i < v.size(0); ++i) {
+      auto& row = out[size_t(s + i)];
+      for (int64_t j = 0; j < kk; ++j) row.push_back({ix[i][j].item<int64_t>(), v[i][j].item<float>()});
+      while (int64_t(row.size()) < k) row.push_back({-1, -2.0f});
+    }
+  }
+  return out;
+}
+
+const CalibrationReport& IdentityIndex::calibrate(const ProgressFn& progress) {
+  auto& im = *impl_;
+  const int64_t n = size();
+  RW_CHECK(n >= 2, Input, "cannot calibrate thresholds on ", n, " item(s): the index needs at least two identities");
+  // identity labels
+  std::unordered_map<std::string, int64_t> label_of;
+  std::vector<int64_t> labels(static_cast<size_t>(n));
+  std::unordered_map<int64_t, int64_t> count;
+  for (int64_t i = 0; i < n; ++i) {
+    auto it = label_of.emplace(im.items[size_t(i)].identity, int64_t(label_of.size())).first;
+    labels[size_t(i)] = it->second;
+    ++count[it->second];
+  }
+  RW_CHECK(label_of.size() >= 2, Input, "cannot calibrate thresholds: every item has the same identity '",
+           im.items[0].identity, "'; an index needs at least two identities");
+  int64_t max_per_id = 0;
+  for (auto& [l, c] : count) max_per_id = std::max(max_per_id, c);
+
+  // sample of items used as calibration queries (all when small)
+  auto gen = at::detail::createCPUGenerator(im.opt.seed);
+  at::Tensor sample;
+  if (n <= im.opt.calib_queries) {
+    sample = torch::arange(n, torch::kLong);
+  } else {
+    sample = std::get<0>(torch::randperm(n, gen, torch::kLong).slice(0, 0, im.opt.calib_queries).sort());
+  }
+  const int64_t ns = sample.size(0);
+  auto vecs = torch::empty({ns, im.dim}, torch::kFloat32);
+  try {
+    auto sp = sample.accessor<int64_t, 1>();
+    for (int64_t i = 0; i < ns; ++i) im.index->reconstruct(idx_t(sp[i]), vecs.data_ptr<float>() + i * im.dim);
+  } catch (const faiss::FaissException& e) {
+    RW_FAIL(Input, "this index type (", im.opt.factory, ") cannot return its vectors for calibration: ", e.what());
+  }
+  auto lab = torch::empty({ns}, torch::kLong);
+  for (int64_t i = 0; i < ns; ++i) lab[i] = labels[size_t(sample[i].item<int64_t>())];
+
+  // 1:1 pair thresholds
+  report_progress(progress, {"calibrate", 0, 2, "pairs"});
+  auto pairs = identity::calibrate(vecs, lab, im.opt.fars, 20'000'000, im.opt.seed);
+
+  // 1:N leave-identity-out searches
+  const int k = int(std::min<int64_t>(n, std::min<int64_t>(max_per_id + 1, 4096)));
+  std::vector<double> impostor_top, genuine_top;  // best other-identity score; best other-image score of same id
+  std::vector<char> genuine_rank1;                // was the best other image the right identity?
+  const int64_t block = 1024;
+  for (int64_t s = 0; s < ns; s += block) {
+    auto res = search(vecs.slice(0, s, std::min(ns, s + block)), k);
+    for (size_t i = 0; i < res.size(); ++i) {
+      const int64_t self = sample[s + int64_t(i)].item<int64_t>();
+      const int64_t my = labels[size_t(self)];
+      bool got_imp = false, got_first = false;
+      for (const auto& m : res[i]) {
+        if (m.id < 0 || m.id == self) continue;
+        const bool same = labels[size_t(m.id)] == my;
+        if (!got_first && count[my] >= 2) {
+          got_first = true;
+          genuine_top.push_back(m.similarity);
+          genuine_rank1.push_back(same);
+        }
+        if (!same) {
+          impostor_top.push_back(m.similarity);
+          got_imp = true;
+          break;
+        }
+      }
+      (void)got_imp;  // all top-k of the own identity: no impostor score for this query
+    }
+    report_progress(progress, {"calibrate", 1, 2, "searches " + std::to_string(std::min(ns, s + block)) + "/" + std::to_string(ns)});
+  }
+  CalibrationReport rep;
+  rep.genuine_pairs = pairs.genuine_pairs;
+  rep.impostor_pairs = pairs.impostor_pairs;
+  rep.impostor_queries = int64_t(impostor_top.size());
+  rep.genuine_queries = int64_t(genuine_top.size());
+  auto imp_t = torch::tensor(impostor_top, torch::kFloat64);
+  for (size_t f = 0; f < im.opt.fars.size(); ++f) {
+    Threshold t;
+    t.far = im.opt.fars[f];
+    t.pair = pairs.points[f].threshold;
+    t.pair_tar = pairs.points[f].tar;
+    if (!impostor_top.empty()) {
+      t.search = std::max(t.pair, threshold_for_far(imp_t, t.far));
+      t.search_resolved = double(impostor_top.size()) * t.far >= 1.0;
+    } else {
+      t.search = t.pair;
+      t.search_resolved = false;
+    }
+    if (!genuine_top.empty()) {
+      int64_t hit = 0;
+      for (size_t i = 0; i < genuine_top.size(); ++i) hit += genuine_rank1[i] && genuine_top[i] > t.search;
+      t.search_tpir = double(hit) / double(genuine_top.size());
+    }
+    rep.points.push_back(t);
+  }
+  report_progress(progress, {"calibrate", 2, 2, ""});
+  im.calib = rep;
+  im.calibrated = true;
+  return im.calib;
+}
+
+const CalibrationReport& IdentityIndex::calibration() const {
+  RW_CHECK(impl_->calibrated, Internal, "index has not been calibrated");
+  return impl_->calib;
+}
+
+namespace {
+const Threshold& pick(const CalibrationReport& c, double far) {
+  RW_CHECK(!c.points.empty(), Input, "the index has no calibrated thresholds; rebuild it with rewind index build");
+  for (const auto& p : c.points)
+    if (std::abs(std::log10(p.far) - std::log10(far)) < 1e-6) return p;
+  // between two calibrated points: take the stricter (smaller FAR) neighbour
+  const Threshold* best = nullptr;
+  for (const auto& p : c.points)
+    if (p.far <= far && (!best || p.far > best->far)) best = &p;
+  if (best) return *best;
+  std::string have;
+  for (const auto& p : c.points) have += (have.empty() ? "" : ", ") + std::to_string(p.far);
+  RW_FAIL(Usage, "FAR ", far, " is below every calibrated FAR (", have,
+          "); rebuild the index with --fars including it, or choose one of these");
+}
+}  // namespace
+
+double IdentityIndex::search_threshold(double far) const { return pick(calibration(), far).search; }
+double IdentityIndex::pair_threshold(double far) const { return pick(calibration(), far).pair; }
+
+nlohmann::json IdentityIndex::manifest() const {
+  const auto& im = *impl_;
+  nlohmann::json j;
+  j["format"] = "rewind-identity-index";
+  j["format_version"] = kFormat;
+  j["dim"] = im.dim;
+  j["metric"] = im.opt.metric;
+  j["factory"] = im.opt.factory;
+  j["count"] = size();
+  j["build_options"] = {{"hnsw_ef_search", im.opt.hnsw_ef_search},
+                        {"hnsw_ef_construction", im.opt.hnsw_ef_construction},
+                        {"ivf_nprobe", im.opt.ivf_nprobe},
+                        {"calib_queries", im.opt.calib_queries},
+                        {"seed", im.opt.seed}};
+  j["similarity"] = "cosine (l2 indexes report 1 - d^2/2)";
+  if (im.calibrated) {
+    nlohmann::json c;
+    c["genuine_pairs"] = im.calib.genuine_pairs;
+    c["impostor_pairs"] = im.calib.impostor_pairs;
+    c["impostor_queries"] = im.calib.impostor_queries;
+    c["genuine_queries"] = im.calib.genuine_queries;
+    c["thresholds"] = nlohmann::json::array();
+    for (const auto& t : im.calib.points) {
+      c["thresholds"].push_back({{"far", t.far},
+                                 {"pair", t.pair},
+                                 {"search", t.search},
+                                 {"pair_tar", t.pair_tar},
+                                 {"search_tpir", t.search_tpir},
+                                 {"search_resolved", t.search_resolved}});
+    }
+    j["calibration"] = c;
+  }
+  j["created_utc"] = im.created_utc;
+  j["build"] = build_string();
+  for (auto it = im.extra.begin(); it != im.extra.end(); ++it) j[it.key()] = it.value();
+  return j;
+}
+
+void IdentityIndex::save(const std::string& dir, const nlohmann::json& extra) const {
+  io::ensure_dir(dir);
+  if (extra.is_object())
+    for (auto it = extra.begin(); it != extra.end(); ++it) impl_->extra[it.key()] = it.value();
+  io::write_via_temp(dir + "/index.faiss", [&](const std::string& tmp) {
+    try {
+      faiss::write_index(impl_->index.get(), tmp.c_str());
+    } catch (const faiss::FaissException& e) {
+      RW_FAIL(Input, "cannot write ", dir, "/index.faiss: ", e.what());
+    }
+    return true;
+  });
+  std::string items = io::csv_line({"id", "identity", "path", "dataset"});
+  for (size_t i = 0; i < impl_->items.size(); ++i) {
+    const auto& it = impl_->items[i];
+    items += io::csv_line({std::to_string(i), it.identity, it.path, it.dataset});
+  }
+  io::write_file_atomic(dir + "/items.csv", items);
+  io::write_file_atomic(dir + "/manifest.json", manifest().dump(2) + "\n");
+}
+
+IdentityIndex IdentityIndex::load(const std::string& dir) {
+  const std::string mpath = dir + "/manifest.json", ipath = dir + "/index.faiss", cpath = dir + "/items.csv";
+  RW_CHECK(fs::is_directory(dir), Input, "index folder ", dir, " does not exist; build one with rewind index build --out ", dir);
+  nlohmann::json m;
+  try {
+    m = nlohmann::json::parse(io::read_file(mpath));
+  } catch (const nlohmann::json::exception& e) {
+    RW_FAIL(Input, mpath, " is not valid JSON (", e.what(), "); rebuild the index with rewind index build");
+  }
+  RW_CHECK(m.value("format", "") == "rewind-identity-index", Input, mpath,
+           " is not a rewind index manifest; rebuild the index with rewind index build");
+  IdentityIndex idx;
+  auto& im = *idx.impl_;
+  try {
+    im.dim = m.at("dim").get<int64_t>();
+    im.opt.metric = m.at("metric").get<std::string>();
+    im.opt.factory = m.at("factory").get<std::string>();
+    const auto& b = m.at("build_options");
+    im.opt.hnsw_ef_search = b.value("hnsw_ef_search", im.opt.hnsw_ef_search);
+    im.opt.hnsw_ef_construction = b.value("hnsw_ef_construction", im.opt.hnsw_ef_construction);
+    im.opt.ivf_nprobe = b.value("ivf_nprobe", im.opt.ivf_nprobe);
+    im.opt.calib_queries = b.value("calib_queries", im.opt.calib_queries);
+    im.opt.seed = b.value("seed", im.opt.seed);
+    im.created_utc = m.value("created_utc", "");
+    if (m.contains("calibration")) {
+      const auto& c = m["calibration"];
+      im.calib.genuine_pairs = c.value("genuine_pairs", int64_t(0));
+      im.calib.impostor_pairs = c.value("impostor_pairs", int64_t(0));
+      im.calib.impostor_queries = c.value("impostor_queries", int64_t(0));
+      im.calib.genuine_queries = c.value("genuine_queries", int64_t(0));
+      im.opt.fars.clear();
+      for (const auto& t : c.at("thresholds")) {
+        Threshold th;
+        th.far = t.at("far").get<double>();
+        th.pair = t.at("pair").get<double>();
+        th.search = t.at("search").get<double>();
+        th.pair_tar = t.value("pair_tar", -1.0);
+        th.search_tpir = t.value("search_tpir", -1.0);
+        th.search_resolved = t.value("search_resolved", true);
+        im.calib.points.push_back(th);
+        im.opt.fars.push_back(th.far);
+      }
+      im.calibrated = true;
+    }
+  } catch (const nlohmann::json::exception& e) {
+    RW_FAIL(Input, mpath, " is missing a field (", e.what(), "); rebuild the index with rewind index build");
+  }
+  static const std::vector<std::string> known = {"format", "format_version", "dim", "metric", "factory", "count",
+                                                 "build_options", "similarity", "calibration", "created_utc", "build"};
+  for (auto it = m.begin(); it != m.end(); ++it)
+    if (std::find(known.begin(), known.end(), it.key()) == known.end()) im.extra[it.key()] = it.value();
+
+  RW_CHECK(fs::exists(ipath), Input, ipath, " is missing; rebuild the index with rewind index build");
+  try {
+    im.index.reset(faiss::read_index(ipath.c_str()));
+  } catch (const faiss::FaissException& e) {
+    RW_FAIL(Input, ipath, " is not a readable FAISS index (truncated or foreign file); rebuild it with rewind index build. FAISS said: ",
+            e.what());
+  }
+  RW_CHECK(im.index && im.index->d == im.dim, Input, ipath, " holds ", im.index ? im.index->d : 0, "-d vectors but ", mpath,
+           " says ", im.dim, "; the folder mixes two indexes: rebuild it");
+  auto rows = io::parse_csv(io::read_file(cpath), cpath);
+  RW_CHECK(!rows.empty() && rows[0].size() >= 3 && rows[0][0] == "id", Input, cpath,
+           " must start with the header id,identity,path,dataset; rebuild the index");
+  for (size_t r = 1; r < rows.size(); ++r) {
+    const auto& row = rows[r];
+    RW_CHECK(row.size() >= 3, Input, cpath, " line ", r + 1, " has ", row.size(), " fields, expected id,identity,path,dataset");
+    im.items.push_back({row[1], row[2], row.size() > 3 ? row[3] : ""});
+  }
+  RW_CHECK(int64_t(im.items.size()) == int64_t(im.index->ntotal), Input, cpath, " lists ", im.items.size(),
+           " items but the index holds ", im.index->ntotal, " vectors; rebuild the index");
+  im.apply_search_params();
+  return idx;
+}
+
+}  // namespace rw::identity
