@@ -1,0 +1,109 @@
+// Identity-index benchmark: build time, queries/s at k=10 and recall@1 against exact search for
+// several FAISS factory strings, on synthetic L2-normalised vectors with planted near-duplicates
+// (each query is a perturbed copy of a random base vector, like a second photo of an indexed
+// person). Uses rewind's IdentityIndex, so it measures what `rewind index` does.
+// Also: end-to-end embedding throughput (images/s) of the identity embedders, when given.
+//
+// usage: bench_index [--n 1000000] [--d 128] [--queries 2000] [--factories Flat,HNSW32,IVF4096;PQ32]
+//                    [--ef-search 128] [--nprobe 32] [--threads 2] [--embedder FILE ...]
+// (';' separates factory strings whose own syntax uses ',')
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "rewind/core/runtime.h"
+#include "rewind/identity/index.h"
+#include "rewind/models/models.h"
+
+using namespace rw;
+using Clock = std::chrono::steady_clock;
+
+static double secs(Clock::time_point a) { return std::chrono::duration<double>(Clock::now() - a).count(); }
+
+int main(int argc, char** argv) {
+  int64_t n = 1000000, d = 128, nq = 2000;
+  int threads = 2, ef = 128, nprobe = 32;
+  std::string factories = "Flat;HNSW32;IVF4096,Flat;IVF4096,PQ32";
+  std::vector<std::string> embedders;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string a = argv[i], v = argv[i + 1];
+    if (a == "--n") n = std::stoll(v);
+    else if (a == "--d") d = std::stoll(v);
+    else if (a == "--queries") nq = std::stoll(v);
+    else if (a == "--factories") factories = v;
+    else if (a == "--threads") threads = std::stoi(v);
+    else if (a == "--ef-search") ef = std::stoi(v);
+    else if (a == "--nprobe") nprobe = std::stoi(v);
+    else if (a == "--embedder") embedders.push_back(v);
+    else { std::cerr << "unknown option " << a << "\n"; return 2; }
+  }
+  init_threads(threads);
+  torch::NoGradGuard ng;
+  std::vector<std::string> fs;
+  { std::stringstream ss(factories); std::string t; while (std::getline(ss, t, ';')) if (!t.empty()) fs.push_back(t); }
+
+  if (n > 0) {
+    torch::manual_seed(1);
+    auto norm = [](const at::Tensor& x) {
+      return torch::nn::functional::normalize(x, torch::nn::functional::NormalizeFuncOptions().dim(1));
+    };
+    auto base = norm(torch::randn({n, d}));
+    auto pick = torch::randint(n, {nq}, torch::kLong);
+    // planted near-duplicates: cosine ~0.9 to their source vector
+    auto queries = norm(base.index_select(0, pick) + 0.5 / std::sqrt(double(d)) * torch::randn({nq, d}));
+    std::vector<identity::Item> items(size_t(n), identity::Item{"x", "", "synthetic"});
+    std::printf("# index bench: %lld x %lld-d vectors, %lld queries (planted near-duplicates), k=10, %d threads\n\n",
+                (long long)n, (long long)d, (long long)nq, threads);
+    std::printf("| factory | build s | queries/s | recall@1 vs exact | planted found@1 |\n|---|---|---|---|---|\n");
+    std::vector<int64_t> exact;
+    for (const auto& f : fs) {
+      identity::IndexOptions o;
+      o.factory = f;
+      o.hnsw_ef_search = ef;
+      o.ivf_nprobe = nprobe;
+      auto t0 = Clock::now();
+      identity::IdentityIndex idx(d, o);
+      idx.add(base, items);
+      double build = secs(t0);
+      idx.search(queries.slice(0, 0, std::min<int64_t>(nq, 50)), 10);  // warm-up
+      t0 = Clock::now();
+      auto res = idx.search(queries, 10);
+      double qs = secs(t0);
+      if (exact.empty()) {
+        auto ref = f == "Flat" ? res : identity::brute_force_search(base, queries, 1);
+        for (const auto& r : ref) exact.push_back(r[0].id);
+      }
+      int64_t agree = 0, planted = 0;
+      auto pk = pick.accessor<int64_t, 1>();
+      for (int64_t i = 0; i < nq; ++i) {
+        agree += res[size_t(i)][0].id == exact[size_t(i)];
+        planted += res[size_t(i)][0].id == pk[i];
+      }
+      std::printf("| %s | %.1f | %.0f | %.4f | %.4f |\n", f.c_str(), build, double(nq) / qs, double(agree) / double(nq),
+                  double(planted) / double(nq));
+      std::fflush(stdout);
+    }
+    std::printf("\nHNSW efSearch %d, IVF nprobe %d.\n", ef, nprobe);
+  }
+
+  for (const auto& path : embedders) {
+    auto e = models::load_embedder(path);
+    auto s = e->input_shape();
+    for (int64_t b : {1, 32}) {
+      auto x = torch::rand({b, s.channels, s.height, s.width}) * 2 - 1;
+      e->embed(x);  // warm-up
+      int reps = b == 1 ? 50 : 8;
+      auto t0 = Clock::now();
+      for (int r = 0; r < reps; ++r) e->embed(x);
+      double t = secs(t0);
+      std::printf("embedder %s, batch %lld: %.1f images/s\n", e->describe().c_str(), (long long)b,
+                  double(b * reps) / t);
+    }
+  }
+  return 0;
+}
