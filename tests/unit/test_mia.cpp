@@ -1,0 +1,117 @@
+// Membership metrics against slow references; report escaping.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "rewind/mia/metrics.h"
+#include "rewind/report/html.h"
+
+using namespace rw;
+
+TEST(Mia, AucMatchesPairCounting) {
+  std::mt19937_64 rng(3);
+  std::normal_distribution<double> nd;
+  std::vector<double> s;
+  std::vector<int> l;
+  for (int i = 0; i < 300; ++i) {
+    int lab = i % 3 == 0;
+    l.push_back(lab);
+    s.push_back(std::round((nd(rng) + 0.7 * lab) * 4) / 4);  // rounded: plenty of ties
+  }
+  double num = 0, den = 0;
+  for (size_t i = 0; i < s.size(); ++i)
+    for (size_t j = 0; j < s.size(); ++j)
+      if (l[i] == 1 && l[j] == 0) {
+        num += s[i] > s[j] ? 1.0 : s[i] == s[j] ? 0.5 : 0.0;
+        den += 1;
+      }
+  EXPECT_NEAR(mia::roc_auc(s, l), num / den, 1e-12);
+  // trapezoid area under the ROC curve is the same number
+  auto r = mia::roc_curve(s, l);
+  double area = 0;
+  for (size_t i = 1; i < r.fpr.size(); ++i) area += (r.fpr[i] - r.fpr[i - 1]) * (r.tpr[i] + r.tpr[i - 1]) / 2;
+  EXPECT_NEAR(area, num / den, 1e-12);
+}
+
+TEST(Mia, SeparatedAndReversed) {
+  std::vector<double> s = {0.9, 0.8, 0.7, 0.2, 0.1};
+  std::vector<int> l = {1, 1, 1, 0, 0};
+  EXPECT_DOUBLE_EQ(mia::roc_auc(s, l), 1.0);
+  auto r = mia::roc_curve(s, l);
+  EXPECT_DOUBLE_EQ(mia::tpr_at_fpr(r, 0.0), 1.0);
+  std::vector<int> rev = {0, 0, 0, 1, 1};
+  EXPECT_DOUBLE_EQ(mia::roc_auc(s, rev), 0.0);
+  EXPECT_DOUBLE_EQ(mia::tpr_at_fpr(mia::roc_curve(s, rev), 0.5), 0.0);
+  EXPECT_TRUE(std::isnan(mia::roc_auc({1, 2}, {1, 1})));
+}
+
+TEST(Mia, TprAtFprOnAKnownCurve) {
+  // members 0.9 0.6 0.4; non-members 0.8 0.5 0.1: at FPR 0 only 0.9 is above all non-members
+  std::vector<double> s = {0.9, 0.6, 0.4, 0.8, 0.5, 0.1};
+  std::vector<int> l = {1, 1, 1, 0, 0, 0};
+  auto r = mia::roc_curve(s, l);
+  EXPECT_NEAR(mia::tpr_at_fpr(r, 0.0), 1.0 / 3, 1e-12);
+  EXPECT_NEAR(mia::tpr_at_fpr(r, 1.0 / 3), 2.0 / 3, 1e-12);
+  EXPECT_NEAR(mia::tpr_at_fpr(r, 2.0 / 3), 1.0, 1e-12);
+}
+
+TEST(Mia, KsTest) {
+  std::mt19937_64 rng(5);
+  std::normal_distribution<double> nd;
+  std::vector<double> a, b, c;
+  for (int i = 0; i < 400; ++i) {
+    a.push_back(nd(rng));
+    b.push_back(nd(rng));
+    c.push_back(nd(rng) + 0.5);
+  }
+  auto same = mia::ks_test(a, b), shifted = mia::ks_test(a, c);
+  EXPECT_GT(same.second, 0.01);
+  EXPECT_LT(shifted.second, 1e-6);
+  EXPECT_GT(shifted.first, same.first);
+  // exact statistic on a tiny case: F_a jumps at 1,2; F_b at 3,4 -> D = 1
+  EXPECT_DOUBLE_EQ(mia::ks_test({1, 2}, {3, 4}).first, 1.0);
+}
+
+TEST(Mia, MreGapAndMedian) {
+  EXPECT_DOUBLE_EQ(mia::median({3, 1, 2}), 2.0);
+  EXPECT_DOUBLE_EQ(mia::median({4, 1, 2, 3}), 2.5);
+  EXPECT_DOUBLE_EQ(mia::mre_gap({1, 1, 1}, {2, 2, 2}), 0.5);
+  EXPECT_DOUBLE_EQ(mia::mre_gap({2, 2}, {2, 2}), 0.0);
+}
+
+TEST(Mia, BootstrapIntervalBracketsEstimate) {
+  std::mt19937_64 rng(7);
+  std::normal_distribution<double> nd;
+  std::vector<double> s;
+  std::vector<int> l;
+  for (int i = 0; i < 200; ++i) {
+    l.push_back(i % 2);
+    s.push_back(nd(rng) + (i % 2));
+  }
+  auto m = mia::evaluate(s, l, {1e-2, 1e-1}, 300, 1);
+  EXPECT_EQ(m.members, 100);
+  EXPECT_LE(m.auc.lo, m.auc.value);
+  EXPECT_GE(m.auc.hi, m.auc.value);
+  EXPECT_GT(m.auc.hi - m.auc.lo, 0.02);  // 200 samples: the interval cannot be a point
+  EXPECT_GT(m.auc.value, 0.65);
+  ASSERT_EQ(m.tpr.size(), 2u);
+  EXPECT_LE(m.tpr[0].value, m.tpr[1].value);
+}
+
+TEST(Report, EscapesUserTextAndEncodes) {
+  EXPECT_EQ(report::escape("<script>alert('x')</script> & \"q\""),
+            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;q&quot;");
+  EXPECT_EQ(report::base64("Man"), "TWFu");
+  EXPECT_EQ(report::base64("Ma"), "TWE=");
+  EXPECT_EQ(report::base64("M"), "TQ==");
+  report::HtmlReport r("audit <b>");
+  r.table({"identity"}, {{"<img src=x onerror=alert(1)>"}});
+  auto html = r.str();
+  EXPECT_EQ(html.find("<img src=x"), std::string::npos);
+  EXPECT_NE(html.find("&lt;img src=x"), std::string::npos);
+  EXPECT_NE(html.find("audit &lt;b&gt;"), std::string::npos);
+  auto svg = report::svg_plot({{"roc <1>", {0, 0.5, 1}, {0, 0.8, 1}, false}}, {"t", "FPR", "TPR", true, true, true});
+  EXPECT_NE(svg.find("<svg"), std::string::npos);
+  EXPECT_NE(svg.find("roc &lt;1&gt;"), std::string::npos);
+}
