@@ -85,5 +85,7 @@ int cmd_embed(const Args& args);
 int cmd_invert(const Args& args);
 int cmd_generate(const Args& args);
 int cmd_index(const Args& args);
+int cmd_membership(const Args& args);
+int cmd_audit(const Args& args);
 
 }  // namespace rw::cli

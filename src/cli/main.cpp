@@ -26,6 +26,8 @@ const std::vector<Command>& commands() {
       {"invert", "GAN rewinding: recover latent codes for target images", rw::cli::cmd_invert},
 #ifdef REWIND_WITH_FAISS
       {"index", "identity index over candidate datasets: build, query, info (FAISS)", rw::cli::cmd_index},
+      {"membership", "membership scores and ROC metrics for a GAN (members vs non-members)", rw::cli::cmd_membership},
+      {"audit", "dataset owner's report: which identities does this GAN reproduce? (no args: demo)", rw::cli::cmd_audit},
 #endif
   };
   return cmds;
