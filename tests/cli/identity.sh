@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Smoke tests of the identity index and the membership/audit commands (tiny models: plumbing,
+# safety checks and report contents, not model quality).
+# usage: identity.sh path/to/rewind
+set -u
+REWIND="$1"
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+. "$(dirname "$0")/lib.sh"
+
+"$REWIND" data synth-faces --out "$TMP/faces" --identities 12 --per-identity 4 --size 32 -q >/dev/null || bad "synth-faces"
+"$REWIND" train embedder --data "$TMP/faces/manifest.csv" --arch cnn32 --width 4 --dim 16 --epochs 1 --batch 8 \
+  --heldout-fraction 0.25 --out "$TMP/m/e.pt" -q >/dev/null || bad "train embedder"
+"$REWIND" train embedder --data "$TMP/faces/manifest.csv" --arch cnn32 --width 4 --dim 16 --epochs 1 --batch 8 \
+  --heldout-fraction 0.25 --seed 2 --out "$TMP/m/e2.pt" -q >/dev/null || bad "train second embedder"
+"$REWIND" train gan --data "$TMP/faces/manifest.csv" --out "$TMP/m/g.pt" --arch dcgan32 --width 8 --latent-dim 16 \
+  --steps 4 --batch 8 -q >/dev/null || bad "train gan"
+awk -F, 'NR==1 || substr($2,3)+0 < 8' "$TMP/faces/manifest.csv" > "$TMP/faces/indexed.csv"
+awk -F, 'NR==1 || substr($2,3)+0 >= 8' "$TMP/faces/manifest.csv" > "$TMP/faces/others.csv"
+
+# index build / info / query
+expect_code 0 "index build" -- "$REWIND" index build --data "$TMP/faces/indexed.csv" --embedder "$TMP/m/e.pt" --out "$TMP/ix" -q
+for f in index.faiss items.csv manifest.json run.json; do [ -s "$TMP/ix/$f" ] && ok || bad "index build wrote $f"; done
+expect_grep "indexed 32 images" "$TMP/out" "build summary"
+expect_grep "search thr" "$TMP/out" "build prints the calibration"
+expect_grep '"factory": "Flat"' "$TMP/ix/manifest.json" "manifest records the factory"
+expect_grep '"file_hash"' "$TMP/ix/manifest.json" "manifest records the embedder hash"
+expect_code 0 "index info" -- "$REWIND" index info "$TMP/ix"
+expect_grep "32 images of 8 identities" "$TMP/out" "info counts"
+expect_code 0 "index query" -- "$REWIND" index query --index "$TMP/ix" --data "$TMP/faces/indexed.csv" --k 3 --out "$TMP/q.csv" -q
+head -1 "$TMP/q.csv" | grep -q '^query_path,rank,match_path,identity,similarity,verdict' && ok || bad "matches.csv header"
+[ "$(grep -c ',1,' "$TMP/q.csv")" -ge 32 ] && ok || bad "one rank-1 row per query"
+# each indexed image finds itself at rank 1 (similarity 1)
+awk -F, '$2==1 && $5 < 0.999' "$TMP/q.csv" | grep -q . && bad "self-query not at rank 1" || ok
+expect_code 0 "identity-level query" -- "$REWIND" index query --index "$TMP/ix" --data "$TMP/faces/others.csv" --k 2 \
+  --identity-level --out "$TMP/qi.csv" -q
+head -1 "$TMP/qi.csv" | grep -q '^query_identity,rank,identity,similarity,support,verdict' && ok || bad "identity-level header"
+expect_code 0 "append" -- "$REWIND" index build --data "$TMP/faces/others.csv" --embedder "$TMP/m/e.pt" --out "$TMP/ix" --append -q
+expect_grep "16 images (48 in all)" "$TMP/out" "append count"
+sed -n 2p "$TMP/ix/items.csv" | grep -q '^0,id00000,' && ok || bad "ids stable after append"
+expect_code 2 "build over an existing index" -- "$REWIND" index build --data "$TMP/faces/indexed.csv" --embedder "$TMP/m/e.pt" --out "$TMP/ix"
+expect_grep "append" "$TMP/err" "existing index error suggests --append"
+# safety: another embedder, truncated index, bad factory, FAR not calibrated
+expect_code 3 "query with another embedder" -- "$REWIND" index query --index "$TMP/ix" --data "$TMP/faces/others.csv" \
+  --embedder "$TMP/m/e2.pt" --out "$TMP/q2.csv"
+expect_grep "not the one the index was built with" "$TMP/err" "embedder mismatch explained"
+expect_code 2 "uncalibrated FAR" -- "$REWIND" index query --index "$TMP/ix" --data "$TMP/faces/others.csv" --far 1e-6 --out "$TMP/q3.csv"
+expect_grep "below every calibrated FAR" "$TMP/err" "FAR error lists the calibrated ones"
+expect_code 2 "bad factory" -- "$REWIND" index build --data "$TMP/faces/indexed.csv" --embedder "$TMP/m/e.pt" --out "$TMP/ix2" --factory Bogus9
+expect_grep "factory string" "$TMP/err" "factory error"
+cp -r "$TMP/ix" "$TMP/ixt"; head -c 200 "$TMP/ix/index.faiss" > "$TMP/ixt/index.faiss"
+expect_code 3 "truncated index" -- "$REWIND" index info "$TMP/ixt"
+expect_grep "index.faiss" "$TMP/err" "truncated index named"
+
+# membership with known labels
+expect_code 0 "membership" -- "$REWIND" membership --generator "$TMP/m/g.pt" --members "$TMP/faces/indexed.csv" \
+  --nonmembers "$TMP/faces/others.csv" --embedder "$TMP/m/e.pt" --reference-generator "$TMP/m/g.pt" --samples 20 \
+  --per-identity 1 --restarts 1 --steps 5 --bootstrap 50 --out "$TMP/mem" -q
+for f in scores.csv identity_scores.csv report.json report.html run.json; do [ -s "$TMP/mem/$f" ] && ok || bad "membership wrote $f"; done
+[ "$(wc -l < "$TMP/mem/scores.csv")" = "13" ] && ok || bad "scores.csv: one row per target (12)"
+for a in recovery calibrated identity-nn recon-identity; do expect_grep "\"$a\"" "$TMP/mem/report.json" "metrics for $a"; done
+expect_grep "<svg" "$TMP/mem/report.html" "ROC plot inline"
+
+# audit with explicit data; identity names are escaped in the HTML
+sed 's/,id00003/,<b>evil<\/b>/' "$TMP/faces/manifest.csv" > "$TMP/faces/evil.csv"
+expect_code 0 "audit" -- "$REWIND" audit --generator "$TMP/m/g.pt" --dataset "$TMP/faces/evil.csv" --embedder "$TMP/m/e.pt" \
+  --reference "$TMP/faces/others.csv" --samples 20 --restarts 1 --steps 5 --out "$TMP/aud" -q
+for f in report.html report.json report.csv samples.png run.json; do [ -s "$TMP/aud/$f" ] && ok || bad "audit wrote $f"; done
+expect_grep "identities leak at FAR" "$TMP/out" "audit summary line"
+expect_grep "&lt;b&gt;evil" "$TMP/aud/report.html" "identity name escaped"
+grep -q "<b>evil" "$TMP/aud/report.html" && bad "raw identity markup in report.html" || ok
+expect_grep "data:image/png;base64," "$TMP/aud/report.html" "images inline"
+[ "$(wc -l < "$TMP/aud/report.csv")" = "13" ] && ok || bad "report.csv: one row per identity"
+expect_code 2 "audit with half the options" -- "$REWIND" audit --generator "$TMP/m/g.pt"
+expect_grep "together" "$TMP/err" "audit usage error"
+
+# the embedded demo, cut short (the README's first command runs it in full)
+expect_code 0 "audit demo" -- "$REWIND" audit --out "$TMP/demo" --samples 100 --restarts 1 --steps 5 -q
+expect_grep "Ground truth is known here" "$TMP/demo/report.html" "demo report shows ground truth"
+
+echo "identity.sh: $pass passed, $fail failed"
+[ "$fail" = 0 ]
