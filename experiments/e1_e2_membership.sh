@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# E1 (latent recovery vs training-set size; Webster et al. 2019, GAN-Leaks 2020) and
+# E2 (identity membership; Webster et al. 2021) in one command.
+# For each training-set size S, a GAN is trained by rewind on S images, then `rewind membership`
+# scores up to TARGETS member images (training images) against as many non-member images:
+#   synthetic faces: S/4 identities x 4 images (non-members: other identities), attacks recovery,
+#                    identity-nn (E2, with the demo embedder) and recon-identity;
+#   Fashion-MNIST:   S training images (non-members: other images), attack recovery.
+# Writes experiments/results/e1-e2-membership.md (+ per-run folders under out/e1e2/).
+# usage: experiments/e1_e2_membership.sh [--sizes "64 256 1024 4096"] [--gan-steps 3000]
+#        [--targets 128] [--steps 200] [--restarts 2] [--datasets "synth fmnist"]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REWIND=${REWIND:-./build/rewind}
+SIZES="64 256 1024 4096"; GAN_STEPS=3000; TARGETS=128; STEPS=200; RESTARTS=2; DATASETS="synth fmnist"
+EMB=data-tools/demo/embedder.pt
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --sizes) SIZES="$2"; shift 2;; --gan-steps) GAN_STEPS="$2"; shift 2;; --targets) TARGETS="$2"; shift 2;;
+    --steps) STEPS="$2"; shift 2;; --restarts) RESTARTS="$2"; shift 2;; --datasets) DATASETS="$2"; shift 2;;
+    *) echo "unknown option $1" >&2; exit 2;;
+  esac
+done
+W=out/e1e2
+mkdir -p "$W"
+for ds in $DATASETS; do
+  for S in $SIZES; do
+    R="$W/$ds-$S"
+    mkdir -p "$R"
+    if [ "$ds" = synth ]; then
+      IDS=$((S / 4))
+      [ -f "$R/faces/manifest.csv" ] || $REWIND data synth-faces --out "$R/faces" --identities $((IDS + TARGETS)) \
+          --per-identity 4 --size 32 -q >/dev/null
+      awk -F, -v n="$IDS" 'NR==1 || substr($2,3)+0 < n' "$R/faces/manifest.csv" > "$R/train.csv"
+      # members: image 0 of up to TARGETS member identities; non-members: image 0 of TARGETS others
+      awk -F, -v n="$IDS" -v t="$TARGETS" 'NR==1 || (substr($2,3)+0 < n && substr($2,3)+0 < t && $1 ~ /\/0\.png$/)' \
+          "$R/faces/manifest.csv" > "$R/members.csv"
+      awk -F, -v n="$IDS" 'NR==1 || (substr($2,3)+0 >= n && $1 ~ /\/0\.png$/)' "$R/faces/manifest.csv" > "$R/nonmembers.csv"
+      ARCH=(--arch dcgan32 --width 16 --channels 3)
+      ATT=(--embedder "$EMB" --attacks recovery,identity-nn,recon-identity --samples 1000)
+    else
+      [ -f "$W/fmnist/manifest.csv" ] || $REWIND data fashion-mnist --out "$W/fmnist" -q >/dev/null
+      M="$W/fmnist/manifest.csv"
+      awk -v s="$S" 'NR==1 || NR <= s + 1' "$M" > "$R/train.csv"
+      awk -v t="$TARGETS" 'NR==1 || NR <= t + 1' "$M" > "$R/members.csv"
+      awk -v s="$S" -v t="$TARGETS" 'NR==1 || (NR > s + 1 && NR <= s + t + 1)' "$M" > "$R/nonmembers.csv"
+      ARCH=(--arch dcgan28 --width 16 --channels 1)
+      ATT=(--attacks recovery)
+    fi
+    [ -f "$R/g.pt" ] || $REWIND train gan --data "$R/train.csv" --out "$R/g.pt" "${ARCH[@]}" --steps "$GAN_STEPS" --resume -q
+    [ -f "$R/mia/report.json" ] || $REWIND membership --generator "$R/g.pt" --members "$R/members.csv" \
+        --nonmembers "$R/nonmembers.csv" "${ATT[@]}" --steps "$STEPS" --restarts "$RESTARTS" --out "$R/mia" -q
+  done
+done
+python3 - "$W" "$SIZES" "$DATASETS" "$GAN_STEPS" "$TARGETS" "$STEPS" "$RESTARTS" <<'PY' | tee experiments/results/e1-e2-membership.md
+import json, sys, os
+w, sizes, datasets, gsteps, targets, steps, restarts = sys.argv[1:]
+print("# E1 / E2: membership vs training-set size\n")
+print(f"GANs trained by `rewind train gan` ({gsteps} steps, width 16); `rewind membership` on up to {targets} member and "
+      f"{targets} non-member images ({restarts} restarts x {steps} Adam steps; identity-nn over 1000 samples with the demo "
+      "embedder). Image-level metrics, 95% bootstrap intervals.\n")
+print("| data | training images | attack | AUC [95% CI] | TPR@FPR 1e-2 | MRE-gap | KS p |")
+print("|---|---|---|---|---|---|---|")
+for ds in datasets.split():
+    for s in sizes.split():
+        f = f"{w}/{ds}-{s}/mia/report.json"
+        if not os.path.exists(f):
+            continue
+        m = json.load(open(f))["metrics"]["image"]
+        for att, v in m.items():
+            auc = v["auc"]; t = v["tpr_at_fpr"]["0.010"]
+            gap = f"{v['mre_gap']:.3f}" if "mre_gap" in v else ""
+            print(f"| {ds} | {s} | {att} | {auc[0]:.3f} [{auc[1]:.3f}, {auc[2]:.3f}] | {t[0]:.3f} | {gap} | {v['ks_pvalue']:.2g} |")
+print("\nAnchors: Webster et al. 2019 report disjoint member / non-member recovery-error distributions at 128 "
+      "training images (CelebA) and overlap growing with size; GAN-Leaks (Chen et al. 2020) reports white-box AUC near 1.0 "
+      "at 64-256 images falling to ~0.5-0.6 at tens of thousands. Webster et al. 2021 find member identities reproduced by "
+      "samples at FAR 1e-3 well above non-members for small training sets.")
+print("\nReproduce: `experiments/e1_e2_membership.sh` (options in its header).")
+PY
