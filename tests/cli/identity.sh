@@ -71,6 +71,9 @@ expect_grep "&lt;b&gt;evil" "$TMP/aud/report.html" "identity name escaped"
 grep -q "<b>evil" "$TMP/aud/report.html" && bad "raw identity markup in report.html" || ok
 expect_grep "data:image/png;base64," "$TMP/aud/report.html" "images inline"
 [ "$(wc -l < "$TMP/aud/report.csv")" = "13" ] && ok || bad "report.csv: one row per identity"
+expect_code 0 "audit without reference" -- "$REWIND" audit --generator "$TMP/m/g.pt" --dataset "$TMP/faces/manifest.csv" \
+  --embedder "$TMP/m/e.pt" --samples 20 --restarts 1 --steps 5 --out "$TMP/aud2" -q
+expect_grep "impostor pairs of the dataset" "$TMP/aud2/report.html" "threshold method without reference"
 expect_code 2 "audit with half the options" -- "$REWIND" audit --generator "$TMP/m/g.pt"
 expect_grep "together" "$TMP/err" "audit usage error"
 
