@@ -4,11 +4,12 @@
 # identities 100000+, disjoint from these); queries: one held-out image of every indexed identity
 # (should match at rank 1) and one image of IDS unindexed identities (should say no-match).
 # usage: experiments/index_synth.sh [--embedder E.pt] [--ids 200] [--per 3] [--far 1e-3] [--factory Flat]
-# Without --embedder, one is trained first (cnn32, ~2 min on 2 cores) into out/index-synth/emb.pt.
+# Default embedder: the shipped demo embedder (cnn32 CosFace, trained on synthetic identities
+# 100000+, data-tools/make_demo_models.sh); --embedder "" trains a smaller one first (~2 min).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REWIND=${REWIND:-./build/rewind}
-EMB=""; IDS=200; PER=3; FAR=1e-3; FACTORY=Flat
+EMB=data-tools/demo/embedder.pt; IDS=200; PER=3; FAR=1e-3; FACTORY=Flat
 while [ $# -gt 0 ]; do
   case "$1" in
     --embedder) EMB="$2"; shift 2;; --ids) IDS="$2"; shift 2;; --per) PER="$2"; shift 2;;
@@ -35,9 +36,9 @@ $REWIND index build --data "$W/faces/indexed.csv" --embedder "$EMB" --out "$W/in
 built=$(date +%s.%N)
 $REWIND index query --index "$W/index" --data "$W/faces/heldout.csv" --k 5 --far "$FAR" --out "$W/heldout.csv" -q
 $REWIND index query --index "$W/index" --data "$W/faces/strangers.csv" --k 5 --far "$FAR" --out "$W/strangers.csv" -q
-python3 - "$W" "$FAR" "$IDS" "$PER" "$FACTORY" "$(echo "$built - $start" | bc)" <<'PY' | tee experiments/results/index-synth.md
+python3 - "$W" "$FAR" "$IDS" "$PER" "$FACTORY" "$(echo "$built - $start" | bc)" "$EMB" <<'PY' | tee "experiments/results/index-synth-$IDS.md"
 import csv, sys
-w, far, ids, per, factory, build_s = sys.argv[1:]
+w, far, ids, per, factory, build_s, emb = sys.argv[1:]
 def rank1(f):
     return [r for r in csv.DictReader(open(f"{w}/{f}")) if r["rank"] == "1"]
 h, s = rank1("heldout.csv"), rank1("strangers.csv")
@@ -45,8 +46,8 @@ right = sum(r["identity"] == r["query_identity"] and r["verdict"] == "match" for
 right_any = sum(r["identity"] == r["query_identity"] for r in h)
 nomatch = sum(r["verdict"] == "no-match" for r in s)
 print("# Identity index on synthetic identities\n")
-print(f"Index: {ids} synthetic identities x {per} images (32x32), factory `{factory}`, rewind-trained cnn32 CosFace "
-      f"embedder (trained on 480 disjoint identities). Build (embed + index + calibrate) {float(build_s):.1f} s on 2 cores.\n")
+print(f"Index: {ids} synthetic identities x {per} images (32x32), factory `{factory}`, rewind-trained embedder `{emb}` "
+      f"(trained on identities disjoint from these). Build (embed + index + calibrate) {float(build_s):.1f} s on 2 cores.\n")
 print("| query set | queries | result |")
 print("|---|---|---|")
 print(f"| held-out image of an indexed identity | {len(h)} | right identity at rank 1 and `match` at FAR {far}: "
@@ -54,5 +55,5 @@ print(f"| held-out image of an indexed identity | {len(h)} | right identity at r
 print(f"| image of an unindexed identity | {len(s)} | `no-match` at FAR {far}: **{nomatch / len(s):.3f}** |")
 print("\nThresholds (from `index build`):\n\n```")
 print(open(f"{w}/build.txt").read().strip())
-print("```\n\nReproduce: `experiments/index_synth.sh` (trains the embedder first if `--embedder` is not given).")
+print("```\n\nReproduce: `experiments/index_synth.sh` (`--ids 500` for the larger index).")
 PY
