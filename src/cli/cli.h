@@ -73,5 +73,6 @@ int cmd_convert(const Args& args);
 int cmd_embed(const Args& args);
 int cmd_invert(const Args& args);
 int cmd_generate(const Args& args);
+int cmd_split_attack(const Args& args);
 
 }  // namespace rw::cli
