@@ -102,10 +102,10 @@ AttackResult white_box(models::SplitClassifier& c, const std::string& split, con
                        int64_t first_index = 0);
 
 struct InverseNetOptions {
-  int64_t epochs = 20;       ///< passes over the auxiliary images
+  int64_t epochs = 10;       ///< passes over the auxiliary images
   int64_t batch = 64;        ///< images per training step
   double lr = 1e-3;          ///< Adam, cosine decay to 0
-  int64_t width = 64;        ///< channels of the decoder's hidden convolutions
+  int64_t width = 32;        ///< channels of the decoder's hidden convolutions (cost grows with width^2)
   uint64_t seed = 1;         ///< weights, shuffling and (defended training) the defence's noise
 };
 
@@ -160,7 +160,7 @@ struct GanPriorOptions {
 
 /// Searches the generator's latent space so that head(G(z)) matches `acts`. Generator images are
 /// converted to the classifier's input shape (channel mean / repeat, bilinear resize) when they differ.
-/// Progress stages "gan-prior" and "refine"; cancellable.
+/// Progress stages "gan-prior" and (refinement) "white-box"; cancellable.
 AttackResult gan_prior(models::Generator& g, models::SplitClassifier& c, const std::string& split,
                        const at::Tensor& acts, const GanPriorOptions& o, const ProgressFn& progress = {},
                        int64_t first_index = 0);
