@@ -42,7 +42,7 @@ std::string fmt_g(double v, const char* f = "%.4g") {
   return b;
 }
 
-double median(at::Tensor t) {
+double median_of(at::Tensor t) {
   t = t.flatten().to(torch::kDouble);
   if (t.numel() == 0) return 0;
   return std::get<0>(t.sort()).index({t.numel() / 2}).item<double>();
@@ -324,11 +324,11 @@ int split_attack_cmd(const Args& args) {
     for (const auto& r : rows) {
       const double pm = r.psnr.mean().item<double>(), sm = r.ssim.mean().item<double>();
       io::CsvRow cells{r.split, std::to_string(r.depth), r.defense, r.attack, r.accuracy >= 0 ? fmt_g(r.accuracy) : "",
-                       fmt_g(pm), fmt_g(median(r.psnr)), fmt_g(sm), fmt_g(median(r.ssim)),
-                       fmt_g(median(r.feature_loss)), fmt_g(r.seconds, "%.2f")};
+                       fmt_g(pm), fmt_g(median_of(r.psnr)), fmt_g(sm), fmt_g(median_of(r.ssim)),
+                       fmt_g(median_of(r.feature_loss)), fmt_g(r.seconds, "%.2f")};
       nlohmann::json j = {{"split", r.split}, {"depth", r.depth}, {"defense", r.defense}, {"attack", r.attack},
-                          {"psnr_mean", pm}, {"psnr_median", median(r.psnr)}, {"ssim_mean", sm},
-                          {"ssim_median", median(r.ssim)}, {"feature_loss_median", median(r.feature_loss)},
+                          {"psnr_mean", pm}, {"psnr_median", median_of(r.psnr)}, {"ssim_mean", sm},
+                          {"ssim_median", median_of(r.ssim)}, {"feature_loss_median", median_of(r.feature_loss)},
                           {"seconds", r.seconds}, {"targets", n_targets}};
       if (r.accuracy >= 0) j["accuracy"] = r.accuracy;
       if (emb) {
