@@ -79,10 +79,11 @@ at::Tensor labels_of(const Data& d, const std::string& column, const std::vector
   int col = -1;
   for (size_t c = 0; c < d.manifest.extra_columns.size(); ++c)
     if (d.manifest.extra_columns[c] == column) col = int(c);
-  if (col < 0) return {};
+  if (col < 0 && column != "identity") return {};
   std::vector<int64_t> y;
   for (size_t i : d.batch.indices) {
-    const std::string& v = d.manifest.entries[i].extra[size_t(col)];
+    const auto& e = d.manifest.entries[i];
+    const std::string& v = col >= 0 ? e.extra[size_t(col)] : e.identity;
     int64_t k = -1;
     if (!class_names.empty()) {
       auto it = std::find(class_names.begin(), class_names.end(), v);
@@ -148,7 +149,7 @@ int split_attack_cmd(const Args& args) {
       ("gan-steps", opt(&gp.loop.steps), "gan-prior: optimiser steps")
       ("refine-steps", opt(&gp.refine_steps), "gan-prior: white-box refinement steps from G(z) (0 = latent only)")
       ("eval", po::value(&eval), "labelled images for the accuracy through the (defended) split; default: --targets")
-      ("label-column", opt(&label_column), "manifest column holding the class")
+      ("label-column", opt(&label_column), "manifest column holding the class ('identity' for classifiers of people)")
       ("embedder", po::value(&embedder), "identity embedder: adds identity match (cosine of original vs rebuilt)")
       ("match-threshold", opt(&match_threshold),
        "cosine above which a rebuilt image is the same person; 0 = calibrate at --match-far on impostor "

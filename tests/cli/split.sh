@@ -17,7 +17,7 @@ R="$REWIND"
   --batch 8 --sample-every 0 -q >/dev/null || bad "train gan"
 # one target file is corrupt: it is skipped and reported, the rest go on
 head -c 100 "$(sed -n 2p "$TMP/faces/manifest.csv" | cut -d, -f1 | sed "s|^|$TMP/faces/|")" > "$TMP/broken.png"
-{ head -1 "$TMP/faces/manifest.csv"; echo "$TMP/broken.png,id_x"; tail -n +2 "$TMP/faces/manifest.csv" | head -5; } > "$TMP/targets.csv"
+{ head -1 "$TMP/faces/manifest.csv"; echo "$TMP/broken.png,id_x"; tail -n +2 "$TMP/faces/manifest.csv" | head -5 | sed 's|^|faces/|'; } > "$TMP/targets.csv"
 
 expect_code 0 "split-attack --help" -- "$R" split-attack --help
 expect_grep "steps arg (=500)" "$TMP/out" "help shows the struct default"
