@@ -4,7 +4,8 @@
 # Compare with He et al. (ACSAC 2019), MNIST, white-box rMLE: 39.7 dB / 0.997 SSIM after conv1,
 # ~15 dB / 0.60 after the second ReLU. Results: experiments/results/e3-split-depth.md.
 #
-# usage: experiments/e3_split_depth.sh [OUT=out/e3] [TRAIN=20000] [TARGETS=64] [STEPS=500]
+# usage: [OUT=out/e3] [TRAIN=20000] [TARGETS=64] [STEPS=500] [AUX=2000] [INV_EPOCHS=8]
+#        [DEFENSE_SPLITS="relu1 pool1"] experiments/e3_split_depth.sh
 # Needs Debian's dataset-fashion-mnist. About 25 min on 2 cores with the defaults.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +16,7 @@ TARGETS=${TARGETS:-64}
 STEPS=${STEPS:-500}
 AUX=${AUX:-2000}
 INV_EPOCHS=${INV_EPOCHS:-8}
+DEFENSE_SPLITS=${DEFENSE_SPLITS:-"relu1 pool1"}
 mkdir -p "$OUT"
 t0=$(date +%s)
 [ -f "$OUT/fm-train/manifest.csv" ] || "$R" data fashion-mnist --out "$OUT/fm-train" --split train --limit "$TRAIN" -q
@@ -39,10 +41,10 @@ t2=$(date +%s)
 echo "inverse-net sweep: $(( $(date +%s) - t2 )) s"
 # 3. defences: accuracy (1000 test images) beside attack quality, at a shallow and a mid split
 t3=$(date +%s)
-for s in relu1 pool1; do
+for s in $DEFENSE_SPLITS; do
   "$R" split-attack --classifier "$OUT/cnn.pt" --split "$s" --targets "$OUT/fm-test/manifest.csv" --limit "$TARGETS" \
     --out "$OUT/defense-$s" --attack white-box,inverse-net --aux "$OUT/aux/manifest.csv" --inv-epochs "$INV_EPOCHS" \
-    --steps "$STEPS" --defense none,noise=0.1,noise=0.3,noise=1,noise=3,quant=4,quant=2,dropout=0.5 \
+    --steps "$STEPS" --defense none,noise=0.1,noise=0.3,noise=1,quant=4,quant=2,dropout=0.5 \
     --eval "$OUT/fm-test/manifest.csv" -q
 done
 echo "defences: $(( $(date +%s) - t3 )) s"

@@ -3,8 +3,8 @@
 
 The same algorithm as `rewind split-attack --attack white-box` with its defaults: all targets in one
 batch (grey start, one restart), Adam on the pixels with a cosine learning-rate schedule, per-item
-objective = relative feature error |head(x) - a|^2 / |a|^2 + 1e-4 TV + 1e-5 L2 + DeepInversion's
-BatchNorm prior (0.05, first layer x10: per-item channel mean/var of every BatchNorm input up to the
+objective = relative feature error |head(x) - a|^2 / |a|^2 + 1e-4 TV + 1e-5 L2 (+ with --w-bn DeepInversion's
+BatchNorm prior, first layer x10: per-item channel mean/var of every BatchNorm input up to the
 split vs the running statistics, 2-norms), the best loss per item tracked every step. The classifier
 is rewind's own native file (a LibTorch archive that torch.jit.load reads); the cnn28 architecture
 below mirrors make_cnn in src/models/nets.cpp and loads its weights.
@@ -71,7 +71,7 @@ def tv(x):
     return dh + dw
 
 
-def invert(net, split, acts, steps, lr=0.05, w_tv=1e-4, w_l2=1e-5, w_bn=0.05, first_bn=10.0):
+def invert(net, split, acts, steps, lr=0.05, w_tv=1e-4, w_l2=1e-5, w_bn=0.0, first_bn=10.0):
     n = acts.size(0)
     x = torch.zeros(n, 1, 28, 28, requires_grad=True)
     denom = acts.pow(2).flatten(1).mean(1).clamp_min(1e-12)
@@ -120,7 +120,7 @@ def main():
     ap.add_argument("--split", default="relu2")
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--threads", type=int, default=0)
-    ap.add_argument("--w-bn", type=float, default=0.05)
+    ap.add_argument("--w-bn", type=float, default=0.0)
     a = ap.parse_args()
     if a.threads > 0:
         torch.set_num_threads(a.threads)
