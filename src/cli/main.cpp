@@ -29,6 +29,7 @@ const std::vector<Command>& commands() {
       {"membership", "membership scores and ROC metrics for a GAN (members vs non-members)", rw::cli::cmd_membership},
       {"audit", "dataset owner's report: which identities does this GAN reproduce? (no args: demo)", rw::cli::cmd_audit},
 #endif
+      {"split-attack", "rebuild input images from a split classifier's activations", rw::cli::cmd_split_attack},
   };
   return cmds;
 }
@@ -36,7 +37,7 @@ const std::vector<Command>& commands() {
 void usage(std::ostream& os) {
   os << "rewind: does a trained model give away the people it was trained on?\n\n"
         "usage: rewind <command> [options]\n\ncommands:\n";
-  for (const auto& c : commands()) os << "  " << c.name << std::string(12 - c.name.size(), ' ') << c.summary << "\n";
+  for (const auto& c : commands()) os << "  " << c.name << std::string(c.name.size() < 13 ? 13 - c.name.size() : 1, ' ') << c.summary << "\n";
   os << "\n'rewind <command> --help' shows each command's options and their defaults.\n"
         "Exit codes: 0 ok, 1 internal error, 2 usage, 3 input data, 4 model, 5 torch runtime, 130 cancelled.\n";
 }

@@ -269,6 +269,25 @@ class NativeClassifier : public SplitClassifier {
   std::string describe() const override {
     return "native " + arch_.name + " classifier " + fs::path(path_).filename().string();
   }
+  std::vector<BatchNormStats> batchnorm_stats() const override {
+    std::vector<BatchNormStats> out;
+    for (const auto& child : net_->named_children())
+      if (auto bn = std::dynamic_pointer_cast<torch::nn::BatchNorm2dImpl>(child.value()))
+        out.push_back({child.key(), bn->running_mean, bn->running_var});
+    return out;
+  }
+  at::Tensor head_bn(const at::Tensor& x, const std::string& split, std::vector<at::Tensor>* bn_inputs) override {
+    check_split(*this, split);
+    const auto& names = net_->names();
+    const int end = net_->index_of(split);
+    at::Tensor a = x;
+    for (int i = 0; i <= end; ++i) {
+      auto child = net_->named_children()[names[size_t(i)]];
+      if (bn_inputs && std::dynamic_pointer_cast<torch::nn::BatchNorm2dImpl>(child)) bn_inputs->push_back(a);
+      a = net_->run(a, i == 0 ? "" : names[size_t(i - 1)], names[size_t(i)]);
+    }
+    return a;
+  }
 
  private:
   CnnArch arch_;
@@ -307,12 +326,29 @@ class ScriptClassifier : public SplitClassifier {
   at::Tensor forward(const at::Tensor& x) override { return m_.forward({x}).toTensor(); }
   void to(const c10::Device& d) override { m_.to(d); }
   std::string describe() const override { return "TorchScript classifier " + fs::path(path_).filename().string(); }
+  std::vector<BatchNormStats> batchnorm_stats() const override {
+    std::vector<BatchNormStats> out;
+    for (const auto& s : stages_)
+      if (s.batchnorm) out.push_back({s.name, s.module.attr("running_mean").toTensor(), s.module.attr("running_var").toTensor()});
+    return out;
+  }
+  at::Tensor head_bn(const at::Tensor& x, const std::string& split, std::vector<at::Tensor>* bn_inputs) override {
+    check_split(*this, split);
+    if (head_tail_) return m_.get_method("head")({x}).toTensor();
+    at::Tensor a = x;
+    for (int i = 0; i <= index(split); ++i) {
+      if (stages_[size_t(i)].batchnorm && bn_inputs) bn_inputs->push_back(a);
+      a = run(a, i, i);
+    }
+    return a;
+  }
 
  private:
   struct Stage {
     std::string name;
     torch::jit::Module module;
     bool linear;
+    bool batchnorm = false;  ///< BatchNorm2d with running statistics
   };
 
   void collect(const torch::jit::Module& m, const std::string& prefix) {
@@ -320,7 +356,10 @@ class ScriptClassifier : public SplitClassifier {
       std::string name = prefix.empty() ? child.name : prefix + "." + child.name;
       std::string type = child.value.type()->name() ? child.value.type()->name()->qualifiedName() : "";
       if (type.find("Sequential") != std::string::npos) collect(child.value, name);
-      else stages_.push_back({name, child.value, type.find("Linear") != std::string::npos});
+      else
+        stages_.push_back({name, child.value, type.find("Linear") != std::string::npos,
+                           type.find("BatchNorm2d") != std::string::npos && child.value.hasattr("running_mean") &&
+                               child.value.attr("running_mean").isTensor()});
     }
   }
   int index(const std::string& split) const {

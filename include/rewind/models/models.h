@@ -82,6 +82,20 @@ class SplitClassifier {
   virtual at::Tensor forward(const at::Tensor& x) = 0;
   virtual void to(const c10::Device& device) = 0;
   virtual std::string describe() const = 0;
+
+  /// A BatchNorm stage and its stored running statistics ([C] each), for the DeepInversion prior.
+  struct BatchNormStats {
+    std::string stage;
+    at::Tensor running_mean, running_var;
+  };
+  /// BatchNorm stages, input to output; empty when the model has none or hides them (head/tail
+  /// TorchScript modules).
+  virtual std::vector<BatchNormStats> batchnorm_stats() const { return {}; }
+  /// head(x, split), also appending to *bn_inputs the input of every BatchNorm stage it runs
+  /// through (in the order of batchnorm_stats()), as DeepInversion's forward hooks do.
+  virtual at::Tensor head_bn(const at::Tensor& x, const std::string& split, std::vector<at::Tensor>* bn_inputs) {
+    return head(x, split);
+  }
 };
 
 std::unique_ptr<SplitClassifier> load_classifier(const std::string& path, const c10::Device& device = c10::kCPU);

@@ -1,0 +1,242 @@
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include "rewind/core/error.h"
+#include "rewind/featinv/featinv.h"
+#include "rewind/models/native.h"
+#include "rewind/models/nets.h"
+#include "test_util.h"
+
+using namespace rw;
+using rw::test::TempDir;
+
+namespace {
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.message();
+  }
+  return "";
+}
+
+/// A random (untrained) cnn28 classifier, width 4, saved natively and loaded through the contract.
+std::unique_ptr<models::SplitClassifier> tiny_classifier(const TempDir& d, int width = 4) {
+  models::CnnArch a;
+  a.name = "cnn28";
+  a.channels = 1;
+  a.width = width;
+  a.outputs = 10;
+  torch::manual_seed(3);
+  auto net = models::make_cnn(a);
+  net->eval();
+  models::save_native(d / "c.pt", *net, a.to_json("classifier"));
+  return models::load_classifier(d / "c.pt");
+}
+
+/// Smooth images in [-1, 1] (upsampled low-resolution noise): something a 3x3 conv head can keep.
+at::Tensor smooth_images(int64_t n, uint64_t seed) {
+  torch::manual_seed(seed);
+  auto low = torch::randn({n, 1, 7, 7});
+  namespace F = torch::nn::functional;
+  auto up = F::interpolate(low, F::InterpolateFuncOptions()
+                                    .size(std::vector<int64_t>{28, 28})
+                                    .mode(torch::kBilinear)
+                                    .align_corners(false));
+  return torch::tanh(up * 1.5);
+}
+
+}  // namespace
+
+TEST(FeatInv, DefenseSpecsParseAndRoundTrip) {
+  for (const char* s : {"none", "noise=0.5", "quant=4", "dropout=0.25"}) {
+    auto d = featinv::Defense::parse(s);
+    EXPECT_EQ(d.str(), s);
+    EXPECT_EQ(featinv::Defense::parse(d.str()).value, d.value);
+  }
+  for (const char* s : {"noise", "noise=-1", "quant=0", "quant=2.5", "dropout=1", "blur=2", "noise=0.5x"}) {
+    auto msg = error_of([&] { featinv::Defense::parse(s); });
+    EXPECT_NE(msg.find("--defense"), std::string::npos) << s;
+  }
+}
+
+TEST(FeatInv, DefensesChangeActivationsAsSpecified) {
+  torch::manual_seed(0);
+  auto a = torch::randn({6, 16, 5, 5}) * 3 + 1;
+  // noise: relative RMS of the added noise is sigma; per item, independent of batching
+  auto n = featinv::defend(a, featinv::Defense::parse("noise=0.5"), 9);
+  for (int64_t i = 0; i < 6; ++i) {
+    double rms = std::sqrt(a[i].pow(2).mean().item<double>());
+    double noise = std::sqrt((n[i] - a[i]).pow(2).mean().item<double>());
+    EXPECT_NEAR(noise / rms, 0.5, 0.06) << i;
+  }
+  auto tail = featinv::defend(a.slice(0, 2), featinv::Defense::parse("noise=0.5"), 9, 2);
+  EXPECT_TRUE(torch::equal(tail, n.slice(0, 2)));
+  EXPECT_FALSE(torch::equal(featinv::defend(a, featinv::Defense::parse("noise=0.5"), 10), n));
+  // quantisation: at most 2^k values per item, error at most half a step
+  auto q = featinv::defend(a, featinv::Defense::parse("quant=3"), 1);
+  for (int64_t i = 0; i < 6; ++i) {
+    EXPECT_LE(std::get<0>(at::_unique(q[i])).numel(), 8);
+    double step = (a[i].max() - a[i].min()).item<double>() / 7;
+    EXPECT_LE((q[i] - a[i]).abs().max().item<double>(), step / 2 + 1e-5);
+  }
+  // dropout: whole channels zeroed (about p of them), the rest scaled by 1/(1-p)
+  auto dr = featinv::defend(a, featinv::Defense::parse("dropout=0.5"), 3);
+  int64_t zeroed = 0;
+  for (int64_t i = 0; i < 6; ++i)
+    for (int64_t ch = 0; ch < 16; ++ch) {
+      if (dr[i][ch].abs().max().item<float>() == 0) ++zeroed;
+      else EXPECT_TRUE(torch::allclose(dr[i][ch], a[i][ch] * 2));
+    }
+  EXPECT_GT(zeroed, 24);  // 96 channels, p = 0.5
+  EXPECT_LT(zeroed, 72);
+  EXPECT_TRUE(torch::equal(featinv::defend(a, featinv::Defense{}), a));
+}
+
+TEST(FeatInv, BatchNormInputsAndStatistics) {
+  TempDir d;
+  auto c = tiny_classifier(d);
+  auto bns = c->batchnorm_stats();
+  ASSERT_EQ(bns.size(), 4u);
+  EXPECT_EQ(bns[0].stage, "bn1");
+  EXPECT_EQ(bns[0].running_mean.numel(), 4);
+  torch::NoGradGuard ng;
+  auto x = smooth_images(2, 1);
+  std::vector<at::Tensor> inputs;
+  auto a = c->head_bn(x, "relu2", &inputs);
+  ASSERT_EQ(inputs.size(), 2u);  // bn1 and bn2 run before relu2
+  EXPECT_TRUE(torch::allclose(inputs[0], c->head(x, "conv1")));
+  EXPECT_TRUE(torch::allclose(inputs[1], c->head(x, "conv2")));
+  EXPECT_TRUE(torch::allclose(a, c->head(x, "relu2")));
+}
+
+TEST(FeatInv, WhiteBoxRecoversShallowSplitsNotDeepOnes) {
+  TempDir d;
+  auto c = tiny_classifier(d);
+  auto x = smooth_images(3, 2);
+  featinv::WhiteBoxOptions o;
+  o.loop.steps = 250;
+  o.loop.lr = 0.1;
+  auto shallow = featinv::white_box(*c, "conv1", featinv::activations(*c, "conv1", x), o);
+  auto deep = featinv::white_box(*c, "fc2", featinv::activations(*c, "fc2", x), o);
+  auto qs = featinv::quality(x, shallow.recon), qd = featinv::quality(x, deep.recon);
+  EXPECT_GT(qs.psnr.min().item<double>(), 30.0) << qs.psnr;
+  EXPECT_GT(qs.ssim.min().item<double>(), 0.95) << qs.ssim;
+  EXPECT_LT(qd.psnr.max().item<double>(), qs.psnr.min().item<double>() - 10) << qd.psnr;
+  EXPECT_LT(shallow.feature_loss.max().item<double>(), 1e-3);
+  EXPECT_EQ(shallow.recon.sizes(), x.sizes());
+  EXPECT_LE(shallow.recon.abs().max().item<double>(), 1.0);
+}
+
+TEST(FeatInv, WhiteBoxIsPerItemAndRestartsKeepTheBest) {
+  TempDir d;
+  auto c = tiny_classifier(d);
+  auto x = smooth_images(3, 4);
+  auto a = featinv::activations(*c, "relu2", x);
+  featinv::WhiteBoxOptions o;
+  o.loop.steps = 40;
+  o.restarts = 2;
+  auto all = featinv::white_box(*c, "relu2", a, o);
+  o.batch = 2;  // one target (x 2 restarts) per chunk
+  auto chunked = featinv::white_box(*c, "relu2", a, o);
+  EXPECT_TRUE(torch::allclose(all.recon, chunked.recon, 1e-4, 1e-4));
+  EXPECT_EQ(all.restart.sizes(), (std::vector<int64_t>{3}));
+  // the kept restart is at least as good (in feature loss) as the grey start alone
+  o.restarts = 1;
+  o.batch = 0;
+  auto single = featinv::white_box(*c, "relu2", a, o);
+  EXPECT_LE(all.feature_loss.sum().item<double>(), single.feature_loss.sum().item<double>() * 1.05);
+}
+
+TEST(FeatInv, UnknownSplitListsValidOnesAndProgressCancels) {
+  TempDir d;
+  auto c = tiny_classifier(d);
+  auto x = smooth_images(1, 5);
+  auto msg = error_of([&] { featinv::white_box(*c, "features.9", torch::zeros({1, 4, 28, 28}), {}); });
+  EXPECT_NE(msg.find("valid splits: conv1, bn1, relu1"), std::string::npos) << msg;
+  featinv::WhiteBoxOptions o;
+  o.loop.steps = 50;
+  int calls = 0;
+  try {
+    featinv::white_box(*c, "conv1", featinv::activations(*c, "conv1", x), o, [&](const Progress&) { return ++calls < 3; });
+    FAIL() << "not cancelled";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kCancelled);
+  }
+  EXPECT_EQ(calls, 3);
+}
+
+TEST(FeatInv, AccuracyThroughDefendedSplit) {
+  TempDir d;
+  auto c = tiny_classifier(d);
+  auto x = smooth_images(64, 6);
+  at::Tensor labels;
+  {
+    torch::NoGradGuard ng;
+    labels = c->forward(x).argmax(1);  // the classifier's own answers: clean accuracy is 1
+  }
+  EXPECT_DOUBLE_EQ(featinv::accuracy_through_split(*c, "relu2", x, labels, {}), 1.0);
+  EXPECT_GT(featinv::accuracy_through_split(*c, "relu2", x, labels, featinv::Defense::parse("quant=12")), 0.95);
+  const double noisy = featinv::accuracy_through_split(*c, "relu2", x, labels, featinv::Defense::parse("noise=20"));
+  EXPECT_LT(noisy, 0.8);
+}
+
+TEST(FeatInv, InverseNetTrainingReducesLossAndDecodes) {
+  TempDir d;
+  auto c = tiny_classifier(d);
+  auto aux = smooth_images(64, 7);
+  auto targets = smooth_images(4, 8);
+  featinv::InverseNetOptions o;
+  o.epochs = 6;
+  o.batch = 16;
+  o.width = 8;
+  o.lr = 3e-3;
+  std::vector<double> curve;
+  auto r = featinv::inverse_network(*c, "pool1", featinv::activations(*c, "pool1", targets), aux, {}, o, {}, &curve);
+  ASSERT_EQ(curve.size(), 6u);
+  EXPECT_LT(curve.back(), 0.6 * curve.front()) << curve.front() << " -> " << curve.back();
+  EXPECT_EQ(r.recon.sizes(), targets.sizes());
+  EXPECT_LE(r.recon.abs().max().item<double>(), 1.0);
+  // flat activations (after fc1) decode to images too
+  featinv::InverseNet flat({256}, {1, 28, 28}, 8, 1);
+  EXPECT_EQ(flat.decode(torch::randn({2, 256})).sizes(), (std::vector<int64_t>{2, 1, 28, 28}));
+}
+
+TEST(FeatInv, GanPriorBeatsARandomSampleAndRefinementHelps) {
+  TempDir d;
+  auto c = tiny_classifier(d);
+  models::GanArch ga;
+  ga.name = "dcgan28";
+  ga.latent_dim = 8;
+  ga.channels = 1;
+  ga.width = 8;
+  torch::manual_seed(7);
+  models::DcganGenerator g(ga);
+  g->eval();
+  for (auto& b : g->named_buffers())
+    if (b.key().find("running_var") != std::string::npos) b.value().fill_(0.05);
+  models::save_native(d / "g.pt", *g, ga.to_json("generator"));
+  auto gen = models::load_generator(d / "g.pt");
+  torch::manual_seed(11);
+  at::Tensor x, other;
+  {
+    torch::NoGradGuard ng;
+    x = gen->generate(torch::randn({3, 8}));
+    other = gen->generate(torch::randn({3, 8}));
+  }
+  auto a = featinv::activations(*c, "relu2", x);
+  featinv::GanPriorOptions o;
+  o.restarts = 2;
+  o.loop.steps = 80;
+  o.loop.lr = 0.1;
+  auto r = featinv::gan_prior(*gen, *c, "relu2", a, o);
+  const double base = featinv::quality(x, other).psnr.mean().item<double>();
+  const double latent = featinv::quality(x, r.recon).psnr.mean().item<double>();
+  EXPECT_GT(latent, base + 3) << base << " vs " << latent;
+  o.refine_steps = 80;
+  auto refined = featinv::gan_prior(*gen, *c, "relu2", a, o);
+  EXPECT_LT(refined.feature_loss.mean().item<double>(), r.feature_loss.mean().item<double>());
+}
