@@ -87,6 +87,7 @@ int cmd_generate(const Args& args);
 int cmd_index(const Args& args);
 int cmd_membership(const Args& args);
 int cmd_audit(const Args& args);
+int cmd_compare(const Args& args);
 int cmd_split_attack(const Args& args);
 
 }  // namespace rw::cli

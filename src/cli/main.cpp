@@ -28,6 +28,7 @@ const std::vector<Command>& commands() {
       {"index", "identity index over candidate datasets: build, query, info (FAISS)", rw::cli::cmd_index},
       {"membership", "membership scores and ROC metrics for a GAN (members vs non-members)", rw::cli::cmd_membership},
       {"audit", "dataset owner's report: which identities does this GAN reproduce? (no args: demo)", rw::cli::cmd_audit},
+      {"compare", "both directions on the same people: GAN outputs vs split activations (no args: demo)", rw::cli::cmd_compare},
 #endif
       {"split-attack", "rebuild input images from a split classifier's activations", rw::cli::cmd_split_attack},
   };
