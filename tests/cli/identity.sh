@@ -81,5 +81,14 @@ expect_grep "together" "$TMP/err" "audit usage error"
 expect_code 0 "audit demo" -- "$REWIND" audit --out "$TMP/demo" --samples 100 --restarts 1 --steps 5 -q
 expect_grep "Ground truth is known here" "$TMP/demo/report.html" "demo report shows ground truth"
 
+# both directions compared on the demo, cut short
+expect_code 0 "compare demo" -- "$REWIND" compare --out "$TMP/cmp" --samples 50 --restarts 1 --steps 5 --wb-steps 5 \
+  --splits relu1,fc1 --defense none,noise=1 -q
+for f in report.html report.json report.csv run.json; do [ -s "$TMP/cmp/$f" ] && ok || bad "compare wrote $f"; done
+expect_grep "Through the split at relu1" "$TMP/out" "compare summary"
+head -1 "$TMP/cmp/report.csv" | grep -q 'split_fc1_noise=1_exposed' && ok || bad "compare table has each split x defence"
+expect_code 2 "compare unknown split" -- "$REWIND" compare --out "$TMP/cmp2" --splits nope -q
+expect_grep "valid splits" "$TMP/err" "compare split error lists the valid ones"
+
 echo "identity.sh: $pass passed, $fail failed"
 [ "$fail" = 0 ]
