@@ -824,6 +824,18 @@ int compare_cmd(const Args& args) {
     auto g = models::load_generator(co.generator);
     auto e = models::load_embedder(co.embedder);
     auto c = models::load_classifier(co.classifier);
+    std::vector<std::string> splits;
+    if (co.splits == "all") splits = c->split_points();
+    else {
+      std::stringstream ss(co.splits);
+      for (std::string t; std::getline(ss, t, ',');) if (!t.empty()) splits.push_back(t);
+    }
+    for (const auto& sp : splits) models::check_split(*c, sp);
+    std::vector<featinv::Defense> defs;
+    {
+      std::stringstream ss(co.defenses);
+      for (std::string t; std::getline(ss, t, ',');) if (!t.empty()) defs.push_back(featinv::Defense::parse(t));
+    }
     auto shape = g->output_shape();
     auto set = load_set(co.dataset, shape, record, "dataset");
     auto groups = group_by_identity(set);
@@ -841,18 +853,6 @@ int compare_cmd(const Args& args) {
     record.mark("gan side");
 
     // ---- input side: the split classifier
-    std::vector<std::string> splits;
-    if (co.splits == "all") splits = c->split_points();
-    else {
-      std::stringstream ss(co.splits);
-      for (std::string t; std::getline(ss, t, ',');) if (!t.empty()) splits.push_back(t);
-    }
-    for (const auto& sp : splits) models::check_split(*c, sp);
-    std::vector<featinv::Defense> defs;
-    {
-      std::stringstream ss(co.defenses);
-      for (std::string t; std::getline(ss, t, ',');) if (!t.empty()) defs.push_back(featinv::Defense::parse(t));
-    }
     auto cx = featinv::to_shape(x, c->input_shape());
     auto x_emb = select(emb, first);
     // "same person" for a rebuilt photo: the pair threshold at FAR on the dataset's impostor pairs
