@@ -31,25 +31,29 @@ for ds in $DATASETS; do
       IDS=$((S / 4))
       [ -f "$R/faces/manifest.csv" ] || $REWIND data synth-faces --out "$R/faces" --identities $((IDS + TARGETS)) \
           --per-identity 4 --size 32 -q >/dev/null
-      awk -F, -v n="$IDS" 'NR==1 || substr($2,3)+0 < n' "$R/faces/manifest.csv" > "$R/train.csv"
+      awk -F, -v n="$IDS" 'NR==1 || substr($2,3)+0 < n' "$R/faces/manifest.csv" > "$R/faces/train.csv"
       # members: image 0 of up to TARGETS member identities; non-members: image 0 of TARGETS others
       awk -F, -v n="$IDS" -v t="$TARGETS" 'NR==1 || (substr($2,3)+0 < n && substr($2,3)+0 < t && $1 ~ /\/0\.png$/)' \
-          "$R/faces/manifest.csv" > "$R/members.csv"
-      awk -F, -v n="$IDS" 'NR==1 || (substr($2,3)+0 >= n && $1 ~ /\/0\.png$/)' "$R/faces/manifest.csv" > "$R/nonmembers.csv"
+          "$R/faces/manifest.csv" > "$R/faces/members.csv"
+      awk -F, -v n="$IDS" 'NR==1 || (substr($2,3)+0 >= n && $1 ~ /\/0\.png$/)' "$R/faces/manifest.csv" > "$R/faces/nonmembers.csv"
+      SET="$R/faces"
       ARCH=(--arch dcgan32 --width 16 --channels 3)
       ATT=(--embedder "$EMB" --attacks recovery,identity-nn,recon-identity --samples 1000)
     else
       [ -f "$W/fmnist/manifest.csv" ] || $REWIND data fashion-mnist --out "$W/fmnist" -q >/dev/null
       M="$W/fmnist/manifest.csv"
-      awk -v s="$S" 'NR==1 || NR <= s + 1' "$M" > "$R/train.csv"
-      awk -v t="$TARGETS" 'NR==1 || NR <= t + 1' "$M" > "$R/members.csv"
-      awk -v s="$S" -v t="$TARGETS" 'NR==1 || (NR > s + 1 && NR <= s + t + 1)' "$M" > "$R/nonmembers.csv"
+      SET="$W/fmnist/sets-$S"
+      mkdir -p "$SET"
+      # same folder depth as the manifest, so its relative paths still resolve
+      awk -v s="$S" 'NR==1 || NR <= s + 1' "$M" | sed 's|^\([^p]\)|../\1|' > "$SET/train.csv"
+      awk -v t="$TARGETS" 'NR==1 || NR <= t + 1' "$M" | sed 's|^\([^p]\)|../\1|' > "$SET/members.csv"
+      awk -v s="$S" -v t="$TARGETS" 'NR==1 || (NR > s + 1 && NR <= s + t + 1)' "$M" | sed 's|^\([^p]\)|../\1|' > "$SET/nonmembers.csv"
       ARCH=(--arch dcgan28 --width 16 --channels 1)
       ATT=(--attacks recovery)
     fi
-    [ -f "$R/g.pt" ] || $REWIND train gan --data "$R/train.csv" --out "$R/g.pt" "${ARCH[@]}" --steps "$GAN_STEPS" --resume -q
-    [ -f "$R/mia/report.json" ] || $REWIND membership --generator "$R/g.pt" --members "$R/members.csv" \
-        --nonmembers "$R/nonmembers.csv" "${ATT[@]}" --steps "$STEPS" --restarts "$RESTARTS" --out "$R/mia" -q
+    [ -f "$R/g.pt" ] || $REWIND train gan --data "$SET/train.csv" --out "$R/g.pt" "${ARCH[@]}" --steps "$GAN_STEPS" --resume -q
+    [ -f "$R/mia/report.json" ] || $REWIND membership --generator "$R/g.pt" --members "$SET/members.csv" \
+        --nonmembers "$SET/nonmembers.csv" "${ATT[@]}" --steps "$STEPS" --restarts "$RESTARTS" --out "$R/mia" -q
   done
 done
 python3 - "$W" "$SIZES" "$DATASETS" "$GAN_STEPS" "$TARGETS" "$STEPS" "$RESTARTS" <<'PY' | tee experiments/results/e1-e2-membership.md
