@@ -5,7 +5,7 @@
 // Also: end-to-end embedding throughput (images/s) of the identity embedders, when given.
 //
 // usage: bench_index [--n 1000000] [--d 128] [--queries 2000] [--factories Flat,HNSW32,IVF4096;PQ32]
-//                    [--ef-search 128] [--nprobe 32] [--threads 2] [--embedder FILE ...]
+//                    [--ef-search 128] [--ef-construction 80] [--nprobe 32] [--threads 2] [--embedder FILE ...]
 // (';' separates factory strings whose own syntax uses ',')
 #include <torch/torch.h>
 
@@ -27,7 +27,7 @@ static double secs(Clock::time_point a) { return std::chrono::duration<double>(C
 
 int main(int argc, char** argv) {
   int64_t n = 1000000, d = 128, nq = 2000;
-  int threads = 2, ef = 128, nprobe = 32;
+  int threads = 2, ef = 128, nprobe = 32, efc = 80;
   std::string factories = "Flat;HNSW32;IVF4096,Flat;IVF4096,PQ32";
   std::vector<std::string> embedders;
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -39,6 +39,7 @@ int main(int argc, char** argv) {
     else if (a == "--threads") threads = std::stoi(v);
     else if (a == "--ef-search") ef = std::stoi(v);
     else if (a == "--nprobe") nprobe = std::stoi(v);
+    else if (a == "--ef-construction") efc = std::stoi(v);
     else if (a == "--embedder") embedders.push_back(v);
     else { std::cerr << "unknown option " << a << "\n"; return 2; }
   }
@@ -66,6 +67,7 @@ int main(int argc, char** argv) {
       o.factory = f;
       o.hnsw_ef_search = ef;
       o.ivf_nprobe = nprobe;
+      o.hnsw_ef_construction = efc;
       auto t0 = Clock::now();
       identity::IdentityIndex idx(d, o);
       idx.add(base, items);
@@ -88,7 +90,7 @@ int main(int argc, char** argv) {
                   double(planted) / double(nq));
       std::fflush(stdout);
     }
-    std::printf("\nHNSW efSearch %d, IVF nprobe %d.\n", ef, nprobe);
+    std::printf("\nHNSW efSearch %d, efConstruction %d, IVF nprobe %d.\n", ef, efc, nprobe);
   }
 
   for (const auto& path : embedders) {
