@@ -9,6 +9,7 @@
 #include "rewind/core/runtime.h"
 #include "rewind/io/face_crop.h"
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
 namespace rw::cli {
@@ -66,6 +67,15 @@ void run_and_record(io::RunRecord& record, const std::string& json_path, const s
     }
     throw;
   }
+}
+
+at::Tensor sample_latents(int64_t n, int64_t d, uint64_t seed) {
+  auto z = torch::empty({n, d});
+  for (int64_t i = 0; i < n; ++i) {
+    auto gen = at::detail::createCPUGenerator(mix_seed(seed, uint64_t(i), 0x5A3Dull));
+    z[i].copy_(torch::randn({d}, gen));
+  }
+  return z;
 }
 
 }  // namespace rw::cli

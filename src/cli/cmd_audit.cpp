@@ -83,11 +83,7 @@ Samples make_samples(models::Generator& g, models::Embedder& e, int64_t n, uint6
   torch::NoGradGuard ng;
   Samples s;
   const int64_t d = g.latent_dim();
-  auto z = torch::empty({n, d});
-  for (int64_t i = 0; i < n; ++i) {
-    auto gen = at::detail::createCPUGenerator(mix_seed(seed, uint64_t(i), 0x5A3Dull));
-    z[i].copy_(torch::randn({d}, gen));
-  }
+  auto z = sample_latents(n, d, seed);
   std::vector<at::Tensor> imgs;
   auto progress = progress_fn();
   for (int64_t b = 0; b < n; b += 256) {

@@ -241,11 +241,7 @@ int generate_cmd(const Args& args) {
     std::unique_ptr<models::Embedder> emb;
     if (!embedder.empty()) emb = models::load_embedder(embedder);
     const int64_t d = g->latent_dim();
-    auto z = torch::empty({count, d});
-    for (int64_t i = 0; i < count; ++i) {
-      auto gen = at::detail::createCPUGenerator(mix_seed(seed, uint64_t(i), 0x5A3Dull));
-      z[i].copy_(torch::randn({d}, gen));
-    }
+    auto z = sample_latents(count, d, seed);
     io::write_npy(out + "/latents.npy", z);
     io::Manifest m;
     std::vector<at::Tensor> packed, embs;

@@ -148,21 +148,7 @@ Quality quality(const at::Tensor& originals, const at::Tensor& recon) {
   return {optim::psnr(o, r).clamp_max(100.0), optim::ssim(o, r)};
 }
 
-at::Tensor to_shape(const at::Tensor& x, const models::ImageShape& s) {
-  RW_CHECK(x.dim() == 4, Input, "images must be [N,C,H,W]");
-  at::Tensor y = x;
-  if (y.size(1) != s.channels) {
-    if (y.size(1) == 3 && s.channels == 1) y = y.mean(1, true);
-    else if (y.size(1) == 1 && s.channels == 3) y = y.expand({-1, 3, -1, -1});
-    else RW_FAIL(Input, "images have ", y.size(1), " channels, the classifier wants ", s.channels);
-  }
-  if (y.size(2) != s.height || y.size(3) != s.width)
-    y = F::interpolate(y, F::InterpolateFuncOptions()
-                              .size(std::vector<int64_t>{s.height, s.width})
-                              .mode(torch::kBilinear)
-                              .align_corners(false));
-  return y;
-}
+at::Tensor to_shape(const at::Tensor& x, const models::ImageShape& s) { return models::adapt_images(x, s); }
 
 // ---- white box ----------------------------------------------------------------------------------
 

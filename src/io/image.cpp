@@ -129,29 +129,29 @@ ImageBatch load_images(const std::vector<std::string>& paths, const ImageSpec& s
   return out;
 }
 
-void save_image(const std::string& path, const at::Tensor& image) {
+namespace {
+/// [C,H,W] (or [1,C,H,W]) in [-1,1] -> an 8-bit BGR (or grey) Mat that owns its pixels.
+cv::Mat to_bgr_mat(const at::Tensor& image, const char* who) {
   auto chw = image.dim() == 4 ? image.squeeze(0) : image;
   RW_CHECK(chw.dim() == 3 && (chw.size(0) == 1 || chw.size(0) == 3), Internal,
-           "save_image expects [C,H,W] with C = 1 or 3, got ", image.sizes());
+           who, " expects [C,H,W] with C = 1 or 3, got ", image.sizes());
   int c = int(chw.size(0)), h = int(chw.size(1)), w = int(chw.size(2));
   auto bytes = to_hwc_u8(chw);
   cv::Mat m(h, w, c == 1 ? CV_8UC1 : CV_8UC3, bytes.data());
   cv::Mat bgr;
   if (c == 3) cv::cvtColor(m, bgr, cv::COLOR_RGB2BGR);
-  else bgr = m;
+  else bgr = m.clone();  // m borrows `bytes`, which dies here
+  return bgr;
+}
+}  // namespace
+
+void save_image(const std::string& path, const at::Tensor& image) {
+  cv::Mat bgr = to_bgr_mat(image, "save_image");
   write_via_temp(path, [&](const std::string& tmp) { return cv::imwrite(tmp, bgr); });
 }
 
 std::string encode_png(const at::Tensor& image) {
-  auto chw = image.dim() == 4 ? image.squeeze(0) : image;
-  RW_CHECK(chw.dim() == 3 && (chw.size(0) == 1 || chw.size(0) == 3), Internal,
-           "encode_png expects [C,H,W] with C = 1 or 3, got ", image.sizes());
-  int c = int(chw.size(0)), h = int(chw.size(1)), w = int(chw.size(2));
-  auto bytes = to_hwc_u8(chw);
-  cv::Mat m(h, w, c == 1 ? CV_8UC1 : CV_8UC3, bytes.data());
-  cv::Mat bgr;
-  if (c == 3) cv::cvtColor(m, bgr, cv::COLOR_RGB2BGR);
-  else bgr = m;
+  cv::Mat bgr = to_bgr_mat(image, "encode_png");
   std::vector<uchar> buf;
   RW_CHECK(cv::imencode(".png", bgr, buf), Internal, "PNG encoding failed");
   return std::string(buf.begin(), buf.end());

@@ -66,7 +66,8 @@ at::Tensor probe_latents(int64_t n, int64_t d) {
   return torch::sin(idx * 12.9898f + 78.233f) * 1.5f;
 }
 
-/// Resizes / converts images [N,C,H,W] in [-1,1] to the shape a net wants.
+}  // namespace
+
 at::Tensor adapt_images(const at::Tensor& x, const ImageShape& s) {
   RW_CHECK(x.dim() == 4, Input, "images must be [N,C,H,W], got ", shape_str(x));
   at::Tensor y = x;
@@ -82,6 +83,8 @@ at::Tensor adapt_images(const at::Tensor& x, const ImageShape& s) {
                               .align_corners(false));
   return y;
 }
+
+namespace {
 
 at::Tensor l2n(const at::Tensor& e) { return F::normalize(e, F::NormalizeFuncOptions().dim(1).eps(1e-12)); }
 

@@ -100,6 +100,10 @@ class SplitClassifier {
 
 std::unique_ptr<SplitClassifier> load_classifier(const std::string& path, const c10::Device& device = c10::kCPU);
 
+/// Converts images [N,C,H,W] in [-1,1] to `shape`: grey <-> RGB (channel mean / repeat), bilinear
+/// resize. No-op when they match. Error{kInput} for other channel counts.
+at::Tensor adapt_images(const at::Tensor& images, const ImageShape& shape);
+
 /// Throws Error{kUsage} listing the valid names when `split` is not one of them.
 void check_split(const SplitClassifier& c, const std::string& split);
 
