@@ -5,7 +5,7 @@
 // Also: end-to-end embedding throughput (images/s) of the identity embedders, when given.
 //
 // usage: bench_index [--n 1000000] [--d 128] [--queries 2000] [--factories Flat,HNSW32,IVF4096;PQ32]
-//                    [--ef-search 128] [--ef-construction 80] [--nprobe 32] [--threads 2] [--embedder FILE ...]
+//                    [--ef-search 128[,64,...]] [--ef-construction 80] [--nprobe 32] [--threads 2] [--embedder FILE ...]
 // (';' separates factory strings whose own syntax uses ',')
 #include <torch/torch.h>
 
@@ -27,7 +27,8 @@ static double secs(Clock::time_point a) { return std::chrono::duration<double>(C
 
 int main(int argc, char** argv) {
   int64_t n = 1000000, d = 128, nq = 2000;
-  int threads = 2, ef = 128, nprobe = 32, efc = 80;
+  int threads = 2, nprobe = 32, efc = 80;
+  std::vector<int> efs = {128};
   std::string factories = "Flat;HNSW32;IVF4096,Flat;IVF4096,PQ32";
   std::vector<std::string> embedders;
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -37,7 +38,11 @@ int main(int argc, char** argv) {
     else if (a == "--queries") nq = std::stoll(v);
     else if (a == "--factories") factories = v;
     else if (a == "--threads") threads = std::stoi(v);
-    else if (a == "--ef-search") ef = std::stoi(v);
+    else if (a == "--ef-search") {  // one value or a comma list: each is searched on the same built index
+      efs.clear();
+      std::stringstream ss(v);
+      for (std::string t; std::getline(ss, t, ',');) efs.push_back(std::stoi(t));
+    }
     else if (a == "--nprobe") nprobe = std::stoi(v);
     else if (a == "--ef-construction") efc = std::stoi(v);
     else if (a == "--embedder") embedders.push_back(v);
@@ -65,32 +70,40 @@ int main(int argc, char** argv) {
     for (const auto& f : fs) {
       identity::IndexOptions o;
       o.factory = f;
-      o.hnsw_ef_search = ef;
       o.ivf_nprobe = nprobe;
       o.hnsw_ef_construction = efc;
+      const bool hnsw = f.find("HNSW") != std::string::npos;
       auto t0 = Clock::now();
       identity::IdentityIndex idx(d, o);
-      idx.add(base, items);
+      idx.add(base, items, [&](const Progress& p) {
+        std::fprintf(stderr, "  %s: %s %lld/%lld after %.0f s\n", f.c_str(), p.stage.c_str(), (long long)p.done,
+                     (long long)p.total, secs(t0));
+        return true;
+      });
       double build = secs(t0);
-      idx.search(queries.slice(0, 0, std::min<int64_t>(nq, 50)), 10);  // warm-up
-      t0 = Clock::now();
-      auto res = idx.search(queries, 10);
-      double qs = secs(t0);
-      if (exact.empty()) {
-        auto ref = f == "Flat" ? res : identity::brute_force_search(base, queries, 1);
-        for (const auto& r : ref) exact.push_back(r[0].id);
+      for (int ef : hnsw ? efs : std::vector<int>{efs.front()}) {
+        if (hnsw) idx.set_hnsw_ef_search(ef);
+        idx.search(queries.slice(0, 0, std::min<int64_t>(nq, 50)), 10);  // warm-up
+        t0 = Clock::now();
+        auto res = idx.search(queries, 10);
+        double qs = secs(t0);
+        if (exact.empty()) {
+          auto ref = f == "Flat" ? res : identity::brute_force_search(base, queries, 1);
+          for (const auto& r : ref) exact.push_back(r[0].id);
+        }
+        int64_t agree = 0, planted = 0;
+        auto pk = pick.accessor<int64_t, 1>();
+        for (int64_t i = 0; i < nq; ++i) {
+          agree += res[size_t(i)][0].id == exact[size_t(i)];
+          planted += res[size_t(i)][0].id == pk[i];
+        }
+        std::string name = hnsw ? f + " (efC " + std::to_string(efc) + ", efS " + std::to_string(ef) + ")" : f;
+        std::printf("| %s | %.1f | %.0f | %.4f | %.4f |\n", name.c_str(), build, double(nq) / qs,
+                    double(agree) / double(nq), double(planted) / double(nq));
+        std::fflush(stdout);
       }
-      int64_t agree = 0, planted = 0;
-      auto pk = pick.accessor<int64_t, 1>();
-      for (int64_t i = 0; i < nq; ++i) {
-        agree += res[size_t(i)][0].id == exact[size_t(i)];
-        planted += res[size_t(i)][0].id == pk[i];
-      }
-      std::printf("| %s | %.1f | %.0f | %.4f | %.4f |\n", f.c_str(), build, double(nq) / qs, double(agree) / double(nq),
-                  double(planted) / double(nq));
-      std::fflush(stdout);
     }
-    std::printf("\nHNSW efSearch %d, efConstruction %d, IVF nprobe %d.\n", ef, efc, nprobe);
+    std::printf("\nIVF nprobe %d.\n", nprobe);
   }
 
   for (const auto& path : embedders) {

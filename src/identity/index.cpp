@@ -133,6 +133,12 @@ void IdentityIndex::add(const at::Tensor& embeddings, const std::vector<Item>& i
   impl_->calibrated = false;
 }
 
+void IdentityIndex::set_hnsw_ef_search(int ef) {
+  RW_CHECK(ef > 0, Usage, "efSearch must be positive, got ", ef);
+  impl_->opt.hnsw_ef_search = ef;
+  impl_->apply_search_params();
+}
+
 std::vector<std::vector<Match>> IdentityIndex::search(const at::Tensor& queries, int k) const {
   RW_CHECK(k > 0, Usage, "k must be positive, got ", k);
   auto q = as_float_rows(queries, impl_->dim, "queries");

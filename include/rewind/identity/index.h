@@ -96,6 +96,9 @@ class IdentityIndex {
   /// needed (on these vectors; IVF needs at least as many vectors as lists).
   void add(const at::Tensor& embeddings, const std::vector<Item>& items, const ProgressFn& progress = {});
 
+  /// Changes the HNSW search breadth of a built (or loaded) index; no effect on other types.
+  void set_hnsw_ef_search(int ef);
+
   /// Top-k for each query [q, dim]: result[i] has k matches, best first.
   std::vector<std::vector<Match>> search(const at::Tensor& queries, int k) const;
 
