@@ -174,6 +174,8 @@ AttackResult white_box(models::SplitClassifier& c, const std::string& split, con
     b.running_var = b.running_var.to(acts.device());
   }
   const bool use_bn = !bns.empty();
+  // BatchNorm folded into the convolutions: the same function, fewer operations per step
+  const auto fast_head = use_bn ? models::SplitClassifier::HeadFn() : c.inference_head(split);
 
   AttackResult res;
   std::vector<at::Tensor> recons, losses, picks;
@@ -191,7 +193,7 @@ AttackResult white_box(models::SplitClassifier& c, const std::string& split, con
       }
     auto objective = [&](const at::Tensor& x) {
       std::vector<at::Tensor> bn_in;
-      auto a = c.head_bn(x, split, use_bn ? &bn_in : nullptr);
+      auto a = use_bn ? c.head_bn(x, split, &bn_in) : fast_head(x);
       auto loss = feature_error(a, tgt, denom);
       if (o.w_tv > 0) loss = loss + o.w_tv * optim::total_variation(x);
       if (o.w_l2 > 0) loss = loss + o.w_l2 * x.pow(2).flatten(1).mean(1);
@@ -208,8 +210,12 @@ AttackResult white_box(models::SplitClassifier& c, const std::string& split, con
     auto reset = [&](const at::Tensor& bad, at::Tensor& vars) {
       vars.index_put_({bad}, torch::zeros_like(vars.index({bad})));
     };
-    auto r = optim::minimise(start, objective, o.loop, reset, progress, "white-box", ci * o.loop.steps,
-                             chunks * o.loop.steps);
+    // Adam without early stopping runs fused (state on the device, no host sync per step)
+    auto r = (o.loop.optimizer == "adam" && o.loop.patience == 0)
+                 ? optim::fused_adam(start, objective, o.loop, reset, progress, "white-box", ci * o.loop.steps,
+                                     chunks * o.loop.steps)
+                 : optim::minimise(start, objective, o.loop, reset, progress, "white-box", ci * o.loop.steps,
+                                   chunks * o.loop.steps);
     res.steps = std::max(res.steps, r.steps);
     res.nan_resets += r.nan_resets;
     auto [best, pick] = pick_best(r.best_vars, r.best_loss, restarts);

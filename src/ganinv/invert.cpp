@@ -7,12 +7,6 @@
 #include "rewind/core/runtime.h"
 #include "rewind/optim/losses.h"
 
-#ifdef REWIND_WITH_CUDA
-#include <ATen/cuda/CUDAGraph.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
-#include <torch/cuda.h>
-#endif
 
 namespace rw::ganinv {
 
@@ -63,119 +57,6 @@ struct Problem {
     return (t * wvec).sum(1);
   }
 };
-
-// ---- fused Adam: every operation on the device, so one step can be captured in a CUDA graph ----
-
-constexpr double kBeta1 = 0.9, kBeta2 = 0.999, kEps = 1e-8;
-constexpr int64_t kNanCheckEvery = 50;
-
-struct FusedState {
-  at::Tensor v;          // [B, D] latents (leaf, requires grad)
-  at::Tensor m1, m2;     // Adam moments
-  at::Tensor step;       // [1] float: steps taken
-  at::Tensor lr;         // [steps] learning-rate schedule
-  at::Tensor loss;       // [B] loss at the start of the last step
-  at::Tensor best_loss;  // [B]
-  at::Tensor best_v;     // [B, D]
-};
-
-/// Records, in place (static addresses for CUDA graphs), each item's best finite loss and latents.
-void keep_best(FusedState& s, const at::Tensor& l) {
-  auto better = torch::isfinite(l).logical_and(l.lt(s.best_loss));
-  s.best_loss.copy_(torch::where(better, l, s.best_loss));
-  s.best_v.copy_(torch::where(better.unsqueeze(1), s.v.detach(), s.best_v));
-}
-
-void fused_step(FusedState& s, Problem& p) {
-  if (s.v.grad().defined()) s.v.mutable_grad().zero_();
-  auto loss = p.weighted(p.terms(s.v, p.render(s.v)));
-  loss.sum().backward();
-  torch::NoGradGuard ng;
-  auto l = loss.detach();
-  s.loss.copy_(l);
-  keep_best(s, l);
-  auto g = s.v.grad().nan_to_num(0.0, 0.0, 0.0);
-  s.step.add_(1.0);
-  auto lr = s.lr.index_select(0, (s.step - 1).clamp_max(double(s.lr.size(0) - 1)).to(torch::kLong));
-  s.m1.mul_(kBeta1).add_(g, 1 - kBeta1);
-  s.m2.mul_(kBeta2).addcmul_(g, g, 1 - kBeta2);
-  auto bc1 = 1.0 - torch::pow(torch::full_like(s.step, kBeta1), s.step);
-  auto bc2 = 1.0 - torch::pow(torch::full_like(s.step, kBeta2), s.step);
-  s.v.sub_(lr * (s.m1 / bc1) / ((s.m2 / bc2).sqrt() + kEps));
-}
-
-/// Adam on the latents with per-item best tracking: eager, or one captured CUDA graph replayed.
-optim::LoopResult fused_adam(const at::Tensor& init, Problem& p, const InvertOptions& o, const optim::ResetFn& reset,
-                             const ProgressFn& progress, int64_t base, int64_t total) {
-  const auto dev = init.device();
-  const int64_t steps = o.loop.steps;
-  FusedState s;
-  s.v = init.detach().clone().set_requires_grad(true);
-  s.m1 = torch::zeros_like(s.v).detach();
-  s.m2 = torch::zeros_like(s.v).detach();
-  s.step = torch::zeros({1}, init.options().requires_grad(false));
-  auto t = torch::arange(std::max<int64_t>(steps, 1), torch::kFloat64);
-  auto lr = o.loop.schedule == "cosine" ? 0.5 * o.loop.lr * (1 + torch::cos(M_PI * t / double(std::max<int64_t>(steps, 1))))
-                                        : torch::full_like(t, o.loop.lr);
-  s.lr = lr.to(torch::kFloat32).to(dev);
-  s.loss = torch::zeros({init.size(0)}, init.options().requires_grad(false));
-  s.best_loss = torch::full({init.size(0)}, std::numeric_limits<float>::infinity(), init.options().requires_grad(false));
-  s.best_v = init.detach().clone();
-  optim::LoopResult r;
-  auto nan_check = [&]() {
-    torch::NoGradGuard ng;
-    auto bad = torch::isfinite(s.loss).logical_not();
-    if (!bad.any().item<bool>()) return;
-    r.nan_resets += bad.sum().item<int64_t>();
-    reset(bad, s.v);
-    auto keep = bad.logical_not().unsqueeze(1).to(s.m1.dtype());
-    s.m1.mul_(keep);
-    s.m2.mul_(keep);
-  };
-  auto report = [&](int64_t done) {
-    if (!progress) return;
-    report_progress(progress, {"invert", base + done, total > 0 ? total : steps, ""});
-  };
-  int64_t done = 0;
-#ifdef REWIND_WITH_CUDA
-  if (o.cuda_graph && dev.is_cuda() && steps > 3) {
-    auto stream = c10::cuda::getStreamFromPool();
-    {
-      c10::cuda::CUDAStreamGuard guard(stream);
-      for (; done < 3; ++done) fused_step(s, p);  // warm-up: allocates grads, picks kernels
-    }
-    torch::cuda::synchronize();
-    at::cuda::CUDAGraph graph;
-    {
-      c10::cuda::CUDAStreamGuard guard(stream);
-      graph.capture_begin();
-      fused_step(s, p);
-      graph.capture_end();
-    }
-    for (; done < steps; ++done) {
-      graph.replay();
-      if ((done + 1) % kNanCheckEvery == 0) {
-        nan_check();
-        report(done + 1);
-      }
-    }
-    torch::cuda::synchronize();
-  }
-#endif
-  for (; done < steps; ++done) {
-    fused_step(s, p);
-    if ((done + 1) % kNanCheckEvery == 0) nan_check();
-    report(done + 1);
-  }
-  {  // the final latents count too
-    torch::NoGradGuard ng;
-    keep_best(s, p.weighted(p.terms(s.v, p.render(s.v))));
-  }
-  r.best_vars = s.best_v;
-  r.best_loss = s.best_loss;
-  r.steps = steps;
-  return r;
-}
 
 }  // namespace
 
@@ -233,7 +114,8 @@ InvertResult invert(models::Generator& g, const at::Tensor& targets, const Inver
     // Adam without early stopping runs fused (device-side state; capturable in a CUDA graph);
     // L-BFGS and early stopping go through the generic loop.
     auto res = (o.loop.optimizer == "adam" && o.loop.patience == 0)
-                   ? fused_adam(init, p, o, reset, progress, base, total_steps)
+                   ? optim::fused_adam(init, objective, o.loop, reset, progress, "invert", base, total_steps,
+                                       o.cuda_graph)
                    : optim::minimise(init, objective, o.loop, reset, progress, "invert", base, total_steps);
     // best restart per target
     InvertResult part;

@@ -23,6 +23,8 @@ at::Tensor Generator::synthesis(const at::Tensor&) {
   RW_FAIL(Model, describe(), " has no synthesis network: use --latent z");
 }
 
+void SplitClassifier::check_split_name(const std::string& split) const { check_split(*this, split); }
+
 void check_split(const SplitClassifier& c, const std::string& split) {
   auto names = c.split_points();
   if (std::find(names.begin(), names.end(), split) != names.end()) return;
@@ -290,6 +292,46 @@ class NativeClassifier : public SplitClassifier {
       a = net_->run(a, i == 0 ? "" : names[size_t(i - 1)], names[size_t(i)]);
     }
     return a;
+  }
+  HeadFn inference_head(const std::string& split) override {
+    check_split(*this, split);
+    torch::NoGradGuard ng;
+    const auto& names = net_->names();
+    const int end = net_->index_of(split);
+    auto children = net_->named_children();
+    std::vector<HeadFn> ops;
+    for (int i = 0; i <= end; ++i) {
+      auto child = children[names[size_t(i)]];
+      auto conv = std::dynamic_pointer_cast<torch::nn::Conv2dImpl>(child);
+      auto bn = (conv && i < end) ? std::dynamic_pointer_cast<torch::nn::BatchNorm2dImpl>(children[names[size_t(i + 1)]])
+                                  : nullptr;
+      const auto* pad = conv ? c10::get_if<torch::ExpandingArray<2>>(&conv->options.padding()) : nullptr;
+      if (conv && bn && pad && c10::get_if<torch::enumtype::kZeros>(&conv->options.padding_mode())) {
+        // eval-mode BatchNorm is y = (x - mean) * gamma / sqrt(var + eps) + beta: fold it into the conv
+        auto scale = bn->weight / (bn->running_var + bn->options.eps()).sqrt();
+        auto w = (conv->weight * scale.view({-1, 1, 1, 1})).contiguous();
+        auto b = bn->bias - bn->running_mean * scale;
+        if (conv->bias.defined()) b = b + conv->bias * scale;
+        std::vector<int64_t> stride(conv->options.stride()->begin(), conv->options.stride()->end()),
+            padding((*pad)->begin(), (*pad)->end()),
+            dilation(conv->options.dilation()->begin(), conv->options.dilation()->end());
+        const int64_t groups = conv->options.groups();
+        ops.push_back([w, b = b.contiguous(), stride, padding, dilation, groups](const at::Tensor& x) {
+          return at::conv2d(x, w, b, stride, padding, dilation, groups);
+        });
+        ++i;  // the BatchNorm is done
+      } else if (std::dynamic_pointer_cast<torch::nn::ReLUImpl>(child)) {
+        ops.push_back([](const at::Tensor& x) { return at::relu(x); });
+      } else {
+        const std::string from = i == 0 ? "" : names[size_t(i - 1)], to = names[size_t(i)];
+        ops.push_back([net = net_, from, to](const at::Tensor& x) mutable { return net->run(x, from, to); });
+      }
+    }
+    return [ops = std::move(ops)](const at::Tensor& x) {
+      at::Tensor a = x;
+      for (const auto& op : ops) a = op(a);
+      return a;
+    };
   }
 
  private:

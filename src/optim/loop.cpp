@@ -7,15 +7,150 @@
 
 #include "rewind/core/error.h"
 
+#ifdef REWIND_WITH_CUDA
+#include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/cuda.h>
+#endif
+
 namespace rw::optim {
 
-LoopResult minimise(const at::Tensor& init, const Objective& f, const LoopOptions& o, const ResetFn& reset,
-                    const ProgressFn& progress, const std::string& stage, int64_t base, int64_t total) {
+namespace {
+
+void check_options(const LoopOptions& o) {
   RW_CHECK(o.optimizer == "adam" || o.optimizer == "lbfgs", Usage, "--optimizer must be adam or lbfgs, got '",
            o.optimizer, "'");
   RW_CHECK(o.schedule == "cosine" || o.schedule == "constant", Usage, "--schedule must be cosine or constant, got '",
            o.schedule, "'");
   RW_CHECK(o.steps >= 0 && o.lr > 0, Usage, "--steps must be >= 0 and --lr > 0");
+}
+
+// ---- fused Adam: every operation on the device, so one step can be captured in a CUDA graph ----
+
+constexpr double kBeta1 = 0.9, kBeta2 = 0.999, kEps = 1e-8;
+constexpr int64_t kNanCheckEvery = 50;
+
+struct FusedState {
+  at::Tensor v;          // [B, ...] variables (leaf, requires grad)
+  at::Tensor m1, m2;     // Adam moments
+  at::Tensor step;       // [1] float: steps taken
+  at::Tensor lr;         // [steps] learning-rate schedule
+  at::Tensor loss;       // [B] loss at the start of the last step
+  at::Tensor best_loss;  // [B]
+  at::Tensor best_v;     // [B, ...]
+  std::vector<int64_t> item_shape;  // [B, 1, 1, ...]: broadcasts a per-item value over v
+};
+
+/// Records, in place (static addresses for CUDA graphs), each item's best finite loss and variables.
+void keep_best(FusedState& s, const at::Tensor& l) {
+  auto better = torch::isfinite(l).logical_and(l.lt(s.best_loss));
+  s.best_loss.copy_(torch::where(better, l, s.best_loss));
+  s.best_v.copy_(torch::where(better.view(s.item_shape), s.v.detach(), s.best_v));
+}
+
+void fused_step(FusedState& s, const Objective& f) {
+  if (s.v.grad().defined()) s.v.mutable_grad().zero_();
+  auto loss = f(s.v);
+  loss.sum().backward();
+  torch::NoGradGuard ng;
+  auto l = loss.detach();
+  s.loss.copy_(l);
+  keep_best(s, l);
+  auto g = s.v.grad().nan_to_num(0.0, 0.0, 0.0);
+  s.step.add_(1.0);
+  auto lr = s.lr.index_select(0, (s.step - 1).clamp_max(double(s.lr.size(0) - 1)).to(torch::kLong));
+  s.m1.mul_(kBeta1).add_(g, 1 - kBeta1);
+  s.m2.mul_(kBeta2).addcmul_(g, g, 1 - kBeta2);
+  auto bc1 = 1.0 - torch::pow(torch::full_like(s.step, kBeta1), s.step);
+  auto bc2 = 1.0 - torch::pow(torch::full_like(s.step, kBeta2), s.step);
+  auto denom = (s.m2 / bc2).sqrt_().add_(kEps);
+  s.v.sub_((s.m1 / bc1).div_(denom).mul_(lr.view(std::vector<int64_t>(size_t(s.v.dim()), 1))));
+}
+
+}  // namespace
+
+LoopResult fused_adam(const at::Tensor& init, const Objective& f, const LoopOptions& o, const ResetFn& reset,
+                      const ProgressFn& progress, const std::string& stage, int64_t base, int64_t total,
+                      bool cuda_graph) {
+  check_options(o);
+  RW_CHECK(o.optimizer == "adam", Internal, "fused_adam runs Adam only");
+  const int64_t steps = o.steps;
+  FusedState s;
+  s.v = init.detach().clone().set_requires_grad(true);
+  s.m1 = torch::zeros_like(s.v).detach();
+  s.m2 = torch::zeros_like(s.v).detach();
+  s.item_shape.assign(size_t(s.v.dim()), 1);
+  s.item_shape[0] = s.v.size(0);
+  s.step = torch::zeros({1}, init.options().requires_grad(false));
+  auto t = torch::arange(std::max<int64_t>(steps, 1), torch::kFloat64);
+  auto lr = o.schedule == "cosine" ? 0.5 * o.lr * (1 + torch::cos(M_PI * t / double(std::max<int64_t>(steps, 1))))
+                                   : torch::full_like(t, o.lr);
+  s.lr = lr.to(init.scalar_type()).to(init.device());
+  s.loss = torch::zeros({init.size(0)}, init.options().requires_grad(false));
+  s.best_loss = torch::full({init.size(0)}, std::numeric_limits<float>::infinity(), init.options().requires_grad(false));
+  s.best_v = init.detach().clone();
+  LoopResult r;
+  auto nan_check = [&]() {
+    torch::NoGradGuard ng;
+    auto bad = torch::isfinite(s.loss).logical_not();
+    if (!bad.any().item<bool>()) return;
+    r.nan_resets += bad.sum().item<int64_t>();
+    reset(bad, s.v);
+    auto keep = bad.logical_not().view(s.item_shape).to(s.m1.dtype());
+    s.m1.mul_(keep);
+    s.m2.mul_(keep);
+  };
+  auto report = [&](int64_t done) {
+    if (!progress) return;
+    report_progress(progress, {stage, base + done, total > 0 ? total : steps, ""});
+  };
+  int64_t done = 0;
+#ifdef REWIND_WITH_CUDA
+  if (cuda_graph && init.is_cuda() && steps > 3) {
+    auto stream = c10::cuda::getStreamFromPool();
+    {
+      c10::cuda::CUDAStreamGuard guard(stream);
+      for (; done < 3; ++done) fused_step(s, f);  // warm-up: allocates grads, picks kernels
+    }
+    torch::cuda::synchronize();
+    at::cuda::CUDAGraph graph;
+    {
+      c10::cuda::CUDAStreamGuard guard(stream);
+      graph.capture_begin();
+      fused_step(s, f);
+      graph.capture_end();
+    }
+    for (; done < steps; ++done) {
+      graph.replay();
+      if ((done + 1) % kNanCheckEvery == 0) {
+        nan_check();
+        report(done + 1);
+      }
+    }
+    torch::cuda::synchronize();
+  }
+#else
+  (void)cuda_graph;
+#endif
+  for (; done < steps; ++done) {
+    fused_step(s, f);
+    if ((done + 1) % kNanCheckEvery == 0) nan_check();
+    report(done + 1);
+  }
+  {  // the final variables count too
+    torch::NoGradGuard ng;
+    keep_best(s, f(s.v));
+  }
+  r.best_vars = s.best_v;
+  r.best_loss = s.best_loss;
+  r.steps = steps;
+  return r;
+}
+
+LoopResult minimise(const at::Tensor& init, const Objective& f, const LoopOptions& o, const ResetFn& reset,
+                    const ProgressFn& progress, const std::string& stage, int64_t base, int64_t total) {
+  check_options(o);
   auto vars = init.detach().clone().set_requires_grad(true);
   LoopResult r;
   r.best_vars = vars.detach().clone();

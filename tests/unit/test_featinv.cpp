@@ -113,6 +113,39 @@ TEST(FeatInv, BatchNormInputsAndStatistics) {
   EXPECT_TRUE(torch::allclose(a, c->head(x, "relu2")));
 }
 
+TEST(FeatInv, InferenceHeadFoldsBatchNormWithoutChangingValuesOrGradients) {
+  TempDir d;
+  models::CnnArch a;
+  a.name = "cnn28";
+  a.channels = 1;
+  a.width = 4;
+  torch::manual_seed(11);
+  auto net = models::make_cnn(a);
+  {  // non-trivial BatchNorm statistics and affine parameters, as a trained model has
+    torch::NoGradGuard ng;
+    for (auto& b : net->named_buffers())
+      if (b.key().find("running_var") != std::string::npos) b.value().uniform_(0.3, 2.0);
+      else if (b.key().find("running_mean") != std::string::npos) b.value().normal_(0, 0.5);
+    for (auto& p : net->named_parameters())
+      if (p.key().rfind("bn", 0) == 0) p.value().normal_(p.key().find("weight") != std::string::npos ? 1.0 : 0.0, 0.3);
+  }
+  net->eval();
+  models::save_native(d / "c.pt", *net, a.to_json("classifier"));
+  auto c = models::load_classifier(d / "c.pt");
+  auto x = smooth_images(2, 9);
+  for (const auto& split : c->split_points()) {
+    auto fast = c->inference_head(split);
+    auto xa = x.clone().set_requires_grad(true), xb = x.clone().set_requires_grad(true);
+    auto ya = c->head(xa, split), yb = fast(xb);
+    ASSERT_EQ(ya.sizes(), yb.sizes()) << split;
+    EXPECT_TRUE(torch::allclose(ya, yb, 1e-4, 1e-5)) << split << " " << (ya - yb).abs().max();
+    auto w = torch::randn_like(ya);
+    (ya * w).sum().backward();
+    (yb * w).sum().backward();
+    EXPECT_TRUE(torch::allclose(xa.grad(), xb.grad(), 1e-3, 1e-5)) << split;
+  }
+}
+
 TEST(FeatInv, WhiteBoxRecoversShallowSplitsNotDeepOnes) {
   TempDir d;
   auto c = tiny_classifier(d);

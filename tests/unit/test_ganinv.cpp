@@ -46,6 +46,36 @@ TEST(Loop, MinimisesIndependentItemsAndKeepsBest) {
   EXPECT_TRUE(torch::allclose(r2.best_vars, target, 1e-4, 1e-4));
 }
 
+TEST(Loop, FusedAdamFollowsTheGenericAdamAndResetsNan) {
+  // 4-D variables (images), per-item objectives: the fused loop must take the same Adam steps
+  torch::manual_seed(5);
+  auto target = torch::randn({3, 1, 4, 4});
+  auto f = [&](const at::Tensor& v) { return (v - target).pow(2).flatten(1).mean(1) + 0.1 * v.abs().flatten(1).mean(1); };
+  optim::LoopOptions o;
+  o.steps = 60;
+  o.lr = 0.05;
+  auto none = [](const at::Tensor&, at::Tensor&) {};
+  auto a = optim::minimise(torch::zeros({3, 1, 4, 4}), f, o, none);
+  auto b = optim::fused_adam(torch::zeros({3, 1, 4, 4}), f, o, none);
+  EXPECT_TRUE(torch::allclose(a.best_vars, b.best_vars, 1e-4, 1e-5)) << (a.best_vars - b.best_vars).abs().max();
+  EXPECT_TRUE(torch::allclose(a.best_loss, b.best_loss, 1e-4, 1e-6));
+  EXPECT_LT(b.best_loss.max().item<float>(), f(torch::zeros({3, 1, 4, 4})).min().item<float>());
+  // an item that goes NaN is reset at the next check (every 50 steps) and its best stays finite
+  auto nanf = [](const at::Tensor& v) {
+    auto blown = v.flatten(1).abs().gt(100).any(1);
+    return v.pow(2).flatten(1).sum(1) + torch::where(blown, torch::full_like(blown, NAN, torch::kFloat), torch::zeros_like(blown, torch::kFloat));
+  };
+  int resets = 0;
+  auto r = optim::fused_adam(torch::tensor({{1000.0f, 0.0f}, {0.5f, 0.5f}}), nanf, o, [&](const at::Tensor& bad, at::Tensor& v) {
+    ++resets;
+    v.copy_(torch::where(bad.view({-1, 1}), torch::ones_like(v), v));
+  });
+  EXPECT_EQ(r.nan_resets, 1);
+  EXPECT_EQ(resets, 1);
+  EXPECT_TRUE(torch::isfinite(r.best_loss).all().item<bool>());
+  EXPECT_LT(r.best_loss[0].item<float>(), 2.0f);
+}
+
 TEST(Loop, EarlyStopAndNanResetAndCancel) {
   auto f = [](const at::Tensor& v) { return v.pow(2).sum(1); };
   optim::LoopOptions o;

@@ -12,6 +12,7 @@
 #include <c10/core/Device.h>
 
 #include <memory>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -96,6 +97,18 @@ class SplitClassifier {
   virtual at::Tensor head_bn(const at::Tensor& x, const std::string& split, std::vector<at::Tensor>* bn_inputs) {
     return head(x, split);
   }
+  /// head(·, split) prepared for repeated inference-mode calls (gradients still flow to the
+  /// input): native models fold each eval-mode BatchNorm into the convolution before it and run
+  /// plain ops, which is what makes white-box inversion fast. Same values as head() up to float
+  /// rounding. The default calls head(). The function keeps this model alive by reference.
+  using HeadFn = std::function<at::Tensor(const at::Tensor&)>;
+  virtual HeadFn inference_head(const std::string& split) {
+    check_split_name(split);
+    return [this, split](const at::Tensor& x) { return head(x, split); };
+  }
+
+ private:
+  void check_split_name(const std::string& split) const;
 };
 
 std::unique_ptr<SplitClassifier> load_classifier(const std::string& path, const c10::Device& device = c10::kCPU);

@@ -40,4 +40,13 @@ LoopResult minimise(const at::Tensor& init, const Objective& f, const LoopOption
                     const ProgressFn& progress = {}, const std::string& stage = "optimise",
                     int64_t progress_base = 0, int64_t progress_total = 0);
 
+/// The same minimisation for Adam without early stopping (o.patience is ignored), fused: optimiser
+/// state and best tracking stay on the variables' device with no host round trip per step
+/// (NaN/Inf items are checked and reset every 50 steps). The fast path for GAN inversion and
+/// white-box feature inversion. With cuda_graph and CUDA variables, one step is captured in a CUDA
+/// graph and replayed (builds with REWIND_WITH_CUDA; the objective must then be capturable).
+LoopResult fused_adam(const at::Tensor& init, const Objective& f, const LoopOptions& o, const ResetFn& reset,
+                      const ProgressFn& progress = {}, const std::string& stage = "optimise",
+                      int64_t progress_base = 0, int64_t progress_total = 0, bool cuda_graph = false);
+
 }  // namespace rw::optim
