@@ -5,7 +5,7 @@
 // Also: end-to-end embedding throughput (images/s) of the identity embedders, when given.
 //
 // usage: bench_index [--n 1000000] [--d 128] [--queries 2000] [--factories Flat,HNSW32,IVF4096;PQ32]
-//                    [--ef-search 128[,64,...]] [--ef-construction 80] [--nprobe 32] [--threads 2] [--embedder FILE ...]
+//                    [--ef-search 128[,64,...]] [--nprobe 32[,16,...]] [--ef-construction 80] [--threads 2] [--embedder FILE ...]
 // (';' separates factory strings whose own syntax uses ',')
 #include <torch/torch.h>
 
@@ -27,8 +27,14 @@ static double secs(Clock::time_point a) { return std::chrono::duration<double>(C
 
 int main(int argc, char** argv) {
   int64_t n = 1000000, d = 128, nq = 2000;
-  int threads = 2, nprobe = 32, efc = 80;
-  std::vector<int> efs = {128};
+  int threads = 2, efc = 80;
+  std::vector<int> efs = {128}, nprobes = {32};
+  auto int_list = [](const std::string& v) {
+    std::vector<int> out;
+    std::stringstream ss(v);
+    for (std::string t; std::getline(ss, t, ',');) out.push_back(std::stoi(t));
+    return out;
+  };
   std::string factories = "Flat;HNSW32;IVF4096,Flat;IVF4096,PQ32";
   std::vector<std::string> embedders;
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -38,12 +44,8 @@ int main(int argc, char** argv) {
     else if (a == "--queries") nq = std::stoll(v);
     else if (a == "--factories") factories = v;
     else if (a == "--threads") threads = std::stoi(v);
-    else if (a == "--ef-search") {  // one value or a comma list: each is searched on the same built index
-      efs.clear();
-      std::stringstream ss(v);
-      for (std::string t; std::getline(ss, t, ',');) efs.push_back(std::stoi(t));
-    }
-    else if (a == "--nprobe") nprobe = std::stoi(v);
+    else if (a == "--ef-search") efs = int_list(v);  // a comma list: each searched on the same built index
+    else if (a == "--nprobe") nprobes = int_list(v);
     else if (a == "--ef-construction") efc = std::stoi(v);
     else if (a == "--embedder") embedders.push_back(v);
     else { std::cerr << "unknown option " << a << "\n"; return 2; }
@@ -70,9 +72,8 @@ int main(int argc, char** argv) {
     for (const auto& f : fs) {
       identity::IndexOptions o;
       o.factory = f;
-      o.ivf_nprobe = nprobe;
       o.hnsw_ef_construction = efc;
-      const bool hnsw = f.find("HNSW") != std::string::npos;
+      const bool hnsw = f.find("HNSW") != std::string::npos, ivf = f.find("IVF") != std::string::npos;
       auto t0 = Clock::now();
       identity::IdentityIndex idx(d, o);
       idx.add(base, items, [&](const Progress& p) {
@@ -81,8 +82,10 @@ int main(int argc, char** argv) {
         return true;
       });
       double build = secs(t0);
-      for (int ef : hnsw ? efs : std::vector<int>{efs.front()}) {
-        if (hnsw) idx.set_hnsw_ef_search(ef);
+      const auto& breadths = hnsw ? efs : ivf ? nprobes : std::vector<int>{0};
+      for (int br : breadths) {
+        if (hnsw) idx.set_hnsw_ef_search(br);
+        if (ivf) idx.set_ivf_nprobe(br);
         idx.search(queries.slice(0, 0, std::min<int64_t>(nq, 50)), 10);  // warm-up
         t0 = Clock::now();
         auto res = idx.search(queries, 10);
@@ -97,13 +100,14 @@ int main(int argc, char** argv) {
           agree += res[size_t(i)][0].id == exact[size_t(i)];
           planted += res[size_t(i)][0].id == pk[i];
         }
-        std::string name = hnsw ? f + " (efC " + std::to_string(efc) + ", efS " + std::to_string(ef) + ")" : f;
+        std::string name = hnsw  ? f + " (efC " + std::to_string(efc) + ", efS " + std::to_string(br) + ")"
+                           : ivf ? f + " (nprobe " + std::to_string(br) + ")"
+                                 : f;
         std::printf("| %s | %.1f | %.0f | %.4f | %.4f |\n", name.c_str(), build, double(nq) / qs,
                     double(agree) / double(nq), double(planted) / double(nq));
         std::fflush(stdout);
       }
     }
-    std::printf("\nIVF nprobe %d.\n", nprobe);
   }
 
   for (const auto& path : embedders) {

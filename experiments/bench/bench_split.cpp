@@ -5,6 +5,7 @@
 //
 // usage: bench_split --classifier C.pt --targets T.npy --split relu2 [--steps 100] [--threads 0]
 //                    [--batch 0 (auto: 64)] [--w-bn 0.05]
+#include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/torch.h>
 
 #include <chrono>
@@ -54,8 +55,12 @@ int main(int argc, char** argv) {
       w.loop.steps = 2;
       rw::featinv::white_box(*c, split, acts.slice(0, 0, std::min<int64_t>(2, acts.size(0))), w);
     }
+    // REWIND_PROFILE=trace.json: a chrome trace of the timed run (for finding where the time goes)
+    std::unique_ptr<torch::autograd::profiler::RecordProfile> prof;
+    if (const char* f = std::getenv("REWIND_PROFILE")) prof = std::make_unique<torch::autograd::profiler::RecordProfile>(f);
     auto t0 = std::chrono::steady_clock::now();
     auto r = rw::featinv::white_box(*c, split, acts, o);
+    prof.reset();
     double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     auto q = rw::featinv::quality(x, r.recon);
     std::printf(

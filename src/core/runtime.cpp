@@ -4,13 +4,32 @@
 #include <torch/torch.h>
 
 #include <thread>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
 namespace rw {
 
+void keep_freed_memory() {
+#if defined(__GLIBC__)
+  // glibc serves blocks above a (dynamic) threshold with mmap and gives them back on free, so each
+  // optimisation step's fresh activation tensors page-fault again: ~3,500 faults per white-box step
+  // on a cnn28 at batch 64, a quarter of the step. Keep blocks up to 32 MiB (glibc's maximum) in
+  // the heap and never trim it; peak memory is unchanged, freed memory is reused.
+  static const bool done = [] {
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+    return true;
+  }();
+  (void)done;
+#endif
+}
+
 int init_threads(int n) {
+  keep_freed_memory();
   if (n <= 0) n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   at::set_num_threads(n);
 #ifdef _OPENMP

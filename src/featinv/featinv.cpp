@@ -28,9 +28,29 @@ at::Generator item_gen(uint64_t seed, int64_t index, uint64_t salt) {
 
 int64_t auto_budget(int64_t batch, const at::Tensor& t) { return batch > 0 ? batch : (t.is_cuda() ? 1024 : 64); }
 
-/// Relative feature error per item: mean (a - t)^2 / mean t^2.
+/// s_i * sum_j (a_ij - t_ij)^2 per item, with a one-pass backward (2 s_i g_i (a - t)). Autograd of
+/// the same expression through pow and mean runs several full-size passes over the activations and
+/// was a third of each white-box step (profiled on the Fashion-MNIST cnn28 at relu2, batch 64).
+struct ScaledSquaredError : torch::autograd::Function<ScaledSquaredError> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& a, const at::Tensor& t,
+                            const at::Tensor& scale) {
+    auto d = (a - t).reshape({a.size(0), -1});
+    ctx->save_for_backward({d, scale});
+    ctx->saved_data["sizes"] = a.sizes().vec();
+    return (d * d).sum(1) * scale;
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list g) {
+    auto saved = ctx->get_saved_variables();
+    auto per_item = (g[0] * saved[1] * 2.0).unsqueeze(1);
+    return {(saved[0] * per_item).view(ctx->saved_data["sizes"].toIntVector()), at::Tensor(), at::Tensor()};
+  }
+};
+
+/// Relative feature error per item: mean (a - t)^2 / mean t^2 (denom = mean t^2, [B]).
 at::Tensor feature_error(const at::Tensor& a, const at::Tensor& t, const at::Tensor& denom) {
-  return (a - t).pow(2).flatten(1).mean(1) / denom;
+  const double per_item = double(a.numel() / std::max<int64_t>(a.size(0), 1));
+  return ScaledSquaredError::apply(a, t.detach(), (1.0 / (denom.detach() * per_item)).to(a.dtype()));
 }
 
 at::Tensor feature_denom(const at::Tensor& t) { return t.pow(2).flatten(1).mean(1).clamp_min(1e-12); }
@@ -196,7 +216,7 @@ AttackResult white_box(models::SplitClassifier& c, const std::string& split, con
       auto a = use_bn ? c.head_bn(x, split, &bn_in) : fast_head(x);
       auto loss = feature_error(a, tgt, denom);
       if (o.w_tv > 0) loss = loss + o.w_tv * optim::total_variation(x);
-      if (o.w_l2 > 0) loss = loss + o.w_l2 * x.pow(2).flatten(1).mean(1);
+      if (o.w_l2 > 0) loss = loss + o.w_l2 * (x * x).flatten(1).mean(1);
       for (size_t k = 0; k < bn_in.size() && k < bns.size(); ++k) {
         const auto& f = bn_in[k];
         if (f.dim() != 4) continue;

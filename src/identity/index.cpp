@@ -139,6 +139,12 @@ void IdentityIndex::set_hnsw_ef_search(int ef) {
   impl_->apply_search_params();
 }
 
+void IdentityIndex::set_ivf_nprobe(int nprobe) {
+  RW_CHECK(nprobe > 0, Usage, "nprobe must be positive, got ", nprobe);
+  impl_->opt.ivf_nprobe = nprobe;
+  impl_->apply_search_params();
+}
+
 std::vector<std::vector<Match>> IdentityIndex::search(const at::Tensor& queries, int k) const {
   RW_CHECK(k > 0, Usage, "k must be positive, got ", k);
   auto q = as_float_rows(queries, impl_->dim, "queries");

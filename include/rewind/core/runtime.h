@@ -10,6 +10,9 @@ namespace rw {
 /// (std::thread::hardware_concurrency). Debian's libtorch starts with one thread; rewind does not.
 /// Returns the number in force.
 int init_threads(int n);
+/// Keeps freed memory in the process instead of returning it to the OS after every large tensor
+/// (glibc), which removes page faults from tight optimisation loops. Called by init_threads().
+void keep_freed_memory();
 int num_threads();
 
 /// Seeds LibTorch's global generator (CPU and, when present, CUDA).

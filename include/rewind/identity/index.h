@@ -98,6 +98,8 @@ class IdentityIndex {
 
   /// Changes the HNSW search breadth of a built (or loaded) index; no effect on other types.
   void set_hnsw_ef_search(int ef);
+  /// Changes the IVF lists visited per query; no effect on other types.
+  void set_ivf_nprobe(int nprobe);
 
   /// Top-k for each query [q, dim]: result[i] has k matches, best first.
   std::vector<std::vector<Match>> search(const at::Tensor& queries, int k) const;
