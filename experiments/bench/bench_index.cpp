@@ -5,7 +5,7 @@
 // Also: end-to-end embedding throughput (images/s) of the identity embedders, when given.
 //
 // usage: bench_index [--n 1000000] [--d 128] [--queries 2000] [--factories Flat,HNSW32,IVF4096;PQ32]
-//                    [--ef-search 128[,64,...]] [--nprobe 32[,16,...]] [--ef-construction 80] [--threads 2] [--embedder FILE ...]
+//                    [--ef-search 128[,64,...]] [--nprobe 32[,16,...]] [--ef-construction 80] [--threads 2] [--embedder FILE ...] [--like EMB.npy]
 // (';' separates factory strings whose own syntax uses ',')
 #include <torch/torch.h>
 
@@ -18,6 +18,7 @@
 
 #include "rewind/core/runtime.h"
 #include "rewind/identity/index.h"
+#include "rewind/io/npy.h"
 #include "rewind/models/models.h"
 
 using namespace rw;
@@ -37,6 +38,7 @@ int main(int argc, char** argv) {
   };
   std::string factories = "Flat;HNSW32;IVF4096,Flat;IVF4096,PQ32";
   std::vector<std::string> embedders;
+  std::string like;  // real embeddings [m, d] (.npy): draw the base vectors from a Gaussian fitted to them
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i], v = argv[i + 1];
     if (a == "--n") n = std::stoll(v);
@@ -48,6 +50,7 @@ int main(int argc, char** argv) {
     else if (a == "--nprobe") nprobes = int_list(v);
     else if (a == "--ef-construction") efc = std::stoi(v);
     else if (a == "--embedder") embedders.push_back(v);
+    else if (a == "--like") like = v;
     else { std::cerr << "unknown option " << a << "\n"; return 2; }
   }
   init_threads(threads);
@@ -60,13 +63,33 @@ int main(int argc, char** argv) {
     auto norm = [](const at::Tensor& x) {
       return torch::nn::functional::normalize(x, torch::nn::functional::NormalizeFuncOptions().dim(1));
     };
-    auto base = norm(torch::randn({n, d}));
+    at::Tensor base;
+    std::string data = "random unit vectors (uniform on the sphere: no structure, HNSW's worst case)";
+    if (like.empty()) {
+      base = norm(torch::randn({n, d}));
+    } else {
+      // Real face embeddings are not uniform: they occupy a low-dimensional, anisotropic part of the
+      // sphere. Draw from N(mean, cov) of real embeddings, then normalise.
+      auto e = io::read_npy(like).to(torch::kFloat64);
+      d = e.size(1);
+      auto mu = e.mean(0);
+      auto c = e - mu;
+      auto cov = c.t().mm(c) / double(e.size(0) - 1) + 1e-8 * torch::eye(d, torch::kFloat64);
+      auto l = at::linalg_cholesky(cov);
+      base = norm((mu + torch::randn({n, d}, torch::kFloat64).mm(l.t())).to(torch::kFloat32));
+      auto ev = at::linalg_eigvalsh(cov).flip(0);
+      auto frac = ev.cumsum(0) / ev.sum();
+      int64_t k90 = (frac < 0.9).sum().item<int64_t>() + 1;
+      data = "drawn from a Gaussian fitted to " + std::to_string(e.size(0)) + " real embeddings (" + like +
+             "; " + std::to_string(k90) + " principal components hold 90% of their variance)";
+    }
     auto pick = torch::randint(n, {nq}, torch::kLong);
     // planted near-duplicates: cosine ~0.9 to their source vector
     auto queries = norm(base.index_select(0, pick) + 0.5 / std::sqrt(double(d)) * torch::randn({nq, d}));
     std::vector<identity::Item> items(size_t(n), identity::Item{"x", "", "synthetic"});
-    std::printf("# index bench: %lld x %lld-d vectors, %lld queries (planted near-duplicates), k=10, %d threads\n\n",
+    std::printf("# index bench: %lld x %lld-d vectors, %lld queries (planted near-duplicates), k=10, %d threads\n",
                 (long long)n, (long long)d, (long long)nq, threads);
+    std::printf("# data: %s\n\n", data.c_str());
     std::printf("| factory | build s | queries/s | recall@1 vs exact | planted found@1 |\n|---|---|---|---|---|\n");
     std::vector<int64_t> exact;
     for (const auto& f : fs) {

@@ -521,7 +521,7 @@ int audit_cmd(const Args& args) {
       ("reference", po::value(&ao.reference),
        "images of people certainly NOT in the training set (same domain); sets the verdict threshold at --far. "
        "Without it the threshold comes from impostor pairs in --dataset (conservative)")
-      ("out", opt(&ao.out), "output folder: report.html, report.json, report.csv, run.json")
+      ("out", opt(&ao.out), "output folder: report.html, report.json, report.csv, samples.png, top.png (your image | closest sample | reconstruction), run.json")
       ("samples", opt(&ao.samples), "generated samples searched for each identity")
       ("far", opt(&ao.far), "false-accept rate of the 'leaks' verdict (per identity)")
       ("per-identity", opt(&ao.per_identity), "images per identity to invert (latent recovery evidence)")
@@ -751,6 +751,18 @@ int audit_cmd(const Args& args) {
     if (!truth.is_null()) record.results()["ground_truth"] = truth;
     // sample grid for people who want to look
     io::save_image(ao.out + "/samples.png", io::make_grid(samples.images.slice(0, 0, std::min<int64_t>(64, ao.samples)), 8));
+    // top.png: the report's picture rows without the HTML: your image | closest sample | reconstruction
+    {
+      std::vector<at::Tensor> tiles;
+      auto blank = torch::ones_like(samples.images[0]);
+      for (size_t k = 0; k < idr.size() && int64_t(k) < std::min<int64_t>(ao.top, 16); ++k) {
+        const auto& r = idr[k];
+        tiles.push_back(r.nn_img >= 0 ? set.images[r.nn_img] : blank);
+        tiles.push_back(r.nn_sample >= 0 ? samples.images[r.nn_sample] : blank);
+        tiles.push_back(r.inv_img >= 0 ? rec.recon[inv_pos[r.inv_img]].to(blank.device()) : blank);
+      }
+      if (!tiles.empty()) io::save_image(ao.out + "/top.png", io::make_grid(torch::stack(tiles), 6, 2));
+    }
   });
   std::cout << leaks << " of " << n_ids << " identities leak at FAR " << ao.far << " (threshold " << fmt(thr, 4) << ")\n"
             << "report: " << ao.out << "/report.html (also report.json, report.csv)\n";
