@@ -3,6 +3,7 @@
 #include <torch/version.h>
 
 #include "build_config.h"
+#include "git_commit.h"
 
 namespace rw {
 
