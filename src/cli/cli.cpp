@@ -24,7 +24,7 @@ bool parse_command(const std::string& usage, const Args& args, po::options_descr
   po::options_description general("Common options");
   general.add_options()
       ("threads", opt(&common.threads),
-       "intra-op threads for LibTorch and OpenMP; 0 = all cores")
+       "intra-op threads for LibTorch and OpenMP; 0 = $REWIND_THREADS if set, else all cores")
       ("quiet,q", po::bool_switch(&common.quiet), "no progress or info on stderr (errors still print)")
       ("help,h", po::bool_switch(&common.help), "show this help");
   po::options_description all;

@@ -3,6 +3,7 @@
 #include <ATen/Parallel.h>
 #include <torch/torch.h>
 
+#include <cstdlib>
 #include <thread>
 #if defined(__GLIBC__)
 #include <malloc.h>
@@ -30,6 +31,9 @@ void keep_freed_memory() {
 
 int init_threads(int n) {
   keep_freed_memory();
+  if (n <= 0) {  // several rewind jobs side by side: REWIND_THREADS=1 each avoids OpenMP spin contention
+    if (const char* env = std::getenv("REWIND_THREADS")) n = std::atoi(env);
+  }
   if (n <= 0) n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   at::set_num_threads(n);
 #ifdef _OPENMP
