@@ -2,11 +2,11 @@
 # Recreates the shipped demo models of `rewind audit` (no arguments) in data-tools/demo/:
 #   embedder.pt   CosFace identity embedder (cnn32) trained on synthetic identities 100000..101499,
 #                 disjoint from every identity the demo audits;
-#   generator.pt  DCGAN (dcgan32, width 16) trained on identities 0..63 x 8 images (the demo's members;
+#   generator.pt  DCGAN (dcgan32, width 16, 16000 steps) trained on identities 0..63 x 8 images (the demo's members;
 #                 identities 64..127 are the non-members);
 #   classifier.pt split classifier (cnn32) of the 64 member identities, for `rewind compare`.
 # All data is rendered by `rewind data synth-faces` (deterministic), so the recipe is reproducible
-# up to thread scheduling. ~25 min on 2 cores. Usage: data-tools/make_demo_models.sh [build/rewind]
+# up to thread scheduling. ~45 min on 2 cores. Usage: data-tools/make_demo_models.sh [build/rewind]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REWIND=${1:-./build/rewind}
@@ -19,7 +19,7 @@ EFIRST=$(meta embedder_first_identity); EIDS=$(meta embedder_identities)
 $REWIND data synth-faces --out "$W/emb-faces" --identities "$EIDS" --first-identity "$EFIRST" --per-identity 8 --size "$SIZE" -q
 $REWIND train embedder --data "$W/emb-faces/manifest.csv" --out "$W/embedder.pt" --arch cnn32 --epochs 12 --heldout-fraction 0.1
 $REWIND data synth-faces --out "$W/gan-faces" --identities "$MEMBERS" --per-identity "$PER" --size "$SIZE" -q
-$REWIND train gan --data "$W/gan-faces/manifest.csv" --out "$W/generator.pt" --arch dcgan32 --width 16 --steps 6000 --resume
+$REWIND train gan --data "$W/gan-faces/manifest.csv" --out "$W/generator.pt" --arch dcgan32 --width 16 --steps 16000 --resume
 # split classifier of the same people (64 member identities, cnn32, named stages)
 $REWIND train classifier --data "$W/gan-faces/manifest.csv" --label-column identity --arch cnn32 --channels 3 \
   --width 16 --epochs 30 --val-fraction 0.25 --out "$W/classifier.pt"

@@ -761,7 +761,13 @@ int audit_cmd(const Args& args) {
         tiles.push_back(r.nn_sample >= 0 ? samples.images[r.nn_sample] : blank);
         tiles.push_back(r.inv_img >= 0 ? rec.recon[inv_pos[r.inv_img]].to(blank.device()) : blank);
       }
-      if (!tiles.empty()) io::save_image(ao.out + "/top.png", io::make_grid(torch::stack(tiles), 6, 2));
+      if (!tiles.empty()) {
+        auto grid = io::make_grid(torch::stack(tiles), 6, 2);
+        const int64_t side = samples.images.size(-1), up = side >= 96 ? 1 : (96 + side - 1) / side;
+        if (up > 1)  // small faces are shown at >= 96 px, as in report.html
+          grid = torch::upsample_nearest2d(grid.unsqueeze(0), {grid.size(-2) * up, grid.size(-1) * up}).squeeze(0);
+        io::save_image(ao.out + "/top.png", grid);
+      }
     }
   });
   std::cout << leaks << " of " << n_ids << " identities leak at FAR " << ao.far << " (threshold " << fmt(thr, 4) << ")\n"
