@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # E4: both directions on the same people, at two GAN training-set sizes.
 # The 128 demo identities (64 members) go through `rewind compare` twice: with the shipped demo GAN
-# (members x 8 images = 512 training images) and with a GAN trained on members x 4 images (256;
+# (members x 8 images = 512 training images, 16000 steps) and with a GAN trained on members x 4 images (256;
 # trained here if missing, 3000 steps). The split classifier (demo, 64 member identities) and the
 # embedder are the same in both runs, so only the GAN side changes.
 # usage: experiments/e4_compare.sh [--splits relu1,pool2,relu3,fc1] [--defense none,noise=1]
