@@ -164,6 +164,17 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> group_by_identity(cons
   return g;
 }
 
+/// Integer identity label per image (0, 1, ... in first-appearance order), for calibration.
+at::Tensor identity_labels(const ImageSet& s) {
+  std::vector<int64_t> lab(s.rows.size());
+  int64_t next = 0;
+  for (const auto& [id, ix] : group_by_identity(s)) {
+    for (int64_t i : ix) lab[size_t(i)] = next;
+    ++next;
+  }
+  return torch::tensor(lab, torch::kLong);
+}
+
 /// The first `k` images of each identity (k <= 0: all), as indices into the set.
 std::vector<int64_t> first_per_identity(const ImageSet& s, int64_t k) {
   std::vector<int64_t> out;
@@ -231,12 +242,8 @@ VerdictThreshold verdict_threshold(models::Embedder& e, const Samples& samples, 
                (v.resolved ? "" : " (fewer than 1/FAR reference identities: the threshold is their maximum, so the real FAR is up to 1/" +
                                       std::to_string(v.ref_best.size()) + ")");
   } else {
-    std::map<std::string, int64_t> lab_of;
-    std::vector<int64_t> lab;
-    for (size_t i = 0; i < set.rows.size(); ++i)
-      lab.push_back(lab_of.emplace(set.m.entries[set.rows[i]].identity, int64_t(lab_of.size())).first->second);
     double per_pair = far / double(n_samples * std::max<int64_t>(1, set.images.size(0) / std::max<int64_t>(1, n_ids)));
-    auto c = identity::calibrate(emb, torch::tensor(lab, torch::kLong), {std::max(per_pair, 1e-12)});
+    auto c = identity::calibrate(emb, identity_labels(set), {std::max(per_pair, 1e-12)});
     v.thr = c.points[0].threshold;
     v.resolved = double(c.impostor_pairs) * per_pair >= 1.0;
     v.method = "pair threshold at FAR " + fmt(per_pair, 8) + " per comparison (= FAR " + fmt(far, 4) + " / (" +
@@ -870,11 +877,7 @@ int compare_cmd(const Args& args) {
     auto cx = featinv::to_shape(x, c->input_shape());
     auto x_emb = select(emb, first);
     // "same person" for a rebuilt photo: the pair threshold at FAR on the dataset's impostor pairs
-    std::map<std::string, int64_t> lab_of;
-    std::vector<int64_t> lab;
-    for (size_t i = 0; i < set.rows.size(); ++i)
-      lab.push_back(lab_of.emplace(set.m.entries[set.rows[i]].identity, int64_t(lab_of.size())).first->second);
-    const double pair_thr = identity::calibrate(emb, torch::tensor(lab, torch::kLong), {co.far}).points[0].threshold;
+    const double pair_thr = identity::calibrate(emb, identity_labels(set), {co.far}).points[0].threshold;
     // accuracy through the split: images of the identities the classifier knows (native class names)
     std::vector<std::string> class_names;
     if (models::is_native(co.classifier)) {
