@@ -307,11 +307,10 @@ class NativeClassifier : public SplitClassifier {
                                   : nullptr;
       const auto* pad = conv ? c10::get_if<torch::ExpandingArray<2>>(&conv->options.padding()) : nullptr;
       if (conv && bn && pad && c10::get_if<torch::enumtype::kZeros>(&conv->options.padding_mode())) {
-        // eval-mode BatchNorm is y = (x - mean) * gamma / sqrt(var + eps) + beta: fold it into the conv
-        auto scale = bn->weight / (bn->running_var + bn->options.eps()).sqrt();
+        // eval-mode BatchNorm is a per-channel affine map: fold it into the conv
+        auto [scale, shift] = batchnorm_affine(bn->weight, bn->bias, bn->running_mean, bn->running_var, bn->options.eps());
         auto w = (conv->weight * scale.view({-1, 1, 1, 1})).contiguous();
-        auto b = bn->bias - bn->running_mean * scale;
-        if (conv->bias.defined()) b = b + conv->bias * scale;
+        auto b = conv->bias.defined() ? conv->bias * scale + shift : shift;
         std::vector<int64_t> stride(conv->options.stride()->begin(), conv->options.stride()->end()),
             padding((*pad)->begin(), (*pad)->end()),
             dilation(conv->options.dilation()->begin(), conv->options.dilation()->end());

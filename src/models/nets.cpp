@@ -111,14 +111,16 @@ struct UpConvFrozen : public torch::autograd::Function<UpConvFrozen> {
 };
 }  // namespace
 
+std::pair<torch::Tensor, torch::Tensor> batchnorm_affine(const torch::Tensor& weight, const torch::Tensor& bias,
+                                                         const torch::Tensor& running_mean,
+                                                         const torch::Tensor& running_var, double eps) {
+  auto scale = weight / torch::sqrt(running_var + eps);
+  return {scale, bias - running_mean * scale};
+}
+
 FrozenDcgan::FrozenDcgan(DcganGeneratorImpl& g) : c0_(g.first_channels_), base_(g.base_) {
   torch::NoGradGuard ng;
-  auto fold = [](const torch::Tensor& w, const torch::Tensor& b, const torch::Tensor& m, const torch::Tensor& v,
-                 double eps) {
-    auto scale = w / torch::sqrt(v + eps);
-    return std::make_pair(scale, b - m * scale);
-  };
-  auto [s0, b0] = fold(g.bn0_->weight, g.bn0_->bias, g.bn0_->running_mean, g.bn0_->running_var, g.bn0_->options.eps());
+  auto [s0, b0] = batchnorm_affine(g.bn0_->weight, g.bn0_->bias, g.bn0_->running_mean, g.bn0_->running_var, g.bn0_->options.eps());
   fc_w_ = g.fc_->weight * s0.unsqueeze(1);
   fc_b_ = b0.clone();
   auto modules = g.net_->modules(/*include_self=*/false);
@@ -129,7 +131,7 @@ FrozenDcgan::FrozenDcgan(DcganGeneratorImpl& g) : c0_(g.first_channels_), base_(
     torch::Tensor w = conv->weight, b = conv->bias.defined() ? conv->bias : torch::zeros({w.size(0)});
     auto bn = i + 1 < modules.size() ? std::dynamic_pointer_cast<nn::BatchNorm2dImpl>(modules[i + 1]) : nullptr;
     if (bn) {
-      auto [sc, sh] = fold(bn->weight, bn->bias, bn->running_mean, bn->running_var, bn->options.eps());
+      auto [sc, sh] = batchnorm_affine(bn->weight, bn->bias, bn->running_mean, bn->running_var, bn->options.eps());
       w = w * sc.view({-1, 1, 1, 1});
       b = b * sc + sh;
     } else {

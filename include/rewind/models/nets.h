@@ -10,6 +10,13 @@
 
 namespace rw::models {
 
+/// Eval-mode BatchNorm as a per-channel affine map y = x * scale + shift
+/// (scale = weight / sqrt(running_var + eps), shift = bias - running_mean * scale), for folding it
+/// into the linear / conv layer before it. Returns {scale, shift}, each [C].
+std::pair<torch::Tensor, torch::Tensor> batchnorm_affine(const torch::Tensor& weight, const torch::Tensor& bias,
+                                                         const torch::Tensor& running_mean,
+                                                         const torch::Tensor& running_var, double eps);
+
 // ------------------------------------------------------------------------------------------------
 /// DCGAN-family generator. arch: dcgan28 (7->14->28), dcgan32 (4->...->32), dcgan64 (4->...->64).
 /// z [N, latent_dim] -> linear + BN + ReLU to the first feature map, then per doubling nearest x2
