@@ -231,11 +231,8 @@ AttackResult white_box(models::SplitClassifier& c, const std::string& split, con
       vars.index_put_({bad}, torch::zeros_like(vars.index({bad})));
     };
     // Adam without early stopping runs fused (state on the device, no host sync per step)
-    auto r = (o.loop.optimizer == "adam" && o.loop.patience == 0)
-                 ? optim::fused_adam(start, objective, o.loop, reset, progress, "white-box", ci * o.loop.steps,
-                                     chunks * o.loop.steps)
-                 : optim::minimise(start, objective, o.loop, reset, progress, "white-box", ci * o.loop.steps,
-                                   chunks * o.loop.steps);
+    auto r = optim::optimise(start, objective, o.loop, reset, progress, "white-box", ci * o.loop.steps,
+                             chunks * o.loop.steps);
     res.steps = std::max(res.steps, r.steps);
     res.nan_resets += r.nan_resets;
     auto [best, pick] = pick_best(r.best_vars, r.best_loss, restarts);

@@ -7,7 +7,6 @@
 #include "rewind/core/runtime.h"
 #include "rewind/optim/losses.h"
 
-
 namespace rw::ganinv {
 
 const std::vector<std::string>& term_names() {
@@ -113,10 +112,7 @@ InvertResult invert(models::Generator& g, const at::Tensor& targets, const Inver
     const int64_t base = c * (o.loop.steps + (o.refine == "pixel" ? o.refine_steps : 0));
     // Adam without early stopping runs fused (device-side state; capturable in a CUDA graph);
     // L-BFGS and early stopping go through the generic loop.
-    auto res = (o.loop.optimizer == "adam" && o.loop.patience == 0)
-                   ? optim::fused_adam(init, objective, o.loop, reset, progress, "invert", base, total_steps,
-                                       o.cuda_graph)
-                   : optim::minimise(init, objective, o.loop, reset, progress, "invert", base, total_steps);
+    auto res = optim::optimise(init, objective, o.loop, reset, progress, "invert", base, total_steps, o.cuda_graph);
     // best restart per target
     InvertResult part;
     {

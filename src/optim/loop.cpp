@@ -235,4 +235,12 @@ LoopResult minimise(const at::Tensor& init, const Objective& f, const LoopOption
   return r;
 }
 
+LoopResult optimise(const at::Tensor& init, const Objective& f, const LoopOptions& o, const ResetFn& reset,
+                    const ProgressFn& progress, const std::string& stage, int64_t base, int64_t total,
+                    bool cuda_graph) {
+  if (o.optimizer == "adam" && o.patience == 0)
+    return fused_adam(init, f, o, reset, progress, stage, base, total, cuda_graph);
+  return minimise(init, f, o, reset, progress, stage, base, total);
+}
+
 }  // namespace rw::optim

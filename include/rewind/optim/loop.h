@@ -49,4 +49,9 @@ LoopResult fused_adam(const at::Tensor& init, const Objective& f, const LoopOpti
                       const ProgressFn& progress = {}, const std::string& stage = "optimise",
                       int64_t progress_base = 0, int64_t progress_total = 0, bool cuda_graph = false);
 
+/// fused_adam when it applies (Adam without early stopping), minimise otherwise (L-BFGS, patience).
+LoopResult optimise(const at::Tensor& init, const Objective& f, const LoopOptions& o, const ResetFn& reset,
+                    const ProgressFn& progress = {}, const std::string& stage = "optimise",
+                    int64_t progress_base = 0, int64_t progress_total = 0, bool cuda_graph = false);
+
 }  // namespace rw::optim
