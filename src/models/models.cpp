@@ -23,8 +23,6 @@ at::Tensor Generator::synthesis(const at::Tensor&) {
   RW_FAIL(Model, describe(), " has no synthesis network: use --latent z");
 }
 
-void SplitClassifier::check_split_name(const std::string& split) const { check_split(*this, split); }
-
 void check_split(const SplitClassifier& c, const std::string& split) {
   auto names = c.split_points();
   if (std::find(names.begin(), names.end(), split) != names.end()) return;

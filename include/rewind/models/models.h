@@ -71,6 +71,10 @@ std::unique_ptr<Embedder> load_embedder(const std::string& path, const c10::Devi
 /// TorchScript contract: methods `head(x)` and `tail(a)` (one split point, named "head"), or a
 /// module whose top-level children run in order; children that are Sequential are entered, so
 /// dotted names reach nested stages ("features.6"). A Linear stage flattens its input.
+class SplitClassifier;
+/// Throws Error{kUsage} listing the valid names when `split` is not one of them.
+void check_split(const SplitClassifier& c, const std::string& split);
+
 class SplitClassifier {
  public:
   virtual ~SplitClassifier() = default;
@@ -103,12 +107,9 @@ class SplitClassifier {
   /// rounding. The default calls head(). The function keeps this model alive by reference.
   using HeadFn = std::function<at::Tensor(const at::Tensor&)>;
   virtual HeadFn inference_head(const std::string& split) {
-    check_split_name(split);
+    check_split(*this, split);
     return [this, split](const at::Tensor& x) { return head(x, split); };
   }
-
- private:
-  void check_split_name(const std::string& split) const;
 };
 
 std::unique_ptr<SplitClassifier> load_classifier(const std::string& path, const c10::Device& device = c10::kCPU);
@@ -116,8 +117,5 @@ std::unique_ptr<SplitClassifier> load_classifier(const std::string& path, const 
 /// Converts images [N,C,H,W] in [-1,1] to `shape`: grey <-> RGB (channel mean / repeat), bilinear
 /// resize. No-op when they match. Error{kInput} for other channel counts.
 at::Tensor adapt_images(const at::Tensor& images, const ImageShape& shape);
-
-/// Throws Error{kUsage} listing the valid names when `split` is not one of them.
-void check_split(const SplitClassifier& c, const std::string& split);
 
 }  // namespace rw::models
