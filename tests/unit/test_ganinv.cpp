@@ -30,6 +30,24 @@ TEST(Losses, IdentityAndOrdering) {
   EXPECT_GT(optim::total_variation(z)[0].item<double>(), 0.1);
 }
 
+namespace {
+/// Item-wise failure, as a diverging generator would give: NaN loss for items with |v| > 100.
+at::Tensor nan_past_100(const at::Tensor& v) {
+  auto blown = v.flatten(1).abs().gt(100).any(1);
+  return v.pow(2).flatten(1).sum(1) +
+         torch::where(blown, torch::full_like(blown, NAN, torch::kFloat), torch::zeros_like(blown, torch::kFloat));
+}
+/// Two items [2, 2]: the first starts blown (NaN), the second fine.
+at::Tensor blown_start() { return torch::tensor({{1000.0f, 0.0f}, {0.5f, 0.5f}}); }
+/// A reset that counts its calls and sets the bad items to ones.
+optim::ResetFn count_and_reset_to_ones(int& resets) {
+  return [&resets](const at::Tensor& bad, at::Tensor& v) {
+    ++resets;
+    v.copy_(torch::where(bad.view({-1, 1}), torch::ones_like(v), v));
+  };
+}
+}  // namespace
+
 TEST(Loop, MinimisesIndependentItemsAndKeepsBest) {
   auto target = torch::tensor({{1.0f, -2.0f}, {3.0f, 0.5f}, {-1.0f, -1.0f}});
   auto f = [&](const at::Tensor& v) { return (v - target).pow(2).sum(1); };
@@ -61,15 +79,8 @@ TEST(Loop, FusedAdamFollowsTheGenericAdamAndResetsNan) {
   EXPECT_TRUE(torch::allclose(a.best_loss, b.best_loss, 1e-4, 1e-6));
   EXPECT_LT(b.best_loss.max().item<float>(), f(torch::zeros({3, 1, 4, 4})).min().item<float>());
   // an item that goes NaN is reset at the next check (every 50 steps) and its best stays finite
-  auto nanf = [](const at::Tensor& v) {
-    auto blown = v.flatten(1).abs().gt(100).any(1);
-    return v.pow(2).flatten(1).sum(1) + torch::where(blown, torch::full_like(blown, NAN, torch::kFloat), torch::zeros_like(blown, torch::kFloat));
-  };
   int resets = 0;
-  auto r = optim::fused_adam(torch::tensor({{1000.0f, 0.0f}, {0.5f, 0.5f}}), nanf, o, [&](const at::Tensor& bad, at::Tensor& v) {
-    ++resets;
-    v.copy_(torch::where(bad.view({-1, 1}), torch::ones_like(v), v));
-  });
+  auto r = optim::fused_adam(blown_start(), nan_past_100, o, count_and_reset_to_ones(resets));
   EXPECT_EQ(r.nan_resets, 1);
   EXPECT_EQ(resets, 1);
   EXPECT_TRUE(torch::isfinite(r.best_loss).all().item<bool>());
@@ -86,18 +97,11 @@ TEST(Loop, EarlyStopAndNanResetAndCancel) {
   auto r = optim::minimise(torch::ones({2, 3}), f, o, [](const at::Tensor&, at::Tensor&) {});
   EXPECT_LT(r.steps, 1000);
   // an item whose loss is NaN at its start is reset, counted, and then optimised
-  auto nanf = [](const at::Tensor& v) {
-    auto blown = v.abs().gt(100).any(1);  // item-wise failure, as a diverging generator would give
-    return v.pow(2).sum(1) + torch::where(blown, torch::full_like(blown, NAN, torch::kFloat), torch::zeros_like(blown, torch::kFloat));
-  };
   optim::LoopOptions o2;
   o2.steps = 50;
   o2.lr = 0.1;
   int resets = 0;
-  auto r2 = optim::minimise(torch::tensor({{1000.0f, 0.0f}, {0.5f, 0.5f}}), nanf, o2, [&](const at::Tensor& bad, at::Tensor& v) {
-    ++resets;
-    v.copy_(torch::where(bad.view({-1, 1}), torch::ones_like(v), v));
-  });
+  auto r2 = optim::minimise(blown_start(), nan_past_100, o2, count_and_reset_to_ones(resets));
   EXPECT_EQ(r2.nan_resets, 1);
   EXPECT_EQ(resets, 1);
   EXPECT_TRUE(torch::isfinite(r2.best_loss).all().item<bool>());
