@@ -2,8 +2,10 @@
 
 #include <unistd.h>
 
+#include <filesystem>
 #include <iostream>
 
+#include "rewind/audit/demo.h"
 #include "rewind/core/error.h"
 #include "rewind/core/log.h"
 #include "rewind/core/runtime.h"
@@ -69,13 +71,10 @@ void run_and_record(io::RunRecord& record, const std::string& json_path, const s
   }
 }
 
-at::Tensor sample_latents(int64_t n, int64_t d, uint64_t seed) {
-  auto z = torch::empty({n, d});
-  for (int64_t i = 0; i < n; ++i) {
-    auto gen = at::detail::createCPUGenerator(mix_seed(seed, uint64_t(i), 0x5A3Dull));
-    z[i].copy_(torch::randn({d}, gen));
-  }
-  return z;
+std::string demo_dir() {
+  std::error_code ec;
+  auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return audit::find_demo_dir(ec ? std::string() : exe.parent_path().string());
 }
 
 }  // namespace rw::cli

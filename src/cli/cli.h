@@ -72,9 +72,8 @@ struct EmbeddedData {
 EmbeddedData embed_manifest(models::Embedder& embedder, const io::Manifest& m, const std::string& crop, int64_t batch,
                             io::RunRecord* record, const std::string& stage = "embed");
 
-/// Latents [n, d] of `rewind generate`: sample i is N(0, I) drawn from seed (seed, i), so the same
-/// seed gives the same samples whatever n or the batch size.
-at::Tensor sample_latents(int64_t n, int64_t d, uint64_t seed);
+/// The shipped demo models' folder (see audit::find_demo_dir); "" when not found.
+std::string demo_dir();
 
 struct Command {
   std::string name;

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "cli.h"
+#include "rewind/models/sampling.h"
 #include "rewind/core/error.h"
 #include "rewind/core/log.h"
 #include "rewind/core/runtime.h"
@@ -241,7 +242,7 @@ int generate_cmd(const Args& args) {
     std::unique_ptr<models::Embedder> emb;
     if (!embedder.empty()) emb = models::load_embedder(embedder);
     const int64_t d = g->latent_dim();
-    auto z = sample_latents(count, d, seed);
+    auto z = models::sample_latents(count, d, seed);
     io::write_npy(out + "/latents.npy", z);
     io::Manifest m;
     std::vector<at::Tensor> packed, embs;

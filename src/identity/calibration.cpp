@@ -44,14 +44,19 @@ Calibration calibrate(const at::Tensor& emb, const at::Tensor& labels, const std
     }
   } else {
     auto g = at::detail::createCPUGenerator(seed);
-    auto i = torch::randint(n, {max_pairs}, g, torch::kLong);
-    auto j = torch::randint(n, {max_pairs}, g, torch::kLong);
-    auto keep = i.ne(j);
-    i = i.masked_select(keep);
-    j = j.masked_select(keep);
-    auto sims = (e.index_select(0, i) * e.index_select(0, j)).sum(1);
-    auto same = lab.index_select(0, i).eq(lab.index_select(0, j));
-    imp.push_back(sims.masked_select(same.logical_not()));
+    auto i_all = torch::randint(n, {max_pairs}, g, torch::kLong);
+    auto j_all = torch::randint(n, {max_pairs}, g, torch::kLong);
+    // in blocks: gathering every sampled pair's vectors at once costs max_pairs x 2d floats (10 GB)
+    const int64_t block = 1 << 18;
+    for (int64_t s = 0; s < max_pairs; s += block) {
+      auto i = i_all.slice(0, s, std::min(max_pairs, s + block)), j = j_all.slice(0, s, std::min(max_pairs, s + block));
+      auto keep = i.ne(j);
+      i = i.masked_select(keep);
+      j = j.masked_select(keep);
+      auto sims = (e.index_select(0, i) * e.index_select(0, j)).sum(1);
+      auto same = lab.index_select(0, i).eq(lab.index_select(0, j));
+      imp.push_back(sims.masked_select(same.logical_not()));
+    }
     // genuine pairs: all of them, one identity group at a time (identities are small groups)
     auto order = std::get<1>(lab.sort(0, /*stable=*/true, /*descending=*/false));
     auto sorted = lab.index_select(0, order);

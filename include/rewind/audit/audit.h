@@ -1,0 +1,110 @@
+// The dataset owner's audit: which of my identities does this GAN reproduce?
+//
+//   1. samples: `samples` images are drawn from the generator, embedded and dropped (SampleBank);
+//   2. identity-nn: each of the owner's images is searched against them; an identity's evidence is
+//      its best similarity to any sample;
+//   3. threshold: the similarity that at most `far` of identities NOT in the training set exceed,
+//      from reference identities (people certainly not trained on) when given, else from the
+//      owner's own impostor pairs with a Bonferroni correction for the comparisons made;
+//   4. latent recovery (supporting evidence, the expensive part): the `recover_top` identities
+//      ranked highest by identity-nn plus a seeded random `recover_control` of the others
+//      (the calibration sample of the robust z), `per_identity` images each; recover_top < 0 = all.
+//
+// The verdict for an identity is "leaks" when its identity-nn similarity is above the threshold.
+// Memory: embeddings of the dataset, the reference and the samples, and per-identity rows.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "rewind/audit/stages.h"
+#include "rewind/core/progress.h"
+#include "rewind/ganinv/invert.h"
+#include "rewind/io/manifest.h"
+#include "rewind/io/run_record.h"
+#include "rewind/models/models.h"
+
+namespace rw::audit {
+
+struct AuditOptions {
+  int64_t samples = 1000;        ///< generated samples searched for each identity
+  double far = 1e-3;             ///< false-accept rate of the "leaks" verdict, per identity, in (0, 1)
+  int64_t per_identity = 1;      ///< images per identity that get latent recovery
+  int64_t recover_top = 256;     ///< identities (highest identity-nn first) that get latent recovery; < 0 = all
+  int64_t recover_control = 64;  ///< further identities drawn at random (seeded) from the rest: the recovery z's calibration
+  int64_t top = 24;              ///< identities shown with pictures in the report
+  int64_t batch = 128;           ///< images per embedder pass (also the stream's batch)
+  uint64_t seed = 1;             ///< samples, restarts and the control draw
+  ganinv::InvertOptions invert = default_invert();  ///< latent recovery (2 restarts x 200 Adam steps)
+  std::string stage_dir;         ///< where finished stages are kept ("" = no cache); the CLI uses OUT/.stages
+  bool resume = false;           ///< continue the stages kept in stage_dir (same options and inputs)
+
+  static ganinv::InvertOptions default_invert();
+};
+
+/// How the verdict threshold was set.
+struct Threshold {
+  double value = 0;
+  bool resolved = true;              ///< false when the data cannot resolve `far` (the threshold is then the data's maximum)
+  std::string method;                ///< one sentence for the report
+  std::vector<double> reference_best;  ///< per reference identity: best similarity to a sample (empty without reference)
+};
+
+struct IdentityEvidence {
+  std::string identity;
+  int member = -1;                   ///< ground truth when the manifest has it (1 / 0), else -1
+  double nn_similarity = -2;         ///< best similarity of any of its images to any sample
+  size_t nn_row = 0;                 ///< manifest row of that image
+  int64_t nn_sample = -1;            ///< index of that sample (regenerate with SampleBank::images)
+  std::optional<double> recovery_error;    ///< mean latent-recovery MSE over its recovered images
+  std::optional<double> recovery_z;        ///< robust z of that error among all recovered images (higher = better rebuilt)
+  std::optional<double> recon_similarity;  ///< identity similarity of the reconstruction to the image
+  std::optional<size_t> recovered_row;     ///< first recovered image (its reconstruction is shown)
+  int64_t recovered_index = -1;      ///< position in AuditResult::recovery
+  bool leaks = false;
+};
+
+struct GroundTruth {
+  int64_t members = 0, nonmembers = 0, members_flagged = 0, nonmembers_flagged = 0;
+  double auc_identity_nn = 0, auc_recovery = 0;  ///< recovery AUC over identities with recovery evidence
+  int64_t recovery_identities = 0;
+};
+
+struct AuditResult {
+  std::vector<IdentityEvidence> identities;  ///< ranked: leaking first, then by nn_similarity
+  Threshold threshold;
+  int64_t images = 0;                        ///< dataset images loaded
+  int64_t leaking = 0;
+  int64_t recovered_identities = 0;          ///< identities with recovery evidence
+  std::optional<GroundTruth> truth;          ///< when the manifest has member labels for both classes
+  Recovery recovery;                         ///< latents of the recovered rows (pictures, resume)
+  std::vector<data::Skipped> skipped;
+  std::string generator, embedder;           ///< describe() of each
+};
+
+/// Runs the audit. `reference` may be null (threshold from impostor pairs). Skipped images are
+/// also added to `record` when given. Throws Error{kUsage} naming the AuditOptions field for bad
+/// options, Error{kInput} when no image of the dataset loads, Error{kCancelled} when progress
+/// returns false (finished stages are kept in stage_dir).
+AuditResult run(models::Generator& g, models::Embedder& e, const io::Manifest& dataset, const io::Manifest* reference,
+                const AuditOptions& o, const ProgressFn& progress = {}, io::RunRecord* record = nullptr);
+
+/// The verdict threshold from identity-nn similarities (exposed for tests).
+///  - with reference identities: the value at most `far` of their best similarities exceed;
+///  - without: the pair threshold at far / (samples x images per identity) on the dataset's own
+///    impostor pairs (`emb`, `labels`).
+Threshold verdict_threshold(const std::vector<double>* reference_best, const at::Tensor& emb,
+                            const std::vector<int64_t>& labels, double far, int64_t samples);
+
+/// Writes report.json, report.csv, report.html, samples.png and top.png into `out` (pictures are
+/// reloaded from the manifest rows, regenerated from the sample indices and re-rendered from the
+/// recovered latents). `options_json` is the run's resolved options.
+void write_audit_report(const std::string& out, const AuditResult& r, const AuditOptions& o, models::Generator& g,
+                        const io::Manifest& dataset, const std::string& dataset_name,
+                        const nlohmann::json& options_json);
+
+}  // namespace rw::audit

@@ -1,0 +1,73 @@
+// Membership analysis with ground truth: members (images in the GAN's training set) against
+// non-members, per image and per identity, for each attack:
+//   recovery        -MSE of the best latent-only reconstruction (Webster et al. 2019)
+//   calibrated      -(MSE under the target GAN - MSE under a reference GAN on other data) (GAN-Leaks)
+//   identity-nn     best identity similarity to `samples` generated samples (Webster et al. 2021)
+//   recon-identity  identity similarity of the target to its own reconstruction
+// A score is "higher = more likely a member". Latent recovery is the expensive part: at most
+// `recover_max` images per class get it (a seeded draw; 0 = all); the recovery-based attacks are
+// evaluated on those images only.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "rewind/audit/stages.h"
+#include "rewind/mia/metrics.h"
+
+namespace rw::audit {
+
+struct MembershipOptions {
+  std::string attacks = "recovery,calibrated,identity-nn,recon-identity";  ///< comma list; attacks whose models are missing are skipped
+  int64_t samples = 1000;      ///< generated samples searched by identity-nn
+  int64_t per_identity = 0;    ///< images per identity used (first ones in manifest order); 0 = all
+  int64_t recover_max = 0;     ///< images per class that get latent recovery (seeded draw); 0 = all
+  int boot = 1000;             ///< bootstrap resamples for the confidence intervals
+  int64_t batch = 128;         ///< images per embedder pass
+  uint64_t seed = 1;           ///< samples, restarts, draws, bootstrap
+  ganinv::InvertOptions invert = default_invert();  ///< latent recovery (2 restarts x 200 Adam steps)
+  std::string stage_dir;       ///< where finished stages are kept ("" = no cache)
+  bool resume = false;         ///< continue the stages kept in stage_dir
+
+  static ganinv::InvertOptions default_invert();
+};
+
+/// One image of either set.
+struct MembershipRow {
+  int label = 0;          ///< 1 member, 0 non-member
+  size_t row = 0;         ///< row in its manifest
+  std::string path, identity;
+};
+
+struct AttackMetrics {
+  std::string attack, level;   ///< level: image | identity
+  mia::MiaMetrics m;
+  double median_member = NAN, median_nonmember = NAN, mre_gap = NAN;  ///< error attacks, image level
+};
+
+struct MembershipResult {
+  std::vector<MembershipRow> rows;
+  std::vector<std::string> attacks;                       ///< attacks that ran, sorted
+  std::map<std::string, std::vector<double>> raw, score;  ///< attack -> per row (NaN: not measured for that row)
+  struct IdentityRow { std::string identity; int label = 0; int64_t images = 0; };
+  std::vector<IdentityRow> identity_rows;
+  std::map<std::string, std::vector<double>> identity_score;  ///< attack -> per identity row
+  std::vector<AttackMetrics> metrics;
+  std::vector<data::Skipped> skipped;
+  int64_t members = 0, nonmembers = 0;
+};
+
+/// `reference_generator` and `embedder` may be null (their attacks are then skipped).
+MembershipResult run_membership(models::Generator& g, models::Generator* reference_generator, models::Embedder* embedder,
+                                const io::Manifest& members, const io::Manifest& nonmembers, const MembershipOptions& o,
+                                const ProgressFn& progress = {}, io::RunRecord* record = nullptr);
+
+/// scores.csv, identity_scores.csv, report.json, report.html.
+void write_membership_report(const std::string& out, const MembershipResult& r, const MembershipOptions& o,
+                             const std::string& generator_name, const nlohmann::json& options_json);
+
+}  // namespace rw::audit

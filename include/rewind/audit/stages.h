@@ -1,0 +1,129 @@
+// The building blocks the pipelines (membership, audit, compare) share: embedding a stream, a bank
+// of generated samples embedded chunk by chunk, latent recovery of chosen manifest rows, and the
+// stage cache that makes a pipeline resumable.
+//
+// Memory: embeddings [N, d], per-row scores and latents [N, D] stay; images live one batch at a
+// time. The few pictures a report shows are reloaded by row (targets), regenerated from the sample
+// seed and index (samples) or re-rendered from the recovered latent (reconstructions).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "rewind/core/progress.h"
+#include "rewind/data/image_stream.h"
+#include "rewind/ganinv/invert.h"
+#include "rewind/io/manifest.h"
+#include "rewind/io/run_record.h"
+#include "rewind/models/models.h"
+
+namespace rw::identity {
+class IdentityIndex;
+}
+
+namespace rw::audit {
+
+/// Embeddings of a streamed image set.
+struct Embedded {
+  at::Tensor emb;                     ///< [N_ok, d] L2-normalised
+  std::vector<size_t> rows;           ///< manifest row of each embedding
+  std::vector<data::Skipped> skipped; ///< items that could not be loaded
+};
+
+/// Embeds every image of `stream` (batches as the stream delivers them).
+Embedded embed_stream(models::Embedder& e, data::ImageStream& stream);
+
+/// Opens `manifest` as a stream at the generator's image size (centre crop), batch `batch`,
+/// and embeds it. `stage` names the progress stage.
+Embedded embed_manifest(models::Embedder& e, const io::Manifest& m, const models::ImageShape& shape,
+                        const std::string& stage, const ProgressFn& progress, int64_t batch = 128);
+
+/// Generated samples, embedded in chunks; the images are dropped. Sample i is G(z_i) with z_i from
+/// models::sample_latents(n, d, seed) (the samples of `rewind generate`).
+class SampleBank {
+ public:
+  SampleBank(models::Generator& g, models::Embedder& e, int64_t count, uint64_t seed, const ProgressFn& progress,
+             int64_t batch = 256);
+  /// From embeddings made earlier (a resumed stage).
+  SampleBank(at::Tensor embeddings, uint64_t seed);
+  ~SampleBank();
+  SampleBank(SampleBank&&) noexcept;
+
+  int64_t count() const;
+  uint64_t seed() const { return seed_; }
+  const at::Tensor& embeddings() const { return emb_; }  ///< [count, d]
+  /// Best sample per query [q, d]: similarity and sample index.
+  void nearest(const at::Tensor& queries, std::vector<double>* sim, std::vector<int64_t>* sample) const;
+  /// The images of samples `ids`, regenerated: [k, C, H, W].
+  static at::Tensor images(models::Generator& g, uint64_t seed, const std::vector<int64_t>& ids);
+
+ private:
+  void build_index();
+  at::Tensor emb_;
+  uint64_t seed_ = 1;
+  std::unique_ptr<identity::IdentityIndex> index_;
+};
+
+/// Best-restart latent recovery of some manifest rows (latent-only reconstructions).
+struct Recovery {
+  std::vector<size_t> rows;   ///< manifest rows recovered (those that loaded), in recovery order
+  at::Tensor mse;             ///< [n] per-target MSE of G(latent) to the target (the recovery error)
+  at::Tensor latents;         ///< [n, D]
+  at::Tensor recon_emb;       ///< [n, d] embedding of G(latent); undefined without an embedder
+  std::vector<data::Skipped> skipped;
+  int64_t nan_resets = 0;
+};
+
+/// Where a pipeline keeps the finished work of its stages (OUT/.stages by default), so that a run
+/// with resume = true continues instead of starting over. The fingerprint (options, model and
+/// manifest hashes) must match; a different one is an error naming the folder. dir "" = off.
+class StageCache {
+ public:
+  StageCache(std::string dir, nlohmann::json fingerprint, bool resume);
+  bool enabled() const { return !dir_.empty(); }
+  /// Loads stage `name` (a tensor); false when it is not there.
+  bool load(const std::string& name, at::Tensor* t) const;
+  void save(const std::string& name, const at::Tensor& t) const;
+  bool load_json(const std::string& name, nlohmann::json* j) const;
+  void save_json(const std::string& name, const nlohmann::json& j) const;
+  /// Removes the folder (after the pipeline wrote its final outputs).
+  void clear() const;
+
+ private:
+  std::string dir_;
+};
+
+/// Saves / restores an Embedded stage (embeddings, rows, skipped) in the cache.
+bool load_embedded(const StageCache& c, const std::string& name, Embedded* out);
+void save_embedded(const StageCache& c, const std::string& name, const Embedded& e);
+
+/// Recovers `rows` of `m` (in that order); targets are streamed in chunks of the invert batch.
+/// Restart r of the k-th recovered target is seeded by (o.seed, first_index + k, r), as `rewind
+/// invert` does for its k-th target. With a cache, each finished chunk is saved as it completes and a resumed call
+/// skips the chunks already done (same rows, same options).
+Recovery recover_rows(models::Generator& g, const io::Manifest& m, const std::vector<size_t>& rows,
+                      const ganinv::InvertOptions& o, models::Embedder* embedder, const ProgressFn& progress,
+                      const std::string& stage, const StageCache* cache = nullptr, int64_t first_index = 0);
+
+/// A short stable hash of a manifest's rows (paths, identities, member labels): a resumed stage
+/// refuses a manifest whose rows changed.
+std::string manifest_hash(const io::Manifest& m);
+
+/// Records skipped items in the run record (and returns how many there were).
+size_t record_skips(io::RunRecord* record, const std::vector<data::Skipped>& skipped);
+
+/// Maps a ProgressFn to one that reports under another stage name.
+ProgressFn staged(const ProgressFn& progress, const std::string& stage);
+
+/// Robust z-scores: (median - v) / (1.4826 MAD) over `values` (higher = lower error than typical).
+std::vector<double> robust_z(const std::vector<double>& values);
+
+std::vector<double> to_vector(const at::Tensor& t);
+
+}  // namespace rw::audit

@@ -1,0 +1,216 @@
+// The audit's report files: report.json, report.csv, report.html, samples.png, top.png.
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+
+#include "rewind/audit/audit.h"
+#include "rewind/core/build_info.h"
+#include "rewind/io/atomic_file.h"
+#include "rewind/io/csv.h"
+#include "rewind/io/image.h"
+#include "rewind/report/html.h"
+
+namespace rw::audit {
+
+namespace {
+
+using report::fmt;
+
+nlohmann::json opt_json(const std::optional<double>& v) { return v ? nlohmann::json(*v) : nlohmann::json(); }
+std::string opt_fmt(const std::optional<double>& v, int digits) { return v ? fmt(*v, digits) : "n/a"; }
+
+/// Pictures of the first `k` ranked identities: your image, closest sample, reconstruction
+/// (undefined tensors where there is none). Images are reloaded by row, samples regenerated from
+/// their index and reconstructions re-rendered from the recovered latents.
+struct Pictures {
+  std::vector<at::Tensor> image, sample, recon;
+};
+
+Pictures pictures(const AuditResult& r, size_t k, models::Generator& g, const io::Manifest& m, uint64_t seed) {
+  Pictures p;
+  torch::NoGradGuard ng;
+  const auto shape = g.output_shape();
+  std::vector<size_t> rows;
+  std::vector<int64_t> samples;
+  for (size_t i = 0; i < k; ++i) {
+    rows.push_back(r.identities[i].nn_row);
+    samples.push_back(std::max<int64_t>(0, r.identities[i].nn_sample));
+  }
+  std::map<size_t, at::Tensor> loaded;  // a file that became unreadable since is shown blank
+  if (!rows.empty()) {
+    data::ImageStream s(m, rows, data::image_loader({shape.channels, shape.height, io::ResizeMode::kCenterCrop}));
+    data::Batch b;
+    while (s.next(&b))
+      for (int64_t j = 0; j < b.size(); ++j) loaded[b.rows[size_t(j)]] = b.images[j];
+  }
+  auto smp = SampleBank::images(g, seed, samples);
+  for (size_t i = 0; i < k; ++i) {
+    const auto& ev = r.identities[i];
+    auto it = loaded.find(ev.nn_row);
+    p.image.push_back(it == loaded.end() ? at::Tensor() : it->second);
+    p.sample.push_back(ev.nn_sample >= 0 ? smp[int64_t(i)] : at::Tensor());
+    p.recon.push_back(ev.recovered_index >= 0
+                          ? g.generate(r.recovery.latents.slice(0, ev.recovered_index, ev.recovered_index + 1)).clamp(-1, 1)[0]
+                          : at::Tensor());
+  }
+  return p;
+}
+
+std::string img_cell(const at::Tensor& t, const std::string& alt) {
+  return t.defined() ? report::img_png(io::encode_png(t), alt, 96) : "";
+}
+
+void write_csv_json(const std::string& out, const AuditResult& r, const AuditOptions& o, const io::Manifest& m,
+                    const nlohmann::json& options_json) {
+  std::string csv = io::csv_line({"rank", "identity", "verdict", "identity_nn_similarity", "threshold", "recovery_mse",
+                                  "recovery_z", "recon_identity_similarity", "image", "closest_sample", "member"});
+  nlohmann::json rep;
+  rep["command"] = "audit";
+  rep["build"] = build_string();
+  rep["options"] = options_json;
+  rep["generator"] = r.generator;
+  rep["embedder"] = r.embedder;
+  rep["summary"] = {{"identities", r.identities.size()}, {"leaking", r.leaking}, {"far", o.far},
+                    {"threshold", r.threshold.value}, {"threshold_method", r.threshold.method},
+                    {"threshold_resolved", r.threshold.resolved}, {"samples", o.samples},
+                    {"recovered_identities", r.recovered_identities}, {"images", r.images},
+                    {"skipped", r.skipped.size()}};
+  if (r.truth) {
+    const auto& t = *r.truth;
+    rep["ground_truth"] = {{"members", t.members}, {"nonmembers", t.nonmembers}, {"members_flagged", t.members_flagged},
+                           {"nonmembers_flagged", t.nonmembers_flagged}, {"auc_identity_nn", t.auc_identity_nn},
+                           {"auc_recovery", t.auc_recovery}, {"recovery_identities", t.recovery_identities}};
+  }
+  rep["identities"] = nlohmann::json::array();
+  for (size_t k = 0; k < r.identities.size(); ++k) {
+    const auto& ev = r.identities[k];
+    const std::string img = m.entries[ev.nn_row].path;
+    csv += io::csv_line({std::to_string(k + 1), ev.identity, ev.leaks ? "leaks" : "no-evidence", fmt(ev.nn_similarity, 4),
+                         fmt(r.threshold.value, 4), ev.recovery_error ? fmt(*ev.recovery_error, 6) : "",
+                         ev.recovery_z ? fmt(*ev.recovery_z, 2) : "", ev.recon_similarity ? fmt(*ev.recon_similarity, 4) : "",
+                         img, std::to_string(ev.nn_sample), ev.member < 0 ? "" : std::to_string(ev.member)});
+    rep["identities"].push_back({{"rank", k + 1}, {"identity", ev.identity}, {"leaks", ev.leaks},
+                                 {"identity_nn_similarity", ev.nn_similarity}, {"closest_sample", ev.nn_sample},
+                                 {"recovery_mse", opt_json(ev.recovery_error)}, {"recovery_z", opt_json(ev.recovery_z)},
+                                 {"recon_identity_similarity", opt_json(ev.recon_similarity)}, {"image", img},
+                                 {"member", ev.member}});
+  }
+  io::write_file_atomic(out + "/report.csv", csv);
+  io::write_file_atomic(out + "/report.json", rep.dump(2) + "\n");
+}
+
+std::vector<std::string> summary_lines(const AuditResult& r, const AuditOptions& o, const std::string& dataset_name) {
+  const int64_t n_ids = int64_t(r.identities.size());
+  std::vector<std::string> sum = {
+      std::to_string(r.leaking) + " of " + std::to_string(n_ids) + " identities in your dataset LEAK: the GAN generates a face the " +
+          "identity network calls the same person (similarity above " + fmt(r.threshold.value, 3) + ", FAR " +
+          fmt(o.far, 4) + " per identity).",
+      "Generator: " + r.generator + ". Dataset: " + dataset_name + " (" + std::to_string(r.images) + " images). " +
+          std::to_string(o.samples) + " samples searched. Latent recovery evidence for " +
+          std::to_string(r.recovered_identities) + " of " + std::to_string(n_ids) + " identities."};
+  if (!r.threshold.resolved) sum.push_back("Note: the false-accept rate could not be resolved with the data given; see Thresholds.");
+  if (r.truth) {
+    const auto& t = *r.truth;
+    sum.push_back("Ground truth is known here (demo): " + std::to_string(t.members_flagged) + " of " + std::to_string(t.members) +
+                  " training identities flagged, " + std::to_string(t.nonmembers_flagged) + " of " +
+                  std::to_string(t.nonmembers) + " identities never trained on flagged. AUC identity-nn " +
+                  fmt(t.auc_identity_nn) + ", recovery " + fmt(t.auc_recovery) + ".");
+  }
+  return sum;
+}
+
+std::string rank_plot(const AuditResult& r) {
+  const auto& idr = r.identities;
+  const double thr = r.threshold.value;
+  std::vector<double> xs, ys, tx = {0, double(idr.size())}, ty = {thr, thr};
+  for (size_t k = 0; k < idr.size(); ++k) {
+    xs.push_back(double(k + 1));
+    ys.push_back(idr[k].nn_similarity);
+  }
+  std::vector<report::Series> ss = {{"closest-sample similarity", xs, ys, false}, {"threshold", tx, ty, true}};
+  auto ref = r.threshold.reference_best;
+  if (!ref.empty()) {
+    std::sort(ref.begin(), ref.end(), std::greater<double>());
+    std::vector<double> rx, ry;
+    for (size_t k = 0; k < ref.size(); ++k) {
+      rx.push_back(double(k + 1) * double(idr.size()) / double(ref.size()));
+      ry.push_back(ref[k]);
+    }
+    ss.push_back({"reference (not trained on), rescaled", rx, ry, true});
+  }
+  report::PlotOptions po;
+  po.title = "identities by closest-sample similarity";
+  po.x_label = "identity rank";
+  po.y_label = "similarity";
+  po.width = 560;
+  return report::svg_plot(ss, po);
+}
+
+void write_pictures(const std::string& out, const Pictures& p, models::Generator& g, uint64_t seed, int64_t samples) {
+  std::vector<int64_t> ids;
+  for (int64_t i = 0; i < std::min<int64_t>(64, samples); ++i) ids.push_back(i);
+  io::save_image(out + "/samples.png", io::make_grid(SampleBank::images(g, seed, ids), 8));
+  std::vector<at::Tensor> tiles;
+  const auto s = g.output_shape();
+  auto blank = torch::ones({s.channels, s.height, s.width});
+  for (size_t k = 0; k < p.image.size() && k < 16; ++k)
+    for (const auto* col : {&p.image, &p.sample, &p.recon}) tiles.push_back((*col)[k].defined() ? (*col)[k] : blank);
+  if (tiles.empty()) return;
+  auto grid = io::make_grid(torch::stack(tiles), 6, 2);
+  const int64_t side = s.width, up = side >= 96 ? 1 : (96 + side - 1) / side;
+  if (up > 1)  // small faces are shown at >= 96 px, as in report.html
+    grid = torch::upsample_nearest2d(grid.unsqueeze(0), {grid.size(-2) * up, grid.size(-1) * up}).squeeze(0);
+  io::save_image(out + "/top.png", grid);
+}
+
+}  // namespace
+
+void write_audit_report(const std::string& out, const AuditResult& r, const AuditOptions& o, models::Generator& g,
+                        const io::Manifest& dataset, const std::string& dataset_name, const nlohmann::json& options_json) {
+  write_csv_json(out, r, o, dataset, options_json);
+  const size_t shown = std::min(r.identities.size(), size_t(std::max<int64_t>(0, o.top)));
+  auto pics = pictures(r, std::max(shown, std::min<size_t>(16, r.identities.size())), g, dataset, o.seed);
+  report::HtmlReport html("rewind audit: does this GAN reproduce your people?");
+  html.summary(summary_lines(r, o, dataset_name));
+  html.heading("Top identities");
+  html.paragraph("Each row: your image | the closest generated sample | the generator's best reconstruction of your image "
+                 "(latent recovery). Identities are ranked by the similarity of their closest sample.");
+  std::vector<std::vector<std::string>> rows;
+  for (size_t k = 0; k < shown; ++k) {
+    const auto& ev = r.identities[k];
+    std::string verdict = ev.leaks ? "<span class=\"leak\">LEAKS</span>" : "<span class=\"safe\">no evidence</span>";
+    rows.push_back({std::to_string(k + 1),
+                    report::escape(ev.identity) + (ev.member < 0 ? "" : ev.member ? "<br><small>(member)</small>" : "<br><small>(non-member)</small>"),
+                    verdict, img_cell(pics.image[k], "your image of " + ev.identity), img_cell(pics.sample[k], "generated sample"),
+                    img_cell(pics.recon[k], "reconstruction"), fmt(ev.nn_similarity, 3),
+                    ev.recovery_error ? fmt(*ev.recovery_error, 4) + "<br><small>z " + fmt(*ev.recovery_z, 1) + "</small>" : "n/a (not recovered)",
+                    opt_fmt(ev.recon_similarity, 3)});
+  }
+  html.table_html({"#", "identity", "verdict", "your image", "closest sample", "reconstruction", "sample similarity",
+                   "recovery error", "reconstruction similarity"}, rows);
+  html.raw(rank_plot(r));
+  html.heading("Method");
+  html.paragraph("Identity nearest neighbour (Webster et al. 2021, 'This Person (Probably) Exists'): " + std::to_string(o.samples) +
+                 " samples are drawn from the generator, embedded with " + r.embedder +
+                 " and indexed (FAISS); each of your images is searched against them. An identity leaks when its best "
+                 "similarity is above the threshold. Latent recovery (Webster et al. 2019): the generator's latent space is "
+                 "searched for the first " + std::to_string(o.per_identity) + " image(s) of " +
+                 std::to_string(r.recovered_identities) + " identities (the " +
+                 (o.recover_top < 0 ? std::string("all") : std::to_string(o.recover_top)) + " highest by identity-nn, plus " +
+                 std::to_string(o.recover_control) + " drawn at random from the rest as a control; " +
+                 std::to_string(o.invert.restarts) + " restarts x " + std::to_string(o.invert.loop.steps) +
+                 " Adam steps); a recovery error far below the median of the recovered images "
+                 "(z = (median - error) / (1.4826 MAD)) is supporting evidence: training images are usually rebuilt better.");
+  html.heading("Thresholds");
+  html.paragraph("Verdict threshold " + fmt(r.threshold.value, 4) + ": " + r.threshold.method + ".");
+  if (!r.skipped.empty())
+    html.paragraph(std::to_string(r.skipped.size()) + " images could not be loaded and were skipped (listed in run.json); first: " +
+                   r.skipped.front().reason);
+  html.details("run options and build", options_json.dump(2) + "\n" + build_string());
+  html.write(out + "/report.html");
+  write_pictures(out, pics, g, o.seed, o.samples);
+}
+
+}  // namespace rw::audit

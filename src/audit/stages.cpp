@@ -1,0 +1,290 @@
+#include "rewind/audit/stages.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+
+#include "rewind/core/error.h"
+#include "rewind/identity/index.h"
+#include "rewind/io/atomic_file.h"
+#include "rewind/io/npy.h"
+#include "rewind/mia/metrics.h"
+#include "rewind/models/sampling.h"
+
+namespace fs = std::filesystem;
+
+namespace rw::audit {
+
+std::vector<double> to_vector(const at::Tensor& t) {
+  if (!t.defined() || t.numel() == 0) return {};
+  auto c = t.detach().to(torch::kCPU, torch::kFloat64).contiguous();
+  return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
+}
+
+ProgressFn staged(const ProgressFn& progress, const std::string& stage) {
+  if (!progress) return {};
+  return [progress, stage](const Progress& p) {
+    Progress q = p;
+    q.stage = stage;
+    return progress(q);
+  };
+}
+
+size_t record_skips(io::RunRecord* record, const std::vector<data::Skipped>& skipped) {
+  if (record)
+    for (const auto& s : skipped) record->add_skip(s.path, s.reason);
+  return skipped.size();
+}
+
+std::vector<double> robust_z(const std::vector<double>& values) {
+  const double med = mia::median(values);
+  std::vector<double> dev;
+  for (double v : values) dev.push_back(std::abs(v - med));
+  const double mad = 1.4826 * mia::median(dev) + 1e-12;
+  std::vector<double> z;
+  for (double v : values) z.push_back((med - v) / mad);
+  return z;
+}
+
+std::string manifest_hash(const io::Manifest& m) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a 64
+  auto mix = [&](const std::string& s) {
+    for (unsigned char c : s) {
+      h ^= c;
+      h *= 1099511628211ull;
+    }
+    h ^= 0x1f;
+    h *= 1099511628211ull;
+  };
+  mix(m.base_dir);
+  for (const auto& e : m.entries) {
+    mix(e.path);
+    mix(e.identity);
+    mix(std::to_string(e.member));
+  }
+  char b[20];
+  std::snprintf(b, sizeof b, "%016llx", (unsigned long long)h);
+  return b;
+}
+
+// ------------------------------------------------------------------------------------------------
+Embedded embed_stream(models::Embedder& e, data::ImageStream& stream) {
+  torch::NoGradGuard ng;
+  Embedded out;
+  std::vector<at::Tensor> parts;
+  data::Batch b;
+  while (stream.next(&b)) {
+    parts.push_back(e.embed(b.images));
+    out.rows.insert(out.rows.end(), b.rows.begin(), b.rows.end());
+  }
+  out.emb = parts.empty() ? torch::empty({0, e.dim()}) : torch::cat(parts);
+  out.skipped = stream.skipped();
+  return out;
+}
+
+Embedded embed_manifest(models::Embedder& e, const io::Manifest& m, const models::ImageShape& shape,
+                        const std::string& stage, const ProgressFn& progress, int64_t batch) {
+  data::StreamOptions so;
+  so.batch = batch;
+  so.stage = stage;
+  data::ImageStream s(m, io::ImageSpec{shape.channels, shape.height, io::ResizeMode::kCenterCrop}, so, progress);
+  return embed_stream(e, s);
+}
+
+// ------------------------------------------------------------------------------------------------
+SampleBank::SampleBank(models::Generator& g, models::Embedder& e, int64_t count, uint64_t seed,
+                       const ProgressFn& progress, int64_t batch)
+    : seed_(seed) {
+  RW_CHECK(count >= 1, Usage, "the number of samples must be >= 1, got ", count);
+  torch::NoGradGuard ng;
+  const int64_t d = g.latent_dim();
+  std::vector<at::Tensor> parts;
+  for (int64_t b = 0; b < count; b += batch) {
+    const int64_t k = std::min(count, b + batch) - b;
+    std::vector<int64_t> ids(static_cast<size_t>(k));
+    for (int64_t i = 0; i < k; ++i) ids[size_t(i)] = b + i;
+    auto x = g.generate(models::sample_latents_at(ids, d, seed)).clamp(-1, 1);
+    for (int64_t s = 0; s < k; s += 128) parts.push_back(e.embed(x.slice(0, s, std::min(k, s + 128))));
+    report_progress(progress, {"generate + embed samples", b + k, count, ""});
+  }
+  emb_ = torch::cat(parts);
+  build_index();
+}
+
+SampleBank::SampleBank(at::Tensor embeddings, uint64_t seed) : emb_(std::move(embeddings)), seed_(seed) { build_index(); }
+SampleBank::~SampleBank() = default;
+SampleBank::SampleBank(SampleBank&&) noexcept = default;
+
+void SampleBank::build_index() {
+  index_ = std::make_unique<identity::IdentityIndex>(emb_.size(1), identity::IndexOptions{});
+  std::vector<identity::Item> items(size_t(emb_.size(0)), identity::Item{"", "", "generated"});
+  index_->add(emb_, items);
+}
+
+int64_t SampleBank::count() const { return emb_.size(0); }
+
+void SampleBank::nearest(const at::Tensor& queries, std::vector<double>* sim, std::vector<int64_t>* sample) const {
+  sim->clear();
+  sample->clear();
+  if (queries.size(0) == 0) return;
+  for (const auto& r : index_->search(queries, 1)) {
+    sim->push_back(r[0].similarity);
+    sample->push_back(r[0].id);
+  }
+}
+
+at::Tensor SampleBank::images(models::Generator& g, uint64_t seed, const std::vector<int64_t>& ids) {
+  torch::NoGradGuard ng;
+  auto s = g.output_shape();
+  if (ids.empty()) return torch::empty({0, s.channels, s.height, s.width});
+  return g.generate(models::sample_latents_at(ids, g.latent_dim(), seed)).clamp(-1, 1);
+}
+
+// ------------------------------------------------------------------------------------------------
+StageCache::StageCache(std::string dir, nlohmann::json fingerprint, bool resume) : dir_(std::move(dir)) {
+  if (dir_.empty()) return;
+  const std::string fp = dir_ + "/fingerprint.json", want = fingerprint.dump(1);
+  if (resume && fs::exists(fp)) {
+    RW_CHECK(io::read_file(fp) == want, Usage, "resume: the stages in ", dir_,
+             " were made with other options or inputs (", fp, "); rerun with the same ones, or without resume to start over");
+    return;
+  }
+  std::error_code ec;
+  fs::remove_all(dir_, ec);
+  io::ensure_dir(dir_);
+  io::write_file_atomic(fp, want);
+}
+
+bool StageCache::load(const std::string& name, at::Tensor* t) const {
+  if (dir_.empty() || !fs::exists(dir_ + "/" + name + ".npy")) return false;
+  *t = io::read_npy(dir_ + "/" + name + ".npy");
+  return true;
+}
+
+void StageCache::save(const std::string& name, const at::Tensor& t) const {
+  if (!dir_.empty()) io::write_npy(dir_ + "/" + name + ".npy", t);
+}
+
+bool StageCache::load_json(const std::string& name, nlohmann::json* j) const {
+  if (dir_.empty() || !fs::exists(dir_ + "/" + name + ".json")) return false;
+  *j = nlohmann::json::parse(io::read_file(dir_ + "/" + name + ".json"));
+  return true;
+}
+
+void StageCache::save_json(const std::string& name, const nlohmann::json& j) const {
+  if (!dir_.empty()) io::write_file_atomic(dir_ + "/" + name + ".json", j.dump() + "\n");
+}
+
+void StageCache::clear() const {
+  std::error_code ec;
+  if (!dir_.empty()) fs::remove_all(dir_, ec);
+}
+
+namespace {
+nlohmann::json skipped_json(const std::vector<data::Skipped>& s) {
+  auto j = nlohmann::json::array();
+  for (const auto& k : s) j.push_back({k.row, k.path, k.reason});
+  return j;
+}
+std::vector<data::Skipped> skipped_from(const nlohmann::json& j) {
+  std::vector<data::Skipped> s;
+  for (const auto& k : j) s.push_back({k[0].get<size_t>(), k[1].get<std::string>(), k[2].get<std::string>()});
+  return s;
+}
+at::Tensor rows_tensor(const std::vector<size_t>& rows) {
+  std::vector<int64_t> r(rows.begin(), rows.end());
+  return torch::tensor(r, torch::kLong);
+}
+std::vector<size_t> rows_from(const at::Tensor& t) {
+  auto c = t.to(torch::kLong).contiguous();
+  return std::vector<size_t>(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
+}
+}  // namespace
+
+bool load_embedded(const StageCache& c, const std::string& name, Embedded* out) {
+  at::Tensor emb, rows;
+  nlohmann::json meta;
+  // the json is written last: its presence marks the stage complete
+  if (!c.load_json(name, &meta) || !c.load(name + "-emb", &emb) || !c.load(name + "-rows", &rows)) return false;
+  out->emb = emb.to(torch::kFloat32);
+  out->rows = rows_from(rows);
+  out->skipped = skipped_from(meta.at("skipped"));
+  return true;
+}
+
+void save_embedded(const StageCache& c, const std::string& name, const Embedded& e) {
+  c.save(name + "-emb", e.emb);
+  c.save(name + "-rows", rows_tensor(e.rows));
+  c.save_json(name, {{"skipped", skipped_json(e.skipped)}});
+}
+
+// ------------------------------------------------------------------------------------------------
+Recovery recover_rows(models::Generator& g, const io::Manifest& m, const std::vector<size_t>& rows,
+                      const ganinv::InvertOptions& o, models::Embedder* embedder, const ProgressFn& progress,
+                      const std::string& stage, const StageCache* cache, int64_t first_index) {
+  RW_CHECK(o.restarts >= 1, Usage, "InvertOptions::restarts must be >= 1, got ", o.restarts);
+  const auto shape = g.output_shape();
+  const int64_t budget = o.batch > 0 ? o.batch : 64;
+  // chunks of whole invert chunks, so that a streamed run equals one in-memory invert() call
+  const int64_t per_chunk = std::max<int64_t>(1, budget / o.restarts);
+  data::StreamOptions so;
+  so.batch = per_chunk * std::max<int64_t>(1, 256 / per_chunk);
+  so.stage = "load " + stage;
+  Recovery out;
+  std::vector<at::Tensor> mse, lat, remb;
+  data::ImageStream stream(m, rows, data::image_loader({shape.channels, shape.height, io::ResizeMode::kCenterCrop}), so);
+  const int64_t total = stream.total();
+  ProgressFn inner = staged(progress, stage);
+  data::Batch b;
+  int64_t seg = 0;
+  while (stream.next(&b)) {
+    const std::string name = stage + "-seg-" + std::to_string(seg++);
+    at::Tensor saved;
+    if (cache && cache->load(name, &saved)) {
+      // [n, 2 + D (+ d)]: row, mse, latent, recon embedding
+      const int64_t D = g.latent_dim();
+      saved = saved.to(torch::kFloat64);
+      RW_CHECK(saved.size(0) == b.size(), Input, "resume: stage segment ", name, " holds ", saved.size(0),
+               " targets, expected ", b.size(), "; rerun without resume");
+      mse.push_back(saved.select(1, 1).to(torch::kFloat32));
+      lat.push_back(saved.slice(1, 2, 2 + D).to(torch::kFloat32));
+      if (embedder) remb.push_back(saved.slice(1, 2 + D).to(torch::kFloat32));
+    } else {
+      const int64_t before = int64_t(out.rows.size()), n = b.size();
+      ProgressFn per_target;
+      if (inner)  // the invert call's steps, as targets of the whole stage
+        per_target = [&](const Progress& p) {
+          const int64_t done = before + (p.total > 0 ? n * p.done / p.total : 0);
+          return inner({stage, done, total, p.detail});
+        };
+      auto r = ganinv::invert(g, b.images, o, nullptr, per_target, {}, first_index + b.first);
+      at::Tensor e;
+      torch::NoGradGuard ng;
+      auto err = (r.recon - b.images).pow(2).flatten(1).mean(1);
+      if (embedder) e = embedder->embed(r.recon);
+      out.nan_resets += r.nan_resets;
+      mse.push_back(err);
+      lat.push_back(r.latents.detach());
+      if (embedder) remb.push_back(e);
+      if (cache) {
+        std::vector<at::Tensor> cols = {torch::tensor(std::vector<int64_t>(b.rows.begin(), b.rows.end())).to(torch::kFloat64).unsqueeze(1),
+                                        err.to(torch::kFloat64).unsqueeze(1), r.latents.detach().to(torch::kFloat64)};
+        if (embedder) cols.push_back(e.to(torch::kFloat64));
+        cache->save(name, torch::cat(cols, 1));
+      }
+    }
+    out.rows.insert(out.rows.end(), b.rows.begin(), b.rows.end());
+    report_progress(inner, {stage, int64_t(out.rows.size()), total, ""});
+  }
+  out.skipped = stream.skipped();
+  const auto D = g.latent_dim();
+  out.mse = mse.empty() ? torch::empty({0}) : torch::cat(mse);
+  out.latents = lat.empty() ? torch::empty({0, D}) : torch::cat(lat);
+  if (embedder) out.recon_emb = remb.empty() ? torch::empty({0, embedder->dim()}) : torch::cat(remb);
+  return out;
+}
+
+}  // namespace rw::audit

@@ -1,0 +1,294 @@
+// The library layer of the pipelines (rw::data::ImageStream, rw::audit), tested without the binary:
+// planted embeddings, a tiny planted generator that memorises its "training" images, streamed vs
+// in-memory paths, a corrupt image mid-stream, cancellation and resume.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include "rewind/audit/audit.h"
+#include "rewind/audit/membership.h"
+#include "rewind/audit/stages.h"
+#include "rewind/core/error.h"
+#include "rewind/data/image_stream.h"
+#include "rewind/identity/calibration.h"
+#include "rewind/io/image.h"
+#include "rewind/io/manifest.h"
+#include "test_util.h"
+
+using namespace rw;
+using rw::test::TempDir;
+using rw::test::write_text;
+
+namespace {
+
+constexpr int kSide = 8;
+
+/// x = sum_k softmax(T z)_k * template_k: exactly reproduces its templates (the "training set")
+/// in the limit, and its random samples are close to one of them (T large).
+class PlantedGenerator : public models::Generator {
+ public:
+  explicit PlantedGenerator(at::Tensor templates, double temperature = 6.0)
+      : t_(std::move(templates)), temp_(temperature) {}
+  int64_t latent_dim() const override { return t_.size(0); }
+  models::ImageShape output_shape() const override { return {int(t_.size(1)), int(t_.size(2)), int(t_.size(3))}; }
+  at::Tensor generate(const at::Tensor& z) override {
+    auto w = torch::softmax(z * temp_, 1);
+    return torch::einsum("nk,kchw->nchw", {w, t_});
+  }
+  void to(const c10::Device&) override {}
+  std::string describe() const override { return "planted (" + std::to_string(t_.size(0)) + " templates)"; }
+
+ private:
+  at::Tensor t_;
+  double temp_;
+};
+
+/// A fixed random projection of the pixels, L2-normalised.
+class ProjectionEmbedder : public models::Embedder {
+ public:
+  ProjectionEmbedder() : p_(torch::randn({kSide * kSide, 16}, at::detail::createCPUGenerator(7))) {}
+  int64_t dim() const override { return 16; }
+  models::ImageShape input_shape() const override { return {1, kSide, kSide}; }
+  at::Tensor embed(const at::Tensor& x) override {
+    return torch::nn::functional::normalize(x.flatten(1).matmul(p_), torch::nn::functional::NormalizeFuncOptions().dim(1));
+  }
+  void to(const c10::Device&) override {}
+  std::string describe() const override { return "projection"; }
+  std::string id() const override { return "projection:test"; }
+
+ private:
+  at::Tensor p_;
+};
+
+/// n random grey images as PNG files (+ manifest rows), returned as loaded back (PNG-quantised).
+at::Tensor write_images(const std::string& dir, const std::string& prefix, int n, int member, uint64_t seed,
+                        io::Manifest* m) {
+  auto gen = at::detail::createCPUGenerator(seed);
+  auto x = torch::rand({n, 1, kSide, kSide}, gen).mul(2).sub(1);
+  std::vector<at::Tensor> back;
+  for (int i = 0; i < n; ++i) {
+    const std::string rel = prefix + std::to_string(i) + ".png";
+    io::save_image(dir + "/" + rel, x[i]);
+    m->entries.push_back({rel, prefix + std::to_string(i), member, {}});
+    back.push_back(io::load_image(dir + "/" + rel, {1, kSide, io::ResizeMode::kRefuse}));
+  }
+  return torch::stack(back);
+}
+
+}  // namespace
+
+TEST(ImageStream, CorruptImageMidStreamIsSkippedAndTheRestStreams) {
+  TempDir d;
+  io::Manifest m;
+  m.base_dir = d.path();
+  auto imgs = write_images(d.path(), "a", 7, -1, 1, &m);
+  write_text(d / "bad.png", "\x89PNG\r\n\x1a\n garbage without an end");
+  m.entries.insert(m.entries.begin() + 3, io::ManifestEntry{"bad.png", "bad", -1, {}});
+  data::StreamOptions so;
+  so.batch = 3;
+  data::ImageStream s(m, io::ImageSpec{1, kSide, io::ResizeMode::kRefuse}, so);
+  data::Batch b;
+  std::vector<size_t> rows;
+  std::vector<at::Tensor> got;
+  int batches = 0;
+  while (s.next(&b)) {
+    EXPECT_LE(b.size(), 3);
+    EXPECT_EQ(b.images.size(0), b.size());
+    EXPECT_EQ(b.first, int64_t(rows.size()));
+    rows.insert(rows.end(), b.rows.begin(), b.rows.end());
+    got.push_back(b.images);
+    ++batches;
+  }
+  EXPECT_EQ(batches, 3);  // 7 good images in batches of 3
+  ASSERT_EQ(s.skipped().size(), 1u);
+  EXPECT_EQ(s.skipped()[0].row, 3u);
+  EXPECT_NE(s.skipped()[0].reason.find("bad.png"), std::string::npos) << s.skipped()[0].reason;
+  EXPECT_EQ(rows, (std::vector<size_t>{0, 1, 2, 4, 5, 6, 7}));
+  EXPECT_TRUE(torch::equal(torch::cat(got), imgs));  // same pixels as loading one by one
+  EXPECT_EQ(s.delivered(), 7);
+}
+
+TEST(ImageStream, RowsSubsetShardsAndCancel) {
+  TempDir d;
+  io::Manifest m;
+  m.base_dir = d.path();
+  write_images(d.path(), "a", 10, -1, 2, &m);
+  auto loader = data::image_loader({1, kSide, io::ResizeMode::kRefuse});
+  data::StreamOptions so;
+  so.batch = 4;
+  so.shard = {1, 3};
+  data::ImageStream s(m, {9, 1, 4, 7, 2}, loader, so);
+  auto all = data::load_all(s, "test");
+  EXPECT_EQ(all.rows, (std::vector<size_t>{1, 4, 7}));  // rows % 3 == 1, in the order given
+  // cancellation: the progress callback says stop -> Error{kCancelled}
+  int calls = 0;
+  data::StreamOptions one;
+  one.batch = 1;
+  data::ImageStream c(m, loader, one, [&](const Progress&) { return ++calls < 2; });
+  data::Batch b;
+  try {
+    while (c.next(&b)) {}
+    FAIL() << "not cancelled";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kCancelled);
+  }
+  EXPECT_EQ(calls, 2);
+}
+
+TEST(AuditThreshold, FromReferenceIdentitiesIsTheFarOrderStatistic) {
+  // 1000 reference identities with best similarities 0.000, 0.001, ..., 0.999
+  std::vector<double> ref;
+  for (int i = 0; i < 1000; ++i) ref.push_back(i / 1000.0);
+  auto t = audit::verdict_threshold(&ref, torch::empty({0, 4}), {}, 1e-2, 100);
+  // at most 1% (10) of the reference identities are above it
+  int above = 0;
+  for (double v : ref) above += v > t.value;
+  EXPECT_LE(above, 10);
+  EXPECT_GE(above, 9);
+  EXPECT_TRUE(t.resolved);
+  auto u = audit::verdict_threshold(&ref, torch::empty({0, 4}), {}, 1e-4, 100);
+  EXPECT_FALSE(u.resolved);  // 1000 references cannot resolve 1e-4
+  EXPECT_DOUBLE_EQ(u.value, 0.999);
+}
+
+TEST(AuditThreshold, WithoutReferenceIsTheBonferroniPairThreshold) {
+  auto emb = torch::nn::functional::normalize(torch::randn({60, 8}, at::detail::createCPUGenerator(3)),
+                                              torch::nn::functional::NormalizeFuncOptions().dim(1));
+  std::vector<int64_t> labels;
+  for (int i = 0; i < 60; ++i) labels.push_back(i / 2);  // 30 identities x 2 images
+  auto t = audit::verdict_threshold(nullptr, emb, labels, 0.1, 10);
+  const double per_pair = 0.1 / (10 * 2);
+  auto c = identity::calibrate(emb, torch::tensor(labels), {per_pair});
+  EXPECT_DOUBLE_EQ(t.value, c.points[0].threshold);
+  EXPECT_EQ(t.resolved, double(c.impostor_pairs) * per_pair >= 1);
+}
+
+namespace {
+struct Planted {
+  TempDir dir;
+  io::Manifest m;           // members (rows 0..7) and non-members (rows 8..15)
+  io::Manifest members, nonmembers;
+  std::unique_ptr<PlantedGenerator> g;
+  ProjectionEmbedder e;
+  Planted() {
+    m.base_dir = members.base_dir = nonmembers.base_dir = dir.path();
+    auto t = write_images(dir.path(), "m", 8, 1, 11, &m);
+    write_images(dir.path(), "n", 8, 0, 12, &m);
+    for (const auto& en : m.entries) (en.member ? members : nonmembers).entries.push_back(en);
+    g = std::make_unique<PlantedGenerator>(t);
+  }
+};
+
+audit::AuditOptions small_audit() {
+  audit::AuditOptions o;
+  o.samples = 400;
+  o.invert.restarts = 2;
+  o.invert.loop.steps = 60;
+  o.invert.loop.lr = 0.3;
+  o.far = 0.05;
+  return o;
+}
+}  // namespace
+
+TEST(Audit, PlantedGeneratorFlagsMembersMoreThanNonMembers) {
+  Planted p;
+  auto o = small_audit();
+  auto r = audit::run(*p.g, p.e, p.m, nullptr, o);
+  ASSERT_TRUE(r.truth.has_value());
+  EXPECT_EQ(r.truth->members, 8);
+  EXPECT_EQ(r.truth->nonmembers, 8);
+  EXPECT_GT(r.truth->members_flagged, r.truth->nonmembers_flagged);
+  EXPECT_GT(r.truth->auc_identity_nn, 0.8);
+  EXPECT_GT(r.truth->auc_recovery, 0.8);
+  EXPECT_EQ(r.recovered_identities, 16);  // recover_top 256 covers everyone
+  // the ranking puts leaking identities first
+  for (size_t k = 1; k < r.identities.size(); ++k)
+    if (r.identities[k].leaks) EXPECT_TRUE(r.identities[k - 1].leaks);
+  // a recovery budget: only the top 4 + 2 control identities get recovery evidence
+  o.recover_top = 4;
+  o.recover_control = 2;
+  auto b = audit::run(*p.g, p.e, p.m, nullptr, o);
+  EXPECT_EQ(b.recovered_identities, 6);
+  int with = 0;
+  for (const auto& ev : b.identities) with += ev.recovery_error.has_value();
+  EXPECT_EQ(with, 6);
+  for (size_t k = 0; k < 4; ++k) EXPECT_TRUE(b.identities[k].recovery_error.has_value()) << k;
+}
+
+TEST(Membership, PlantedGeneratorSeparatesMembers) {
+  Planted p;
+  audit::MembershipOptions o;
+  o.samples = 400;
+  o.invert.restarts = 2;
+  o.invert.loop.steps = 60;
+  o.invert.loop.lr = 0.3;
+  o.boot = 50;
+  auto r = audit::run_membership(*p.g, nullptr, &p.e, p.members, p.nonmembers, o);
+  EXPECT_EQ(r.members, 8);
+  EXPECT_EQ(r.nonmembers, 8);
+  EXPECT_EQ(r.attacks, (std::vector<std::string>{"identity-nn", "recon-identity", "recovery"}));  // no reference GAN
+  for (const auto& a : r.metrics)
+    if (a.level == "image" && (a.attack == "recovery" || a.attack == "identity-nn")) EXPECT_GT(a.m.auc.value, 0.8) << a.attack;
+  // one image per identity: identity rows mirror image rows
+  EXPECT_EQ(r.identity_rows.size(), r.rows.size());
+}
+
+TEST(AuditStages, StreamedRecoveryEqualsInMemoryInvert) {
+  Planted p;
+  ganinv::InvertOptions o;
+  o.restarts = 2;
+  o.loop.steps = 20;
+  o.batch = 6;  // 3 targets per chunk: several chunks and stream batches
+  std::vector<size_t> rows;
+  for (size_t i = 0; i < p.m.entries.size(); ++i) rows.push_back(i);
+  auto rec = audit::recover_rows(*p.g, p.m, rows, o, &p.e, {}, "invert");
+  data::ImageStream s(p.m, io::ImageSpec{1, kSide, io::ResizeMode::kRefuse});
+  auto all = data::load_all(s, "planted");
+  auto ref = ganinv::invert(*p.g, all.images, o);
+  auto mse = (ref.recon - all.images).pow(2).flatten(1).mean(1);
+  EXPECT_TRUE(torch::equal(rec.mse, mse));
+  EXPECT_TRUE(torch::equal(rec.latents, ref.latents));
+  // embeddings: streamed in batches = one pass over everything
+  data::ImageStream s2(p.m, io::ImageSpec{1, kSide, io::ResizeMode::kRefuse}, {3, 2, {}, "embed"});
+  auto emb = audit::embed_stream(p.e, s2);
+  EXPECT_TRUE(torch::allclose(emb.emb, p.e.embed(all.images), 1e-6, 1e-6));
+}
+
+TEST(AuditStages, ResumeReusesFinishedStagesAndRefusesOtherOptions) {
+  Planted p;
+  TempDir stages;
+  auto o = small_audit();
+  o.stage_dir = stages / "s";
+  auto a = audit::run(*p.g, p.e, p.m, nullptr, o);
+  ASSERT_TRUE(std::filesystem::exists(o.stage_dir + "/dataset.json"));
+  o.resume = true;
+  auto b = audit::run(*p.g, p.e, p.m, nullptr, o);  // everything from the cache
+  ASSERT_EQ(a.identities.size(), b.identities.size());
+  for (size_t k = 0; k < a.identities.size(); ++k) {
+    EXPECT_EQ(a.identities[k].identity, b.identities[k].identity);
+    EXPECT_DOUBLE_EQ(a.identities[k].nn_similarity, b.identities[k].nn_similarity);
+    EXPECT_FLOAT_EQ(float(*a.identities[k].recovery_error), float(*b.identities[k].recovery_error));
+  }
+  o.samples = 300;  // other options: refused, naming the folder
+  try {
+    audit::run(*p.g, p.e, p.m, nullptr, o);
+    FAIL() << "resumed with other options";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kUsage);
+    EXPECT_NE(e.message().find(o.stage_dir), std::string::npos) << e.message();
+  }
+}
+
+TEST(Audit, BadOptionsNameTheField) {
+  Planted p;
+  auto o = small_audit();
+  o.far = 2;
+  try {
+    audit::run(*p.g, p.e, p.m, nullptr, o);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(e.message().find("AuditOptions::far"), std::string::npos) << e.message();
+  }
+}
