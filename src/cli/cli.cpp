@@ -7,6 +7,7 @@
 
 #include "rewind/audit/demo.h"
 #include "rewind/core/error.h"
+#include "rewind/data/image_stream.h"
 #include "rewind/core/log.h"
 #include "rewind/core/runtime.h"
 #include "rewind/io/face_crop.h"
@@ -81,19 +82,28 @@ std::string demo_dir() {
 
 namespace rw::cli {
 
+namespace {
+/// Records and logs the skipped items of a finished stream.
+void report_skips(const data::ImageStream& s, const std::string& what, io::RunRecord* record) {
+  for (const auto& k : s.skipped())
+    if (record) record->add_skip(k.path, k.reason);
+  if (!s.skipped().empty())
+    log_warn(s.skipped().size(), " of ", s.total(), " images in ", what, " skipped; first: ", s.skipped().front().reason);
+}
+}  // namespace
+
 LoadedData load_manifest_images(const std::string& manifest, int channels, int size, io::RunRecord* record) {
   LoadedData d;
   d.manifest = io::read_manifest(manifest);
-  std::vector<std::string> paths;
-  for (size_t i = 0; i < d.manifest.entries.size(); ++i) paths.push_back(d.manifest.resolve(i));
-  d.batch = io::load_images(paths, {channels, size, io::ResizeMode::kCenterCrop}, progress_fn());
+  data::StreamOptions so;
+  so.stage = "load";
+  data::ImageStream s(d.manifest, io::ImageSpec{channels, size, io::ResizeMode::kCenterCrop}, so, progress_fn());
+  auto all = data::load_all(s, manifest);
   progress_done();
-  for (const auto& [i, why] : d.batch.skipped) {
-    if (record) record->add_skip(paths[i], why);
-  }
-  if (!d.batch.skipped.empty())
-    log_warn(d.batch.skipped.size(), " of ", paths.size(), " images in ", manifest, " skipped; first: ",
-             d.batch.skipped.front().second);
+  report_skips(s, manifest, record);
+  d.batch.images = all.images;
+  d.batch.indices = all.rows;
+  for (const auto& k : s.skipped()) d.batch.skipped.emplace_back(k.row, k.reason);
   return d;
 }
 
@@ -102,30 +112,27 @@ EmbeddedData embed_manifest(models::Embedder& e, const io::Manifest& m, const st
   RW_CHECK(batch > 0, Usage, "--batch must be positive");
   auto shape = e.input_shape();
   io::FaceCropper cropper(io::parse_crop_mode(crop), shape.height, shape.channels);
-  const int64_t n = int64_t(m.entries.size());
   EmbeddedData out;
+  int64_t no_face = 0;  // written by the stream's worker thread only, read after it ends
+  data::StreamOptions so;
+  so.batch = batch;
+  so.stage = stage;
+  data::ImageStream s(m, [&](size_t, const std::string& path) {
+    bool found = true;
+    auto t = cropper.load(path, &found);
+    no_face += !found;
+    return t;
+  }, so, progress_fn());
   std::vector<at::Tensor> chunks;
   torch::NoGradGuard ng;
-  auto progress = progress_fn();
-  for (int64_t start = 0; start < n; start += batch) {
-    std::vector<at::Tensor> imgs;
-    for (int64_t i = start; i < std::min(n, start + batch); ++i) {
-      std::string path = m.resolve(size_t(i));
-      try {
-        bool found = true;
-        imgs.push_back(cropper.load(path, &found));
-        out.no_face += !found;
-        out.rows.push_back(size_t(i));
-      } catch (const Error& err) {
-        if (err.kind() != ErrorKind::kInput) throw;
-        log_warn("skipping ", path, ": ", err.message());
-        if (record) record->add_skip(path, err.message());
-      }
-    }
-    if (!imgs.empty()) chunks.push_back(e.embed(torch::stack(imgs)));
-    report_progress(progress, {stage, std::min(n, start + batch), n, ""});
+  data::Batch b;
+  while (s.next(&b)) {
+    chunks.push_back(e.embed(b.images));
+    out.rows.insert(out.rows.end(), b.rows.begin(), b.rows.end());
   }
   progress_done();
+  report_skips(s, stage, record);
+  out.no_face = no_face;
   out.embeddings = chunks.empty() ? torch::empty({0, e.dim()}) : torch::cat(chunks);
   return out;
 }

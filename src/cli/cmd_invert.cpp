@@ -17,6 +17,9 @@
 #include "rewind/io/atomic_file.h"
 #include "rewind/io/csv.h"
 #include "rewind/io/npy.h"
+#include "rewind/data/image_stream.h"
+#include "rewind/mia/metrics.h"
+#include "rewind/report/html.h"
 
 namespace fs = std::filesystem;
 
@@ -51,22 +54,18 @@ void parse_loss(const std::string& spec, ganinv::InvertOptions& o) {
   RW_CHECK(o.w_mse + o.w_l1 + o.w_ssim + o.w_identity > 0, Usage, "--loss needs at least one image term (mse, l1, ssim or identity)");
 }
 
-std::string fmt6(double v) {
-  char b[32];
-  std::snprintf(b, sizeof b, "%.6g", v);
-  return b;
-}
+std::string fmt6(double v) { return report::fmt_g(v, 6); }
 
-int invert_cmd(const Args& args) {
-  ganinv::InvertOptions o;
-  CommonOptions common;
+struct InvertPaths {
   std::string generator, targets, out, embedder, loss = "mse=1";
   bool resume = false;
-  po::options_description desc("invert options");
+};
+
+void bind(po::options_description& desc, InvertPaths& p, ganinv::InvertOptions& o) {
   desc.add_options()
-      ("generator", po::value(&generator)->required(), "generator file (native or TorchScript)")
-      ("targets", po::value(&targets)->required(), "target images: manifest, folder with manifest.csv, or folder of images")
-      ("out", po::value(&out)->required(), "output folder: latents.npy, targets.csv, recon/, pairs.png, run.json")
+      ("generator", po::value(&p.generator)->required(), "generator file (native or TorchScript)")
+      ("targets", po::value(&p.targets)->required(), "target images: manifest, folder with manifest.csv, or folder of images")
+      ("out", po::value(&p.out)->required(), "output folder: latents.npy, targets.csv, recon/, pairs.png, run.json")
       ("restarts", opt(&o.restarts), "random starts per target (best kept)")
       ("steps", opt(&o.loop.steps), "optimiser steps")
       ("optimizer", opt(&o.loop.optimizer), "adam | lbfgs")
@@ -74,144 +73,190 @@ int invert_cmd(const Args& args) {
       ("schedule", opt(&o.loop.schedule), "cosine | constant (Adam)")
       ("patience", opt(&o.loop.patience),
        "stop a chunk early after N steps without relative improvement > 1e-4; 0 = never")
-      ("loss", opt(&loss),
+      ("loss", opt(&p.loss),
        "weighted terms: mse, l1, ssim (1-SSIM), identity (1-cos, needs --embedder), prior ((|z|^2-D)/D)^2")
-      ("embedder", po::value(&embedder), "embedder for the identity term")
+      ("embedder", po::value(&p.embedder), "embedder for the identity term")
       ("latent", opt(&o.latent), "z | w (generators with mapping/synthesis)")
       ("batch", opt(&o.batch), "max targets x restarts optimised at once; 0 = auto (64 on CPU, 1024 on CUDA)")
       ("seed", opt(&o.seed), "seed (restart r of target i is seeded by (seed, i, r))")
       ("refine", opt(&o.refine),
        "none | pixel: after the latent stage, fit a bounded pixel residual to show what G cannot explain")
       ("refine-steps", opt(&o.refine_steps), "steps of the pixel stage")
-      ("resume", po::bool_switch(&resume), "skip targets finished by an interrupted run in --out");
-  if (!parse_command("rewind invert --generator G --targets MANIFEST|DIR --out DIR [options]", args, desc, common)) return 0;
-  parse_loss(loss, o);
+      ("resume", po::bool_switch(&p.resume), "skip targets finished by an interrupted run in --out");
+}
 
+/// Finished segments of an interrupted run (OUT/.partial), or a fresh .partial folder.
+struct Segments {
+  std::string dir;
+  std::vector<std::string> csv;
+  std::vector<at::Tensor> latents;
+  int64_t done = 0;  ///< targets finished
+};
+
+Segments open_segments(const std::string& out, const std::string& opts_dump, bool resume) {
+  Segments s;
+  s.dir = out + "/.partial";
+  if (resume && fs::exists(s.dir + "/options.json")) {
+    RW_CHECK(io::read_file(s.dir + "/options.json") == opts_dump, Usage, "--resume: ", out,
+             " was started with other options; rerun with the same options or without --resume");
+    for (int64_t k = 0;; ++k) {
+      std::string base = s.dir + "/seg-" + std::to_string(k);
+      if (!fs::exists(base + ".csv") || !fs::exists(base + ".npy")) break;
+      s.csv.push_back(io::read_file(base + ".csv"));
+      s.latents.push_back(io::read_npy(base + ".npy"));
+      s.done += s.latents.back().size(0);
+    }
+    log_info("resuming: ", s.done, " targets already done");
+  } else {
+    fs::remove_all(s.dir);
+    io::ensure_dir(s.dir);
+    io::write_file_atomic(s.dir + "/options.json", opts_dump);
+  }
+  return s;
+}
+
+/// Saves one finished chunk: its PNGs, then the segment (CSV last: its presence marks it done).
+void save_chunk(const std::string& out, Segments& seg, const io::Manifest& m, const std::vector<size_t>& pos_rows,
+                int64_t first, const ganinv::InvertResult& r) {
+  const auto& names = ganinv::term_names();
+  std::string rows;
+  for (int64_t j = 0; j < r.latents.size(0); ++j) {
+    const int64_t pos = first + j;
+    const auto& e = m.entries[pos_rows[size_t(pos)]];
+    io::save_image(out + "/recon/" + std::to_string(pos) + ".png", r.recon[j]);
+    io::CsvRow cells{std::to_string(pos), e.path, e.identity, fmt6(r.loss[j].item<double>())};
+    for (size_t t = 0; t < names.size(); ++t) cells.push_back(fmt6(r.terms[j][int64_t(t)].item<double>()));
+    cells.push_back(std::to_string(r.restart[j].item<int64_t>()));
+    cells.push_back(std::to_string(r.steps));
+    if (r.refined.defined()) {
+      io::save_image(out + "/refined/" + std::to_string(pos) + ".png", r.refined[j]);
+      cells.push_back(fmt6(r.refined_mse[j].item<double>()));
+    }
+    rows += io::csv_line(cells);
+  }
+  const std::string base = seg.dir + "/seg-" + std::to_string(seg.latents.size());
+  io::write_npy(base + ".npy", r.latents);
+  io::write_file_atomic(base + ".csv", rows);
+  seg.csv.push_back(rows);
+  seg.latents.push_back(r.latents.detach().cpu());
+}
+
+/// targets.csv, latents.npy, pairs.png (the first 32 targets); returns the median MSE.
+double assemble(const std::string& out, const Segments& seg, const at::Tensor& first_targets,
+                const ganinv::InvertOptions& o, const models::ImageShape& shape) {
+  io::CsvRow header{"row", "path", "identity", "loss"};
+  for (const auto& t : ganinv::term_names()) header.push_back(t == "identity" ? "id_loss" : t);
+  header.push_back("restart");
+  header.push_back("steps");
+  if (o.refine == "pixel") header.push_back("refined_mse");
+  std::string csv = io::csv_line(header);
+  std::vector<double> mses;
+  for (const auto& s : seg.csv) {
+    csv += s;
+    for (const auto& row : io::parse_csv(s)) mses.push_back(std::stod(row[4]));
+  }
+  io::write_file_atomic(out + "/targets.csv", csv);
+  io::write_npy(out + "/latents.npy", torch::cat(seg.latents));
+  std::vector<at::Tensor> tiles;
+  const io::ImageSpec same{shape.channels, 0, io::ResizeMode::kRefuse};
+  for (int64_t j = 0; j < first_targets.size(0); ++j) {
+    tiles.push_back(first_targets[j]);
+    tiles.push_back(io::load_image(out + "/recon/" + std::to_string(j) + ".png", same));
+    if (o.refine == "pixel") tiles.push_back(io::load_image(out + "/refined/" + std::to_string(j) + ".png", same));
+  }
+  const int per = o.refine == "pixel" ? 3 : 2;
+  if (!tiles.empty()) io::save_image(out + "/pairs.png", io::make_grid(torch::stack(tiles), per * 4, 2));
+  return mia::median(mses);
+}
+
+void warn_if_resampled(const io::Manifest& m, const models::ImageShape& shape) {
+  for (size_t i = 0; i < m.entries.size(); ++i) {  // the first readable target decides
+    try {
+      auto first = io::load_image(m.resolve(i), {shape.channels, 0, io::ResizeMode::kCenterCrop});
+      if (first.size(1) != shape.height || first.size(2) != shape.width)
+        log_warn("targets are ", first.size(2), "x", first.size(1), "; centre-cropped and resized to the generator's ",
+                 shape.width, "x", shape.height);
+      return;
+    } catch (const Error&) {
+    }
+  }
+}
+
+/// Streams the targets through ganinv::invert chunk by chunk; finished chunks are saved as they
+/// complete and skipped on resume. Returns the first 32 targets (for pairs.png).
+at::Tensor stream_invert(models::Generator& g, models::Embedder* emb, const io::Manifest& m, const ganinv::InvertOptions& o,
+                         const std::string& out, Segments& seg, io::RunRecord& record, int64_t* n_targets) {
+  const auto shape = g.output_shape();
+  const int64_t per_chunk = std::max<int64_t>(1, (o.batch > 0 ? o.batch : 64) / o.restarts);
+  data::StreamOptions so;
+  so.batch = per_chunk * std::max<int64_t>(1, 256 / per_chunk);
+  so.stage = "load targets";
+  data::ImageStream stream(m, io::ImageSpec{shape.channels, shape.height, io::ResizeMode::kCenterCrop}, so);
+  std::vector<size_t> pos_rows;
+  std::vector<at::Tensor> first;
+  int64_t nan_resets = 0;
+  data::Batch b;
+  auto progress = progress_fn();
+  while (stream.next(&b)) {
+    pos_rows.insert(pos_rows.end(), b.rows.begin(), b.rows.end());
+    if (b.first < 32) first.push_back(b.images.slice(0, 0, 32 - b.first));
+    const int64_t skip = std::min<int64_t>(b.size(), std::max<int64_t>(0, seg.done - b.first));
+    if (skip == b.size()) continue;  // finished by the interrupted run
+    auto on_chunk = [&](int64_t f, const ganinv::InvertResult& r) { save_chunk(out, seg, m, pos_rows, b.first + skip + f, r); };
+    auto r = ganinv::invert(g, b.images.slice(0, skip), o, emb, progress, on_chunk, b.first + skip);
+    nan_resets += r.nan_resets;
+  }
+  progress_done();
+  for (const auto& k : stream.skipped()) record.add_skip(k.path, k.reason);
+  if (!stream.skipped().empty())
+    log_warn(stream.skipped().size(), " targets skipped; first: ", stream.skipped().front().reason);
+  RW_CHECK(!pos_rows.empty(), Input, "none of the ", stream.total(), " targets could be loaded",
+           stream.skipped().empty() ? std::string() : "; first problem: " + stream.skipped().front().reason);
+  *n_targets = int64_t(pos_rows.size());
+  record.results()["nan_resets"] = nan_resets;
+  return first.empty() ? at::Tensor() : torch::cat(first);
+}
+
+int invert_cmd(const Args& args) {
+  ganinv::InvertOptions o;
+  CommonOptions common;
+  InvertPaths p;
+  po::options_description desc("invert options");
+  bind(desc, p, o);
+  if (!parse_command("rewind invert --generator G --targets MANIFEST|DIR --out DIR [options]", args, desc, common)) return 0;
+  parse_loss(p.loss, o);
   io::RunRecord record("invert");
-  record.options() = {{"generator", generator}, {"targets", targets}, {"out", out}, {"restarts", o.restarts},
+  record.options() = {{"generator", p.generator}, {"targets", p.targets}, {"out", p.out}, {"restarts", o.restarts},
                       {"steps", o.loop.steps}, {"optimizer", o.loop.optimizer}, {"lr", o.loop.lr},
-                      {"schedule", o.loop.schedule}, {"patience", o.loop.patience}, {"loss", loss},
-                      {"embedder", embedder}, {"latent", o.latent}, {"batch", o.batch}, {"seed", o.seed},
+                      {"schedule", o.loop.schedule}, {"patience", o.loop.patience}, {"loss", p.loss},
+                      {"embedder", p.embedder}, {"latent", o.latent}, {"batch", o.batch}, {"seed", o.seed},
                       {"refine", o.refine}, {"refine_steps", o.refine_steps}};
   record.set_seed(o.seed);
-  io::ensure_dir(out);
-  const std::string partial = out + "/.partial";
-  int64_t n_done_before = 0, n_targets = 0;
+  io::ensure_dir(p.out);
+  int64_t n_targets = 0, resumed = 0;
   double median_mse = 0;
-  run_and_record(record, out + "/run.json", [&] {
-    auto g = models::load_generator(generator);
+  run_and_record(record, p.out + "/run.json", [&] {
+    auto g = models::load_generator(p.generator);
     std::unique_ptr<models::Embedder> emb;
-    if (!embedder.empty()) emb = models::load_embedder(embedder);
+    if (!p.embedder.empty()) emb = models::load_embedder(p.embedder);
     record.results()["generator"] = g->describe();
-    auto shape = g->output_shape();
-    auto m = data::open_data(targets);
-    std::vector<std::string> paths;
-    for (size_t i = 0; i < m.entries.size(); ++i) paths.push_back(m.resolve(i));
-    for (const auto& path : paths) {  // warn once when targets need resampling (bad files are skipped below)
-      try {
-        auto first = io::load_image(path, {shape.channels, 0, io::ResizeMode::kCenterCrop});
-        if (first.size(1) != shape.height || first.size(2) != shape.width)
-          log_warn("targets are ", first.size(2), "x", first.size(1), "; centre-cropped and resized to the generator's ",
-                   shape.width, "x", shape.height);
-        break;
-      } catch (const Error&) {
-      }
-    }
-    auto batch = io::load_images(paths, {shape.channels, shape.height, io::ResizeMode::kCenterCrop}, progress_fn());
-    for (const auto& [i, why] : batch.skipped) record.add_skip(paths[i], why);
-    if (!batch.skipped.empty()) log_warn(batch.skipped.size(), " targets skipped; first: ", batch.skipped.front().second);
-    n_targets = batch.images.size(0);
-    record.mark("load");
-
-    // resume: earlier segments in .partial/ (same options only)
-    const std::string opts_dump = record.options().dump();
-    std::vector<std::string> seg_csv;
-    std::vector<at::Tensor> seg_lat;
-    if (resume && fs::exists(partial + "/options.json")) {
-      RW_CHECK(io::read_file(partial + "/options.json") == opts_dump, Usage, "--resume: ", out,
-               " was started with other options; rerun with the same options or without --resume");
-      for (int64_t k = 0;; ++k) {
-        std::string base = partial + "/seg-" + std::to_string(k);
-        if (!fs::exists(base + ".csv") || !fs::exists(base + ".npy")) break;
-        seg_csv.push_back(io::read_file(base + ".csv"));
-        seg_lat.push_back(io::read_npy(base + ".npy"));
-        n_done_before += seg_lat.back().size(0);
-      }
-      log_info("resuming: ", n_done_before, " of ", n_targets, " targets already done");
-    } else {
-      fs::remove_all(partial);
-      io::ensure_dir(partial);
-      io::write_file_atomic(partial + "/options.json", opts_dump);
-    }
-    io::ensure_dir(out + "/recon");
-    if (o.refine == "pixel") io::ensure_dir(out + "/refined");
-    auto names = ganinv::term_names();
-    auto on_chunk = [&](int64_t first, const ganinv::InvertResult& r) {
-      std::string rows;
-      for (int64_t j = 0; j < r.latents.size(0); ++j) {
-        const int64_t row = n_done_before + first + j;
-        const auto& e = m.entries[batch.indices[size_t(row)]];
-        io::save_image(out + "/recon/" + std::to_string(row) + ".png", r.recon[j]);
-        io::CsvRow cells{std::to_string(row), e.path, e.identity, fmt6(r.loss[j].item<double>())};
-        for (size_t t = 0; t < names.size(); ++t) cells.push_back(fmt6(r.terms[j][int64_t(t)].item<double>()));
-        cells.push_back(std::to_string(r.restart[j].item<int64_t>()));
-        cells.push_back(std::to_string(r.steps));
-        if (r.refined.defined()) {
-          io::save_image(out + "/refined/" + std::to_string(row) + ".png", r.refined[j]);
-          cells.push_back(fmt6(r.refined_mse[j].item<double>()));
-        }
-        rows += io::csv_line(cells);
-      }
-      const std::string base = partial + "/seg-" + std::to_string(seg_lat.size());
-      io::write_npy(base + ".npy", r.latents);
-      io::write_file_atomic(base + ".csv", rows);  // written last: its presence marks the segment done
-      seg_csv.push_back(rows);
-      seg_lat.push_back(r.latents.detach().cpu());
-    };
-    ganinv::InvertResult res;
-    if (n_done_before < n_targets) {
-      res = ganinv::invert(*g, batch.images.slice(0, n_done_before), o, emb.get(), progress_fn(), on_chunk, n_done_before);
-      progress_done();
-      record.results()["nan_resets"] = res.nan_resets;
-    }
+    auto m = data::open_data(p.targets);
+    warn_if_resampled(m, g->output_shape());
+    auto seg = open_segments(p.out, record.options().dump(), p.resume);
+    resumed = seg.done;
+    io::ensure_dir(p.out + "/recon");
+    if (o.refine == "pixel") io::ensure_dir(p.out + "/refined");
+    auto first = stream_invert(*g, emb.get(), m, o, p.out, seg, record, &n_targets);
     record.mark("invert");
-    // assemble
-    io::CsvRow header{"row", "path", "identity", "loss"};
-    for (const auto& t : names) header.push_back(t == "identity" ? "id_loss" : t);
-    header.push_back("restart");
-    header.push_back("steps");
-    if (o.refine == "pixel") header.push_back("refined_mse");
-    std::string csv = io::csv_line(header);
-    for (const auto& s : seg_csv) csv += s;
-    io::write_file_atomic(out + "/targets.csv", csv);
-    auto latents = torch::cat(seg_lat);
-    io::write_npy(out + "/latents.npy", latents);
-    // pairs.png: target | reconstruction (| refined) for the first 32 targets
-    const int64_t k = std::min<int64_t>(32, n_targets);
-    std::vector<at::Tensor> tiles;
-    for (int64_t j = 0; j < k; ++j) {
-      tiles.push_back(batch.images[j]);
-      tiles.push_back(io::load_image(out + "/recon/" + std::to_string(j) + ".png", {shape.channels, 0, io::ResizeMode::kRefuse}));
-      if (o.refine == "pixel")
-        tiles.push_back(io::load_image(out + "/refined/" + std::to_string(j) + ".png", {shape.channels, 0, io::ResizeMode::kRefuse}));
-    }
-    const int per = o.refine == "pixel" ? 3 : 2;
-    io::save_image(out + "/pairs.png", io::make_grid(torch::stack(tiles), per * 4, 2));
-    // summary: median MSE (recovery error)
-    std::vector<double> mses;
-    for (const auto& s : seg_csv) {
-      for (const auto& row : io::parse_csv(s)) mses.push_back(std::stod(row[4]));
-    }
-    std::sort(mses.begin(), mses.end());
-    median_mse = mses.empty() ? 0 : mses[mses.size() / 2];
+    median_mse = assemble(p.out, seg, first, o, g->output_shape());
     record.results()["targets"] = n_targets;
-    record.results()["resumed_from"] = n_done_before;
+    record.results()["resumed_from"] = resumed;
     record.results()["median_mse"] = median_mse;
-    record.results()["latent_shape"] = std::vector<int64_t>(latents.sizes().begin(), latents.sizes().end());
-    fs::remove_all(partial);
+    record.results()["latent_shape"] = {n_targets, seg.latents.empty() ? int64_t(0) : seg.latents[0].size(1)};
+    fs::remove_all(seg.dir);
   });
   std::printf("inverted %lld targets into %s; median MSE %.5f\n  latents.npy, targets.csv, recon/, pairs.png\n",
-              (long long)n_targets, out.c_str(), median_mse);
+              (long long)n_targets, p.out.c_str(), median_mse);
   return 0;
 }
 

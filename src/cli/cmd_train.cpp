@@ -38,7 +38,7 @@ int train_gan_cmd(const Args& args) {
   desc.add_options()
       ("data", po::value(&data)->required(), "manifest of training images (the GAN's members)")
       ("out", po::value(&o.out)->required(), "generator file to write (native); also OUT.disc, OUT.ckpt, <stem>-samples.png")
-      ("arch", opt(&o.arch.name), "dcgan28 | dcgan32 | dcgan64 (image side 28/32/64)")
+      ("arch", opt(&o.arch.name), "dcgan28 | dcgan32 | dcgan64 | dcgan128 (image side 28/32/64/128)")
       ("latent-dim", opt(&o.arch.latent_dim), "latent size D")
       ("width", opt(&o.arch.width), "channels of the last hidden layer; cost ~ width^2")
       ("channels", opt(&o.arch.channels), "1 grey | 3 RGB (images are converted)")

@@ -148,7 +148,12 @@ InvertResult invert(models::Generator& g, const at::Tensor& targets, const Inver
       part.refined = (base + o.refine_bound * torch::tanh(rr.best_vars)).clamp(-1, 1);
       part.refined_mse = optim::mse(part.refined, tg);
     }
-    if (on_chunk) on_chunk(first, part);
+    if (on_chunk) {  // the caller keeps the chunk (saves it): do not hold every chunk in memory
+      on_chunk(first, part);
+      all.steps = std::max(all.steps, part.steps);
+      all.nan_resets += part.nan_resets;
+      continue;
+    }
     parts.push_back(std::move(part));
   }
   auto cat = [&](at::Tensor InvertResult::*field) {

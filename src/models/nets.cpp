@@ -12,7 +12,8 @@ int GanArch::resolution() const {
   if (name == "dcgan28") return 28;
   if (name == "dcgan32") return 32;
   if (name == "dcgan64") return 64;
-  RW_FAIL(Usage, "unknown GAN architecture '", name, "' (use dcgan28, dcgan32 or dcgan64)");
+  if (name == "dcgan128") return 128;
+  RW_FAIL(Usage, "unknown GAN architecture '", name, "' (use dcgan28, dcgan32, dcgan64 or dcgan128)");
 }
 
 nlohmann::json GanArch::to_json(const std::string& kind) const {
@@ -51,6 +52,7 @@ DcganGeneratorImpl::DcganGeneratorImpl(const GanArch& arch) : arch_(arch) {
   std::vector<int64_t> chans;
   if (arch.name == "dcgan28") chans = {w * 4, w * 2};              // 7 -> 14 -> 28
   else if (arch.name == "dcgan32") chans = {w * 4, w * 2, w};      // 4 -> 8 -> 16 -> 32
+  else if (arch.name == "dcgan128") chans = {w * 16, w * 8, w * 4, w * 2, w};  // 4 -> ... -> 128
   else {
     arch.resolution();                                             // validates the name
     chans = {w * 8, w * 4, w * 2, w};                              // 4 -> 8 -> 16 -> 32 -> 64
@@ -218,7 +220,7 @@ DcganDiscriminatorImpl::DcganDiscriminatorImpl(const GanArch& arch) {
     ch *= 2;
     side /= 2;
   }
-  if (res >= 64) {
+  for (int r = 64; r <= res; r *= 2) {  // one more halving per doubling beyond 32
     net_->push_back(SNConv2d(ch, ch * 2, 4, 2, 1));
     net_->push_back(lrelu());
     ch *= 2;

@@ -70,6 +70,13 @@ std::string fmt(double v, int digits) {
   return buf;
 }
 
+std::string fmt_g(double v, int significant) {
+  if (std::isnan(v)) return "n/a";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*g", significant, v);
+  return buf;
+}
+
 namespace {
 
 std::string num(double v) {

@@ -19,7 +19,7 @@ expect_code 0 "train gan --resume" -- "$REWIND" train gan --data "$TMP/faces/man
   --width 8 --latent-dim 16 --steps 6 --batch 8 --checkpoint-every 2 --resume -q
 expect_grep "(6 steps" "$TMP/out" "resumed to 6 steps"
 expect_code 2 "unknown arch" -- "$REWIND" train gan --data "$TMP/faces/manifest.csv" --out "$TMP/m/x.pt" --arch dcgan99
-expect_grep "dcgan28, dcgan32 or dcgan64" "$TMP/err" "arch error lists the valid ones"
+expect_grep "dcgan28, dcgan32, dcgan64 or dcgan128" "$TMP/err" "arch error lists the valid ones"
 expect_code 3 "gan on a missing manifest" -- "$REWIND" train gan --data "$TMP/nope.csv" --out "$TMP/m/x.pt"
 expect_grep "nope.csv" "$TMP/err" "missing manifest named"
 

@@ -58,6 +58,8 @@ struct InvertResult {
 using ChunkFn = std::function<void(int64_t first_target, const InvertResult& chunk)>;
 
 /// `first_index` offsets the per-target seeds (so a resumed run reproduces an uninterrupted one).
+/// With `on_chunk`, each chunk's results go to the callback only: the returned result then holds
+/// just `steps` and `nan_resets` (memory stays one chunk, whatever the number of targets).
 InvertResult invert(models::Generator& g, const at::Tensor& targets, const InvertOptions& o,
                     models::Embedder* embedder = nullptr, const ProgressFn& progress = {},
                     const ChunkFn& on_chunk = {}, int64_t first_index = 0);

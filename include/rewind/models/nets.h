@@ -18,11 +18,11 @@ std::pair<torch::Tensor, torch::Tensor> batchnorm_affine(const torch::Tensor& we
                                                          const torch::Tensor& running_var, double eps);
 
 // ------------------------------------------------------------------------------------------------
-/// DCGAN-family generator. arch: dcgan28 (7->14->28), dcgan32 (4->...->32), dcgan64 (4->...->64).
+/// DCGAN-family generator. arch: dcgan28 (7->14->28), dcgan32 (4->...->32), dcgan64 (4->...->64), dcgan128 (4->...->128).
 /// z [N, latent_dim] -> linear + BN + ReLU to the first feature map, then per doubling nearest x2
 /// upsampling + 3x3 conv + BN + ReLU, last conv to `channels`, tanh -> images [N, channels, res, res].
 struct GanArch {
-  std::string name = "dcgan64";  ///< dcgan28 | dcgan32 | dcgan64
+  std::string name = "dcgan64";  ///< dcgan28 | dcgan32 | dcgan64 | dcgan128
   int64_t latent_dim = 128;
   int channels = 3;
   int width = 32;  ///< channels of the last hidden layer (ngf / ndf); cost grows with width^2

@@ -73,7 +73,9 @@ class HtmlReport {
   std::string body_;
 };
 
-/// "0.953" style fixed formatting for tables.
+/// The number formatters every report and table uses: fixed ("0.953", `digits` after the point)
+/// and significant ("0.000123", "1.5e+07": printf %.{significant}g). NaN prints as "n/a".
 std::string fmt(double v, int digits = 3);
+std::string fmt_g(double v, int significant = 4);
 
 }  // namespace rw::report
