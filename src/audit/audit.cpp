@@ -43,16 +43,14 @@ struct Groups {
 
 Groups group_rows(const io::Manifest& m, const std::vector<size_t>& rows) {
   Groups g;
-  std::map<std::string, size_t> where;
+  g.label = io::identity_labels(m, rows);
   for (size_t i = 0; i < rows.size(); ++i) {
-    const auto& id = m.entries[rows[i]].identity;
-    auto [it, fresh] = where.emplace(id, g.names.size());
-    if (fresh) {
-      g.names.push_back(id);
+    const size_t k = size_t(g.label[i]);
+    if (k == g.names.size()) {
+      g.names.push_back(m.entries[rows[i]].identity);
       g.pos.emplace_back();
     }
-    g.pos[it->second].push_back(i);
-    g.label.push_back(int64_t(it->second));
+    g.pos[k].push_back(i);
   }
   return g;
 }

@@ -36,6 +36,17 @@ bool Manifest::has_member_labels() const {
   return std::any_of(entries.begin(), entries.end(), [](const auto& e) { return e.member >= 0; });
 }
 
+std::vector<int64_t> identity_labels(const Manifest& m, const std::vector<size_t>& rows) {
+  std::unordered_map<std::string, int64_t> where;
+  std::vector<int64_t> out;
+  out.reserve(rows.size());
+  for (size_t r : rows) {
+    RW_ASSERT(r < m.entries.size());
+    out.push_back(where.emplace(m.entries[r].identity, int64_t(where.size())).first->second);
+  }
+  return out;
+}
+
 Manifest read_manifest(const std::string& path) {
   RW_CHECK(fs::exists(path), Input, "manifest '", path,
            "' does not exist (make one with `rewind data import` or `rewind data synth-faces`)");

@@ -8,6 +8,7 @@
 // Extra columns (e.g. Fashion-MNIST's `label`) are kept and written back in order.
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
@@ -34,6 +35,10 @@ struct Manifest {
   std::vector<std::pair<std::string, std::vector<size_t>>> by_identity() const;
   bool has_member_labels() const;
 };
+
+/// Integer identity label of each of `rows` (entries of `m`): 0, 1, ... numbered in order of first
+/// appearance among `rows`. The one identity-to-label mapping (calibration, grouping, accuracy).
+std::vector<int64_t> identity_labels(const Manifest& m, const std::vector<size_t>& rows);
 
 /// Reads a manifest. Errors (Error{kInput}) name the file, the line and the fix: missing header
 /// columns, empty identity, bad member value, no rows.

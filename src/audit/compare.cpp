@@ -1,0 +1,177 @@
+#include "rewind/audit/compare.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <map>
+#include <sstream>
+
+#include "rewind/core/error.h"
+#include "rewind/core/log.h"
+#include "rewind/identity/calibration.h"
+
+namespace rw::audit {
+
+ganinv::InvertOptions CompareOptions::default_invert() {
+  ganinv::InvertOptions o;
+  o.restarts = 2;
+  o.loop.steps = 100;
+  return o;
+}
+
+namespace {
+
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  for (std::string t; std::getline(ss, t, ',');)
+    if (!t.empty()) out.push_back(t);
+  return out;
+}
+
+at::Tensor embed_chunked(models::Embedder& e, const at::Tensor& x, int64_t batch) {
+  torch::NoGradGuard ng;
+  std::vector<at::Tensor> out;
+  for (int64_t s = 0; s < x.size(0); s += batch) out.push_back(e.embed(x.slice(0, s, std::min(x.size(0), s + batch))));
+  return out.empty() ? torch::empty({0, e.dim()}) : torch::cat(out);
+}
+
+/// Accuracy set: images of identities the classifier has a class for, with their class index.
+struct AccuracySet {
+  at::Tensor images, labels;
+};
+
+AccuracySet accuracy_set(const io::Manifest& m, const std::vector<size_t>& rows, const std::vector<std::string>& classes,
+                         const models::ImageShape& shape) {
+  AccuracySet a;
+  std::vector<size_t> keep;
+  std::vector<int64_t> y;
+  for (size_t r : rows) {
+    auto it = std::find(classes.begin(), classes.end(), m.entries[r].identity);
+    if (it == classes.end()) continue;
+    keep.push_back(r);
+    y.push_back(it - classes.begin());
+  }
+  if (keep.empty()) return a;
+  data::ImageStream s(m, keep, data::image_loader({shape.channels, shape.height, io::ResizeMode::kCenterCrop}));
+  auto all = data::load_all(s, "the accuracy images");
+  std::map<size_t, int64_t> cls;
+  for (size_t i = 0; i < keep.size(); ++i) cls[keep[i]] = y[i];
+  std::vector<int64_t> yl;
+  for (size_t r : all.rows) yl.push_back(cls[r]);
+  a.images = all.images;
+  a.labels = torch::tensor(yl, torch::kLong);
+  return a;
+}
+
+}  // namespace
+
+CompareResult run_compare(models::Generator& g, models::Embedder& e, models::SplitClassifier& c, const io::Manifest& dataset,
+                          const io::Manifest* reference, const std::vector<std::string>& class_names,
+                          const CompareOptions& o, const ProgressFn& progress, io::RunRecord* record) {
+  RW_CHECK(o.far > 0 && o.far < 1, Usage, "CompareOptions::far must be in (0, 1), got ", o.far);
+  RW_CHECK(o.samples >= 1, Usage, "CompareOptions::samples must be >= 1, got ", o.samples);
+  RW_CHECK(o.wb_steps >= 1, Usage, "CompareOptions::wb_steps must be >= 1, got ", o.wb_steps);
+  std::vector<std::string> splits = o.splits == "all" ? c.split_points() : split_list(o.splits);
+  RW_CHECK(!splits.empty(), Usage, "CompareOptions::splits is empty");
+  for (const auto& sp : splits) models::check_split(c, sp);
+  std::vector<featinv::Defense> defs;
+  for (const auto& t : split_list(o.defenses)) defs.push_back(featinv::Defense::parse(t));
+  RW_CHECK(!defs.empty(), Usage, "CompareOptions::defenses is empty (use none)");
+  const auto shape = g.output_shape();
+  auto mark = [&](const char* s) { if (record) record->mark(s); };
+  CompareResult res;
+
+  // ---- output side: the GAN (as the audit)
+  auto ds = embed_manifest(e, dataset, shape, "embed dataset", progress, o.batch);
+  record_skips(record, ds.skipped);
+  res.skipped = ds.skipped;
+  RW_CHECK(!ds.rows.empty(), Input, "no image of the dataset could be loaded",
+           ds.skipped.empty() ? std::string() : " (first problem: " + ds.skipped.front().reason + ")");
+  SampleBank bank(g, e, o.samples, o.seed, progress);
+  std::vector<double> nn_sim;
+  std::vector<int64_t> nn_sample;
+  bank.nearest(ds.emb, &nn_sim, &nn_sample);
+  auto labels = io::identity_labels(dataset, ds.rows);
+  std::vector<double> ref_best;
+  if (reference) {
+    auto ref = embed_manifest(e, *reference, shape, "embed reference", progress, o.batch);
+    record_skips(record, ref.skipped);
+    std::vector<double> rs;
+    std::vector<int64_t> rsample;
+    bank.nearest(ref.emb, &rs, &rsample);
+    auto rl = io::identity_labels(*reference, ref.rows);
+    for (size_t i = 0; i < rl.size(); ++i) {
+      if (size_t(rl[i]) >= ref_best.size()) ref_best.resize(size_t(rl[i]) + 1, -2);
+      ref_best[size_t(rl[i])] = std::max(ref_best[size_t(rl[i])], rs[i]);
+    }
+  }
+  res.gan_threshold = verdict_threshold(reference ? &ref_best : nullptr, ds.emb, labels, o.far, o.samples);
+  std::vector<size_t> photo_pos;  // position (among loaded images) of each identity's photo
+  for (size_t i = 0; i < ds.rows.size(); ++i) {
+    const size_t k = size_t(labels[i]);
+    if (k == res.identities.size()) {
+      CompareIdentity id;
+      id.identity = dataset.entries[ds.rows[i]].identity;
+      id.member = dataset.entries[ds.rows[i]].member;
+      id.photo_row = ds.rows[i];
+      res.identities.push_back(id);
+      photo_pos.push_back(i);
+    }
+    auto& id = res.identities[k];
+    if (nn_sim[i] > id.nn_similarity) id.nn_similarity = nn_sim[i], id.nn_row = ds.rows[i], id.nn_sample = nn_sample[i];
+  }
+  std::vector<size_t> photo_rows;
+  for (const auto& id : res.identities) photo_rows.push_back(id.photo_row);
+  res.recovery = recover_rows(g, dataset, photo_rows, o.invert, nullptr, progress, "invert");
+  RW_CHECK(res.recovery.rows == photo_rows, Input, "a photo could not be reloaded for latent recovery (",
+           res.recovery.skipped.empty() ? std::string("changed on disk") : res.recovery.skipped.front().reason, ")");
+  for (size_t k = 0; k < res.identities.size(); ++k) {
+    auto& id = res.identities[k];
+    id.recovery_mse = res.recovery.mse[int64_t(k)].item<double>();
+    id.gan_leaks = id.nn_similarity > res.gan_threshold.value;
+    res.gan_leaking += id.gan_leaks;
+    res.members += id.member == 1;
+    res.members_leaking += id.gan_leaks && id.member == 1;
+  }
+  mark("gan side");
+
+  // ---- input side: the split classifier, on the same photos
+  data::ImageStream ps(dataset, photo_rows, data::image_loader({shape.channels, shape.height, io::ResizeMode::kCenterCrop}));
+  auto x = data::load_all(ps, "the photos").images;
+  auto cx = featinv::to_shape(x, c.input_shape());
+  std::vector<int64_t> photo_ix(photo_pos.begin(), photo_pos.end());
+  auto x_emb = ds.emb.index_select(0, torch::tensor(photo_ix, torch::kLong));
+  auto cal = identity::calibrate(ds.emb, torch::tensor(labels, torch::kLong), {o.far});
+  res.pair_threshold = cal.points[0].threshold;
+  res.pair_impostors = cal.impostor_pairs;
+  auto acc = accuracy_set(dataset, ds.rows, class_names, shape);
+  featinv::WhiteBoxOptions wo;
+  wo.loop.steps = o.wb_steps;
+  wo.seed = o.seed;
+  const int64_t shown = std::min<int64_t>(o.pictures, x.size(0));
+  for (const auto& sp : splits) {
+    auto acts = featinv::activations(c, sp, cx);
+    for (const auto& d : defs) {
+      SplitCell cell;
+      cell.split = sp;
+      cell.defense = d.str();
+      auto a = featinv::defend(acts, d, o.seed);
+      auto r = featinv::white_box(c, sp, a, wo, staged(progress, "white-box " + sp + " " + d.str()));
+      auto q = featinv::quality(cx, r.recon);
+      cell.psnr = q.psnr;
+      cell.ssim = q.ssim;
+      auto recon = featinv::to_shape(r.recon, shape);
+      cell.cos = (x_emb * embed_chunked(e, recon, 128)).sum(1);
+      cell.exposed = cell.cos.gt(res.pair_threshold).sum().item<int64_t>();
+      if (d.kind == "none") cell.recon_shown = recon.slice(0, 0, shown).clone();
+      if (acc.images.defined())
+        cell.accuracy = featinv::accuracy_through_split(c, sp, featinv::to_shape(acc.images, c.input_shape()), acc.labels, d, o.seed);
+      res.cells.push_back(std::move(cell));
+    }
+  }
+  mark("split side");
+  return res;
+}
+
+}  // namespace rw::audit
