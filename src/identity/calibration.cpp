@@ -12,13 +12,13 @@ namespace rw::identity {
 double threshold_for_far(const at::Tensor& impostor_scores, double far) {
   RW_CHECK(impostor_scores.numel() > 0, Input, "no impostor pairs to calibrate on: need at least two identities");
   RW_CHECK(far > 0 && far < 1, Usage, "FAR must be in (0, 1), got ", far);
-  auto s = std::get<0>(impostor_scores.flatten().to(torch::kFloat64).sort(0, /*descending=*/true));
+  auto s = impostor_scores.flatten();
   const int64_t n = s.numel();
   // allow k = floor(far * n) impostors strictly above the threshold
-  const int64_t k = int64_t(std::floor(far * double(n)));
-  if (k >= n) return s[n - 1].item<double>();
-  // threshold = the (k+1)-th highest score: pairs must score strictly above it
-  return s[k].item<double>();
+  const int64_t k = std::min(n - 1, int64_t(std::floor(far * double(n))));
+  // threshold = the (k+1)-th highest score (pairs must score strictly above it), i.e. the
+  // (n - k)-th smallest: a selection, not a sort (memory one copy of the scores, time O(n))
+  return std::get<0>(s.kthvalue(n - k)).item<double>();
 }
 
 Calibration calibrate(const at::Tensor& emb, const at::Tensor& labels, const std::vector<double>& fars,
@@ -44,12 +44,12 @@ Calibration calibrate(const at::Tensor& emb, const at::Tensor& labels, const std
     }
   } else {
     auto g = at::detail::createCPUGenerator(seed);
-    auto i_all = torch::randint(n, {max_pairs}, g, torch::kLong);
-    auto j_all = torch::randint(n, {max_pairs}, g, torch::kLong);
-    // in blocks: gathering every sampled pair's vectors at once costs max_pairs x 2d floats (10 GB)
+    // in blocks: gathering every sampled pair's vectors at once costs max_pairs x 2d floats (10 GB);
+    // memory is then the impostor scores (max_pairs floats) plus one block
     const int64_t block = 1 << 18;
     for (int64_t s = 0; s < max_pairs; s += block) {
-      auto i = i_all.slice(0, s, std::min(max_pairs, s + block)), j = j_all.slice(0, s, std::min(max_pairs, s + block));
+      const int64_t b = std::min(max_pairs, s + block) - s;
+      auto i = torch::randint(n, {b}, g, torch::kLong), j = torch::randint(n, {b}, g, torch::kLong);
       auto keep = i.ne(j);
       i = i.masked_select(keep);
       j = j.masked_select(keep);
