@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <iostream>
 #include <map>
+#include <set>
 
 #include "cli.h"
 #include "rewind/core/error.h"
@@ -77,6 +78,65 @@ int train_gan_cmd(const Args& args) {
   return 0;
 }
 
+/// Class index of each loaded image (from `column`, or the identity), numbering new classes when
+/// `grow` (training data) and refusing unknown ones otherwise (held-out data).
+at::Tensor class_labels(const LoadedData& d, const std::string& column, std::map<std::string, int64_t>& classes, bool grow) {
+  int col = -1;
+  if (column != "identity") {
+    for (size_t c = 0; c < d.manifest.extra_columns.size(); ++c)
+      if (d.manifest.extra_columns[c] == column) col = int(c);
+    RW_CHECK(col >= 0, Input, "manifest has no column '", column,
+             "' (pass --label-column identity to classify people, or add the column)");
+  }
+  std::vector<int64_t> y;
+  for (size_t i : d.batch.indices) {
+    const auto& e = d.manifest.entries[i];
+    const std::string& key = col >= 0 ? e.extra[col] : e.identity;
+    auto it = classes.find(key);
+    if (it == classes.end()) {
+      RW_CHECK(grow, Input, "held-out class '", key, "' does not occur in the training data");
+      it = classes.emplace(key, int64_t(classes.size())).first;
+    }
+    y.push_back(it->second);
+  }
+  return torch::tensor(y, torch::kLong);
+}
+
+/// Moves a seeded random `fraction` of (x, y) into (vx, vy).
+void hold_out_images(at::Tensor& x, at::Tensor& y, at::Tensor& vx, at::Tensor& vy, double fraction, uint64_t seed) {
+  auto perm = torch::randperm(x.size(0), at::detail::createCPUGenerator(seed), torch::kLong);
+  int64_t nv = std::max<int64_t>(1, int64_t(fraction * x.size(0)));
+  vx = x.index_select(0, perm.slice(0, 0, nv));
+  vy = y.index_select(0, perm.slice(0, 0, nv));
+  x = x.index_select(0, perm.slice(0, nv));
+  y = y.index_select(0, perm.slice(0, nv));
+}
+
+/// Held-out identities for the embedder: `val` (disjoint from the training identities) or the last
+/// `fraction` of the training identities (x, y lose them).
+void hold_out_identities(const std::string& val, const LoadedData& train, at::Tensor& x, at::Tensor& y, at::Tensor& vx,
+                         at::Tensor& vy, double fraction, int channels, int res, io::RunRecord& record) {
+  if (!val.empty()) {
+    std::set<std::string> names;
+    for (size_t i : train.batch.indices) names.insert(train.manifest.entries[i].identity);
+    auto v = load_manifest_images(val, channels, res, &record);
+    for (size_t i : v.batch.indices)
+      RW_CHECK(!names.count(v.manifest.entries[i].identity), Input, "held-out manifest ", val, " shares identity '",
+               v.manifest.entries[i].identity, "' with the training data; held-out identities must be disjoint");
+    vx = v.batch.images;
+    vy = torch::tensor(io::identity_labels(v.manifest, v.batch.indices), torch::kLong);
+  } else if (fraction > 0) {
+    const int64_t k = y.max().item<int64_t>() + 1;
+    const int64_t held = std::max<int64_t>(2, int64_t(fraction * double(k)));
+    RW_CHECK(k - held >= 2, Input, "too few identities (", k, ") to hold out ", held, "; pass --val or lower --heldout-fraction");
+    auto is_val = y.ge(k - held);
+    vx = x.index({is_val});
+    vy = y.index({is_val}) - (k - held);
+    x = x.index({is_val.logical_not()});
+    y = y.index({is_val.logical_not()});
+  }
+}
+
 int train_classifier_cmd(const Args& args) {
   models::TrainClassifierOptions o;
   CommonOptions common;
@@ -110,44 +170,17 @@ int train_classifier_cmd(const Args& args) {
   models::TrainResult r;
   run_and_record(record, stem_path(o.out, ".run.json"), [&] {
     auto train = load_manifest_images(data, o.arch.channels, res, &record);
-    // class of each loaded image
-    auto labels_of = [&](const LoadedData& d, std::map<std::string, int64_t>& classes, bool grow) {
-      int col = -1;
-      if (label_column != "identity") {
-        for (size_t c = 0; c < d.manifest.extra_columns.size(); ++c)
-          if (d.manifest.extra_columns[c] == label_column) col = int(c);
-        RW_CHECK(col >= 0, Input, "manifest has no column '", label_column,
-                 "' (pass --label-column identity to classify people, or add the column)");
-      }
-      std::vector<int64_t> y;
-      for (size_t i : d.batch.indices) {
-        const auto& e = d.manifest.entries[i];
-        const std::string& key = col >= 0 ? e.extra[col] : e.identity;
-        auto it = classes.find(key);
-        if (it == classes.end()) {
-          RW_CHECK(grow, Input, "held-out class '", key, "' does not occur in the training data");
-          it = classes.emplace(key, int64_t(classes.size())).first;
-        }
-        y.push_back(it->second);
-      }
-      return torch::tensor(y, torch::kLong);
-    };
     std::map<std::string, int64_t> classes;
     // numeric labels keep their value order
     auto x = train.batch.images;
-    auto y = labels_of(train, classes, true);
+    auto y = class_labels(train, label_column, classes, true);
     at::Tensor vx, vy;
     if (!val.empty()) {
       auto v = load_manifest_images(val, o.arch.channels, res, &record);
       vx = v.batch.images;
-      vy = labels_of(v, classes, false);
+      vy = class_labels(v, label_column, classes, false);
     } else if (val_fraction > 0) {
-      auto perm = torch::randperm(x.size(0), at::detail::createCPUGenerator(o.seed), torch::kLong);
-      int64_t nv = std::max<int64_t>(1, int64_t(val_fraction * x.size(0)));
-      vx = x.index_select(0, perm.slice(0, 0, nv));
-      vy = y.index_select(0, perm.slice(0, 0, nv));
-      x = x.index_select(0, perm.slice(0, nv));
-      y = y.index_select(0, perm.slice(0, nv));
+      hold_out_images(x, y, vx, vy, val_fraction, o.seed);
     }
     o.arch.outputs = int64_t(classes.size());
     nlohmann::json names = nlohmann::json::array();
@@ -209,34 +242,8 @@ int train_embedder_cmd(const Args& args) {
   int64_t train_ids = 0, val_ids_n = 0;
   run_and_record(record, stem_path(o.out, ".run.json"), [&] {
     auto d = load_manifest_images(data, o.arch.channels, res, &record);
-    // identity index per loaded image, in first-appearance order
-    std::map<std::string, int64_t> id_of;
-    std::vector<int64_t> ids;
-    for (size_t i : d.batch.indices) ids.push_back(id_of.emplace(d.manifest.entries[i].identity, int64_t(id_of.size())).first->second);
-    auto all_ids = torch::tensor(ids, torch::kLong);
-    at::Tensor x = d.batch.images, y = all_ids, vx, vy;
-    if (!val.empty()) {
-      auto v = load_manifest_images(val, o.arch.channels, res, &record);
-      std::map<std::string, int64_t> vid;
-      std::vector<int64_t> vids;
-      for (size_t i : v.batch.indices) {
-        const auto& name = v.manifest.entries[i].identity;
-        RW_CHECK(!id_of.count(name), Input, "held-out manifest ", val, " shares identity '", name,
-                 "' with the training data; held-out identities must be disjoint");
-        vids.push_back(vid.emplace(name, int64_t(vid.size())).first->second);
-      }
-      vx = v.batch.images;
-      vy = torch::tensor(vids, torch::kLong);
-    } else if (heldout_fraction > 0) {
-      const int64_t k = int64_t(id_of.size());
-      const int64_t held = std::max<int64_t>(2, int64_t(heldout_fraction * double(k)));
-      RW_CHECK(k - held >= 2, Input, "too few identities (", k, ") to hold out ", held, "; pass --val or lower --heldout-fraction");
-      auto is_val = all_ids.ge(k - held);
-      vx = x.index({is_val});
-      vy = all_ids.index({is_val}) - (k - held);
-      x = x.index({is_val.logical_not()});
-      y = all_ids.index({is_val.logical_not()});
-    }
+    at::Tensor x = d.batch.images, y = torch::tensor(io::identity_labels(d.manifest, d.batch.indices), torch::kLong), vx, vy;
+    hold_out_identities(val, d, x, y, vx, vy, heldout_fraction, o.arch.channels, res, record);
     train_ids = y.max().item<int64_t>() + 1;
     val_ids_n = vy.defined() && vy.numel() ? vy.max().item<int64_t>() + 1 : 0;
     record.options() = {{"data", data}, {"val", val}, {"heldout_fraction", heldout_fraction}, {"out", o.out},
