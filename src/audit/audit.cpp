@@ -15,13 +15,6 @@
 
 namespace rw::audit {
 
-ganinv::InvertOptions AuditOptions::default_invert() {
-  ganinv::InvertOptions o;
-  o.restarts = 2;
-  o.loop.steps = 200;
-  return o;
-}
-
 namespace {
 
 void check_options(const AuditOptions& o) {

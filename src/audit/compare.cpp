@@ -12,13 +12,6 @@
 
 namespace rw::audit {
 
-ganinv::InvertOptions CompareOptions::default_invert() {
-  ganinv::InvertOptions o;
-  o.restarts = 2;
-  o.loop.steps = 100;
-  return o;
-}
-
 namespace {
 
 std::vector<std::string> split_list(const std::string& s) {

@@ -14,13 +14,6 @@
 
 namespace rw::audit {
 
-ganinv::InvertOptions MembershipOptions::default_invert() {
-  ganinv::InvertOptions o;
-  o.restarts = 2;
-  o.loop.steps = 200;
-  return o;
-}
-
 namespace {
 
 std::set<std::string> parse_attacks(const std::string& s) {

@@ -72,6 +72,15 @@ void run_and_record(io::RunRecord& record, const std::string& json_path, const s
   }
 }
 
+void add_recovery_flags(po::options_description& desc, ganinv::InvertOptions& o) {
+  desc.add_options()
+      ("restarts", opt(&o.restarts), "latent recovery: random starts per target")
+      ("steps", opt(&o.loop.steps), "latent recovery: optimiser steps")
+      ("lr", opt(&o.loop.lr), "latent recovery: learning rate")
+      ("optimizer", opt(&o.loop.optimizer), "latent recovery: adam | lbfgs")
+      ("invert-batch", opt(&o.batch), "latent recovery: targets x restarts per chunk; 0 = auto");
+}
+
 std::string demo_dir() {
   std::error_code ec;
   auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "rewind/core/progress.h"
+#include "rewind/ganinv/invert.h"
 #include "rewind/io/image.h"
 #include "rewind/io/manifest.h"
 #include "rewind/io/run_record.h"
@@ -71,6 +72,9 @@ struct EmbeddedData {
 };
 EmbeddedData embed_manifest(models::Embedder& embedder, const io::Manifest& m, const std::string& crop, int64_t batch,
                             io::RunRecord* record, const std::string& stage = "embed");
+
+/// --restarts --steps --lr --optimizer --invert-batch bound to a pipeline's latent-recovery options.
+void add_recovery_flags(po::options_description& desc, ganinv::InvertOptions& o);
 
 /// The shipped demo models' folder (see audit::find_demo_dir); "" when not found.
 std::string demo_dir();

@@ -36,12 +36,8 @@ void bind(po::options_description& desc, AuditPaths& p, audit::AuditOptions& o) 
       ("top", opt(&o.top), "identities shown with pictures in report.html")
       ("batch", opt(&o.batch), "images per embedder pass")
       ("seed", opt(&o.seed), "seed (samples, restarts, control draw)")
-      ("restarts", opt(&o.invert.restarts), "latent recovery: random starts per target")
-      ("steps", opt(&o.invert.loop.steps), "latent recovery: optimiser steps")
-      ("lr", opt(&o.invert.loop.lr), "latent recovery: learning rate")
-      ("optimizer", opt(&o.invert.loop.optimizer), "latent recovery: adam | lbfgs")
-      ("invert-batch", opt(&o.invert.batch), "latent recovery: targets x restarts per chunk; 0 = auto")
       ("resume", po::bool_switch(&p.resume), "continue the stages an interrupted run left in --out (same options)");
+  add_recovery_flags(desc, o.invert);
 }
 
 nlohmann::json options_json(const AuditPaths& p, const audit::AuditOptions& o, bool demo) {

@@ -32,12 +32,8 @@ void bind(po::options_description& desc, ComparePaths& p, audit::CompareOptions&
       ("far", opt(&o.far), "false-accept rate of both verdicts")
       ("wb-steps", opt(&o.wb_steps), "white-box inversion steps per split")
       ("pictures", opt(&o.pictures), "identities shown with pictures in report.html")
-      ("seed", opt(&o.seed), "seed")
-      ("restarts", opt(&o.invert.restarts), "latent recovery: random starts per target")
-      ("steps", opt(&o.invert.loop.steps), "latent recovery: optimiser steps")
-      ("lr", opt(&o.invert.loop.lr), "latent recovery: learning rate")
-      ("optimizer", opt(&o.invert.loop.optimizer), "latent recovery: adam | lbfgs")
-      ("invert-batch", opt(&o.invert.batch), "latent recovery: targets x restarts per chunk; 0 = auto");
+      ("seed", opt(&o.seed), "seed");
+  add_recovery_flags(desc, o.invert);
 }
 
 std::vector<std::string> class_names_of(const std::string& classifier) {

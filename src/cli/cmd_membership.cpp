@@ -32,12 +32,8 @@ void bind(po::options_description& desc, MembershipPaths& p, audit::MembershipOp
       ("bootstrap", opt(&o.boot), "bootstrap resamples for confidence intervals")
       ("batch", opt(&o.batch), "images per embedder pass")
       ("seed", opt(&o.seed), "seed (samples, restarts, draws, bootstrap)")
-      ("restarts", opt(&o.invert.restarts), "latent recovery: random starts per target")
-      ("steps", opt(&o.invert.loop.steps), "latent recovery: optimiser steps")
-      ("lr", opt(&o.invert.loop.lr), "latent recovery: learning rate")
-      ("optimizer", opt(&o.invert.loop.optimizer), "latent recovery: adam | lbfgs")
-      ("invert-batch", opt(&o.invert.batch), "latent recovery: targets x restarts per chunk; 0 = auto")
       ("resume", po::bool_switch(&p.resume), "continue the stages an interrupted run left in --out (same options)");
+  add_recovery_flags(desc, o.invert);
 }
 
 int membership_cmd(const Args& args) {

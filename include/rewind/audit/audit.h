@@ -39,11 +39,10 @@ struct AuditOptions {
   int64_t top = 24;              ///< identities shown with pictures in the report
   int64_t batch = 128;           ///< images per embedder pass (also the stream's batch)
   uint64_t seed = 1;             ///< samples, restarts and the control draw
-  ganinv::InvertOptions invert = default_invert();  ///< latent recovery (2 restarts x 200 Adam steps)
+  ganinv::InvertOptions invert = recovery_defaults(200);  ///< latent recovery (2 restarts x 200 Adam steps)
   std::string stage_dir;         ///< where finished stages are kept ("" = no cache); the CLI uses OUT/.stages
   bool resume = false;           ///< continue the stages kept in stage_dir (same options and inputs)
 
-  static ganinv::InvertOptions default_invert();
 };
 
 /// How the verdict threshold was set.

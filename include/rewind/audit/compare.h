@@ -29,9 +29,8 @@ struct CompareOptions {
   int64_t pictures = 16;    ///< identities shown with pictures in the report
   int64_t batch = 128;      ///< images per embedder pass
   uint64_t seed = 1;        ///< samples, restarts, defences
-  ganinv::InvertOptions invert = default_invert();  ///< GAN-side latent recovery (2 restarts x 100 steps)
+  ganinv::InvertOptions invert = recovery_defaults(100);  ///< GAN-side latent recovery (2 restarts x 100 steps)
 
-  static ganinv::InvertOptions default_invert();
 };
 
 /// One split x defence cell of the split side.

@@ -29,11 +29,10 @@ struct MembershipOptions {
   int boot = 1000;             ///< bootstrap resamples for the confidence intervals
   int64_t batch = 128;         ///< images per embedder pass
   uint64_t seed = 1;           ///< samples, restarts, draws, bootstrap
-  ganinv::InvertOptions invert = default_invert();  ///< latent recovery (2 restarts x 200 Adam steps)
+  ganinv::InvertOptions invert = recovery_defaults(200);  ///< latent recovery (2 restarts x 200 Adam steps)
   std::string stage_dir;       ///< where finished stages are kept ("" = no cache)
   bool resume = false;         ///< continue the stages kept in stage_dir
 
-  static ganinv::InvertOptions default_invert();
 };
 
 /// One image of either set.
