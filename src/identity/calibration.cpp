@@ -58,7 +58,7 @@ Calibration calibrate(const at::Tensor& emb, const at::Tensor& labels, const std
       imp.push_back(sims.masked_select(same.logical_not()));
     }
     // genuine pairs: all of them, one identity group at a time (identities are small groups)
-    auto order = std::get<1>(lab.sort(0, /*stable=*/true, /*descending=*/false));
+    auto order = std::get<1>(lab.sort(/*stable=*/true, /*dim=*/0, /*descending=*/false));
     auto sorted = lab.index_select(0, order);
     auto sl = sorted.accessor<int64_t, 1>();
     for (int64_t a = 0; a < n;) {

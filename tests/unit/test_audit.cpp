@@ -292,3 +292,22 @@ TEST(Audit, BadOptionsNameTheField) {
     EXPECT_NE(e.message().find("AuditOptions::far"), std::string::npos) << e.message();
   }
 }
+
+// The sampled-pairs branch (large N) must agree with the exhaustive one: every genuine pair, and an
+// impostor threshold close to the exact one. (It once crashed: sort's arguments were swapped.)
+TEST(Calibration, SampledPairsAgreeWithAllPairs) {
+  auto gen = at::detail::createCPUGenerator(5);
+  const int64_t ids = 100, per = 3;
+  auto centres = torch::randn({ids, 16}, gen).repeat_interleave(per, 0);
+  auto emb = torch::nn::functional::normalize(centres + 0.5 * torch::randn({ids * per, 16}, gen),
+                                              torch::nn::functional::NormalizeFuncOptions().dim(1));
+  auto labels = torch::arange(ids).repeat_interleave(per);
+  auto all = identity::calibrate(emb, labels, {1e-2}, /*max_pairs=*/1'000'000);
+  auto sampled = identity::calibrate(emb, labels, {1e-2}, /*max_pairs=*/20'000);  // 44,850 pairs > 20,000: sampled
+  EXPECT_EQ(all.genuine_pairs, ids * per * (per - 1) / 2);
+  EXPECT_EQ(sampled.genuine_pairs, all.genuine_pairs);
+  EXPECT_LT(sampled.impostor_pairs, all.impostor_pairs);
+  EXPECT_GT(sampled.impostor_pairs, 18'000);
+  EXPECT_NEAR(sampled.points[0].threshold, all.points[0].threshold, 0.03);
+  EXPECT_NEAR(sampled.points[0].tar, all.points[0].tar, 0.05);
+}
