@@ -311,3 +311,19 @@ TEST(Calibration, SampledPairsAgreeWithAllPairs) {
   EXPECT_NEAR(sampled.points[0].threshold, all.points[0].threshold, 0.03);
   EXPECT_NEAR(sampled.points[0].tar, all.points[0].tar, 0.05);
 }
+
+// Thresholds kept from the top impostor scores only equal the threshold over all impostor scores.
+TEST(Calibration, TopImpostorsEqualTheFullThreshold) {
+  auto gen = at::detail::createCPUGenerator(9);
+  auto emb = torch::nn::functional::normalize(torch::randn({300, 8}, gen), torch::nn::functional::NormalizeFuncOptions().dim(1));
+  auto labels = torch::arange(150).repeat_interleave(2);
+  auto sims = emb.matmul(emb.t());
+  auto mask = labels.unsqueeze(0).ne(labels.unsqueeze(1)).triu(1);
+  auto impostors = sims.masked_select(mask);
+  auto c = identity::calibrate(emb, labels, {1e-1, 1e-2, 1e-3});
+  ASSERT_EQ(c.impostor_pairs, impostors.numel());
+  for (const auto& op : c.points) {
+    EXPECT_DOUBLE_EQ(op.threshold, identity::threshold_for_far(impostors, op.far)) << op.far;
+    EXPECT_DOUBLE_EQ(op.far_actual, impostors.gt(op.threshold).to(torch::kFloat64).mean().item<double>());
+  }
+}
