@@ -132,17 +132,20 @@ EmbeddedData embed_manifest(models::Embedder& e, const io::Manifest& m, const st
     no_face += !found;
     return t;
   }, so, progress_fn());
-  std::vector<at::Tensor> chunks;
   torch::NoGradGuard ng;
+  auto buf = torch::empty({s.total(), e.dim()});  // filled in place (see audit::embed_stream)
+  out.rows.reserve(size_t(s.total()));
   data::Batch b;
+  int64_t n = 0;
   while (s.next(&b)) {
-    chunks.push_back(e.embed(b.images));
+    buf.slice(0, n, n + b.size()).copy_(e.embed(b.images));
+    n += b.size();
     out.rows.insert(out.rows.end(), b.rows.begin(), b.rows.end());
   }
   progress_done();
   report_skips(s, stage, record);
   out.no_face = no_face;
-  out.embeddings = chunks.empty() ? torch::empty({0, e.dim()}) : torch::cat(chunks);
+  out.embeddings = n == buf.size(0) ? buf : buf.slice(0, 0, n).clone();
   return out;
 }
 

@@ -89,7 +89,7 @@ Calibration calibrate(const at::Tensor& emb, const at::Tensor& labels, const std
     auto g = at::detail::createCPUGenerator(seed);
     // in blocks: gathering every sampled pair's vectors at once costs max_pairs x 2d floats (10 GB);
     // memory is then one block plus the top impostor scores (TopImpostors)
-    const int64_t block = 1 << 15;  // two gathered [block, d] blocks: 32 MB at d = 128
+    const int64_t block = 1 << 13;  // two gathered [block, d] blocks: 8 MB at d = 128
     for (int64_t s = 0; s < max_pairs; s += block) {
       const int64_t b = std::min(max_pairs, s + block) - s;
       auto i = torch::randint(n, {b}, g, torch::kLong), j = torch::randint(n, {b}, g, torch::kLong);

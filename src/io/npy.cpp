@@ -1,5 +1,9 @@
 #include "rewind/io/npy.h"
 
+#include <unistd.h>
+
+#include <cstdio>
+
 #include <torch/torch.h>
 
 #include <cstring>
@@ -41,8 +45,18 @@ void write_npy(const std::string& path, const at::Tensor& t_in) {
   out += static_cast<char>(hl & 0xFF);
   out += static_cast<char>(hl >> 8);
   out += header;
-  out.append(static_cast<const char*>(t.data_ptr()), t.numel() * dt->bytes);
-  write_file_atomic(path, out);
+  // the data goes straight from the tensor to the file (no second copy of a large array in memory)
+  write_via_temp(path, [&](const std::string& tmp) {
+    std::FILE* f = std::fopen(tmp.c_str(), "wb");
+    if (!f) return false;
+    const size_t bytes = size_t(t.numel()) * dt->bytes;
+    bool ok = std::fwrite(out.data(), 1, out.size(), f) == out.size();
+    ok = (bytes == 0 || std::fwrite(t.data_ptr(), 1, bytes, f) == bytes) && ok;
+    ok = (std::fflush(f) == 0) && ok;
+    ok = (::fsync(::fileno(f)) == 0) && ok;
+    ok = (std::fclose(f) == 0) && ok;
+    return ok;
+  });
 }
 
 at::Tensor read_npy(const std::string& path) {
