@@ -106,7 +106,7 @@ SweepResult run_sweep(models::SplitClassifier& c, const SweepInputs& in, const S
   SweepResult res;
   res.splits = check_options(c, in, opts);
   SweepOptions o = opts;
-  o.white_box.seed = o.inverse_net.seed = o.gan_prior.seed = o.seed;
+  o.white_box.seed = o.inverse_net.seed = o.gan_prior.seed = o.gan_prior.refine.seed = o.seed;
   if (o.defenses.empty()) o.defenses.push_back({});
   const auto& x = in.targets;
   res.targets = x.size(0);

@@ -42,8 +42,9 @@ struct SweepOptions {
   WhiteBoxOptions white_box;                 ///< white-box attack (defaults: 1 restart, Adam 500 steps, lr 0.05)
   InverseNetOptions inverse_net;             ///< inverse network (defaults: 10 epochs, width 32, lr 1e-3)
   GanPriorOptions gan_prior;                 ///< GAN prior (defaults: 4 restarts, 300 steps, no refinement)
-  uint64_t seed = 1;                         ///< default 1: seeds everything (white_box.seed, inverse_net.seed,
-                                             ///< gan_prior.seed are overwritten with it) and the defences' noise
+  uint64_t seed = 1;                         ///< default 1: seeds everything: white_box.seed, inverse_net.seed,
+                                             ///< gan_prior.seed and gan_prior.refine.seed are overwritten with
+                                             ///< it, and the defences' noise draws from it
   double match_threshold = 0;                ///< default 0 = calibrate: cosine above which a rebuilt image is
                                              ///< the same person; must be in [0, 1)
   double match_far = 1e-3;                   ///< default 1e-3: false-accept rate of the calibrated threshold,
