@@ -1,10 +1,14 @@
 // rewind index build | query | info
 #include <torch/torch.h>
 
+#include <climits>
+#include <cstdint>
 #include <filesystem>
+#include <fstream>
 #include <iomanip>
 #include <iostream>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include "cli.h"
@@ -67,92 +71,180 @@ void print_calibration(std::ostream& os, const identity::CalibrationReport& c) {
 }
 
 // ------------------------------------------------------------------------------------------------
-int build_cmd(const Args& args) {
-  CommonOptions common;
-  identity::IndexOptions io_;
-  std::string data, embedder, out, crop = "none", fars = fars_string(io_.fars), dataset;
+// index build
+
+/// Flags of `index build`.
+struct BuildFlags {
+  identity::IndexOptions index;
+  std::string data, embedder, out, crop = "none", fars = fars_string(index.fars), dataset, recipe;
   int64_t batch = 64;
   bool append = false;
-  po::options_description desc("index build options");
+};
+
+void add_build_flags(po::options_description& desc, BuildFlags& f) {
+  auto& o = f.index;
   desc.add_options()
-      ("data", po::value(&data)->required(), "candidate images: manifest, folder with manifest.csv, or image folder")
-      ("embedder", po::value(&embedder)->required(), "identity embedder (native or TorchScript)")
-      ("out", po::value(&out)->required(), "index folder (e.g. indexes/NAME): index.faiss, items.csv, manifest.json")
-      ("factory", opt(&io_.factory), "FAISS index_factory string: Flat (exact), HNSW32 (fast, large sets), IVF4096,PQ32 (millions, compressed)")
-      ("metric", opt(&io_.metric), "cosine (inner product on normalised vectors) | l2")
-      ("fars", opt(&fars), "false-accept rates to calibrate thresholds for")
-      ("ef-search", opt(&io_.hnsw_ef_search), "HNSW search breadth (higher: better recall, slower)")
-      ("ef-construction", opt(&io_.hnsw_ef_construction), "HNSW build breadth")
-      ("nprobe", opt(&io_.ivf_nprobe), "IVF lists visited per query")
-      ("calib-queries", opt(&io_.calib_queries), "at most this many leave-identity-out searches for thresholds")
-      ("crop", opt(&crop), "none | center | detect (OpenCV Haar face detection)")
-      ("batch", opt(&batch), "images per embedder forward pass")
-      ("dataset", po::value(&dataset), "dataset name for items.csv (default: the manifest's folder name)")
-      ("append", po::bool_switch(&append), "add the images to an existing index (same embedder); ids stay stable")
-      ("seed", opt(&io_.seed), "calibration sampling seed");
-  if (!parse_command("rewind index build --data MANIFEST --embedder E --out indexes/NAME [options]", args, desc, common))
+      ("data", po::value(&f.data)->required(), "candidate images: manifest, folder with manifest.csv, or image folder")
+      ("embedder", po::value(&f.embedder)->required(), "identity embedder (native or TorchScript)")
+      ("out", po::value(&f.out)->required(), "index folder (e.g. indexes/NAME): index.faiss, items.csv, manifest.json")
+      ("recipe", po::value(&f.recipe),
+       "index recipe (indexes/exact.json, hnsw.json, ivfpq.json): sets factory, metric, fars, ef-search, "
+       "ef-construction, nprobe, calib-queries; flags given explicitly override it")
+      ("factory", opt(&o.factory), "FAISS index_factory string: Flat (exact), HNSW32 (fast, large sets), IVF4096,PQ32 (millions, compressed)")
+      ("metric", opt(&o.metric), "cosine (inner product on normalised vectors) | l2")
+      ("fars", opt(&f.fars), "false-accept rates to calibrate thresholds for")
+      ("ef-search", opt(&o.hnsw_ef_search), "HNSW search breadth (higher: better recall, slower)")
+      ("ef-construction", opt(&o.hnsw_ef_construction), "HNSW build breadth")
+      ("nprobe", opt(&o.ivf_nprobe), "IVF lists visited per query")
+      ("calib-queries", opt(&o.calib_queries), "at most this many leave-identity-out searches for thresholds")
+      ("crop", opt(&f.crop), "none | center | detect (OpenCV Haar face detection)")
+      ("batch", opt(&f.batch), "images per embedder forward pass")
+      ("dataset", po::value(&f.dataset), "dataset name for items.csv (default: the manifest's folder name)")
+      ("append", po::bool_switch(&f.append), "add the images to an existing index (same embedder); ids stay stable")
+      ("seed", opt(&o.seed), "calibration sampling seed");
+}
+
+/// The flags given on the command line (not defaulted), to let them override a recipe.
+std::set<std::string> given_flags(const Args& args, const po::options_description& desc) {
+  po::variables_map vm;
+  po::store(po::command_line_parser(args).options(desc).allow_unregistered().run(), vm);
+  std::set<std::string> given;
+  for (const auto& [name, value] : vm)
+    if (!value.defaulted()) given.insert(name);
+  return given;
+}
+
+/// Reads a recipe into `o`, except the fields whose flag is in `given` (explicit flags win). Every
+/// key is checked, used or not. Returns the recipe's content.
+nlohmann::json apply_recipe(const std::string& path, const std::set<std::string>& given, identity::IndexOptions& o) {
+  std::ifstream in(path);
+  RW_CHECK(in.good(), Input, "recipe ", path, " cannot be read; the shipped recipes are in indexes/");
+  nlohmann::json r = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  RW_CHECK(!r.is_discarded(), Input, "recipe ", path, " is not valid JSON (see indexes/README.md)");
+  RW_CHECK(r.is_object(), Input, "recipe ", path, " is not a JSON object of recipe fields (see indexes/README.md)");
+  auto str = [&](const std::string& key, const nlohmann::json& v) {
+    RW_CHECK(v.is_string(), Input, "recipe ", path, ": '", key, "' must be a string, got ", v.dump());
+    return v.get<std::string>();
+  };
+  auto count = [&](const std::string& key, const nlohmann::json& v) {
+    RW_CHECK(v.is_number_integer() && v.get<int64_t>() > 0 && v.get<int64_t>() <= INT32_MAX, Input, "recipe ", path,
+             ": '", key, "' must be a positive integer, got ", v.dump());
+    return v.get<int64_t>();
+  };
+  auto rates = [&](const std::string& key, const nlohmann::json& v) {
+    std::vector<double> out;
+    for (const auto& x : v.is_array() ? v : nlohmann::json::array()) {
+      RW_CHECK(x.is_number() && x.get<double>() > 0 && x.get<double>() < 1, Input, "recipe ", path, ": '", key,
+               "' holds ", x.dump(), ", not a rate in (0, 1)");
+      out.push_back(x.get<double>());
+    }
+    RW_CHECK(!out.empty(), Input, "recipe ", path, ": '", key, "' must be a non-empty array of rates, got ", v.dump());
+    return out;
+  };
+  for (const auto& [key, v] : r.items()) {
+    std::string flag = key;
+    std::replace(flag.begin(), flag.end(), '_', '-');
+    const bool use = given.count(flag) == 0;
+    if (key == "factory") { auto x = str(key, v); if (use) o.factory = x; }
+    else if (key == "metric") { auto x = str(key, v); if (use) o.metric = x; }
+    else if (key == "fars") { auto x = rates(key, v); if (use) o.fars = x; }
+    else if (key == "ef_search") { auto x = count(key, v); if (use) o.hnsw_ef_search = int(x); }
+    else if (key == "ef_construction") { auto x = count(key, v); if (use) o.hnsw_ef_construction = int(x); }
+    else if (key == "nprobe") { auto x = count(key, v); if (use) o.ivf_nprobe = int(x); }
+    else if (key == "calib_queries") { auto x = count(key, v); if (use) o.calib_queries = x; }
+    else if (key == "suits") str(key, v);
+    else RW_FAIL(Input, "recipe ", path, ": unknown key '", key,
+                 "' (known: factory, metric, fars, ef_search, ef_construction, nprobe, calib_queries, suits)");
+  }
+  return r;
+}
+
+/// The existing index (--append, checked to use the same embedder) or a new one.
+std::unique_ptr<identity::IdentityIndex> open_index(const BuildFlags& f, const models::Embedder& e) {
+  const auto& out = f.out;
+  if (!f.append) {
+    RW_CHECK(!fs::exists(out + "/index.faiss"), Usage, out, " already holds an index: pass --append to add to it, "
+             "or choose another --out (or delete the folder)");
+    return std::make_unique<identity::IdentityIndex>(e.dim(), f.index);
+  }
+  RW_CHECK(fs::exists(out + "/manifest.json"), Usage, "--append: ", out, " holds no index yet; build it first without --append");
+  auto idx = std::make_unique<identity::IdentityIndex>(identity::IdentityIndex::load(out));
+  auto m = idx->manifest();
+  RW_CHECK(m.contains("embedder") && m["embedder"].value("id", "") == e.id(), Input, "--append: ", f.embedder,
+           " (", e.id(), ") is not the embedder ", out, " was built with (",
+           m.contains("embedder") ? m["embedder"].value("id", "?") : "?",
+           "); append with that embedder or build a new index");
+  return idx;
+}
+
+/// Embeds, adds and calibrates; saves the index with `extra` (embedder, recipe, sources) merged into
+/// its manifest. Returns the calibration.
+identity::CalibrationReport build_index(BuildFlags& f, nlohmann::json extra, io::RunRecord& record) {
+  auto e = models::load_embedder(f.embedder);
+  extra["embedder"] = embedder_record(*e, f.embedder);
+  auto idx = open_index(f, *e);
+  auto m = data::open_data(f.data);
+  if (f.dataset.empty()) {
+    auto base = fs::path(m.base_dir).lexically_normal();
+    f.dataset = base.filename().empty() ? base.parent_path().filename().string() : base.filename().string();
+  }
+  log_info("embedding ", m.entries.size(), " images of ", f.data, " with ", e->describe());
+  auto emb = embed_manifest(*e, m, f.crop, f.batch, &record);
+  RW_CHECK(!emb.rows.empty(), Input, "no image of ", f.data, " could be embedded; see ", f.out, "/run.json for the reasons");
+  record.mark("embed");
+  std::vector<identity::Item> items;
+  for (size_t r : emb.rows) {
+    std::error_code ec;
+    items.push_back({m.entries[r].identity, fs::absolute(m.resolve(r), ec).lexically_normal().string(), f.dataset});
+  }
+  idx->add(emb.embeddings, items, progress_fn());
+  progress_done();
+  record.mark("index");
+  auto calib = idx->calibrate(progress_fn());
+  progress_done();
+  record.mark("calibrate");
+  auto prev = idx->manifest();
+  nlohmann::json sources = prev.contains("sources") ? prev["sources"] : nlohmann::json::array();
+  sources.push_back({{"data", f.data}, {"dataset", f.dataset}, {"added", emb.rows.size()},
+                     {"skipped", record.skipped()}, {"crop", f.crop}, {"at", io::utc_now_iso()}});
+  extra["sources"] = sources;
+  idx->save(f.out, extra);
+  record.results()["added"] = emb.rows.size();
+  record.results()["count"] = idx->size();
+  record.results()["manifest"] = idx->manifest();
+  return calib;
+}
+
+int build_cmd(const Args& args) {
+  CommonOptions common;
+  BuildFlags f;
+  po::options_description desc("index build options");
+  add_build_flags(desc, f);
+  if (!parse_command("rewind index build --data MANIFEST --embedder E --out indexes/NAME [--recipe indexes/R.json] [options]",
+                     args, desc, common))
     return 0;
-  io_.fars = parse_fars(fars);
-  io::RunRecord record(append ? "index build --append" : "index build");
-  record.set_seed(io_.seed);
-  record.options() = {{"data", data}, {"embedder", embedder}, {"out", out}, {"factory", io_.factory},
-                      {"metric", io_.metric}, {"fars", io_.fars}, {"crop", crop}, {"batch", batch}, {"append", append}};
-  io::ensure_dir(out);
+  f.index.fars = parse_fars(f.fars);
+  nlohmann::json extra = nlohmann::json::object();
+  if (!f.recipe.empty()) {
+    RW_CHECK(!f.append, Usage, "--recipe sets up a new index; --append keeps the settings ", f.out, " was built with");
+    std::error_code ec;
+    extra["recipe"] = {{"path", fs::absolute(f.recipe, ec).lexically_normal().string()},
+                       {"content", apply_recipe(f.recipe, given_flags(args, desc), f.index)}};
+  }
+  const auto& o = f.index;
+  io::RunRecord record(f.append ? "index build --append" : "index build");
+  record.set_seed(o.seed);
+  record.options() = {{"data", f.data}, {"embedder", f.embedder}, {"out", f.out}, {"factory", o.factory},
+                      {"metric", o.metric}, {"fars", o.fars}, {"ef_search", o.hnsw_ef_search},
+                      {"ef_construction", o.hnsw_ef_construction}, {"nprobe", o.ivf_nprobe},
+                      {"calib_queries", o.calib_queries}, {"crop", f.crop}, {"batch", f.batch}, {"append", f.append}};
+  if (extra.contains("recipe")) record.options()["recipe"] = extra["recipe"];
+  io::ensure_dir(f.out);
   identity::CalibrationReport calib;
-  int64_t total = 0, added = 0;
-  run_and_record(record, out + "/run.json", [&] {
-    auto e = models::load_embedder(embedder);
-    auto erec = embedder_record(*e, embedder);
-    std::unique_ptr<identity::IdentityIndex> idx;
-    if (append) {
-      RW_CHECK(fs::exists(out + "/manifest.json"), Usage, "--append: ", out, " holds no index yet; build it first without --append");
-      idx = std::make_unique<identity::IdentityIndex>(identity::IdentityIndex::load(out));
-      auto m = idx->manifest();
-      RW_CHECK(m.contains("embedder") && m["embedder"].value("id", "") == e->id(), Input, "--append: ", embedder,
-               " (", e->id(), ") is not the embedder ", out, " was built with (",
-               m.contains("embedder") ? m["embedder"].value("id", "?") : "?",
-               "); append with that embedder or build a new index");
-    } else {
-      RW_CHECK(!fs::exists(out + "/index.faiss"), Usage, out, " already holds an index: pass --append to add to it, "
-               "or choose another --out (or delete the folder)");
-      idx = std::make_unique<identity::IdentityIndex>(e->dim(), io_);
-    }
-    auto m = data::open_data(data);
-    if (dataset.empty()) {
-      auto base = fs::path(m.base_dir).lexically_normal();
-      dataset = base.filename().empty() ? base.parent_path().filename().string() : base.filename().string();
-    }
-    log_info("embedding ", m.entries.size(), " images of ", data, " with ", e->describe());
-    auto emb = embed_manifest(*e, m, crop, batch, &record);
-    RW_CHECK(!emb.rows.empty(), Input, "no image of ", data, " could be embedded; see ", out, "/run.json for the reasons");
-    record.mark("embed");
-    std::vector<identity::Item> items;
-    for (size_t r : emb.rows) {
-      std::error_code ec;
-      items.push_back({m.entries[r].identity, fs::absolute(m.resolve(r), ec).lexically_normal().string(), dataset});
-    }
-    auto progress = progress_fn();
-    idx->add(emb.embeddings, items, progress);
-    progress_done();
-    record.mark("index");
-    calib = idx->calibrate(progress_fn());
-    progress_done();
-    record.mark("calibrate");
-    nlohmann::json extra = {{"embedder", erec}};
-    auto prev = idx->manifest();
-    nlohmann::json sources = prev.contains("sources") ? prev["sources"] : nlohmann::json::array();
-    sources.push_back({{"data", data}, {"dataset", dataset}, {"added", emb.rows.size()}, {"skipped", record.skipped()},
-                       {"crop", crop}, {"at", io::utc_now_iso()}});
-    extra["sources"] = sources;
-    idx->save(out, extra);
-    added = int64_t(emb.rows.size());
-    total = idx->size();
-    record.results()["added"] = added;
-    record.results()["count"] = total;
-    record.results()["manifest"] = idx->manifest();
-  });
-  std::cout << (append ? "appended " : "indexed ") << added << " images (" << total << " in all) into " << out;
-  if (record.skipped()) std::cout << "; " << record.skipped() << " images skipped (see " << out << "/run.json)";
+  run_and_record(record, f.out + "/run.json", [&] { calib = build_index(f, extra, record); });
+  std::cout << (f.append ? "appended " : "indexed ") << record.results()["added"].get<int64_t>() << " images ("
+            << record.results()["count"].get<int64_t>() << " in all) into " << f.out;
+  if (record.skipped()) std::cout << "; " << record.skipped() << " images skipped (see " << f.out << "/run.json)";
   std::cout << "\n";
   print_calibration(std::cout, calib);
   return 0;
@@ -297,6 +389,9 @@ int info_cmd(const Args& args) {
   if (m.contains("embedder"))
     std::cout << "embedder   " << m["embedder"].value("describe", "") << "\n           " << m["embedder"].value("path", "")
               << " (" << m["embedder"].value("id", "") << ")\n";
+  if (m.contains("recipe"))
+    std::cout << "recipe     " << m["recipe"].value("path", "") << " (factory "
+              << m["recipe"].value("content", nlohmann::json::object()).value("factory", "-") << ")\n";
   if (m.contains("sources"))
     for (const auto& s : m["sources"])
       std::cout << "source     " << s.value("data", "") << " (" << s.value("added", 0) << " images, " << s.value("at", "")

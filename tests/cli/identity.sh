@@ -48,6 +48,24 @@ expect_code 2 "uncalibrated FAR" -- "$REWIND" index query --index "$TMP/ix" --da
 expect_grep "below every calibrated FAR" "$TMP/err" "FAR error lists the calibrated ones"
 expect_code 2 "bad factory" -- "$REWIND" index build --data "$TMP/faces/indexed.csv" --embedder "$TMP/m/e.pt" --out "$TMP/ix2" --factory Bogus9
 expect_grep "factory string" "$TMP/err" "factory error"
+# index recipes (indexes/*.json): the recipe sets the factory, explicit flags override it, bad recipes are named
+RECIPES="$(cd "$(dirname "$0")/../.." && pwd)/indexes"
+expect_code 0 "index build --recipe" -- "$REWIND" index build --data "$TMP/faces/indexed.csv" --embedder "$TMP/m/e.pt" \
+  --out "$TMP/ixr" --recipe "$RECIPES/hnsw.json" --ef-search 16 -q
+expect_code 0 "index info of a recipe build" -- "$REWIND" index info "$TMP/ixr"
+expect_grep "factory    HNSW32" "$TMP/out" "info shows the recipe's factory"
+expect_grep "hnsw.json" "$TMP/out" "info shows the recipe"
+expect_grep '"hnsw_ef_search": 16' "$TMP/ixr/manifest.json" "an explicit flag overrides the recipe"
+expect_grep '"hnsw_ef_construction": 40' "$TMP/ixr/manifest.json" "the recipe sets what no flag gives"
+expect_grep '"suits"' "$TMP/ixr/run.json" "run.json records the recipe content"
+echo '{"factory": "Flat", "nprobes": 4}' > "$TMP/bad-recipe.json"
+expect_code 3 "recipe with an unknown key" -- "$REWIND" index build --data "$TMP/faces/indexed.csv" --embedder "$TMP/m/e.pt" \
+  --out "$TMP/ixb" --recipe "$TMP/bad-recipe.json"
+expect_grep "bad-recipe.json: unknown key 'nprobes'" "$TMP/err" "unknown recipe key names the file and the key"
+echo '{"ef_search": "lots"}' > "$TMP/bad-type.json"
+expect_code 3 "recipe with a wrong type" -- "$REWIND" index build --data "$TMP/faces/indexed.csv" --embedder "$TMP/m/e.pt" \
+  --out "$TMP/ixb" --recipe "$TMP/bad-type.json"
+expect_grep "bad-type.json: 'ef_search' must be a positive integer" "$TMP/err" "wrong recipe type names the file and the key"
 cp -r "$TMP/ix" "$TMP/ixt"; head -c 200 "$TMP/ix/index.faiss" > "$TMP/ixt/index.faiss"
 expect_code 3 "truncated index" -- "$REWIND" index info "$TMP/ixt"
 expect_grep "index.faiss" "$TMP/err" "truncated index named"

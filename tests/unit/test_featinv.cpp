@@ -273,3 +273,160 @@ TEST(FeatInv, GanPriorBeatsARandomSampleAndRefinementHelps) {
   auto refined = featinv::gan_prior(*gen, *c, "relu2", a, o);
   EXPECT_LT(refined.feature_loss.mean().item<double>(), r.feature_loss.mean().item<double>());
 }
+
+// ------------------------------------------------------------------------------------------------
+// The split x defence x attack sweep
+
+#include "rewind/featinv/sweep.h"
+#include "rewind/identity/calibration.h"
+
+namespace {
+
+/// A fixed embedder: L2-normalised 7x7 average-pooled pixels (49-d), enough for a calibration.
+class PoolEmbedder : public models::Embedder {
+ public:
+  int64_t dim() const override { return 49; }
+  models::ImageShape input_shape() const override { return {1, 28, 28}; }
+  at::Tensor embed(const at::Tensor& x) override {
+    auto e = torch::adaptive_avg_pool2d(x.mean(1, true), {7, 7}).flatten(1);
+    return e / e.norm(2, 1, true).clamp_min(1e-12);
+  }
+  void to(const c10::Device&) override {}
+  std::string describe() const override { return "pool7"; }
+  std::string id() const override { return "pool7:test"; }
+};
+
+featinv::SweepOptions quick_sweep(int64_t steps = 20) {
+  featinv::SweepOptions o;
+  o.white_box.loop.steps = steps;
+  o.seed = 5;
+  return o;
+}
+
+}  // namespace
+
+TEST(FeatInvSweep, OneCellPerSplitAndDefenceWithFinitePsnr) {
+  TempDir d;
+  auto c = tiny_classifier(d);
+  featinv::SweepInputs in;
+  in.targets = smooth_images(3, 7);
+  in.eval_labels = torch::tensor(std::vector<int64_t>{1, 2, 3}, torch::kLong);
+  auto o = quick_sweep();
+  o.splits = {"conv1", "relu2"};
+  o.defenses = {featinv::Defense{}, featinv::Defense::parse("noise=1")};
+  o.keep_recon = 2;
+  int calls = 0;
+  auto r = featinv::run_sweep(*c, in, o, {}, [&](const featinv::SweepCell& cell) {
+    ++calls;
+    EXPECT_EQ(cell.recon.size(0), 3);  // the full batch inside the callback
+  });
+  EXPECT_EQ(calls, 4);
+  ASSERT_EQ(r.cells.size(), 4u);
+  EXPECT_EQ(r.targets, 3);
+  EXPECT_FALSE(r.identity);
+  const auto points = c->split_points();
+  const char* want[4][2] = {{"conv1", "none"}, {"conv1", "noise=1"}, {"relu2", "none"}, {"relu2", "noise=1"}};
+  for (size_t i = 0; i < 4; ++i) {
+    const auto& cell = r.cells[i];
+    EXPECT_EQ(cell.split, want[i][0]);
+    EXPECT_EQ(cell.defense.str(), want[i][1]);
+    EXPECT_EQ(cell.attack, "white-box");
+    EXPECT_EQ(points[size_t(cell.depth)], cell.split);
+    ASSERT_EQ(cell.psnr.numel(), 3);
+    EXPECT_TRUE(torch::isfinite(cell.psnr).all().item<bool>());
+    EXPECT_TRUE(std::isfinite(cell.psnr_mean));
+    EXPECT_GE(cell.accuracy, 0);
+    EXPECT_LE(cell.accuracy, 1);
+    EXPECT_EQ(cell.recon.size(0), 2);  // only keep_recon rows stay after the callback
+    EXPECT_FALSE(cell.id_cos.defined());
+  }
+  // medians average the middle pair (mia::median), here an odd count: the middle value
+  auto sorted = std::get<0>(r.cells[0].psnr.to(torch::kDouble).sort());
+  EXPECT_DOUBLE_EQ(r.cells[0].psnr_median, sorted[1].item<double>());
+  // no labels: accuracy is not measurable
+  in.eval_labels = at::Tensor();
+  o.splits = {"conv1"};
+  o.defenses = {};
+  auto r2 = featinv::run_sweep(*c, in, o);
+  ASSERT_EQ(r2.cells.size(), 1u);
+  EXPECT_EQ(r2.cells[0].defense.kind, "none");
+  EXPECT_TRUE(std::isnan(r2.cells[0].accuracy));
+}
+
+TEST(FeatInvSweep, NoiseDefenceLowersPsnrAtAShallowSplit) {
+  TempDir d;
+  auto c = tiny_classifier(d);
+  featinv::SweepInputs in;
+  in.targets = smooth_images(4, 8);
+  auto o = quick_sweep(80);
+  o.splits = {"conv1"};
+  o.defenses = {featinv::Defense{}, featinv::Defense::parse("noise=1")};
+  auto r = featinv::run_sweep(*c, in, o);
+  ASSERT_EQ(r.cells.size(), 2u);
+  EXPECT_GT(r.cells[0].psnr_mean, r.cells[1].psnr_mean + 1);
+  // same seed, same numbers
+  auto again = featinv::run_sweep(*c, in, o);
+  EXPECT_TRUE(torch::equal(again.cells[1].psnr, r.cells[1].psnr));
+}
+
+TEST(FeatInvSweep, CalibratedMatchThresholdIsIdentityCalibrate) {
+  TempDir d;
+  auto c = tiny_classifier(d);
+  PoolEmbedder emb;
+  featinv::SweepInputs in;
+  in.targets = smooth_images(6, 9);
+  in.target_identities = torch::tensor(std::vector<int64_t>{0, 0, 1, 1, 2, 2}, torch::kLong);
+  in.embedder = &emb;
+  auto o = quick_sweep(5);
+  o.splits = {"conv1"};
+  o.match_far = 0.1;  // 12 impostor pairs: resolved
+  auto r = featinv::run_sweep(*c, in, o);
+  auto cal = identity::calibrate(emb.embed(in.targets), in.target_identities, {0.1});
+  ASSERT_TRUE(r.identity);
+  EXPECT_TRUE(r.match.calibrated);
+  EXPECT_DOUBLE_EQ(r.match.threshold, cal.points[0].threshold);
+  EXPECT_EQ(r.match.impostor_pairs, 12);
+  EXPECT_TRUE(r.match.far_resolved);
+  EXPECT_TRUE(r.match.reason.empty());
+  const auto& cell = r.cells.at(0);
+  ASSERT_EQ(cell.id_cos.numel(), 6);
+  EXPECT_TRUE(torch::equal(cell.id_match, cell.id_cos.gt(r.match.threshold)));
+  // 12 pairs cannot resolve FAR 1e-3: flagged with a reason, not pretended
+  o.match_far = 1e-3;
+  auto r2 = featinv::run_sweep(*c, in, o);
+  EXPECT_FALSE(r2.match.far_resolved);
+  EXPECT_NE(r2.match.reason.find("12 impostor pairs"), std::string::npos) << r2.match.reason;
+  // a given threshold is used as is
+  o.match_threshold = 0.5;
+  auto r3 = featinv::run_sweep(*c, in, o);
+  EXPECT_FALSE(r3.match.calibrated);
+  EXPECT_EQ(r3.match.threshold, 0.5);
+}
+
+TEST(FeatInvSweep, BadOptionsNameTheField) {
+  TempDir d;
+  auto c = tiny_classifier(d);
+  featinv::SweepInputs in;
+  in.targets = smooth_images(2, 1);
+  auto o = quick_sweep(2);
+  o.splits = {"conv1"};
+  o.attacks = {"x"};
+  EXPECT_NE(error_of([&] { featinv::run_sweep(*c, in, o); }).find("SweepOptions::attacks: unknown attack 'x'"),
+            std::string::npos);
+  o.attacks = {"inverse-net"};
+  EXPECT_NE(error_of([&] { featinv::run_sweep(*c, in, o); }).find("SweepInputs::aux"), std::string::npos);
+  o.attacks = {"gan-prior"};
+  EXPECT_NE(error_of([&] { featinv::run_sweep(*c, in, o); }).find("SweepInputs::generator"), std::string::npos);
+  o.attacks = {"white-box"};
+  o.splits = {"nope"};
+  EXPECT_NE(error_of([&] { featinv::run_sweep(*c, in, o); }).find("valid splits"), std::string::npos);
+  o.splits = {"conv1"};
+  o.match_far = 0;
+  EXPECT_NE(error_of([&] { featinv::run_sweep(*c, in, o); }).find("SweepOptions::match_far"), std::string::npos);
+  // one identity: nothing to calibrate on
+  PoolEmbedder emb;
+  o.match_far = 1e-3;
+  in.embedder = &emb;
+  in.target_identities = torch::zeros({2}, torch::kLong);
+  EXPECT_NE(error_of([&] { featinv::run_sweep(*c, in, o); }).find("SweepOptions::match_threshold"), std::string::npos);
+}
