@@ -102,8 +102,13 @@ void report_skips(const data::ImageStream& s, const std::string& what, io::RunRe
 }  // namespace
 
 LoadedData load_manifest_images(const std::string& manifest, int channels, int size, io::RunRecord* record) {
+  return load_images_of(io::read_manifest(manifest), manifest, channels, size, record);
+}
+
+LoadedData load_images_of(io::Manifest m, const std::string& what, int channels, int size, io::RunRecord* record) {
   LoadedData d;
-  d.manifest = io::read_manifest(manifest);
+  d.manifest = std::move(m);
+  const std::string& manifest = what;
   data::StreamOptions so;
   so.stage = "load";
   data::ImageStream s(d.manifest, io::ImageSpec{channels, size, io::ResizeMode::kCenterCrop}, so, progress_fn());

@@ -62,6 +62,8 @@ struct LoadedData {
   io::ImageBatch batch;  ///< images [N_ok, C, H, W]; batch.indices map rows to manifest entries
 };
 LoadedData load_manifest_images(const std::string& manifest, int channels, int size, io::RunRecord* record);
+/// The same for a manifest already read (`what` names it in messages): the one load-with-skips.
+LoadedData load_images_of(io::Manifest m, const std::string& what, int channels, int size, io::RunRecord* record);
 
 /// Embeddings of every image of a manifest that could be loaded (bad images are skipped, logged
 /// and recorded in `record`).

@@ -54,15 +54,9 @@ Data load_data(const std::string& where, const std::string& flag, const models::
   Data d;
   d.manifest = data::open_data(where);
   if (limit > 0 && int64_t(d.manifest.entries.size()) > limit) d.manifest.entries.resize(size_t(limit));
-  std::vector<std::string> paths;
-  for (size_t i = 0; i < d.manifest.entries.size(); ++i) paths.push_back(d.manifest.resolve(i));
-  d.batch = io::load_images(paths, {shape.channels, shape.height, io::ResizeMode::kCenterCrop}, progress_fn());
-  progress_done();
-  for (const auto& [i, why] : d.batch.skipped) record.add_skip(paths[i], why);
-  if (!d.batch.skipped.empty())
-    log_warn(d.batch.skipped.size(), " of ", paths.size(), " images of ", flag, " ", where, " skipped; first: ",
-             d.batch.skipped.front().second);
-  for (size_t i : d.batch.indices) d.paths.push_back(fs::weakly_canonical(paths[i]).string());
+  auto l = load_images_of(d.manifest, flag + " " + where, shape.channels, shape.height, &record);
+  d.batch = std::move(l.batch);
+  for (size_t i : d.batch.indices) d.paths.push_back(fs::weakly_canonical(d.manifest.resolve(i)).string());
   return d;
 }
 

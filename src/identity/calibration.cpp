@@ -75,7 +75,7 @@ Calibration calibrate(const at::Tensor& emb, const at::Tensor& labels, const std
   RW_CHECK(!fars.empty(), Usage, "calibrate: no FAR requested");
   TopImpostors imp(*std::max_element(fars.begin(), fars.end()), std::min(all_pairs, max_pairs));
   if (all_pairs <= max_pairs) {
-    const int64_t block = 1024;
+    const int64_t block = std::max<int64_t>(1, (1 << 20) / std::max<int64_t>(1, n));  // rows: [block, n] scores ~ 4 MB
     for (int64_t i = 0; i < n; i += block) {
       auto a = e.slice(0, i, std::min(n, i + block));
       auto sims = torch::mm(a, e.t());  // [b, n]
