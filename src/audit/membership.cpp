@@ -175,11 +175,14 @@ MembershipResult run_membership(models::Generator& g, models::Generator* gref, m
   log_info(r.rows.size(), " targets (", r.members, " members, ", r.nonmembers, " non-members)");
   for (const auto& a : r.attacks) r.raw[a] = r.score[a] = std::vector<double>(r.rows.size(), NAN);
   std::vector<double> nn_sim;
-  std::vector<int64_t> nn_sample;
   if (run.count("identity-nn")) {
     SampleBank bank(g, *e, o.samples, o.seed, progress);
-    at::Tensor all = torch::cat({emb[1].emb, emb[0].emb});
-    bank.nearest(all, &nn_sim, &nn_sample);
+    for (int lab : {1, 0}) {  // members first, as the rows (no concatenated copy of the embeddings)
+      std::vector<double> s;
+      std::vector<int64_t> k;
+      bank.nearest(emb[size_t(lab)].emb, &s, &k);
+      nn_sim.insert(nn_sim.end(), s.begin(), s.end());
+    }
     if (record) record->mark("identity-nn");
   }
   size_t base = 0;

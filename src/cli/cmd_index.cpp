@@ -199,6 +199,8 @@ identity::CalibrationReport build_index(BuildFlags& f, nlohmann::json extra, io:
   }
   idx->add(emb.embeddings, items, progress_fn());
   progress_done();
+  emb.embeddings = at::Tensor();  // the index holds its own copy: keep memory at one copy
+  std::vector<identity::Item>().swap(items);
   record.mark("index");
   auto calib = idx->calibrate(progress_fn());
   progress_done();
