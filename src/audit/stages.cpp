@@ -78,25 +78,6 @@ std::string manifest_hash(const io::Manifest& m) {
 }
 
 // ------------------------------------------------------------------------------------------------
-Embedded embed_stream(models::Embedder& e, data::ImageStream& stream) {
-  torch::NoGradGuard ng;
-  Embedded out;
-  // one buffer for all rows, filled in place: many small kept chunks interleaved with the freed
-  // image batches fragment the heap (+60% peak at 80k images), and a final cat would copy it all
-  auto buf = torch::empty({stream.total(), e.dim()});
-  out.rows.reserve(size_t(stream.total()));
-  data::Batch b;
-  int64_t n = 0;
-  while (stream.next(&b)) {
-    buf.slice(0, n, n + b.size()).copy_(e.embed(b.images));
-    n += b.size();
-    out.rows.insert(out.rows.end(), b.rows.begin(), b.rows.end());
-  }
-  out.emb = n == buf.size(0) ? buf : buf.slice(0, 0, n).clone();
-  out.skipped = stream.skipped();
-  return out;
-}
-
 Embedded embed_manifest(models::Embedder& e, const io::Manifest& m, const models::ImageShape& shape,
                         const std::string& stage, const ProgressFn& progress, int64_t batch) {
   data::StreamOptions so;

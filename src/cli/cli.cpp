@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "rewind/audit/demo.h"
+#include "rewind/audit/stages.h"
 #include "rewind/core/error.h"
 #include "rewind/data/image_stream.h"
 #include "rewind/core/log.h"
@@ -137,20 +138,12 @@ EmbeddedData embed_manifest(models::Embedder& e, const io::Manifest& m, const st
     no_face += !found;
     return t;
   }, so, progress_fn());
-  torch::NoGradGuard ng;
-  auto buf = torch::empty({s.total(), e.dim()});  // filled in place (see audit::embed_stream)
-  out.rows.reserve(size_t(s.total()));
-  data::Batch b;
-  int64_t n = 0;
-  while (s.next(&b)) {
-    buf.slice(0, n, n + b.size()).copy_(e.embed(b.images));
-    n += b.size();
-    out.rows.insert(out.rows.end(), b.rows.begin(), b.rows.end());
-  }
+  auto em = audit::embed_stream(e, s);
   progress_done();
   report_skips(s, stage, record);
   out.no_face = no_face;
-  out.embeddings = n == buf.size(0) ? buf : buf.slice(0, 0, n).clone();
+  out.rows = std::move(em.rows);
+  out.embeddings = em.emb;
   return out;
 }
 
