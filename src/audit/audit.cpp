@@ -12,6 +12,7 @@
 #include "rewind/core/runtime.h"
 #include "rewind/identity/calibration.h"
 #include "rewind/mia/metrics.h"
+#include "rewind/report/html.h"
 
 namespace rw::audit {
 
@@ -65,12 +66,6 @@ std::vector<size_t> recovery_identities(const std::vector<IdentityEvidence>& ev,
   return chosen;
 }
 
-std::string fmt_rate(double v) {
-  std::ostringstream os;
-  os << v;
-  return os.str();
-}
-
 }  // namespace
 
 Threshold verdict_threshold(const std::vector<double>* reference_best, const at::Tensor& emb,
@@ -81,7 +76,7 @@ Threshold verdict_threshold(const std::vector<double>* reference_best, const at:
     const int64_t n = int64_t(reference_best->size());
     t.value = identity::threshold_for_far(torch::tensor(*reference_best, torch::kFloat64), far);
     t.resolved = double(n) * far >= 1.0;
-    t.method = "at most FAR " + fmt_rate(far) + " of " + std::to_string(n) +
+    t.method = "at most FAR " + report::fmt_g(far, 6) + " of " + std::to_string(n) +
                " reference identities (people not in the training set) have a generated sample above it" +
                (t.resolved ? "" : " (fewer than 1/FAR reference identities: the threshold is their maximum, so the real FAR is up to 1/" +
                                       std::to_string(n) + ")");
@@ -97,7 +92,7 @@ Threshold verdict_threshold(const std::vector<double>* reference_best, const at:
   std::ostringstream pp;
   pp.precision(8);
   pp << std::fixed << per_pair;
-  t.method = "pair threshold at FAR " + pp.str() + " per comparison (= FAR " + fmt_rate(far) + " / (" +
+  t.method = "pair threshold at FAR " + pp.str() + " per comparison (= FAR " + report::fmt_g(far, 6) + " / (" +
              std::to_string(samples) + " samples x images per identity)) from " + std::to_string(c.impostor_pairs) +
              " impostor pairs of the dataset's own identities" +
              (t.resolved ? "" : "; too few pairs to resolve it, so the threshold is their maximum (conservative)");
@@ -203,10 +198,7 @@ AuditResult run(models::Generator& g, models::Embedder& e, const io::Manifest& d
   std::map<size_t, size_t> row_pos;  // manifest row -> position among loaded dataset images
   for (size_t i = 0; i < ds.rows.size(); ++i) row_pos[ds.rows[i]] = i;
   auto mse = to_vector(res.recovery.mse);
-  const double med = mia::median(mse);
-  std::vector<double> dev;
-  for (double v : mse) dev.push_back(std::abs(v - med));
-  const double mad = 1.4826 * mia::median(dev) + 1e-12;
+  const auto [med, mad] = robust_scale(mse);
   std::vector<double> msum(groups.names.size(), 0), ssum(groups.names.size(), 0);
   std::vector<int> cnt(groups.names.size(), 0);
   for (size_t j = 0; j < res.recovery.rows.size(); ++j) {

@@ -7,20 +7,13 @@
 #include <sstream>
 
 #include "rewind/core/error.h"
+#include "rewind/io/csv.h"
 #include "rewind/core/log.h"
 #include "rewind/identity/calibration.h"
 
 namespace rw::audit {
 
 namespace {
-
-std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  for (std::string t; std::getline(ss, t, ',');)
-    if (!t.empty()) out.push_back(t);
-  return out;
-}
 
 at::Tensor embed_chunked(models::Embedder& e, const at::Tensor& x, int64_t batch) {
   torch::NoGradGuard ng;
@@ -65,11 +58,11 @@ CompareResult run_compare(models::Generator& g, models::Embedder& e, models::Spl
   RW_CHECK(o.far > 0 && o.far < 1, Usage, "CompareOptions::far must be in (0, 1), got ", o.far);
   RW_CHECK(o.samples >= 1, Usage, "CompareOptions::samples must be >= 1, got ", o.samples);
   RW_CHECK(o.wb_steps >= 1, Usage, "CompareOptions::wb_steps must be >= 1, got ", o.wb_steps);
-  std::vector<std::string> splits = o.splits == "all" ? c.split_points() : split_list(o.splits);
+  std::vector<std::string> splits = o.splits == "all" ? c.split_points() : io::split_list(o.splits);
   RW_CHECK(!splits.empty(), Usage, "CompareOptions::splits is empty");
   for (const auto& sp : splits) models::check_split(c, sp);
   std::vector<featinv::Defense> defs;
-  for (const auto& t : split_list(o.defenses)) defs.push_back(featinv::Defense::parse(t));
+  for (const auto& t : io::split_list(o.defenses)) defs.push_back(featinv::Defense::parse(t));
   RW_CHECK(!defs.empty(), Usage, "CompareOptions::defenses is empty (use none)");
   const auto shape = g.output_shape();
   auto mark = [&](const char* s) { if (record) record->mark(s); };

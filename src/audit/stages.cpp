@@ -46,14 +46,11 @@ size_t record_skips(io::RunRecord* record, const std::vector<data::Skipped>& ski
   return skipped.size();
 }
 
-std::vector<double> robust_z(const std::vector<double>& values) {
+std::pair<double, double> robust_scale(const std::vector<double>& values) {
   const double med = mia::median(values);
   std::vector<double> dev;
   for (double v : values) dev.push_back(std::abs(v - med));
-  const double mad = 1.4826 * mia::median(dev) + 1e-12;
-  std::vector<double> z;
-  for (double v : values) z.push_back((med - v) / mad);
-  return z;
+  return {med, 1.4826 * mia::median(dev) + 1e-12};
 }
 
 std::string manifest_hash(const io::Manifest& m) {

@@ -26,15 +26,6 @@ namespace rw::cli {
 
 namespace {
 
-std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ','))
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
-
 /// The one short number format of the CSV files and logs.
 std::string fmt_g(double v) {
   char b[32];
@@ -154,7 +145,7 @@ void add_flags(po::options_description& desc, Flags& f) {
 void resolve_flags(Flags& f) {
   auto& o = f.sweep;
   const auto& known = featinv::sweep_attacks();
-  o.attacks = f.attack == "all" ? known : split_list(f.attack);
+  o.attacks = f.attack == "all" ? known : io::split_list(f.attack);
   RW_CHECK(!o.attacks.empty(), Usage, "--attack is empty (use white-box, inverse-net, gan-prior or all)");
   for (const auto& a : o.attacks)
     RW_CHECK(std::find(known.begin(), known.end(), a) != known.end(), Usage, "--attack: unknown attack '", a,
@@ -164,12 +155,12 @@ void resolve_flags(Flags& f) {
            "--attack inverse-net needs --aux MANIFEST: images the attacker owns, disjoint from --targets");
   RW_CHECK(!has("gan-prior") || !f.generator.empty(), Usage, "--attack gan-prior needs --generator G");
   o.defenses.clear();
-  for (const auto& s : split_list(f.defense)) o.defenses.push_back(featinv::Defense::parse(s));
+  for (const auto& s : io::split_list(f.defense)) o.defenses.push_back(featinv::Defense::parse(s));
   if (o.defenses.empty()) o.defenses.push_back({});
   RW_CHECK(o.match_threshold >= 0 && o.match_threshold < 1, Usage, "--match-threshold must be in [0, 1)");
   o.splits.clear();
   if (f.split != "all") {
-    o.splits = split_list(f.split);
+    o.splits = io::split_list(f.split);
     RW_CHECK(!o.splits.empty(), Usage, "--split is empty");
   }
   // the GAN prior's refinement and batching follow the white-box flags
@@ -347,7 +338,7 @@ void write_report_json(const Flags& f, const Loaded& l, const featinv::SweepResu
                        const io::RunRecord& record) {
   nlohmann::json report = {{"command", "split-attack"}, {"classifier", l.classifier->describe()},
                            {"targets", r.targets}, {"skipped", record.skipped()}, {"splits", r.splits},
-                           {"attacks", f.sweep.attacks}, {"defenses", split_list(f.defense)}, {"results", a.json}};
+                           {"attacks", f.sweep.attacks}, {"defenses", io::split_list(f.defense)}, {"results", a.json}};
   if (r.identity) {
     report["match_threshold"] = r.match.threshold;
     if (r.match.calibrated)

@@ -78,4 +78,14 @@ std::string csv_line(const CsvRow& row) {
   return s + "\n";
 }
 
+std::vector<std::string> split_list(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  std::string item;
+  for (char c : s + sep) {
+    if (c != sep) item += c;
+    else if (!item.empty()) out.push_back(std::move(item)), item.clear();
+  }
+  return out;
+}
+
 }  // namespace rw::io

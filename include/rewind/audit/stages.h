@@ -126,8 +126,9 @@ size_t record_skips(io::RunRecord* record, const std::vector<data::Skipped>& ski
 /// Maps a ProgressFn to one that reports under another stage name.
 ProgressFn staged(const ProgressFn& progress, const std::string& stage);
 
-/// Robust z-scores: (median - v) / (1.4826 MAD) over `values` (higher = lower error than typical).
-std::vector<double> robust_z(const std::vector<double>& values);
+/// Median and 1.4826 x median absolute deviation of `values` (the robust z of v is
+/// (median - v) / scale: higher = lower error than typical).
+std::pair<double, double> robust_scale(const std::vector<double>& values);
 
 std::vector<double> to_vector(const at::Tensor& t);
 

@@ -17,4 +17,7 @@ std::vector<CsvRow> parse_csv(const std::string& text, const std::string& source
 std::string csv_escape(const std::string& field);
 std::string csv_line(const CsvRow& row);
 
+/// "a,b,,c" -> {"a", "b", "c"}: an option's comma list, empty items dropped.
+std::vector<std::string> split_list(const std::string& s, char sep = ',');
+
 }  // namespace rw::io
