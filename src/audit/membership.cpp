@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <random>
 #include <set>
 #include <sstream>
@@ -49,13 +50,14 @@ std::vector<size_t> draw(const std::vector<size_t>& rows, int64_t k, uint64_t se
   return pick;
 }
 
-void aggregate_identities(MembershipResult& r) {
+void aggregate_identities(MembershipResult& r, const io::Manifest* const sets[2]) {
   std::map<std::pair<int, std::string>, size_t> where;
   std::vector<std::vector<size_t>> members;
   for (size_t i = 0; i < r.rows.size(); ++i) {
-    auto [it, fresh] = where.emplace(std::make_pair(r.rows[i].label, r.rows[i].identity), r.identity_rows.size());
+    const auto& identity = sets[r.rows[i].label]->entries[r.rows[i].row].identity;
+    auto [it, fresh] = where.emplace(std::make_pair(r.rows[i].label, identity), r.identity_rows.size());
     if (fresh) {
-      r.identity_rows.push_back({r.rows[i].identity, r.rows[i].label, 0});
+      r.identity_rows.push_back({identity, r.rows[i].label, 0});
       members.emplace_back();
     }
     r.identity_rows[it->second].images += 1;
@@ -78,6 +80,77 @@ void aggregate_identities(MembershipResult& r) {
   }
 }
 
+/// What one class's streamed pass keeps: which rows loaded, their identity-nn similarity, and the
+/// embeddings of the rows drawn for recovery (for recon-identity). Nothing else per image.
+struct ClassScan {
+  std::vector<size_t> rows;
+  std::vector<data::Skipped> skipped;
+  std::vector<double> nn;   ///< per row; empty without a sample bank
+  Embedded kept;            ///< embeddings of the loaded rows among `keep`
+};
+
+ClassScan scan(data::ImageStream& s, models::Embedder* e, const SampleBank* bank, const std::vector<size_t>& keep) {
+  torch::NoGradGuard ng;
+  ClassScan out;
+  std::set<size_t> want(keep.begin(), keep.end());
+  at::Tensor buf = e ? torch::empty({int64_t(want.size()), e->dim()}) : at::Tensor();
+  int64_t n = 0;
+  data::Batch b;
+  out.rows.reserve(size_t(s.total()));
+  while (s.next(&b)) {
+    out.rows.insert(out.rows.end(), b.rows.begin(), b.rows.end());
+    if (!e || (!bank && want.empty())) continue;
+    auto emb = e->embed(b.images);
+    if (bank) {
+      std::vector<double> sim;
+      std::vector<int64_t> k;
+      bank->nearest(emb, &sim, &k);
+      out.nn.insert(out.nn.end(), sim.begin(), sim.end());
+    }
+    for (size_t j = 0; j < b.rows.size(); ++j)
+      if (want.count(b.rows[j])) {
+        buf[n++].copy_(emb[int64_t(j)]);
+        out.kept.rows.push_back(b.rows[j]);
+      }
+  }
+  out.kept.emb = buf.defined() ? buf.slice(0, 0, n).clone() : torch::empty({0, 0});
+  out.skipped = s.skipped();
+  return out;
+}
+
+bool load_scan(const StageCache& c, const std::string& name, ClassScan* out) {
+  nlohmann::json meta;
+  at::Tensor rows, nn;
+  // the json is written last: its presence marks the stage complete
+  if (!c.load_json(name + "-scan", &meta) || !c.load(name + "-scan-rows", &rows) || !c.load(name + "-scan-nn", &nn) ||
+      !load_embedded(c, name + "-kept", &out->kept))
+    return false;
+  out->rows = rows_from(rows);
+  out->skipped = skipped_from(meta.at("skipped"));
+  auto d = nn.to(torch::kFloat64).contiguous();
+  out->nn.assign(d.data_ptr<double>(), d.data_ptr<double>() + d.numel());
+  return true;
+}
+
+void save_scan(const StageCache& c, const std::string& name, const ClassScan& s) {
+  if (!c.enabled()) return;
+  save_embedded(c, name + "-kept", s.kept);
+  c.save(name + "-scan-rows", rows_tensor(s.rows));
+  c.save(name + "-scan-nn", torch::tensor(s.nn, torch::kFloat64));
+  c.save_json(name + "-scan", {{"skipped", skipped_json(s.skipped)}});
+}
+
+/// Keeps at most ~2000 points of a ROC curve (first and last kept): the plots look the same and
+/// the result does not hold 3 doubles per image per attack.
+void thin(mia::Roc& r) {
+  const size_t n = r.fpr.size(), step = std::max<size_t>(1, n / 2000);
+  if (step == 1) return;
+  mia::Roc t;
+  for (size_t i = 0; i < n; i += step) t.fpr.push_back(r.fpr[i]), t.tpr.push_back(r.tpr[i]), t.threshold.push_back(r.threshold[i]);
+  if ((n - 1) % step != 0) t.fpr.push_back(r.fpr[n - 1]), t.tpr.push_back(r.tpr[n - 1]), t.threshold.push_back(r.threshold[n - 1]);
+  r = std::move(t);
+}
+
 void evaluate(MembershipResult& r, const MembershipOptions& o) {
   for (const char* level : {"image", "identity"}) {
     const bool img = std::string(level) == "image";
@@ -96,6 +169,7 @@ void evaluate(MembershipResult& r, const MembershipOptions& o) {
       am.attack = k;
       am.level = level;
       am.m = mia::evaluate(s, lab, {1e-3, 1e-2, 1e-1}, o.boot, o.seed);
+      thin(am.m.roc);
       if (img && (k == "recovery" || k == "calibrated")) {
         am.median_member = mia::median(raw_m);
         am.median_nonmember = mia::median(raw_n);
@@ -132,83 +206,75 @@ MembershipResult run_membership(models::Generator& g, models::Generator* gref, m
   const io::Manifest* sets[2] = {&nonmembers, &members};
   const auto shape = g.output_shape();
   // per class: embeddings of the chosen rows (this also finds the rows that load)
-  std::vector<Embedded> emb(2);
-  std::vector<Recovery> rec(2), rec_ref(2);
+  std::unique_ptr<SampleBank> bank;
+  if (run.count("identity-nn")) {
+    bank = std::make_unique<SampleBank>(g, *e, o.samples, o.seed, progress);
+    if (record) record->mark("samples");
+  }
   int64_t position = 0;  // restart seeds: members first, then non-members, as one list
   for (int lab : {1, 0}) {
     const auto& m = *sets[lab];
     const std::string cls = lab ? "members" : "nonmembers";
     auto chosen = first_per_identity(m, o.per_identity);
-    Embedded& em = emb[size_t(lab)];
-    if (!load_embedded(cache, cls, &em)) {
+    // the rows drawn for recovery are drawn from those chosen (a row that then fails to load is skipped)
+    auto inv = need_recovery ? draw(chosen, o.recover_max, mix_seed(o.seed, 0xD4A7ull, uint64_t(lab))) : std::vector<size_t>{};
+    ClassScan sc;
+    if (!load_scan(cache, cls, &sc)) {
       data::StreamOptions so;
       so.batch = o.batch;
       so.stage = "load " + cls;
       data::ImageStream s(m, chosen, data::image_loader({shape.channels, shape.height, io::ResizeMode::kCenterCrop}), so,
                           progress);
-      if (e) em = embed_stream(*e, s);
-      else {  // no embedder: just find which rows load
-        data::Batch b;
-        while (s.next(&b)) em.rows.insert(em.rows.end(), b.rows.begin(), b.rows.end());
-        em.skipped = s.skipped();
-      }
-      save_embedded(cache, cls, em);
+      sc = scan(s, e, bank.get(), run.count("recon-identity") ? inv : std::vector<size_t>{});
+      save_scan(cache, cls, sc);
     }
-    record_skips(record, em.skipped);
-    r.skipped.insert(r.skipped.end(), em.skipped.begin(), em.skipped.end());
-    if (!em.skipped.empty()) log_warn(em.skipped.size(), " ", cls, " images skipped (run.json); first: ", em.skipped.front().reason);
-    RW_CHECK(!em.rows.empty(), Input, "no ", cls, " image could be loaded",
-             em.skipped.empty() ? std::string() : " (first problem: " + em.skipped.front().reason + ")");
-    for (size_t row : em.rows) r.rows.push_back({lab, row, m.entries[row].path, m.entries[row].identity});
-    (lab ? r.members : r.nonmembers) = int64_t(em.rows.size());
-    if (need_recovery) {
-      auto inv = draw(em.rows, o.recover_max, mix_seed(o.seed, 0xD4A7ull, uint64_t(lab)));
-      rec[size_t(lab)] = recover_rows(g, m, inv, o.invert, e && run.count("recon-identity") ? e : nullptr, progress,
-                                      "invert " + cls, &cache, position);
-      if (run.count("calibrated"))
-        rec_ref[size_t(lab)] = recover_rows(*gref, m, inv, o.invert, nullptr, progress, "invert " + cls + " (reference)",
-                                            &cache, position);
-      position += int64_t(inv.size());
+    record_skips(record, sc.skipped);
+    r.skipped.insert(r.skipped.end(), sc.skipped.begin(), sc.skipped.end());
+    if (!sc.skipped.empty()) log_warn(sc.skipped.size(), " ", cls, " images skipped (run.json); first: ", sc.skipped.front().reason);
+    RW_CHECK(!sc.rows.empty(), Input, "no ", cls, " image could be loaded",
+             sc.skipped.empty() ? std::string() : " (first problem: " + sc.skipped.front().reason + ")");
+    (lab ? r.members : r.nonmembers) = int64_t(sc.rows.size());
+    const size_t base = r.rows.size();
+    for (size_t row : sc.rows) r.rows.push_back({lab, row});
+    for (const auto& a : r.attacks) {
+      r.raw[a].resize(r.rows.size(), NAN);
+      r.score[a].resize(r.rows.size(), NAN);
     }
-  }
-  if (record) record->mark("load + invert");
-  log_info(r.rows.size(), " targets (", r.members, " members, ", r.nonmembers, " non-members)");
-  for (const auto& a : r.attacks) r.raw[a] = r.score[a] = std::vector<double>(r.rows.size(), NAN);
-  std::vector<double> nn_sim;
-  if (run.count("identity-nn")) {
-    SampleBank bank(g, *e, o.samples, o.seed, progress);
-    for (int lab : {1, 0}) {  // members first, as the rows (no concatenated copy of the embeddings)
-      std::vector<double> s;
-      std::vector<int64_t> k;
-      bank.nearest(emb[size_t(lab)].emb, &s, &k);
-      nn_sim.insert(nn_sim.end(), s.begin(), s.end());
-    }
-    if (record) record->mark("identity-nn");
-  }
-  size_t base = 0;
-  for (int lab : {1, 0}) {
-    const auto& em = emb[size_t(lab)];
-    std::map<size_t, size_t> at;  // manifest row -> index among this class's embedded rows
-    for (size_t i = 0; i < em.rows.size(); ++i) at[em.rows[i]] = i;
-    const auto& rc = rec[size_t(lab)];
-    auto mse = to_vector(rc.mse), mse_ref = to_vector(rec_ref[size_t(lab)].mse);
+    if (run.count("identity-nn"))
+      for (size_t i = 0; i < sc.rows.size(); ++i) r.raw["identity-nn"][base + i] = r.score["identity-nn"][base + i] = sc.nn[i];
+    sc.nn = {};
+    if (!need_recovery) continue;
+    std::vector<size_t> loaded;  // drawn rows that loaded for the scan
+    std::set<size_t> ok(sc.rows.begin(), sc.rows.end());
+    for (size_t row : inv)
+      if (ok.count(row)) loaded.push_back(row);
+    auto rc = recover_rows(g, m, loaded, o.invert, e && run.count("recon-identity") ? e : nullptr, progress,
+                           "invert " + cls, &cache, position);
+    Recovery rc_ref;
+    if (run.count("calibrated"))
+      rc_ref = recover_rows(*gref, m, loaded, o.invert, nullptr, progress, "invert " + cls + " (reference)", &cache, position);
+    position += int64_t(loaded.size());
+    std::map<size_t, size_t> at, kept_at;  // manifest row -> index among the scanned rows / the kept embeddings
+    for (size_t i = 0; i < sc.rows.size(); ++i) at[sc.rows[i]] = i;
+    for (size_t i = 0; i < sc.kept.rows.size(); ++i) kept_at[sc.kept.rows[i]] = i;
+    auto mse = to_vector(rc.mse), mse_ref = to_vector(rc_ref.mse);
     for (size_t j = 0; j < rc.rows.size(); ++j) {
       auto it = at.find(rc.rows[j]);
-      if (it == at.end()) continue;  // loaded for embedding but not for recovery (file changed)
+      if (it == at.end()) continue;
       const size_t i = base + it->second;
       if (run.count("recovery")) r.raw["recovery"][i] = mse[j], r.score["recovery"][i] = -mse[j];
       if (run.count("calibrated") && j < mse_ref.size())
         r.raw["calibrated"][i] = mse[j] - mse_ref[j], r.score["calibrated"][i] = -(mse[j] - mse_ref[j]);
-      if (run.count("recon-identity") && rc.recon_emb.defined()) {
-        const double c = (em.emb[int64_t(it->second)] * rc.recon_emb[int64_t(j)]).sum().item<double>();
+      auto k = kept_at.find(rc.rows[j]);
+      if (run.count("recon-identity") && rc.recon_emb.defined() && k != kept_at.end()) {
+        const double c = (sc.kept.emb[int64_t(k->second)] * rc.recon_emb[int64_t(j)]).sum().item<double>();
         r.raw["recon-identity"][i] = r.score["recon-identity"][i] = c;
       }
     }
-    if (run.count("identity-nn"))
-      for (size_t i = 0; i < em.rows.size(); ++i) r.raw["identity-nn"][base + i] = r.score["identity-nn"][base + i] = nn_sim[base + i];
-    base += em.rows.size();
   }
-  aggregate_identities(r);
+  if (record) record->mark("load + invert");
+  log_info(r.rows.size(), " targets (", r.members, " members, ", r.nonmembers, " non-members)");
+  aggregate_identities(r, sets);
   evaluate(r, o);
   return r;
 }

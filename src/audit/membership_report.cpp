@@ -1,6 +1,7 @@
 // membership's report files: scores.csv, identity_scores.csv, report.json, report.html.
 #include <algorithm>
 #include <cmath>
+#include <fstream>
 
 #include "rewind/audit/membership.h"
 #include "rewind/core/build_info.h"
@@ -16,18 +17,24 @@ using report::fmt;
 
 std::string cell(double v, int digits = 6) { return std::isnan(v) ? "" : fmt(v, digits); }
 
-void write_scores(const std::string& out, const MembershipResult& r) {
+void write_scores(const std::string& out, const MembershipResult& r, const io::Manifest* const sets[2]) {
   io::CsvRow header = {"path", "identity", "member"};
   for (const auto& k : r.attacks) header.push_back(k == "identity-nn" || k == "recon-identity" ? k + "_similarity" : k + "_error");
   for (const auto& k : r.attacks) header.push_back(k + "_score");
-  std::string csv = io::csv_line(header);
-  for (size_t i = 0; i < r.rows.size(); ++i) {
-    io::CsvRow row = {r.rows[i].path, r.rows[i].identity, std::to_string(r.rows[i].label)};
-    for (const auto& k : r.attacks) row.push_back(cell(r.raw.at(k)[i]));
-    for (const auto& k : r.attacks) row.push_back(cell(r.score.at(k)[i]));
-    csv += io::csv_line(row);
-  }
-  io::write_file_atomic(out + "/scores.csv", csv);
+  // one line at a time into the temporary file: at 10^6 images the text would be ~100 MB
+  io::write_via_temp(out + "/scores.csv", [&](const std::string& tmp) {
+    std::ofstream f(tmp, std::ios::binary);
+    f << io::csv_line(header);
+    for (size_t i = 0; i < r.rows.size() && f; ++i) {
+      const auto& en = sets[r.rows[i].label]->entries.at(r.rows[i].row);
+      io::CsvRow row = {en.path, en.identity, std::to_string(r.rows[i].label)};
+      for (const auto& k : r.attacks) row.push_back(cell(r.raw.at(k)[i]));
+      for (const auto& k : r.attacks) row.push_back(cell(r.score.at(k)[i]));
+      f << io::csv_line(row);
+    }
+    f.flush();
+    return bool(f);
+  });
   io::CsvRow ih = {"identity", "member", "images"};
   for (const auto& k : r.attacks) ih.push_back(k + "_score");
   std::string icsv = io::csv_line(ih);
@@ -74,9 +81,11 @@ std::string roc_svg(const std::vector<std::pair<std::string, mia::Roc>>& rocs, b
 
 }  // namespace
 
-void write_membership_report(const std::string& out, const MembershipResult& r, const MembershipOptions& o,
+void write_membership_report(const std::string& out, const MembershipResult& r, const io::Manifest& members,
+                             const io::Manifest& nonmembers, const MembershipOptions& o,
                              const std::string& generator_name, const nlohmann::json& options_json) {
-  write_scores(out, r);
+  const io::Manifest* sets[2] = {&nonmembers, &members};
+  write_scores(out, r, sets);
   nlohmann::json rep;
   rep["command"] = "membership";
   rep["build"] = build_string();

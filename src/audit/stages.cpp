@@ -173,7 +173,6 @@ void StageCache::clear() const {
   if (!dir_.empty()) fs::remove_all(dir_, ec);
 }
 
-namespace {
 nlohmann::json skipped_json(const std::vector<data::Skipped>& s) {
   auto j = nlohmann::json::array();
   for (const auto& k : s) j.push_back({k.row, k.path, k.reason});
@@ -192,7 +191,6 @@ std::vector<size_t> rows_from(const at::Tensor& t) {
   auto c = t.to(torch::kLong).contiguous();
   return std::vector<size_t>(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
 }
-}  // namespace
 
 bool load_embedded(const StageCache& c, const std::string& name, Embedded* out) {
   at::Tensor emb, rows;

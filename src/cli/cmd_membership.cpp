@@ -65,7 +65,7 @@ int membership_cmd(const Args& args) {
     auto members = data::open_data(p.members), nonmembers = data::open_data(p.nonmembers);
     r = audit::run_membership(*g, gref.get(), e.get(), members, nonmembers, o, progress_fn(), &record);
     progress_done();
-    audit::write_membership_report(p.out, r, o, p.generator, record.options());
+    audit::write_membership_report(p.out, r, members, nonmembers, o, p.generator, record.options());
     nlohmann::json j;
     for (const auto& a : r.metrics) j[a.level][a.attack] = {{"auc", a.m.auc.value}, {"members", a.m.members}, {"nonmembers", a.m.nonmembers}};
     record.results()["metrics"] = j;

@@ -13,6 +13,8 @@
 #include "rewind/core/error.h"
 #include "rewind/data/image_stream.h"
 #include "rewind/identity/calibration.h"
+#include "rewind/io/atomic_file.h"
+#include "rewind/io/csv.h"
 #include "rewind/io/image.h"
 #include "rewind/io/manifest.h"
 #include "test_util.h"
@@ -233,6 +235,48 @@ TEST(Membership, PlantedGeneratorSeparatesMembers) {
     if (a.level == "image" && (a.attack == "recovery" || a.attack == "identity-nn")) EXPECT_GT(a.m.auc.value, 0.8) << a.attack;
   // one image per identity: identity rows mirror image rows
   EXPECT_EQ(r.identity_rows.size(), r.rows.size());
+}
+
+// Recovery for a seeded draw of rows only; identity-nn on every row; a resumed run reads the same
+// scores back; scores.csv names each row's path from its manifest (rows hold no strings).
+TEST(Membership, RecoveryDrawResumeAndScoresCsv) {
+  Planted p;
+  TempDir out;
+  audit::MembershipOptions o;
+  o.samples = 200;
+  o.invert.restarts = 1;
+  o.invert.loop.steps = 10;
+  o.boot = 10;
+  o.recover_max = 3;
+  o.stage_dir = out / "stages";
+  auto a = audit::run_membership(*p.g, nullptr, &p.e, p.members, p.nonmembers, o);
+  auto measured = [&](const audit::MembershipResult& r, const std::string& k, int label) {
+    int n = 0;
+    for (size_t i = 0; i < r.rows.size(); ++i) n += r.rows[i].label == label && !std::isnan(r.score.at(k)[i]);
+    return n;
+  };
+  for (int label : {0, 1}) {
+    EXPECT_EQ(measured(a, "recovery", label), 3);
+    EXPECT_EQ(measured(a, "recon-identity", label), 3);  // the drawn rows kept their embeddings
+    EXPECT_EQ(measured(a, "identity-nn", label), 8);
+  }
+  for (size_t i = 0; i < a.rows.size(); ++i)  // recovery and recon-identity on the same rows
+    EXPECT_EQ(std::isnan(a.score.at("recovery")[i]), std::isnan(a.score.at("recon-identity")[i])) << i;
+  o.resume = true;
+  auto b = audit::run_membership(*p.g, nullptr, &p.e, p.members, p.nonmembers, o);
+  for (const auto& k : a.attacks)
+    for (size_t i = 0; i < a.rows.size(); ++i) {
+      const double x = a.raw.at(k)[i], y = b.raw.at(k)[i];
+      EXPECT_TRUE((std::isnan(x) && std::isnan(y)) || x == y) << k << " row " << i << ": " << x << " vs " << y;
+    }
+  audit::write_membership_report(out / "rep", a, p.members, p.nonmembers, o, "planted", nlohmann::json::object());
+  auto csv = io::parse_csv(io::read_file(out / "rep" + "/scores.csv"));
+  ASSERT_EQ(csv.size(), a.rows.size() + 1);
+  for (size_t i = 0; i < a.rows.size(); ++i) {
+    const auto& m = a.rows[i].label ? p.members : p.nonmembers;
+    EXPECT_EQ(csv[i + 1][0], m.entries[a.rows[i].row].path);
+    EXPECT_EQ(csv[i + 1][2], std::to_string(a.rows[i].label));
+  }
 }
 
 TEST(AuditStages, StreamedRecoveryEqualsInMemoryInvert) {

@@ -35,11 +35,11 @@ struct MembershipOptions {
 
 };
 
-/// One image of either set.
+/// One image of either set (its path and identity are the manifest's: members.entries[row] or
+/// nonmembers.entries[row]; per-image strings are not copied, they are most of the memory at 10^5 images).
 struct MembershipRow {
   int label = 0;          ///< 1 member, 0 non-member
   size_t row = 0;         ///< row in its manifest
-  std::string path, identity;
 };
 
 struct AttackMetrics {
@@ -60,13 +60,17 @@ struct MembershipResult {
   int64_t members = 0, nonmembers = 0;
 };
 
-/// `reference_generator` and `embedder` may be null (their attacks are then skipped).
+/// `reference_generator` and `embedder` may be null (their attacks are then skipped). Memory: the
+/// images are streamed; identity-nn is scored batch by batch against the sample bank, and only the
+/// images drawn for latent recovery keep their embedding (for recon-identity).
 MembershipResult run_membership(models::Generator& g, models::Generator* reference_generator, models::Embedder* embedder,
                                 const io::Manifest& members, const io::Manifest& nonmembers, const MembershipOptions& o,
                                 const ProgressFn& progress = {}, io::RunRecord* record = nullptr);
 
-/// scores.csv, identity_scores.csv, report.json, report.html.
-void write_membership_report(const std::string& out, const MembershipResult& r, const MembershipOptions& o,
+/// scores.csv (written as it is formatted, not held), identity_scores.csv, report.json, report.html.
+/// `members` / `nonmembers` are the manifests `r` was computed from.
+void write_membership_report(const std::string& out, const MembershipResult& r, const io::Manifest& members,
+                             const io::Manifest& nonmembers, const MembershipOptions& o,
                              const std::string& generator_name, const nlohmann::json& options_json);
 
 }  // namespace rw::audit

@@ -108,6 +108,12 @@ class StageCache {
 bool load_embedded(const StageCache& c, const std::string& name, Embedded* out);
 void save_embedded(const StageCache& c, const std::string& name, const Embedded& e);
 
+/// The pieces stages are saved as: manifest rows as a [n] int64 tensor, skipped items as json.
+at::Tensor rows_tensor(const std::vector<size_t>& rows);
+std::vector<size_t> rows_from(const at::Tensor& t);
+nlohmann::json skipped_json(const std::vector<data::Skipped>& s);
+std::vector<data::Skipped> skipped_from(const nlohmann::json& j);
+
 /// Recovers `rows` of `m` (in that order); targets are streamed in chunks of the invert batch.
 /// Restart r of the k-th recovered target is seeded by (o.seed, first_index + k, r), as `rewind
 /// invert` does for its k-th target. With a cache, each finished chunk is saved as it completes and a resumed call
