@@ -5,9 +5,11 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iomanip>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <set>
 #include <sstream>
 
@@ -253,6 +255,106 @@ int build_cmd(const Args& args) {
 }
 
 // ------------------------------------------------------------------------------------------------
+// index query
+
+/// The embedder an index was built with (or `path`, when it is the same file), checked against
+/// the index's manifest: another network's similarities would make its thresholds meaningless.
+std::unique_ptr<models::Embedder> load_index_embedder(const identity::IdentityIndex& idx, const std::string& index_dir,
+                                                      const std::string& path) {
+  auto man = idx.manifest();
+  RW_CHECK(man.contains("embedder"), Input, index_dir, "/manifest.json records no embedder; rebuild the index");
+  const auto& erec = man["embedder"];
+  std::string epath = path.empty() ? erec.value("path", "") : path;
+  RW_CHECK(fs::exists(epath), Input, "the embedder recorded in ", index_dir, "/manifest.json (", epath,
+           ") does not exist here; pass the same file with --embedder");
+  auto e = models::load_embedder(epath);
+  RW_CHECK(e->dim() == idx.dim(), Input, "embedder ", epath, " makes ", e->dim(), "-d vectors but the index ", index_dir,
+           " holds ", idx.dim(), "-d ones; query with the embedder the index was built with (", erec.value("path", "?"),
+           ")");
+  RW_CHECK(e->id() == erec.value("id", ""), Input, "embedder ", epath, " (", e->id(),
+           ") is not the one the index was built with (", erec.value("id", "?"), " from ", erec.value("path", "?"),
+           "): its similarities and thresholds would be meaningless. Query with that file, or rebuild the index with this one");
+  return e;
+}
+
+/// What a matches CSV holds: queries (images or identities), those with a rank-1 match, rows.
+struct QueryCounts {
+  int64_t queries = 0, matched = 0, rows = 0;
+};
+
+using Results = std::vector<std::vector<identity::Match>>;
+
+/// Writes `out` line by line (atomically): a header, then what `rows_of` emits.
+void write_csv(const std::string& out, const std::vector<std::string>& header,
+               const std::function<void(const std::function<void(const std::vector<std::string>&)>&)>& rows_of) {
+  io::write_via_temp(out, [&](const std::string& tmp) {
+    std::ofstream f(tmp, std::ios::binary);
+    f << io::csv_line(header);
+    rows_of([&](const std::vector<std::string>& cells) { f << io::csv_line(cells); });
+    return bool(f.flush());
+  });
+}
+
+/// One row per (query image, rank).
+QueryCounts write_image_matches(const std::string& out, const io::Manifest& m, const std::vector<size_t>& rows,
+                                const Results& res, const std::vector<identity::Item>& items, double thr) {
+  QueryCounts c;
+  c.queries = int64_t(rows.size());
+  write_csv(out, {"query_path", "rank", "match_path", "identity", "similarity", "verdict", "query_identity"},
+            [&](const auto& emit) {
+              for (size_t q = 0; q < res.size(); ++q) {
+                const auto& qe = m.entries[rows[q]];
+                c.matched += !res[q].empty() && res[q][0].id >= 0 && res[q][0].similarity > thr;
+                for (size_t r = 0; r < res[q].size(); ++r) {
+                  const auto& mt = res[q][r];
+                  if (mt.id < 0) continue;
+                  const auto& it = items[size_t(mt.id)];
+                  emit({qe.path, std::to_string(r + 1), it.path, it.identity, report::fmt(mt.similarity, 4),
+                        mt.similarity > thr ? "match" : "no-match", qe.identity});
+                  ++c.rows;
+                }
+              }
+            });
+  return c;
+}
+
+/// One row per (query identity, candidate identity seen in its images' top-k): the best
+/// similarity over their images, and how many of the query identity's images saw the candidate.
+QueryCounts write_identity_matches(const std::string& out, const io::Manifest& m, const std::vector<size_t>& rows,
+                                   const Results& res, const std::vector<identity::Item>& items, double thr, int k) {
+  std::map<std::string, std::map<std::string, std::pair<float, int>>> agg;
+  std::vector<std::string> order;
+  for (size_t q = 0; q < res.size(); ++q) {
+    const auto& qid = m.entries[rows[q]].identity;
+    if (!agg.count(qid)) order.push_back(qid);
+    auto& cand = agg[qid];
+    std::set<std::string> seen;
+    for (const auto& mt : res[q]) {
+      if (mt.id < 0) continue;
+      const auto& id = items[size_t(mt.id)].identity;
+      auto& c = cand.emplace(id, std::make_pair(-2.0f, 0)).first->second;
+      c.first = std::max(c.first, mt.similarity);
+      if (seen.insert(id).second) ++c.second;
+    }
+  }
+  QueryCounts c;
+  c.queries = int64_t(order.size());
+  write_csv(out, {"query_identity", "rank", "identity", "similarity", "support", "verdict"}, [&](const auto& emit) {
+    for (const auto& qid : order) {
+      std::vector<std::pair<std::string, std::pair<float, int>>> v(agg[qid].begin(), agg[qid].end());
+      std::stable_sort(v.begin(), v.end(), [](auto& a, auto& b) { return a.second.first > b.second.first; });
+      if (v.size() > size_t(k)) v.resize(size_t(k));
+      c.matched += !v.empty() && v[0].second.first > thr;
+      for (size_t r = 0; r < v.size(); ++r) {
+        emit({qid, std::to_string(r + 1), v[r].first, report::fmt(v[r].second.first, 4),
+              std::to_string(v[r].second.second), v[r].second.first > thr ? "match" : "no-match"});
+        ++c.rows;
+      }
+    }
+  });
+  return c;
+}
+
 int query_cmd(const Args& args) {
   CommonOptions common;
   std::string index_dir, data, out, embedder, crop = "none";
@@ -281,23 +383,11 @@ int query_cmd(const Args& args) {
   record.options() = {{"index", index_dir}, {"data", data}, {"out", out}, {"k", k}, {"far", far},
                       {"identity_level", identity_level}, {"pair_threshold", pair}, {"crop", crop}};
   const std::string run_json = fs::path(out).replace_extension("").string() + ".run.json";
-  int64_t queries = 0, matched = 0, rows_written = 0;
+  QueryCounts c;
   double thr = 0;
   run_and_record(record, run_json, [&] {
     auto idx = identity::IdentityIndex::load(index_dir);
-    auto man = idx.manifest();
-    RW_CHECK(man.contains("embedder"), Input, index_dir, "/manifest.json records no embedder; rebuild the index");
-    const auto& erec = man["embedder"];
-    std::string epath = embedder.empty() ? erec.value("path", "") : embedder;
-    RW_CHECK(fs::exists(epath), Input, "the embedder recorded in ", index_dir, "/manifest.json (", epath,
-             ") does not exist here; pass the same file with --embedder");
-    auto e = models::load_embedder(epath);
-    RW_CHECK(e->dim() == idx.dim(), Input, "embedder ", epath, " makes ", e->dim(), "-d vectors but the index ", index_dir,
-             " holds ", idx.dim(), "-d ones; query with the embedder the index was built with (",
-             erec.value("path", "?"), ")");
-    RW_CHECK(e->id() == erec.value("id", ""), Input, "embedder ", epath, " (", e->id(),
-             ") is not the one the index was built with (", erec.value("id", "?"), " from ", erec.value("path", "?"),
-             "): its similarities and thresholds would be meaningless. Query with that file, or rebuild the index with this one");
+    auto e = load_index_embedder(idx, index_dir, embedder);
     thr = pair ? idx.pair_threshold(far) : idx.search_threshold(far);
     record.results()["threshold"] = thr;
     record.results()["threshold_kind"] = pair ? "pair" : "search";
@@ -307,61 +397,14 @@ int query_cmd(const Args& args) {
     record.mark("embed");
     auto res = idx.search(emb.embeddings, k);
     record.mark("search");
-    const auto& items = idx.items();
-    std::string csv;
-    queries = int64_t(emb.rows.size());
-    if (!identity_level) {
-      csv = io::csv_line({"query_path", "rank", "match_path", "identity", "similarity", "verdict", "query_identity"});
-      for (size_t q = 0; q < res.size(); ++q) {
-        const auto& qe = m.entries[emb.rows[q]];
-        matched += !res[q].empty() && res[q][0].id >= 0 && res[q][0].similarity > thr;
-        for (size_t r = 0; r < res[q].size(); ++r) {
-          const auto& mt = res[q][r];
-          if (mt.id < 0) continue;
-          const auto& it = items[size_t(mt.id)];
-          csv += io::csv_line({qe.path, std::to_string(r + 1), it.path, it.identity, report::fmt(mt.similarity, 4),
-                               mt.similarity > thr ? "match" : "no-match", qe.identity});
-          ++rows_written;
-        }
-      }
-    } else {
-      // per query identity: best similarity to each candidate identity seen in its images' top-k
-      std::map<std::string, std::map<std::string, std::pair<float, int>>> agg;
-      std::vector<std::string> order;
-      for (size_t q = 0; q < res.size(); ++q) {
-        const auto& qid = m.entries[emb.rows[q]].identity;
-        if (!agg.count(qid)) order.push_back(qid);
-        auto& cand = agg[qid];
-        std::map<std::string, bool> seen;
-        for (const auto& mt : res[q]) {
-          if (mt.id < 0) continue;
-          const auto& id = items[size_t(mt.id)].identity;
-          auto& c = cand.emplace(id, std::make_pair(-2.0f, 0)).first->second;
-          c.first = std::max(c.first, mt.similarity);
-          if (!seen[id]) { ++c.second; seen[id] = true; }
-        }
-      }
-      csv = io::csv_line({"query_identity", "rank", "identity", "similarity", "support", "verdict"});
-      queries = int64_t(order.size());
-      for (const auto& qid : order) {
-        std::vector<std::pair<std::string, std::pair<float, int>>> v(agg[qid].begin(), agg[qid].end());
-        std::sort(v.begin(), v.end(), [](auto& a, auto& b) { return a.second.first > b.second.first; });
-        if (v.size() > size_t(k)) v.resize(size_t(k));
-        matched += !v.empty() && v[0].second.first > thr;
-        for (size_t r = 0; r < v.size(); ++r) {
-          csv += io::csv_line({qid, std::to_string(r + 1), v[r].first, report::fmt(v[r].second.first, 4),
-                               std::to_string(v[r].second.second), v[r].second.first > thr ? "match" : "no-match"});
-          ++rows_written;
-        }
-      }
-    }
-    io::write_file_atomic(out, csv);
-    record.results()["queries"] = queries;
-    record.results()["matched_rank1"] = matched;
+    c = identity_level ? write_identity_matches(out, m, emb.rows, res, idx.items(), thr, k)
+                       : write_image_matches(out, m, emb.rows, res, idx.items(), thr);
+    record.results()["queries"] = c.queries;
+    record.results()["matched_rank1"] = c.matched;
   });
-  std::cout << queries << (identity_level ? " query identities" : " queries") << ", " << matched
+  std::cout << c.queries << (identity_level ? " query identities" : " queries") << ", " << c.matched
             << " with a rank-1 match at FAR " << far << " (" << (pair ? "pair" : "search") << " threshold "
-            << report::fmt(thr, 4) << "); " << rows_written << " rows in " << out << "\n";
+            << report::fmt(thr, 4) << "); " << c.rows << " rows in " << out << "\n";
   if (record.skipped()) std::cout << record.skipped() << " query images skipped (see " << run_json << ")\n";
   return 0;
 }
