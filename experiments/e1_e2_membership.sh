@@ -82,7 +82,7 @@ for ds in datasets.split():
             continue
         m = json.load(open(f))["metrics"]["image"]
         for att, v in m.items():
-            auc = v["auc"]; t = v["tpr_at_fpr"]["0.010"]
+            auc = v["auc"]; t = v["tpr_at_fpr"]["0.01"]
             gap = f"{v['mre_gap']:.3f}" if "mre_gap" in v else ""
             print(f"| {ds} | {s} | {att} | {auc[0]:.3f} [{auc[1]:.3f}, {auc[2]:.3f}] | {t[0]:.3f} | {gap} | {v['ks_pvalue']:.2g} |")
 print("\n## E2 at FAR 1e-3: identities whose closest generated sample passes the verdict threshold\n")

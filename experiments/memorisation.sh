@@ -57,7 +57,7 @@ for att, v in m.items():
     gap = f"{v['mre_gap']:.3f}" if "mre_gap" in v else ""
     f4 = lambda x: "" if x != x else f"{x:.4g}"
     print(f"| {att} | {f4(mm)} | {f4(mn)} | {gap} | {auc[0]:.3f} [{auc[1]:.3f}, {auc[2]:.3f}] | "
-          f"{v['tpr_at_fpr']['0.010'][0]:.3f} | {v['ks_pvalue']:.2g} |")
+          f"{v['tpr_at_fpr']['0.01'][0]:.3f} | {v['ks_pvalue']:.2g} |")
 rows = list(csv.DictReader(open(f"{w}/audit/report.csv")))
 mem = sum(1 for r in rows if int(r["identity"][2:]) < 64 and r["verdict"] == "leaks")
 non = sum(1 for r in rows if int(r["identity"][2:]) >= 64 and r["verdict"] == "leaks")

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <memory>
 #include <random>
 #include <set>
@@ -168,7 +169,7 @@ void evaluate(MembershipResult& r, const MembershipOptions& o) {
       AttackMetrics am;
       am.attack = k;
       am.level = level;
-      am.m = mia::evaluate(s, lab, {1e-3, 1e-2, 1e-1}, o.boot, o.seed);
+      am.m = mia::evaluate(s, lab, mia::default_fprs(), o.boot, o.seed);
       thin(am.m.roc);
       if (img && (k == "recovery" || k == "calibrated")) {
         am.median_member = mia::median(raw_m);
@@ -191,8 +192,16 @@ MembershipResult run_membership(models::Generator& g, models::Generator* gref, m
   RW_CHECK(o.boot >= 0, Usage, "MembershipOptions::boot must be >= 0, got ", o.boot);
   const bool need_recovery = want.count("recovery") || want.count("recon-identity") || (want.count("calibrated") && gref);
   std::set<std::string> run;
-  for (const auto& a : want)
-    if ((a == "recovery") || (a == "calibrated" && gref) || ((a == "identity-nn" || a == "recon-identity") && e)) run.insert(a);
+  std::map<std::string, std::string> not_run;
+  for (const auto& a : want) {
+    if (a == "calibrated" && !gref)
+      not_run[a] = "no reference generator given (GAN-Leaks' calibrated attack needs a generator trained on other data: "
+                   "--reference-generator)";
+    else if ((a == "identity-nn" || a == "recon-identity") && !e)
+      not_run[a] = "no embedder given (--embedder)";
+    else
+      run.insert(a);
+  }
   RW_CHECK(!run.empty(), Usage, "no attack could run: MembershipOptions::attacks '", o.attacks,
            "' needs an embedder for identity-nn / recon-identity and a reference generator for calibrated");
   nlohmann::json fp = {{"attacks", o.attacks}, {"samples", o.samples}, {"per_identity", o.per_identity},
@@ -203,6 +212,8 @@ MembershipResult run_membership(models::Generator& g, models::Generator* gref, m
   StageCache cache(o.stage_dir, fp, o.resume);
   MembershipResult r;
   r.attacks.assign(run.begin(), run.end());
+  r.skipped_attacks = not_run;
+  for (const auto& [a, why] : not_run) log_warn("attack ", a, " skipped: ", why);
   const io::Manifest* sets[2] = {&nonmembers, &members};
   const auto shape = g.output_shape();
   // per class: embeddings of the chosen rows (this also finds the rows that load)
@@ -275,6 +286,8 @@ MembershipResult run_membership(models::Generator& g, models::Generator* gref, m
   if (record) record->mark("load + invert");
   log_info(r.rows.size(), " targets (", r.members, " members, ", r.nonmembers, " non-members)");
   aggregate_identities(r, sets);
+  r.one_image_per_identity = std::all_of(r.identity_rows.begin(), r.identity_rows.end(),
+                                         [](const MembershipResult::IdentityRow& i) { return i.images == 1; });
   evaluate(r, o);
   return r;
 }

@@ -7,6 +7,7 @@
 #include "rewind/core/build_info.h"
 #include "rewind/io/atomic_file.h"
 #include "rewind/io/csv.h"
+#include "rewind/mia/metrics.h"
 #include "rewind/report/html.h"
 
 namespace rw::audit {
@@ -50,12 +51,31 @@ void write_scores(const std::string& out, const MembershipResult& r, const io::M
 nlohmann::json metrics_json(const AttackMetrics& a) {
   const auto& m = a.m;
   nlohmann::json j = {{"members", m.members}, {"nonmembers", m.nonmembers}, {"auc", {m.auc.value, m.auc.lo, m.auc.hi}},
-                      {"ks_statistic", m.ks_statistic}, {"ks_pvalue", m.ks_pvalue}};
-  for (size_t f = 0; f < m.fprs.size(); ++f) j["tpr_at_fpr"][fmt(m.fprs[f], 3)] = {m.tpr[f].value, m.tpr[f].lo, m.tpr[f].hi};
+                      {"auc_pvalue", m.auc_pvalue}, {"ks_statistic", m.ks_statistic}, {"ks_pvalue", m.ks_pvalue}};
+  for (const auto& t : m.tpr) {
+    const auto key = report::fmt_g(t.fpr, 3);
+    if (t.resolved) j["tpr_at_fpr"][key] = {t.tpr.value, t.tpr.lo, t.tpr.hi};
+    else j["tpr_at_fpr"][key] = t.reason;
+  }
   if (!std::isnan(a.median_member)) j["median_error_members"] = a.median_member;
   if (!std::isnan(a.median_nonmember)) j["median_error_nonmembers"] = a.median_nonmember;
   if (!std::isnan(a.mre_gap)) j["mre_gap"] = a.mre_gap;
   return j;
+}
+
+/// "0.91 [0.85, 0.95]" or the reason it is not stated.
+std::string tpr_cell(const mia::TprAtFpr& t) {
+  return t.resolved ? fmt(t.tpr.value) + " [" + fmt(t.tpr.lo) + ", " + fmt(t.tpr.hi) + "]" : t.reason;
+}
+
+/// The summary's TPR: at the lowest FPR the non-members resolve.
+std::string lowest_resolved_tpr(const mia::MiaMetrics& m) {
+  const mia::TprAtFpr* best = nullptr;
+  for (const auto& t : m.tpr)
+    if (t.resolved && (!best || t.fpr < best->fpr)) best = &t;
+  if (!best) return "TPR at low FPR n/a (" + std::to_string(m.nonmembers) + " non-members resolve none of the FPRs)";
+  return "TPR " + fmt(best->tpr.value) + " [" + fmt(best->tpr.lo) + ", " + fmt(best->tpr.hi) + "] at FPR " +
+         report::fmt_g(best->fpr, 3);
 }
 
 std::string roc_svg(const std::vector<std::pair<std::string, mia::Roc>>& rocs, bool log) {
@@ -81,6 +101,19 @@ std::string roc_svg(const std::vector<std::pair<std::string, mia::Roc>>& rocs, b
 
 }  // namespace
 
+std::vector<std::string> membership_summary(const MembershipResult& r) {
+  std::vector<std::string> out;
+  for (const auto& a : r.metrics) {
+    if (a.level != "image") continue;
+    const auto& m = a.m;
+    out.push_back(a.attack + ": AUC " + fmt(m.auc.value) + " [" + fmt(m.auc.lo) + ", " + fmt(m.auc.hi) +
+                  "] (p = " + mia::format_pvalue(m.auc_pvalue) + " against 0.5), " + lowest_resolved_tpr(m) + "; " +
+                  std::to_string(m.members) + " members / " + std::to_string(m.nonmembers) + " non-members");
+  }
+  for (const auto& [a, why] : r.skipped_attacks) out.push_back(a + ": not run, " + why);
+  return out;
+}
+
 void write_membership_report(const std::string& out, const MembershipResult& r, const io::Manifest& members,
                              const io::Manifest& nonmembers, const MembershipOptions& o,
                              const std::string& generator_name, const nlohmann::json& options_json) {
@@ -90,21 +123,26 @@ void write_membership_report(const std::string& out, const MembershipResult& r, 
   rep["command"] = "membership";
   rep["build"] = build_string();
   rep["options"] = options_json;
-  std::vector<std::string> summary;
   std::vector<std::vector<std::string>> table;
   std::vector<std::pair<std::string, mia::Roc>> rocs;
   auto ci = [](const mia::Interval& v) { return fmt(v.value) + " [" + fmt(v.lo) + ", " + fmt(v.hi) + "]"; };
+  const auto& fprs = mia::default_fprs();
   for (const auto& a : r.metrics) {
     const auto& m = a.m;
     rep["metrics"][a.level][a.attack] = metrics_json(a);
-    table.push_back({a.level, a.attack, std::to_string(m.members) + " / " + std::to_string(m.nonmembers), ci(m.auc),
-                     ci(m.tpr[0]), ci(m.tpr[1]), ci(m.tpr[2]), fmt(m.ks_pvalue, 4), std::isnan(a.mre_gap) ? "" : fmt(a.mre_gap)});
-    if (a.level == "image") {
-      rocs.push_back({a.attack, m.roc});
-      summary.push_back(a.attack + ": AUC " + fmt(m.auc.value) + " (95% CI " + fmt(m.auc.lo) + "-" + fmt(m.auc.hi) +
-                        "), TPR " + fmt(m.tpr[1].value) + " at FPR 1e-2");
-    }
+    std::vector<std::string> row = {a.level, a.attack, std::to_string(m.members) + " / " + std::to_string(m.nonmembers),
+                                    ci(m.auc), mia::format_pvalue(m.auc_pvalue)};
+    for (const auto& t : m.tpr) row.push_back(tpr_cell(t));
+    row.push_back(mia::format_pvalue(m.ks_pvalue));
+    row.push_back(std::isnan(a.mre_gap) ? "" : fmt(a.mre_gap));
+    table.push_back(row);
+    if (a.level == "image") rocs.push_back({a.attack, m.roc});
   }
+  for (const auto& [a, why] : r.skipped_attacks) rep["skipped_attacks"][a] = why;
+  const auto summary = membership_summary(r);
+  const std::string same_levels =
+      "Each identity has one image, so the identity level repeats the image level (no per-identity aggregation).";
+  if (r.one_image_per_identity) rep["identity_level_note"] = same_levels;
   io::write_file_atomic(out + "/report.json", rep.dump(2) + "\n");
   report::HtmlReport html("rewind membership report");
   html.paragraph("Generator " + generator_name + "; " + std::to_string(r.members) + " member and " +
@@ -114,8 +152,15 @@ void write_membership_report(const std::string& out, const MembershipResult& r, 
                                     : ""));
   html.summary(summary);
   html.heading("Metrics (95% bootstrap intervals)");
-  html.table({"level", "attack", "members / non-members", "AUC", "TPR@FPR 1e-3", "TPR@FPR 1e-2", "TPR@FPR 1e-1",
-              "KS p-value", "MRE-gap"}, table);
+  std::vector<std::string> head = {"level", "attack", "members / non-members", "AUC", "AUC p-value (vs 0.5)"};
+  for (double f : fprs) head.push_back("TPR@FPR " + report::fmt_g(f, 3));
+  head.push_back("KS p-value");
+  head.push_back("MRE-gap");
+  html.table(head, table);
+  html.paragraph("TPR at an FPR is stated only where the non-members resolve it: with no false positive among N non-members "
+                 "the 95% upper bound on the FPR is about 3/N, so FPR f needs at least 3/f non-members; otherwise 'n/a'. "
+                 "The AUC p-value is two-sided (Mann-Whitney U, normal approximation)." +
+                 (r.one_image_per_identity ? " " + same_levels : std::string()));
   html.raw(roc_svg(rocs, false) + roc_svg(rocs, true));
   html.heading("Method");
   html.paragraph("recovery: latent recovery error (MSE of G(z*) to the target, Webster et al. 2019); calibrated: minus the "

@@ -69,13 +69,11 @@ int membership_cmd(const Args& args) {
     nlohmann::json j;
     for (const auto& a : r.metrics) j[a.level][a.attack] = {{"auc", a.m.auc.value}, {"members", a.m.members}, {"nonmembers", a.m.nonmembers}};
     record.results()["metrics"] = j;
+    record.results()["skipped_attacks"] = r.skipped_attacks;
     std::error_code ec;
     std::filesystem::remove_all(o.stage_dir, ec);
   });
-  for (const auto& a : r.metrics)
-    if (a.level == "image")
-      std::cout << a.attack << ": AUC " << report::fmt(a.m.auc.value) << " (95% CI " << report::fmt(a.m.auc.lo) << "-"
-                << report::fmt(a.m.auc.hi) << "), TPR " << report::fmt(a.m.tpr[1].value) << " at FPR 1e-2\n";
+  for (const auto& line : audit::membership_summary(r)) std::cout << line << "\n";
   std::cout << "wrote " << p.out << "/report.html, scores.csv, identity_scores.csv, report.json\n";
   return 0;
 }

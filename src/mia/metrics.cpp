@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 #include <numeric>
+#include <cstdio>
 #include <random>
 
 #include "rewind/core/error.h"
@@ -105,6 +106,81 @@ double mre_gap(const std::vector<double>& m, const std::vector<double>& n) {
   return (mn - mm) / mn;
 }
 
+int64_t negatives_to_resolve(double fpr) {
+  RW_CHECK(fpr > 0 && fpr < 1, Usage, "an FPR must be in (0, 1), got ", fpr);
+  return int64_t(std::ceil(3.0 / fpr - 1e-9));
+}
+
+double auc_pvalue(const std::vector<double>& scores, const std::vector<int>& labels) {
+  RW_CHECK(scores.size() == labels.size(), Internal, "auc_pvalue: sizes differ");
+  double n1 = 0, n0 = 0;
+  for (int l : labels) (l ? n1 : n0) += 1;
+  if (n1 == 0 || n0 == 0) return std::numeric_limits<double>::quiet_NaN();
+  std::vector<double> s = scores;
+  std::sort(s.begin(), s.end());
+  double ties = 0;  // sum of t^3 - t over tie groups
+  for (size_t i = 0; i < s.size();) {
+    size_t j = i;
+    while (j < s.size() && s[j] == s[i]) ++j;
+    const double t = double(j - i);
+    ties += t * t * t - t;
+    i = j;
+  }
+  const double n = n1 + n0;
+  const double var = n1 * n0 / 12.0 * ((n + 1) - ties / (n * (n - 1)));
+  if (!(var > 0)) return 1.0;
+  const double u = roc_auc(scores, labels) * n1 * n0;
+  const double z = (u - n1 * n0 / 2.0) / std::sqrt(var);
+  return std::min(1.0, std::erfc(std::abs(z) / std::sqrt(2.0)));
+}
+
+namespace {
+
+/// P(X <= k) for X ~ Binomial(n, p), summed in log space.
+double binom_cdf(int64_t k, int64_t n, double p) {
+  if (k < 0) return 0;
+  if (k >= n || p <= 0) return 1;
+  if (p >= 1) return 0;
+  const double lp = std::log(p), lq = std::log1p(-p), ln = std::lgamma(double(n) + 1);
+  double sum = 0;
+  for (int64_t i = 0; i <= k; ++i)
+    sum += std::exp(ln - std::lgamma(double(i) + 1) - std::lgamma(double(n - i) + 1) + double(i) * lp + double(n - i) * lq);
+  return std::min(1.0, sum);
+}
+
+/// The p in [0, 1] where the decreasing function f(p) crosses `target` (bisection).
+template <class F>
+double solve_decreasing(F f, double target) {
+  double lo = 0, hi = 1;
+  for (int it = 0; it < 200 && hi - lo > 1e-15; ++it) {
+    const double mid = 0.5 * (lo + hi);
+    (f(mid) > target ? lo : hi) = mid;
+  }
+  return 0.5 * (lo + hi);
+}
+
+}  // namespace
+
+Interval clopper_pearson(int64_t k, int64_t n, double confidence) {
+  RW_CHECK(n > 0 && k >= 0 && k <= n, Usage, "clopper_pearson: need 0 <= k <= n, n > 0 (got k=", k, ", n=", n, ")");
+  RW_CHECK(confidence > 0 && confidence < 1, Usage, "clopper_pearson: confidence must be in (0, 1)");
+  const double a = (1 - confidence) / 2;
+  Interval r;
+  r.value = double(k) / double(n);
+  // upper: P(X <= k | p) = a; lower: P(X >= k | p) = a, i.e. P(X <= k - 1 | p) = 1 - a (both decrease in p)
+  r.hi = k == n ? 1.0 : solve_decreasing([&](double p) { return binom_cdf(k, n, p); }, a);
+  r.lo = k == 0 ? 0.0 : solve_decreasing([&](double p) { return binom_cdf(k - 1, n, p); }, 1 - a);
+  return r;
+}
+
+std::string format_pvalue(double p) {
+  if (std::isnan(p)) return "n/a";
+  if (p <= 0) return "< 1e-300";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2e", p);
+  return buf;
+}
+
 MiaMetrics evaluate(const std::vector<double>& scores, const std::vector<int>& labels, const std::vector<double>& fprs,
                     int boot, uint64_t seed) {
   RW_CHECK(scores.size() == labels.size(), Internal, "evaluate: sizes differ");
@@ -117,14 +193,23 @@ MiaMetrics evaluate(const std::vector<double>& scores, const std::vector<int>& l
   }
   m.members = int64_t(pos.size());
   m.nonmembers = int64_t(neg.size());
-  m.fprs = fprs;
   m.roc = roc_curve(scores, labels);
   m.auc.value = roc_auc(scores, labels);
-  for (double f : fprs) m.tpr.push_back({tpr_at_fpr(m.roc, f), 0, 0});
+  m.auc_pvalue = auc_pvalue(scores, labels);
+  for (double f : fprs) {
+    TprAtFpr t;
+    t.fpr = f;
+    const int64_t need = negatives_to_resolve(f);
+    t.resolved = m.members > 0 && m.nonmembers >= need;
+    if (t.resolved) t.tpr.value = t.tpr.lo = t.tpr.hi = tpr_at_fpr(m.roc, f);
+    else
+      t.reason = m.members == 0 ? "n/a: no members"
+                                : "n/a: needs >= " + std::to_string(need) + " non-members (has " + std::to_string(m.nonmembers) + ")";
+    m.tpr.push_back(t);
+  }
   std::tie(m.ks_statistic, m.ks_pvalue) = ks_test(sp, sn);
   if (pos.empty() || neg.empty() || boot <= 0) {
     m.auc.lo = m.auc.hi = m.auc.value;
-    for (auto& t : m.tpr) t.lo = t.hi = t.value;
     return m;
   }
   std::mt19937_64 rng(seed);
@@ -139,7 +224,8 @@ MiaMetrics evaluate(const std::vector<double>& scores, const std::vector<int>& l
     for (size_t i = 0; i < neg.size(); ++i, ++k) { s[k] = scores[neg[dn(rng)]]; l[k] = 0; }
     aucs.push_back(roc_auc(s, l));
     auto r = roc_curve(s, l);
-    for (size_t f = 0; f < fprs.size(); ++f) tprs[f].push_back(tpr_at_fpr(r, fprs[f]));
+    for (size_t f = 0; f < fprs.size(); ++f)
+      if (m.tpr[f].resolved) tprs[f].push_back(tpr_at_fpr(r, fprs[f]));
   }
   auto ci = [](std::vector<double> v, Interval& out) {
     std::sort(v.begin(), v.end());
@@ -147,7 +233,8 @@ MiaMetrics evaluate(const std::vector<double>& scores, const std::vector<int>& l
     out.hi = v[size_t(0.975 * double(v.size() - 1))];
   };
   ci(aucs, m.auc);
-  for (size_t f = 0; f < fprs.size(); ++f) ci(tprs[f], m.tpr[f]);
+  for (size_t f = 0; f < fprs.size(); ++f)
+    if (m.tpr[f].resolved) ci(tprs[f], m.tpr[f].tpr);
   return m;
 }
 

@@ -235,6 +235,12 @@ TEST(Membership, PlantedGeneratorSeparatesMembers) {
     if (a.level == "image" && (a.attack == "recovery" || a.attack == "identity-nn")) EXPECT_GT(a.m.auc.value, 0.8) << a.attack;
   // one image per identity: identity rows mirror image rows
   EXPECT_EQ(r.identity_rows.size(), r.rows.size());
+  // the attack that could not run is named with its reason, and the repeated identity level is said
+  ASSERT_EQ(r.skipped_attacks.count("calibrated"), 1u);
+  EXPECT_NE(r.skipped_attacks.at("calibrated").find("reference generator"), std::string::npos);
+  EXPECT_TRUE(r.one_image_per_identity);
+  auto lines = audit::membership_summary(r);
+  EXPECT_NE(lines.back().find("calibrated: not run"), std::string::npos) << lines.back();
 }
 
 // Recovery for a seeded draw of rows only; identity-nn on every row; a resumed run reads the same

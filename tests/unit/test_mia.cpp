@@ -89,14 +89,70 @@ TEST(Mia, BootstrapIntervalBracketsEstimate) {
     l.push_back(i % 2);
     s.push_back(nd(rng) + (i % 2));
   }
-  auto m = mia::evaluate(s, l, {1e-2, 1e-1}, 300, 1);
+  auto m = mia::evaluate(s, l, {1e-1, 3e-2}, 300, 1);
   EXPECT_EQ(m.members, 100);
   EXPECT_LE(m.auc.lo, m.auc.value);
   EXPECT_GE(m.auc.hi, m.auc.value);
   EXPECT_GT(m.auc.hi - m.auc.lo, 0.02);  // 200 samples: the interval cannot be a point
   EXPECT_GT(m.auc.value, 0.65);
   ASSERT_EQ(m.tpr.size(), 2u);
-  EXPECT_LE(m.tpr[0].value, m.tpr[1].value);
+  ASSERT_TRUE(m.tpr[0].resolved && m.tpr[1].resolved);  // 100 non-members resolve 1e-1 (30) and 3e-2 (100)
+  EXPECT_GE(m.tpr[0].tpr.value, m.tpr[1].tpr.value);
+  EXPECT_LE(m.tpr[1].tpr.lo, m.tpr[1].tpr.value);
+  EXPECT_GE(m.tpr[1].tpr.hi, m.tpr[1].tpr.value);
+}
+
+TEST(Mia, TprOnlyWhereTheNegativesResolveTheFpr) {
+  EXPECT_EQ(mia::negatives_to_resolve(1e-1), 30);
+  EXPECT_EQ(mia::negatives_to_resolve(1e-3), 3000);
+  EXPECT_EQ(mia::negatives_to_resolve(1e-4), 30000);
+  // 64 members scored above 64 non-members: a perfect attack, yet 64 negatives resolve FPR 1e-1 only
+  std::vector<double> s;
+  std::vector<int> l;
+  for (int i = 0; i < 128; ++i) {
+    l.push_back(i < 64);
+    s.push_back(i < 64 ? 1.0 + i : -1.0 - i);
+  }
+  auto m = mia::evaluate(s, l, mia::default_fprs(), 50, 1);
+  ASSERT_EQ(m.tpr.size(), 4u);
+  EXPECT_TRUE(m.tpr[0].resolved);
+  EXPECT_DOUBLE_EQ(m.tpr[0].tpr.value, 1.0);
+  for (size_t f = 1; f < 4; ++f) {
+    EXPECT_FALSE(m.tpr[f].resolved) << m.tpr[f].fpr;
+    EXPECT_NE(m.tpr[f].reason.find("has 64"), std::string::npos) << m.tpr[f].reason;
+  }
+  EXPECT_NE(m.tpr[1].reason.find("needs >= 300 non-members"), std::string::npos) << m.tpr[1].reason;
+}
+
+TEST(Mia, ClopperPearsonKnownIntervals) {
+  // k = 0: the upper bound solves (1 - p)^n = 0.025 (closed form)
+  auto z = mia::clopper_pearson(0, 100);
+  EXPECT_DOUBLE_EQ(z.lo, 0.0);
+  EXPECT_NEAR(z.hi, 1 - std::pow(0.025, 1.0 / 100), 1e-9);
+  // k = n mirrors it
+  auto all = mia::clopper_pearson(100, 100);
+  EXPECT_NEAR(all.lo, std::pow(0.025, 1.0 / 100), 1e-9);
+  EXPECT_DOUBLE_EQ(all.hi, 1.0);
+  // 5 of 10: the textbook exact interval [0.1871, 0.8129]
+  auto h = mia::clopper_pearson(5, 10);
+  EXPECT_NEAR(h.lo, 0.187086, 1e-5);
+  EXPECT_NEAR(h.hi, 0.812914, 1e-5);
+  EXPECT_NEAR(h.lo + h.hi, 1.0, 1e-9);  // symmetric at k = n / 2
+}
+
+TEST(Mia, AucPValueByHand) {
+  // members {3, 4}, non-members {1, 2}: U = 4, E[U] = 2, Var[U] = 2*2/12 * 5 = 5/3, z = 2 / sqrt(5/3)
+  const double z = 2 / std::sqrt(5.0 / 3.0);
+  EXPECT_NEAR(mia::auc_pvalue({3, 4, 1, 2}, {1, 1, 0, 0}), std::erfc(z / std::sqrt(2.0)), 1e-12);
+  EXPECT_NEAR(mia::auc_pvalue({3, 4, 1, 2}, {1, 1, 0, 0}), 0.1213, 1e-4);
+  // with a tie (scores 1, 2, 2, 3; members 2 and 3): U = 3.5, tie term 2^3 - 2 = 6: Var = 4/12 * (5 - 6/12)
+  const double zt = (3.5 - 2) / std::sqrt(4.0 / 12 * (5 - 0.5));
+  EXPECT_NEAR(mia::auc_pvalue({2, 3, 1, 2}, {1, 1, 0, 0}), std::erfc(zt / std::sqrt(2.0)), 1e-12);
+  EXPECT_DOUBLE_EQ(mia::auc_pvalue({1, 1, 1, 1}, {1, 1, 0, 0}), 1.0);  // no information
+  EXPECT_TRUE(std::isnan(mia::auc_pvalue({1, 2}, {1, 1})));
+  EXPECT_EQ(mia::format_pvalue(3.2e-7), "3.20e-07");
+  EXPECT_EQ(mia::format_pvalue(0.0), "< 1e-300");
+  EXPECT_EQ(mia::format_pvalue(NAN), "n/a");
 }
 
 TEST(Report, EscapesUserTextAndEncodes) {

@@ -56,6 +56,8 @@ struct MembershipResult {
   std::vector<IdentityRow> identity_rows;
   std::map<std::string, std::vector<double>> identity_score;  ///< attack -> per identity row
   std::vector<AttackMetrics> metrics;
+  std::map<std::string, std::string> skipped_attacks;      ///< requested attack -> why it did not run
+  bool one_image_per_identity = false;                     ///< the identity level then repeats the image level
   std::vector<data::Skipped> skipped;
   int64_t members = 0, nonmembers = 0;
 };
@@ -66,6 +68,10 @@ struct MembershipResult {
 MembershipResult run_membership(models::Generator& g, models::Generator* reference_generator, models::Embedder* embedder,
                                 const io::Manifest& members, const io::Manifest& nonmembers, const MembershipOptions& o,
                                 const ProgressFn& progress = {}, io::RunRecord* record = nullptr);
+
+/// One line per image-level attack (AUC with interval and p-value, TPR at the lowest FPR the
+/// non-members resolve, n members / non-members) and one per attack that did not run, with why.
+std::vector<std::string> membership_summary(const MembershipResult& r);
 
 /// scores.csv (written as it is formatted, not held), identity_scores.csv, report.json, report.html.
 /// `members` / `nonmembers` are the manifests `r` was computed from.

@@ -26,19 +26,47 @@ struct Interval {
   double value = 0, lo = 0, hi = 0;  ///< estimate and 95% percentile-bootstrap interval
 };
 
+/// The fewest negatives that resolve an FPR: with 0 false positives among N negatives, the 95%
+/// upper bound on the FPR is about 3/N (rule of three), so TPR at `fpr` needs N >= 3 / fpr.
+int64_t negatives_to_resolve(double fpr);
+
+/// TPR at one FPR, or why it is not stated.
+struct TprAtFpr {
+  double fpr = 0;
+  bool resolved = false;  ///< nonmembers >= negatives_to_resolve(fpr)
+  Interval tpr;           ///< only meaningful when resolved
+  std::string reason;     ///< when not resolved: "n/a: needs >= N non-members (has M)"
+};
+
 struct MiaMetrics {
   int64_t members = 0, nonmembers = 0;
   Interval auc;
-  std::vector<double> fprs;          ///< the FPRs of tpr (1e-3, 1e-2, 1e-1 by default)
-  std::vector<Interval> tpr;         ///< TPR at each FPR
+  double auc_pvalue = 1;             ///< two-sided, H0: AUC = 0.5 (Mann-Whitney U, normal approximation, tie-corrected)
+  std::vector<TprAtFpr> tpr;         ///< at each requested FPR (1e-1, 1e-2, 1e-3, 1e-4 by default)
   double ks_statistic = 0, ks_pvalue = 1;
   Roc roc;
 };
 
+/// The FPRs membership reports TPR at.
+inline const std::vector<double>& default_fprs() {
+  static const std::vector<double> f = {1e-1, 1e-2, 1e-3, 1e-4};
+  return f;
+}
+
 /// All metrics; `boot` bootstrap resamples (stratified: members and non-members resampled
-/// separately), seeded.
+/// separately), seeded. TPR at an FPR the non-members cannot resolve is left unresolved.
 MiaMetrics evaluate(const std::vector<double>& scores, const std::vector<int>& labels,
-                    const std::vector<double>& fprs = {1e-3, 1e-2, 1e-1}, int boot = 1000, uint64_t seed = 1);
+                    const std::vector<double>& fprs = default_fprs(), int boot = 1000, uint64_t seed = 1);
+
+/// Two-sided p-value of AUC != 0.5 from the Mann-Whitney U statistic (normal approximation with
+/// the tie correction of the variance). NaN when a class is empty; 1 when every score ties.
+double auc_pvalue(const std::vector<double>& scores, const std::vector<int>& labels);
+
+/// Exact (Clopper-Pearson) two-sided 95% interval of a binomial rate: k successes in n trials.
+Interval clopper_pearson(int64_t k, int64_t n, double confidence = 0.95);
+
+/// A p-value for reports: scientific notation ("3.2e-07"), "< 1e-300" when it underflows, "n/a" for NaN.
+std::string format_pvalue(double p);
 
 /// Two-sample KS statistic and asymptotic p-value (Kolmogorov distribution with the usual
 /// effective-size correction).
