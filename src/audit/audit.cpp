@@ -68,34 +68,65 @@ std::vector<size_t> recovery_identities(const std::vector<IdentityEvidence>& ev,
 
 }  // namespace
 
-Threshold verdict_threshold(const std::vector<double>* reference_best, const at::Tensor& emb,
-                            const std::vector<int64_t>& labels, double far, int64_t samples) {
+const char* verdict_name(Verdict v) {
+  switch (v) {
+    case Verdict::kLeaks: return "leaks";
+    case Verdict::kInconclusive: return "inconclusive";
+    default: return "no-evidence";
+  }
+}
+
+Verdict verdict_for(double similarity, const Threshold& t) {
+  if (!(similarity > t.value)) return Verdict::kNoEvidence;
+  return t.resolved ? Verdict::kLeaks : Verdict::kInconclusive;
+}
+
+Threshold verdict_threshold(const std::vector<double>* reference_scores, const at::Tensor& emb,
+                            const std::vector<int64_t>& labels, double far, int64_t samples, int64_t tests) {
+  RW_CHECK(far > 0 && far < 1, Usage, "the verdict's FAR must be in (0, 1), got ", far);
+  RW_CHECK(samples >= 1 && tests >= 1, Usage, "verdict_threshold: samples and tests must be >= 1");
   Threshold t;
-  if (reference_best && !reference_best->empty()) {
-    t.reference_best = *reference_best;
-    const int64_t n = int64_t(reference_best->size());
-    t.value = identity::threshold_for_far(torch::tensor(*reference_best, torch::kFloat64), far);
-    t.resolved = double(n) * far >= 1.0;
-    t.method = "at most FAR " + report::fmt_g(far, 6) + " of " + std::to_string(n) +
-               " reference identities (people not in the training set) have a generated sample above it" +
-               (t.resolved ? "" : " (fewer than 1/FAR reference identities: the threshold is their maximum, so the real FAR is up to 1/" +
-                                      std::to_string(n) + ")");
+  t.far = far;
+  t.tests = tests;
+  const bool ref = reference_scores && !reference_scores->empty();
+  t.per_test = ref ? far / double(tests) : far / (double(tests) * double(samples));
+  t.null_needed = mia::null_scores_needed(t.per_test);
+  const std::string fw = "family-wise FAR " + report::fmt_g(far, 3) + " (the chance that any of the " +
+                         std::to_string(tests) + " images tested is wrongly matched)";
+  if (ref) {
+    t.reference_scores = *reference_scores;
+    t.null_scores = int64_t(reference_scores->size());
+    const int64_t k = mia::max_exceedances(t.null_scores, t.per_test);
+    t.resolved = k >= 0;
+    // at most k of the references above it (k = 0 when unresolved: their maximum)
+    const double q = (double(std::max<int64_t>(k, 0)) + 0.5) / double(t.null_scores);
+    t.value = identity::threshold_for_far(torch::tensor(*reference_scores, torch::kFloat64), q);
+    t.method = fw + ": each image is held to FAR " + report::fmt_g(t.per_test, 3) + ", certified (95%) by " +
+               std::to_string(t.null_scores) + " reference images (people not in the training set): at most " +
+               std::to_string(std::max<int64_t>(k, 0)) + " of them have a generated sample above it";
+    if (!t.resolved)
+      t.reason = std::to_string(t.null_scores) + " reference images cannot certify FAR " + report::fmt_g(t.per_test, 3) +
+                 " per image (" + report::fmt_g(far, 3) + " / " + std::to_string(tests) + " images); it needs at least " +
+                 std::to_string(t.null_needed) + ": add strangers' images to --reference (same domain), or raise --far";
     return t;
   }
-  int64_t n_ids = 0;
-  for (int64_t l : labels) n_ids = std::max(n_ids, l + 1);
-  const int64_t per_id = std::max<int64_t>(1, int64_t(labels.size()) / std::max<int64_t>(1, n_ids));
-  const double per_pair = far / double(samples * per_id);
-  auto c = identity::calibrate(emb, torch::tensor(labels, torch::kLong), {std::max(per_pair, 1e-12)});
+  // the dataset's own impostor pairs: one comparison of an image with another person's. First
+  // their maximum and count; a second pass only when the count certifies some exceedances.
+  const auto lab = torch::tensor(labels, torch::kLong);
+  auto c = identity::calibrate(emb, lab, {1e-12});
+  t.null_scores = c.impostor_pairs;
+  const int64_t k = mia::max_exceedances(t.null_scores, t.per_test);
+  t.resolved = k >= 0;
+  if (k > 0) c = identity::calibrate(emb, lab, {(double(k) + 0.5) / double(t.null_scores)});
   t.value = c.points[0].threshold;
-  t.resolved = double(c.impostor_pairs) * per_pair >= 1.0;
-  std::ostringstream pp;
-  pp.precision(8);
-  pp << std::fixed << per_pair;
-  t.method = "pair threshold at FAR " + pp.str() + " per comparison (= FAR " + report::fmt_g(far, 6) + " / (" +
-             std::to_string(samples) + " samples x images per identity)) from " + std::to_string(c.impostor_pairs) +
-             " impostor pairs of the dataset's own identities" +
-             (t.resolved ? "" : "; too few pairs to resolve it, so the threshold is their maximum (conservative)");
+  t.method = fw + ": each image-sample comparison is held to FAR " + report::fmt_g(t.per_test, 3) + " (" +
+             report::fmt_g(far, 3) + " / (" + std::to_string(tests) + " images x " + std::to_string(samples) +
+             " samples)), from " + std::to_string(t.null_scores) + " impostor pairs of the dataset's own identities";
+  if (!t.resolved)
+    t.reason = std::to_string(t.null_scores) + " impostor pairs cannot certify FAR " + report::fmt_g(t.per_test, 3) +
+               " per comparison; it needs at least " + std::to_string(t.null_needed) +
+               ". Give --reference with at least " + std::to_string(mia::null_scores_needed(far / double(tests))) +
+               " images of people certainly not in the training set (same domain), or raise --far";
   return t;
 }
 
@@ -145,7 +176,7 @@ AuditResult run(models::Generator& g, models::Embedder& e, const io::Manifest& d
   mark("identity-nn");
 
   // 3. the verdict threshold
-  std::vector<double> ref_best;
+  std::vector<double> ref_scores;
   if (reference) {
     Embedded ref;
     if (!load_embedded(cache, "reference", &ref)) {
@@ -155,17 +186,11 @@ AuditResult run(models::Generator& g, models::Embedder& e, const io::Manifest& d
     record_skips(record, ref.skipped);
     RW_CHECK(!ref.rows.empty(), Input, "no image of the reference set could be loaded",
              ref.skipped.empty() ? std::string() : " (first problem: " + ref.skipped.front().reason + ")");
-    std::vector<double> rs;
     std::vector<int64_t> rsample;
-    bank->nearest(ref.emb, &rs, &rsample);
-    auto rg = group_rows(*reference, ref.rows);
-    for (const auto& pos : rg.pos) {
-      double b = -2;
-      for (size_t i : pos) b = std::max(b, rs[i]);
-      ref_best.push_back(b);
-    }
+    bank->nearest(ref.emb, &ref_scores, &rsample);
   }
-  res.threshold = verdict_threshold(reference ? &ref_best : nullptr, ds.emb, groups.label, o.far, o.samples);
+  res.threshold = verdict_threshold(reference ? &ref_scores : nullptr, ds.emb, groups.label, o.far, o.samples, res.images);
+  if (!res.threshold.resolved) log_warn("verdicts inconclusive: ", res.threshold.reason);
   mark("threshold");
 
   // 4. per identity: identity-nn evidence
@@ -180,7 +205,8 @@ AuditResult run(models::Generator& g, models::Embedder& e, const io::Manifest& d
       }
       ev.member = dataset.entries[ds.rows[i]].member;
     }
-    ev.leaks = ev.nn_similarity > res.threshold.value;
+    ev.verdict = verdict_for(ev.nn_similarity, res.threshold);
+    ev.leaks = ev.verdict == Verdict::kLeaks;
     res.identities.push_back(ev);
   }
 
@@ -223,7 +249,7 @@ AuditResult run(models::Generator& g, models::Embedder& e, const io::Manifest& d
 
   // 6. ranking and ground truth
   std::sort(res.identities.begin(), res.identities.end(), [](const IdentityEvidence& a, const IdentityEvidence& b) {
-    if (a.leaks != b.leaks) return a.leaks;
+    if (a.verdict != b.verdict) return a.verdict > b.verdict;
     return a.nn_similarity > b.nn_similarity;
   });
   GroundTruth t;
@@ -231,6 +257,7 @@ AuditResult run(models::Generator& g, models::Embedder& e, const io::Manifest& d
   std::vector<int> lab, lab_rec;
   for (const auto& ev : res.identities) {
     res.leaking += ev.leaks;
+    res.inconclusive += ev.verdict == Verdict::kInconclusive;
     if (ev.member < 0) continue;
     (ev.member ? t.members : t.nonmembers) += 1;
     t.members_flagged += ev.member && ev.leaks;

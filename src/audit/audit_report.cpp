@@ -72,9 +72,12 @@ void write_csv_json(const std::string& out, const AuditResult& r, const AuditOpt
   rep["options"] = options_json;
   rep["generator"] = r.generator;
   rep["embedder"] = r.embedder;
-  rep["summary"] = {{"identities", r.identities.size()}, {"leaking", r.leaking}, {"far", o.far},
-                    {"threshold", r.threshold.value}, {"threshold_method", r.threshold.method},
-                    {"threshold_resolved", r.threshold.resolved}, {"samples", o.samples},
+  rep["summary"] = {{"headline", audit_headline(r, o)}, {"identities", r.identities.size()}, {"leaking", r.leaking},
+                    {"inconclusive", r.inconclusive}, {"family_wise_far", o.far}, {"per_test_far", r.threshold.per_test},
+                    {"tests", r.threshold.tests}, {"null_scores", r.threshold.null_scores},
+                    {"null_needed", r.threshold.null_needed}, {"threshold", r.threshold.value},
+                    {"threshold_method", r.threshold.method}, {"threshold_resolved", r.threshold.resolved},
+                    {"threshold_reason", r.threshold.reason}, {"samples", o.samples},
                     {"recovered_identities", r.recovered_identities}, {"images", r.images},
                     {"skipped", r.skipped.size()}};
   if (r.truth) {
@@ -87,11 +90,12 @@ void write_csv_json(const std::string& out, const AuditResult& r, const AuditOpt
   for (size_t k = 0; k < r.identities.size(); ++k) {
     const auto& ev = r.identities[k];
     const std::string img = m.entries[ev.nn_row].path;
-    csv += io::csv_line({std::to_string(k + 1), ev.identity, ev.leaks ? "leaks" : "no-evidence", fmt(ev.nn_similarity, 4),
+    csv += io::csv_line({std::to_string(k + 1), ev.identity, verdict_name(ev.verdict), fmt(ev.nn_similarity, 4),
                          fmt(r.threshold.value, 4), ev.recovery_error ? fmt(*ev.recovery_error, 6) : "",
                          ev.recovery_z ? fmt(*ev.recovery_z, 2) : "", ev.recon_similarity ? fmt(*ev.recon_similarity, 4) : "",
                          img, std::to_string(ev.nn_sample), ev.member < 0 ? "" : std::to_string(ev.member)});
     rep["identities"].push_back({{"rank", k + 1}, {"identity", ev.identity}, {"leaks", ev.leaks},
+                                 {"verdict", verdict_name(ev.verdict)},
                                  {"identity_nn_similarity", ev.nn_similarity}, {"closest_sample", ev.nn_sample},
                                  {"recovery_mse", opt_json(ev.recovery_error)}, {"recovery_z", opt_json(ev.recovery_z)},
                                  {"recon_identity_similarity", opt_json(ev.recon_similarity)}, {"image", img},
@@ -101,16 +105,35 @@ void write_csv_json(const std::string& out, const AuditResult& r, const AuditOpt
   io::write_file_atomic(out + "/report.json", rep.dump(2) + "\n");
 }
 
+}  // namespace
+
+std::string audit_headline(const AuditResult& r, const AuditOptions& o) {
+  const auto& t = r.threshold;
+  const std::string n_ids = std::to_string(r.identities.size());
+  const std::string tested = " (" + n_ids + " identities, " + std::to_string(r.images) + " images, each searched against " +
+                             std::to_string(o.samples) + " generated samples)";
+  if (!t.resolved)
+    return "INCONCLUSIVE" + tested + ": no identity can be called leaking at family-wise FAR " + report::fmt_g(o.far, 3) +
+           ". " + t.reason + "." +
+           (r.inconclusive ? " " + std::to_string(r.inconclusive) + " identities are above the unresolved threshold " +
+                                 fmt(t.value, 3) + ": listed as inconclusive, not as leaks."
+                           : "");
+  return std::to_string(r.leaking) + " of " + n_ids + " identities in your dataset LEAK" + tested +
+         ": the GAN generates a face the identity network calls the same person (similarity above " + fmt(t.value, 3) +
+         "). Family-wise FAR " + report::fmt_g(o.far, 3) + ": the chance that any identity not in the training set is "
+         "listed here, certified (95%) by " + std::to_string(t.null_scores) +
+         (t.reference_scores.empty() ? " impostor pairs." : " reference images.");
+}
+
+namespace {
+
 std::vector<std::string> summary_lines(const AuditResult& r, const AuditOptions& o, const std::string& dataset_name) {
   const int64_t n_ids = int64_t(r.identities.size());
   std::vector<std::string> sum = {
-      std::to_string(r.leaking) + " of " + std::to_string(n_ids) + " identities in your dataset LEAK: the GAN generates a face the " +
-          "identity network calls the same person (similarity above " + fmt(r.threshold.value, 3) + ", FAR " +
-          fmt(o.far, 4) + " per identity).",
+      audit_headline(r, o),
       "Generator: " + r.generator + ". Dataset: " + dataset_name + " (" + std::to_string(r.images) + " images). " +
           std::to_string(o.samples) + " samples searched. Latent recovery evidence for " +
           std::to_string(r.recovered_identities) + " of " + std::to_string(n_ids) + " identities."};
-  if (!r.threshold.resolved) sum.push_back("Note: the false-accept rate could not be resolved with the data given; see Thresholds.");
   if (r.truth) {
     const auto& t = *r.truth;
     sum.push_back("Ground truth is known here (demo): " + std::to_string(t.members_flagged) + " of " + std::to_string(t.members) +
@@ -130,7 +153,7 @@ std::string rank_plot(const AuditResult& r) {
     ys.push_back(idr[k].nn_similarity);
   }
   std::vector<report::Series> ss = {{"closest-sample similarity", xs, ys, false}, {"threshold", tx, ty, true}};
-  auto ref = r.threshold.reference_best;
+  auto ref = r.threshold.reference_scores;
   if (!ref.empty()) {
     std::sort(ref.begin(), ref.end(), std::greater<double>());
     std::vector<double> rx, ry;
@@ -138,7 +161,7 @@ std::string rank_plot(const AuditResult& r) {
       rx.push_back(double(k + 1) * double(idr.size()) / double(ref.size()));
       ry.push_back(ref[k]);
     }
-    ss.push_back({"reference (not trained on), rescaled", rx, ry, true});
+    ss.push_back({"reference images (not trained on), rescaled", rx, ry, true});
   }
   report::PlotOptions po;
   po.title = "identities by closest-sample similarity";
@@ -180,7 +203,9 @@ void write_audit_report(const std::string& out, const AuditResult& r, const Audi
   std::vector<std::vector<std::string>> rows;
   for (size_t k = 0; k < shown; ++k) {
     const auto& ev = r.identities[k];
-    std::string verdict = ev.leaks ? "<span class=\"leak\">LEAKS</span>" : "<span class=\"safe\">no evidence</span>";
+    std::string verdict = ev.verdict == Verdict::kLeaks          ? "<span class=\"leak\">LEAKS</span>"
+                          : ev.verdict == Verdict::kInconclusive ? "<span class=\"warn\">inconclusive</span>"
+                                                                 : "<span class=\"safe\">no evidence</span>";
     rows.push_back({std::to_string(k + 1),
                     report::escape(ev.identity) + (ev.member < 0 ? "" : ev.member ? "<br><small>(member)</small>" : "<br><small>(non-member)</small>"),
                     verdict, img_cell(pics.image[k], "your image of " + ev.identity), img_cell(pics.sample[k], "generated sample"),
@@ -204,7 +229,8 @@ void write_audit_report(const std::string& out, const AuditResult& r, const Audi
                  " Adam steps); a recovery error far below the median of the recovered images "
                  "(z = (median - error) / (1.4826 MAD)) is supporting evidence: training images are usually rebuilt better.");
   html.heading("Thresholds");
-  html.paragraph("Verdict threshold " + fmt(r.threshold.value, 4) + ": " + r.threshold.method + ".");
+  html.paragraph("Verdict threshold " + fmt(r.threshold.value, 4) + ": " + r.threshold.method + "." +
+                 (r.threshold.resolved ? "" : " Not resolved: " + r.threshold.reason + "."));
   if (!r.skipped.empty())
     html.paragraph(std::to_string(r.skipped.size()) + " images could not be loaded and were skipped (listed in run.json); first: " +
                    r.skipped.front().reason);

@@ -56,6 +56,7 @@ CompareResult run_compare(models::Generator& g, models::Embedder& e, models::Spl
                           const io::Manifest* reference, const std::vector<std::string>& class_names,
                           const CompareOptions& o, const ProgressFn& progress, io::RunRecord* record) {
   RW_CHECK(o.far > 0 && o.far < 1, Usage, "CompareOptions::far must be in (0, 1), got ", o.far);
+  RW_CHECK(o.gan_far > 0 && o.gan_far < 1, Usage, "CompareOptions::gan_far must be in (0, 1), got ", o.gan_far);
   RW_CHECK(o.samples >= 1, Usage, "CompareOptions::samples must be >= 1, got ", o.samples);
   RW_CHECK(o.wb_steps >= 1, Usage, "CompareOptions::wb_steps must be >= 1, got ", o.wb_steps);
   std::vector<std::string> splits = o.splits == "all" ? c.split_points() : io::split_list(o.splits);
@@ -79,20 +80,15 @@ CompareResult run_compare(models::Generator& g, models::Embedder& e, models::Spl
   std::vector<int64_t> nn_sample;
   bank.nearest(ds.emb, &nn_sim, &nn_sample);
   auto labels = io::identity_labels(dataset, ds.rows);
-  std::vector<double> ref_best;
+  std::vector<double> ref_scores;
   if (reference) {
     auto ref = embed_manifest(e, *reference, shape, "embed reference", progress, o.batch);
     record_skips(record, ref.skipped);
-    std::vector<double> rs;
     std::vector<int64_t> rsample;
-    bank.nearest(ref.emb, &rs, &rsample);
-    auto rl = io::identity_labels(*reference, ref.rows);
-    for (size_t i = 0; i < rl.size(); ++i) {
-      if (size_t(rl[i]) >= ref_best.size()) ref_best.resize(size_t(rl[i]) + 1, -2);
-      ref_best[size_t(rl[i])] = std::max(ref_best[size_t(rl[i])], rs[i]);
-    }
+    bank.nearest(ref.emb, &ref_scores, &rsample);
   }
-  res.gan_threshold = verdict_threshold(reference ? &ref_best : nullptr, ds.emb, labels, o.far, o.samples);
+  res.gan_threshold = verdict_threshold(reference ? &ref_scores : nullptr, ds.emb, labels, o.gan_far, o.samples,
+                                        int64_t(ds.rows.size()));
   std::vector<size_t> photo_pos;  // position (among loaded images) of each identity's photo
   for (size_t i = 0; i < ds.rows.size(); ++i) {
     const size_t k = size_t(labels[i]);
@@ -115,7 +111,8 @@ CompareResult run_compare(models::Generator& g, models::Embedder& e, models::Spl
   for (size_t k = 0; k < res.identities.size(); ++k) {
     auto& id = res.identities[k];
     id.recovery_mse = res.recovery.mse[int64_t(k)].item<double>();
-    id.gan_leaks = id.nn_similarity > res.gan_threshold.value;
+    id.gan_verdict = verdict_for(id.nn_similarity, res.gan_threshold);
+    id.gan_leaks = id.gan_verdict == Verdict::kLeaks;
     res.gan_leaking += id.gan_leaks;
     res.members += id.member == 1;
     res.members_leaking += id.gan_leaks && id.member == 1;

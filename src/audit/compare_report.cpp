@@ -15,7 +15,7 @@ namespace {
 using report::fmt;
 
 void write_csv(const std::string& out, const CompareResult& r) {
-  std::vector<std::string> header = {"identity", "member", "gan_identity_nn", "gan_leaks", "recovery_mse"};
+  std::vector<std::string> header = {"identity", "member", "gan_identity_nn", "gan_verdict", "recovery_mse"};
   for (const auto& cl : r.cells) {
     header.push_back("split_" + cl.split + "_" + cl.defense + "_similarity");
     header.push_back("split_" + cl.split + "_" + cl.defense + "_exposed");
@@ -24,7 +24,7 @@ void write_csv(const std::string& out, const CompareResult& r) {
   for (size_t k = 0; k < r.identities.size(); ++k) {
     const auto& id = r.identities[k];
     io::CsvRow row = {id.identity, id.member < 0 ? "" : std::to_string(id.member), fmt(id.nn_similarity, 4),
-                      id.gan_leaks ? "1" : "0", fmt(id.recovery_mse, 6)};
+                      verdict_name(id.gan_verdict), fmt(id.recovery_mse, 6)};
     for (const auto& cl : r.cells) {
       const double cs = cl.cos[int64_t(k)].item<double>();
       row.push_back(fmt(cs, 4));
@@ -86,7 +86,8 @@ std::vector<std::string> write_compare_report(const std::string& out, const Comp
   rep["build"] = build_string();
   rep["options"] = options_json;
   rep["gan"] = {{"identities", n_ids}, {"leaking", r.gan_leaking}, {"threshold", r.gan_threshold.value},
-                {"threshold_method", r.gan_threshold.method}, {"far", o.far}, {"members", r.members},
+                {"threshold_method", r.gan_threshold.method}, {"threshold_resolved", r.gan_threshold.resolved},
+                {"threshold_reason", r.gan_threshold.reason}, {"family_wise_far", o.gan_far}, {"members", r.members},
                 {"members_leaking", r.members_leaking}};
   rep["split"] = nlohmann::json::array();
   std::vector<std::vector<std::string>> table;
@@ -100,10 +101,14 @@ std::vector<std::string> write_compare_report(const std::string& out, const Comp
   }
   io::write_file_atomic(out + "/report.json", rep.dump(2) + "\n");
   std::vector<std::string> summary;
-  summary.push_back("Through the GAN's outputs: " + std::to_string(r.gan_leaking) + " of " + std::to_string(n_ids) +
-                    " identities have a generated sample the identity network calls the same person (FAR " + fmt(o.far, 4) + ")" +
-                    (r.members > 0 ? "; " + std::to_string(r.members_leaking) + " of them are among the " +
-                                         std::to_string(r.members) + " identities the GAN was trained on." : "."));
+  if (r.gan_threshold.resolved)
+    summary.push_back("Through the GAN's outputs: " + std::to_string(r.gan_leaking) + " of " + std::to_string(n_ids) +
+                      " identities have a generated sample the identity network calls the same person (family-wise FAR " +
+                      report::fmt_g(o.gan_far, 3) + ")" +
+                      (r.members > 0 ? "; " + std::to_string(r.members_leaking) + " of them are among the " +
+                                           std::to_string(r.members) + " identities the GAN was trained on." : "."));
+  else
+    summary.push_back("Through the GAN's outputs: inconclusive. " + r.gan_threshold.reason + ".");
   for (const auto& cl : r.cells)
     if (cl.defense == "none")
       summary.push_back("Through the split at " + cl.split + ": " + std::to_string(cl.exposed) + " of " + std::to_string(n_ids) +

@@ -55,6 +55,10 @@ DemoPaths prepare_demo(const std::string& models, const std::string& work, const
     for (auto& en : m.entries) en.member = std::stoi(en.identity.substr(2)) < members ? 1 : 0;
     io::write_manifest(r.manifest, m);
   }
+  // a work folder made by an older demo may hold fewer reference identities than demo.json asks for
+  if (fs::exists(d.reference + "/manifest.csv") &&
+      int64_t(io::read_manifest(d.reference + "/manifest.csv").entries.size()) != refs)
+    fs::remove_all(d.reference);
   if (!fs::exists(d.reference + "/manifest.csv")) {
     data::SynthFacesOptions o;
     o.out = d.reference;

@@ -26,10 +26,10 @@ void bind(po::options_description& desc, AuditPaths& p, audit::AuditOptions& o) 
       ("embedder", po::value(&p.embedder), "identity embedder (required with --generator)")
       ("reference", po::value(&p.reference),
        "images of people certainly NOT in the training set (same domain); sets the verdict threshold at --far. "
-       "Without it the threshold comes from impostor pairs in --dataset (conservative)")
+       "Without it the threshold comes from impostor pairs in --dataset, which resolve a family-wise FAR only for very large datasets")
       ("out", opt(&p.out), "output folder: report.html, report.json, report.csv, samples.png, top.png (your image | closest sample | reconstruction), run.json")
       ("samples", opt(&o.samples), "generated samples searched for each identity")
-      ("far", opt(&o.far), "false-accept rate of the 'leaks' verdict (per identity)")
+      ("far", opt(&o.far), "family-wise false-accusation rate: the chance that any identity not in the training set is called 'leaks'")
       ("per-identity", opt(&o.per_identity), "images per identity to invert (latent recovery evidence)")
       ("recover-top", opt(&o.recover_top), "identities (highest identity-nn first) that get latent recovery; -1 = all")
       ("recover-control", opt(&o.recover_control), "further identities drawn at random from the rest for latent recovery (the z's calibration)")
@@ -83,7 +83,9 @@ int audit_cmd(const Args& args) {
     r = audit::run(*g, *e, dataset, p.reference.empty() ? nullptr : &reference, o, progress_fn(), &record);
     progress_done();
     audit::write_audit_report(p.out, r, o, *g, dataset, p.dataset, record.options());
-    record.results()["summary"] = {{"identities", r.identities.size()}, {"leaking", r.leaking}, {"threshold", r.threshold.value},
+    record.results()["summary"] = {{"identities", r.identities.size()}, {"leaking", r.leaking}, {"inconclusive", r.inconclusive},
+                                   {"threshold", r.threshold.value}, {"threshold_resolved", r.threshold.resolved},
+                                   {"threshold_reason", r.threshold.reason},
                                    {"recovered_identities", r.recovered_identities}};
     if (r.truth) record.results()["ground_truth"] = {{"members_flagged", r.truth->members_flagged},
                                                      {"nonmembers_flagged", r.truth->nonmembers_flagged},
@@ -92,8 +94,7 @@ int audit_cmd(const Args& args) {
     std::error_code ec;
     std::filesystem::remove_all(o.stage_dir, ec);  // finished: the stages are not needed any more
   });
-  std::cout << r.leaking << " of " << r.identities.size() << " identities leak at FAR " << o.far << " (threshold "
-            << report::fmt(r.threshold.value, 4) << ")\n"
+  std::cout << audit::audit_headline(r, o) << "\n"
             << "report: " << p.out << "/report.html (also report.json, report.csv)\n";
   return 0;
 }

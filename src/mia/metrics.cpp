@@ -136,16 +136,51 @@ double auc_pvalue(const std::vector<double>& scores, const std::vector<int>& lab
 
 namespace {
 
-/// P(X <= k) for X ~ Binomial(n, p), summed in log space.
+/// Continued fraction of the regularised incomplete beta function (modified Lentz).
+double beta_cf(double a, double b, double x) {
+  const double tiny = 1e-300;
+  const double qab = a + b, qap = a + 1, qam = a - 1;
+  double c = 1, d = 1 - qab * x / qap;
+  if (std::abs(d) < tiny) d = tiny;
+  d = 1 / d;
+  double h = d;
+  for (int m = 1; m <= 1000000; ++m) {
+    const double m2 = 2.0 * m;
+    double aa = m * (b - m) * x / ((qam + m2) * (a + m2));
+    d = 1 + aa * d;
+    if (std::abs(d) < tiny) d = tiny;
+    c = 1 + aa / c;
+    if (std::abs(c) < tiny) c = tiny;
+    d = 1 / d;
+    h *= d * c;
+    aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2));
+    d = 1 + aa * d;
+    if (std::abs(d) < tiny) d = tiny;
+    c = 1 + aa / c;
+    if (std::abs(c) < tiny) c = tiny;
+    d = 1 / d;
+    const double del = d * c;
+    h *= del;
+    if (std::abs(del - 1) < 1e-15) break;
+  }
+  return h;
+}
+
+/// I_x(a, b), the regularised incomplete beta function.
+double beta_inc(double a, double b, double x) {
+  if (x <= 0) return 0;
+  if (x >= 1) return 1;
+  const double lbt = std::lgamma(a + b) - std::lgamma(a) - std::lgamma(b) + a * std::log(x) + b * std::log1p(-x);
+  if (x < (a + 1) / (a + b + 2)) return std::exp(lbt) * beta_cf(a, b, x) / a;
+  return 1 - std::exp(lbt) * beta_cf(b, a, 1 - x) / b;
+}
+
+/// P(X <= k) for X ~ Binomial(n, p) = I_{1-p}(n - k, k + 1).
 double binom_cdf(int64_t k, int64_t n, double p) {
   if (k < 0) return 0;
   if (k >= n || p <= 0) return 1;
   if (p >= 1) return 0;
-  const double lp = std::log(p), lq = std::log1p(-p), ln = std::lgamma(double(n) + 1);
-  double sum = 0;
-  for (int64_t i = 0; i <= k; ++i)
-    sum += std::exp(ln - std::lgamma(double(i) + 1) - std::lgamma(double(n - i) + 1) + double(i) * lp + double(n - i) * lq);
-  return std::min(1.0, sum);
+  return beta_inc(double(n - k), double(k + 1), 1 - p);
 }
 
 /// The p in [0, 1] where the decreasing function f(p) crosses `target` (bisection).
@@ -171,6 +206,24 @@ Interval clopper_pearson(int64_t k, int64_t n, double confidence) {
   r.hi = k == n ? 1.0 : solve_decreasing([&](double p) { return binom_cdf(k, n, p); }, a);
   r.lo = k == 0 ? 0.0 : solve_decreasing([&](double p) { return binom_cdf(k - 1, n, p); }, 1 - a);
   return r;
+}
+
+double rate_upper_bound(int64_t k, int64_t n) { return clopper_pearson(k, n, 0.90).hi; }
+
+int64_t max_exceedances(int64_t n, double rate) {
+  if (n <= 0 || rate_upper_bound(0, n) > rate) return -1;
+  int64_t lo = 0, hi = std::min<int64_t>(n, int64_t(std::ceil(rate * double(n))) + 1);  // bound(k) > k/n
+  while (lo < hi) {  // largest k with bound(k) <= rate (bound increases with k)
+    const int64_t mid = lo + (hi - lo + 1) / 2;
+    if (rate_upper_bound(mid, n) <= rate) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
+int64_t null_scores_needed(double rate) {
+  RW_CHECK(rate > 0 && rate < 1, Usage, "a rate must be in (0, 1), got ", rate);
+  return int64_t(std::ceil(std::log(0.05) / std::log1p(-rate) - 1e-9));
 }
 
 std::string format_pvalue(double p) {

@@ -243,7 +243,7 @@ std::string HtmlReport::str() const {
       "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;"
       "vertical-align:middle}th{background:#f4f4f4}.summary{background:#fff7e6;border-left:4px solid #e69500;"
       "padding:.5em 1em;margin:1em 0}.summary p{margin:.3em 0;font-size:1.05em}.leak{color:#b00;font-weight:bold}"
-      ".safe{color:#070}pre{background:#f8f8f8;padding:1em;overflow:auto;font-size:12px}"
+      ".safe{color:#070}.warn{color:#a60;font-weight:bold}pre{background:#f8f8f8;padding:1em;overflow:auto;font-size:12px}"
       "figure{display:inline-block;margin:4px;text-align:center}figcaption{font-size:11px}</style></head><body>\n<h1>" +
       escape(title_) + "</h1>\n" + body_ + "<hr><p style=\"font-size:11px;color:#777\">" +
       escape(build_string()) + "</p>\n</body></html>\n";

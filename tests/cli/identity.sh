@@ -84,7 +84,7 @@ sed 's/,id00003/,<b>evil<\/b>/' "$TMP/faces/manifest.csv" > "$TMP/faces/evil.csv
 expect_code 0 "audit" -- "$REWIND" audit --generator "$TMP/m/g.pt" --dataset "$TMP/faces/evil.csv" --embedder "$TMP/m/e.pt" \
   --reference "$TMP/faces/others.csv" --samples 20 --restarts 1 --steps 5 --out "$TMP/aud" -q
 for f in report.html report.json report.csv samples.png run.json; do [ -s "$TMP/aud/$f" ] && ok || bad "audit wrote $f"; done
-expect_grep "identities leak at FAR" "$TMP/out" "audit summary line"
+expect_grep "amily-wise FAR" "$TMP/out" "audit headline states the family-wise FAR"
 expect_grep "&lt;b&gt;evil" "$TMP/aud/report.html" "identity name escaped"
 grep -q "<b>evil" "$TMP/aud/report.html" && bad "raw identity markup in report.html" || ok
 expect_grep "data:image/png;base64," "$TMP/aud/report.html" "images inline"
@@ -92,6 +92,10 @@ expect_grep "data:image/png;base64," "$TMP/aud/report.html" "images inline"
 expect_code 0 "audit without reference" -- "$REWIND" audit --generator "$TMP/m/g.pt" --dataset "$TMP/faces/manifest.csv" \
   --embedder "$TMP/m/e.pt" --samples 20 --restarts 1 --steps 5 --out "$TMP/aud2" -q
 expect_grep "impostor pairs of the dataset" "$TMP/aud2/report.html" "threshold method without reference"
+# 48 impostor-pair comparisons cannot certify 0.05 / (12 images x 20 samples): no accusation, the reason and the fix
+expect_grep "INCONCLUSIVE" "$TMP/aud2/report.html" "unresolved threshold: inconclusive headline"
+grep -q ',leaks,' "$TMP/aud2/report.csv" && bad "a leaks verdict from an unresolved threshold" || ok
+expect_grep "Give --reference with at least" "$TMP/aud2/report.json" "the reason says what to add"
 expect_code 2 "audit with half the options" -- "$REWIND" audit --generator "$TMP/m/g.pt"
 expect_grep "together" "$TMP/err" "audit usage error"
 

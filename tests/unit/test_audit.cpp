@@ -17,6 +17,7 @@
 #include "rewind/io/csv.h"
 #include "rewind/io/image.h"
 #include "rewind/io/manifest.h"
+#include "rewind/mia/metrics.h"
 #include "test_util.h"
 
 using namespace rw;
@@ -139,32 +140,61 @@ TEST(ImageStream, RowsSubsetShardsAndCancel) {
   EXPECT_EQ(calls, 2);
 }
 
-TEST(AuditThreshold, FromReferenceIdentitiesIsTheFarOrderStatistic) {
-  // 1000 reference identities with best similarities 0.000, 0.001, ..., 0.999
+TEST(AuditThreshold, ReferenceThresholdCertifiesThePerImageRate) {
+  // 1000 reference images with best similarities 0.000, 0.001, ..., 0.999
   std::vector<double> ref;
   for (int i = 0; i < 1000; ++i) ref.push_back(i / 1000.0);
-  auto t = audit::verdict_threshold(&ref, torch::empty({0, 4}), {}, 1e-2, 100);
-  // at most 1% (10) of the reference identities are above it
+  // one image tested at family-wise 0.1: the most exceedances whose 95% bound is still <= 0.1
+  auto t = audit::verdict_threshold(&ref, torch::empty({0, 4}), {}, 0.1, 100, 1);
+  ASSERT_TRUE(t.resolved);
   int above = 0;
   for (double v : ref) above += v > t.value;
-  EXPECT_LE(above, 10);
-  EXPECT_GE(above, 9);
-  EXPECT_TRUE(t.resolved);
-  auto u = audit::verdict_threshold(&ref, torch::empty({0, 4}), {}, 1e-4, 100);
-  EXPECT_FALSE(u.resolved);  // 1000 references cannot resolve 1e-4
-  EXPECT_DOUBLE_EQ(u.value, 0.999);
+  EXPECT_LE(mia::rate_upper_bound(above, 1000), 0.1);
+  EXPECT_GT(mia::rate_upper_bound(above + 1, 1000), 0.1);  // tight: one more would not be certified
+  EXPECT_GT(above, 50);                                     // well below 100 = 10% of 1000 (the bound costs)
+  EXPECT_LT(above, 100);
+  EXPECT_EQ(audit::verdict_for(0.9995, t), audit::Verdict::kLeaks);
+  EXPECT_EQ(audit::verdict_for(0.1, t), audit::Verdict::kNoEvidence);
+  // 100 images tested at 0.05: each held to 5e-4, which 1000 references cannot certify
+  auto u = audit::verdict_threshold(&ref, torch::empty({0, 4}), {}, 0.05, 100, 100);
+  EXPECT_FALSE(u.resolved);
+  EXPECT_DOUBLE_EQ(u.per_test, 0.05 / 100);
+  EXPECT_DOUBLE_EQ(u.value, 0.999);  // their maximum
+  EXPECT_EQ(u.null_needed, mia::null_scores_needed(5e-4));
+  EXPECT_NE(u.reason.find("needs at least " + std::to_string(u.null_needed)), std::string::npos) << u.reason;
+  EXPECT_EQ(audit::verdict_for(0.9995, u), audit::Verdict::kInconclusive);  // above it, yet no accusation
+  EXPECT_EQ(audit::verdict_for(0.5, u), audit::Verdict::kNoEvidence);
 }
 
-TEST(AuditThreshold, WithoutReferenceIsTheBonferroniPairThreshold) {
+TEST(AuditThreshold, RuleOfThreeByHand) {
+  // zero exceedances among n certify rate p (95%) when 0.05^(1/n) >= 1 - p: n >= ln 0.05 / ln(1 - p)
+  EXPECT_EQ(mia::null_scores_needed(0.01), 299);  // 2.9957 / 0.01005 = 298.07
+  EXPECT_LE(mia::rate_upper_bound(0, 299), 0.01);
+  EXPECT_GT(mia::rate_upper_bound(0, 298), 0.01);
+  EXPECT_NEAR(mia::rate_upper_bound(0, 1000), 1 - std::pow(0.05, 1e-3), 1e-9);
+  EXPECT_EQ(mia::max_exceedances(298, 0.01), -1);
+  EXPECT_EQ(mia::max_exceedances(299, 0.01), 0);
+}
+
+TEST(AuditThreshold, WithoutReferenceFamilyWiseOverImagesAndSamples) {
   auto emb = torch::nn::functional::normalize(torch::randn({60, 8}, at::detail::createCPUGenerator(3)),
                                               torch::nn::functional::NormalizeFuncOptions().dim(1));
   std::vector<int64_t> labels;
-  for (int i = 0; i < 60; ++i) labels.push_back(i / 2);  // 30 identities x 2 images
-  auto t = audit::verdict_threshold(nullptr, emb, labels, 0.1, 10);
-  const double per_pair = 0.1 / (10 * 2);
-  auto c = identity::calibrate(emb, torch::tensor(labels), {per_pair});
-  EXPECT_DOUBLE_EQ(t.value, c.points[0].threshold);
-  EXPECT_EQ(t.resolved, double(c.impostor_pairs) * per_pair >= 1);
+  for (int i = 0; i < 60; ++i) labels.push_back(i / 2);  // 30 identities x 2 images: 1740 impostor pairs
+  // 60 images x 10 samples at 0.1: 1.7e-4 per comparison needs ~18,000 pairs: inconclusive, threshold = max
+  auto t = audit::verdict_threshold(nullptr, emb, labels, 0.1, 10, 60);
+  EXPECT_FALSE(t.resolved);
+  EXPECT_EQ(t.null_scores, 1740);
+  EXPECT_DOUBLE_EQ(t.per_test, 0.1 / 600);
+  auto mx = identity::calibrate(emb, torch::tensor(labels), {1e-12});
+  EXPECT_DOUBLE_EQ(t.value, mx.points[0].threshold);
+  EXPECT_NE(t.reason.find("--reference"), std::string::npos) << t.reason;
+  // one image, one sample at 0.9: resolved, at most k of the pairs above it
+  auto r = audit::verdict_threshold(nullptr, emb, labels, 0.9, 1, 1);
+  ASSERT_TRUE(r.resolved);
+  const int64_t k = mia::max_exceedances(1740, 0.9);
+  auto c = identity::calibrate(emb, torch::tensor(labels), {(double(k) + 0.5) / 1740});
+  EXPECT_DOUBLE_EQ(r.value, c.points[0].threshold);
 }
 
 namespace {
@@ -189,7 +219,7 @@ audit::AuditOptions small_audit() {
   o.invert.restarts = 2;
   o.invert.loop.steps = 60;
   o.invert.loop.lr = 0.3;
-  o.far = 0.05;
+  o.far = 0.5;  // family-wise over 16 images: 0.03125 each, which 120 reference images certify
   return o;
 }
 }  // namespace
@@ -197,7 +227,19 @@ audit::AuditOptions small_audit() {
 TEST(Audit, PlantedGeneratorFlagsMembersMoreThanNonMembers) {
   Planted p;
   auto o = small_audit();
-  auto r = audit::run(*p.g, p.e, p.m, nullptr, o);
+  // without a reference, 120 impostor pairs cannot certify 0.5 / (16 images x 400 samples): no accusation
+  auto u = audit::run(*p.g, p.e, p.m, nullptr, o);
+  EXPECT_FALSE(u.threshold.resolved);
+  EXPECT_EQ(u.leaking, 0);
+  EXPECT_GT(u.inconclusive, 0);
+  EXPECT_NE(audit::audit_headline(u, o).find("INCONCLUSIVE"), std::string::npos);
+  // 120 strangers' images certify 0.5 / 16 per image (95 needed)
+  io::Manifest ref;
+  ref.base_dir = p.dir.path();
+  write_images(p.dir.path(), "r", 120, 0, 13, &ref);
+  auto r = audit::run(*p.g, p.e, p.m, &ref, o);
+  ASSERT_TRUE(r.threshold.resolved) << r.threshold.reason;
+  EXPECT_EQ(r.inconclusive, 0);
   ASSERT_TRUE(r.truth.has_value());
   EXPECT_EQ(r.truth->members, 8);
   EXPECT_EQ(r.truth->nonmembers, 8);
@@ -211,7 +253,7 @@ TEST(Audit, PlantedGeneratorFlagsMembersMoreThanNonMembers) {
   // a recovery budget: only the top 4 + 2 control identities get recovery evidence
   o.recover_top = 4;
   o.recover_control = 2;
-  auto b = audit::run(*p.g, p.e, p.m, nullptr, o);
+  auto b = audit::run(*p.g, p.e, p.m, &ref, o);
   EXPECT_EQ(b.recovered_identities, 6);
   int with = 0;
   for (const auto& ev : b.identities) with += ev.recovery_error.has_value();

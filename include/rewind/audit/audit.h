@@ -3,14 +3,20 @@
 //   1. samples: `samples` images are drawn from the generator, embedded and dropped (SampleBank);
 //   2. identity-nn: each of the owner's images is searched against them; an identity's evidence is
 //      its best similarity to any sample;
-//   3. threshold: the similarity that at most `far` of identities NOT in the training set exceed,
-//      from reference identities (people certainly not trained on) when given, else from the
-//      owner's own impostor pairs with a Bonferroni correction for the comparisons made;
+//   3. threshold: `far` is family-wise, for the whole run: the chance that ANY identity not in
+//      the training set is called "leaks". Each of the owner's images is one test (its best
+//      similarity over all samples), so each test gets far / images (Bonferroni). The threshold
+//      is taken from a null distribution: with reference images (people certainly not trained
+//      on), their own best similarity to a sample; else the owner's impostor pairs, one
+//      comparison each, at far / (images x samples). It is "resolved" only when the null has
+//      enough scores to certify that rate with 95% confidence (about 3 / rate of them, the
+//      rule of three; mia::max_exceedances);
 //   4. latent recovery (supporting evidence, the expensive part): the `recover_top` identities
 //      ranked highest by identity-nn plus a seeded random `recover_control` of the others
 //      (the calibration sample of the robust z), `per_identity` images each; recover_top < 0 = all.
 //
-// The verdict for an identity is "leaks" when its identity-nn similarity is above the threshold.
+// The verdict for an identity above the threshold is "leaks" only when the threshold is
+// resolved; otherwise "inconclusive", with the reason and what to add. Below it: "no evidence".
 // Memory: embeddings of the dataset, the reference and the samples, and per-identity rows.
 #pragma once
 
@@ -32,7 +38,7 @@ namespace rw::audit {
 
 struct AuditOptions {
   int64_t samples = 1000;        ///< generated samples searched for each identity
-  double far = 1e-3;             ///< false-accept rate of the "leaks" verdict, per identity, in (0, 1)
+  double far = 0.05;             ///< family-wise false-accusation rate of the run (any identity wrongly "leaks"), in (0, 1)
   int64_t per_identity = 1;      ///< images per identity that get latent recovery
   int64_t recover_top = 256;     ///< identities (highest identity-nn first) that get latent recovery; < 0 = all
   int64_t recover_control = 64;  ///< further identities drawn at random (seeded) from the rest: the recovery z's calibration
@@ -48,10 +54,20 @@ struct AuditOptions {
 /// How the verdict threshold was set.
 struct Threshold {
   double value = 0;
-  bool resolved = true;              ///< false when the data cannot resolve `far` (the threshold is then the data's maximum)
+  bool resolved = true;              ///< false when the null cannot certify the per-test rate (value is then its maximum)
   std::string method;                ///< one sentence for the report
-  std::vector<double> reference_best;  ///< per reference identity: best similarity to a sample (empty without reference)
+  std::string reason;                ///< when not resolved: why, and what to add
+  double far = 0;                    ///< family-wise rate asked for
+  double per_test = 0;               ///< the rate each null score is held to (far / tests [/ samples])
+  int64_t tests = 0;                 ///< images tested (each: best similarity over the samples)
+  int64_t null_scores = 0;           ///< reference images, or impostor pairs without a reference
+  int64_t null_needed = 0;           ///< the fewest null scores that resolve per_test
+  std::vector<double> reference_scores;  ///< per reference image: best similarity to a sample (empty without reference)
 };
+
+/// An identity's verdict.
+enum class Verdict { kNoEvidence, kInconclusive, kLeaks };
+const char* verdict_name(Verdict v);  ///< "no-evidence" | "inconclusive" | "leaks"
 
 struct IdentityEvidence {
   std::string identity;
@@ -64,7 +80,8 @@ struct IdentityEvidence {
   std::optional<double> recon_similarity;  ///< identity similarity of the reconstruction to the image
   std::optional<size_t> recovered_row;     ///< first recovered image (its reconstruction is shown)
   int64_t recovered_index = -1;      ///< position in AuditResult::recovery
-  bool leaks = false;
+  Verdict verdict = Verdict::kNoEvidence;
+  bool leaks = false;                ///< verdict == kLeaks
 };
 
 struct GroundTruth {
@@ -77,7 +94,8 @@ struct AuditResult {
   std::vector<IdentityEvidence> identities;  ///< ranked: leaking first, then by nn_similarity
   Threshold threshold;
   int64_t images = 0;                        ///< dataset images loaded
-  int64_t leaking = 0;
+  int64_t leaking = 0;                       ///< verdict "leaks"
+  int64_t inconclusive = 0;                  ///< above an unresolved threshold
   int64_t recovered_identities = 0;          ///< identities with recovery evidence
   std::optional<GroundTruth> truth;          ///< when the manifest has member labels for both classes
   Recovery recovery;                         ///< latents of the recovered rows (pictures, resume)
@@ -92,12 +110,21 @@ struct AuditResult {
 AuditResult run(models::Generator& g, models::Embedder& e, const io::Manifest& dataset, const io::Manifest* reference,
                 const AuditOptions& o, const ProgressFn& progress = {}, io::RunRecord* record = nullptr);
 
-/// The verdict threshold from identity-nn similarities (exposed for tests).
-///  - with reference identities: the value at most `far` of their best similarities exceed;
-///  - without: the pair threshold at far / (samples x images per identity) on the dataset's own
-///    impostor pairs (`emb`, `labels`).
-Threshold verdict_threshold(const std::vector<double>* reference_best, const at::Tensor& emb,
-                            const std::vector<int64_t>& labels, double far, int64_t samples);
+/// The verdict threshold from identity-nn similarities (exposed for tests), for `tests` images
+/// each searched against `samples` samples, family-wise rate `far`:
+///  - with reference images (`reference_scores`: each one's best similarity to a sample): the
+///    value at most k of them exceed, k the most exceedances that still certify far / tests;
+///  - without: the same on the dataset's own impostor pairs (`emb`, `labels`) at
+///    far / (tests x samples) per pair.
+Threshold verdict_threshold(const std::vector<double>* reference_scores, const at::Tensor& emb,
+                            const std::vector<int64_t>& labels, double far, int64_t samples, int64_t tests);
+
+/// The verdict for one best similarity under `t`.
+Verdict verdict_for(double similarity, const Threshold& t);
+
+/// The report's first line: what was tested, against what, at what error rate, and the verdict
+/// ("N of M identities LEAK", or "INCONCLUSIVE" with the reason and what to add).
+std::string audit_headline(const AuditResult& r, const AuditOptions& o);
 
 /// Writes report.json, report.csv, report.html, samples.png and top.png into `out` (pictures are
 /// reloaded from the manifest rows, regenerated from the sample indices and re-rendered from the

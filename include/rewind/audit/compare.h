@@ -5,6 +5,7 @@
 // One photo per identity (its first loadable image) goes through both attacks. The split side is
 // swept over `splits` x `defenses`; "exposed" there means the rebuilt photo's identity similarity
 // to the original is above the 1:1 pair threshold at `far` on the dataset's own impostor pairs.
+// The GAN side's verdict is the audit's (family-wise `gan_far`, "leaks" only when resolved).
 // Memory: embeddings of the dataset, one photo per identity, and the rebuilt photos of one cell
 // at a time (plus the first `pictures` of each undefended cell for the report).
 #pragma once
@@ -24,7 +25,8 @@ struct CompareOptions {
   std::string splits = "relu1,pool1,relu2,pool2,relu3,fc1";  ///< split stages attacked (comma list, or "all")
   std::string defenses = "none,noise=1";                       ///< defences on the activations (comma list)
   int64_t samples = 1000;   ///< generated samples (GAN side)
-  double far = 1e-3;        ///< false-accept rate of both verdicts, in (0, 1)
+  double far = 1e-3;        ///< split side: false-accept rate of the 1:1 "same person" threshold, in (0, 1)
+  double gan_far = 0.05;    ///< GAN side: family-wise false-accusation rate, as AuditOptions::far, in (0, 1)
   int64_t wb_steps = 200;   ///< white-box inversion steps per split
   int64_t pictures = 16;    ///< identities shown with pictures in the report
   int64_t batch = 128;      ///< images per embedder pass
@@ -49,7 +51,8 @@ struct CompareIdentity {
   double nn_similarity = -2;   ///< best over all of its images
   size_t nn_row = 0;
   int64_t nn_sample = -1;
-  bool gan_leaks = false;
+  Verdict gan_verdict = Verdict::kNoEvidence;
+  bool gan_leaks = false;  ///< gan_verdict == kLeaks
   double recovery_mse = 0;     ///< of the photo
 };
 

@@ -65,6 +65,14 @@ double auc_pvalue(const std::vector<double>& scores, const std::vector<int>& lab
 /// Exact (Clopper-Pearson) two-sided 95% interval of a binomial rate: k successes in n trials.
 Interval clopper_pearson(int64_t k, int64_t n, double confidence = 0.95);
 
+/// One-sided 95% upper bound of a rate with k events in n trials (Clopper-Pearson); ~3/n at k = 0.
+double rate_upper_bound(int64_t k, int64_t n);
+/// The most exceedances among n null scores that still certify `rate` (rate_upper_bound <= rate);
+/// -1 when even none would (n too small).
+int64_t max_exceedances(int64_t n, double rate);
+/// The fewest null scores that certify `rate` with none exceeding: ceil(ln 0.05 / ln(1 - rate)).
+int64_t null_scores_needed(double rate);
+
 /// A p-value for reports: scientific notation ("3.2e-07"), "< 1e-300" when it underflows, "n/a" for NaN.
 std::string format_pvalue(double p);
 
