@@ -88,6 +88,7 @@ struct ClassScan {
   std::vector<data::Skipped> skipped;
   std::vector<double> nn;   ///< per row; empty without a sample bank
   Embedded kept;            ///< embeddings of the loaded rows among `keep`
+  at::Tensor stats;         ///< [rows, F] image statistics (image_statistics) for the blind baseline
 };
 
 ClassScan scan(data::ImageStream& s, models::Embedder* e, const SampleBank* bank, const std::vector<size_t>& keep) {
@@ -98,8 +99,10 @@ ClassScan scan(data::ImageStream& s, models::Embedder* e, const SampleBank* bank
   int64_t n = 0;
   data::Batch b;
   out.rows.reserve(size_t(s.total()));
+  std::vector<at::Tensor> stats;
   while (s.next(&b)) {
     out.rows.insert(out.rows.end(), b.rows.begin(), b.rows.end());
+    stats.push_back(image_statistics(b.images));
     if (!e || (!bank && want.empty())) continue;
     auto emb = e->embed(b.images);
     if (bank) {
@@ -115,6 +118,7 @@ ClassScan scan(data::ImageStream& s, models::Embedder* e, const SampleBank* bank
       }
   }
   out.kept.emb = buf.defined() ? buf.slice(0, 0, n).clone() : torch::empty({0, 0});
+  out.stats = stats.empty() ? torch::empty({0, 0}, torch::kFloat64) : torch::cat(stats);
   out.skipped = s.skipped();
   return out;
 }
@@ -124,7 +128,7 @@ bool load_scan(const StageCache& c, const std::string& name, ClassScan* out) {
   at::Tensor rows, nn;
   // the json is written last: its presence marks the stage complete
   if (!c.load_json(name + "-scan", &meta) || !c.load(name + "-scan-rows", &rows) || !c.load(name + "-scan-nn", &nn) ||
-      !load_embedded(c, name + "-kept", &out->kept))
+      !c.load(name + "-scan-stats", &out->stats) || !load_embedded(c, name + "-kept", &out->kept))
     return false;
   out->rows = rows_from(rows);
   out->skipped = skipped_from(meta.at("skipped"));
@@ -138,6 +142,7 @@ void save_scan(const StageCache& c, const std::string& name, const ClassScan& s)
   save_embedded(c, name + "-kept", s.kept);
   c.save(name + "-scan-rows", rows_tensor(s.rows));
   c.save(name + "-scan-nn", torch::tensor(s.nn, torch::kFloat64));
+  c.save(name + "-scan-stats", s.stats);
   c.save_json(name + "-scan", {{"skipped", skipped_json(s.skipped)}});
 }
 
@@ -223,6 +228,7 @@ MembershipResult run_membership(models::Generator& g, models::Generator* gref, m
     if (record) record->mark("samples");
   }
   int64_t position = 0;  // restart seeds: members first, then non-members, as one list
+  std::vector<std::vector<double>> stats;  // per row of r.rows: image statistics (blind baseline)
   for (int lab : {1, 0}) {
     const auto& m = *sets[lab];
     const std::string cls = lab ? "members" : "nonmembers";
@@ -254,6 +260,8 @@ MembershipResult run_membership(models::Generator& g, models::Generator* gref, m
     if (run.count("identity-nn"))
       for (size_t i = 0; i < sc.rows.size(); ++i) r.raw["identity-nn"][base + i] = r.score["identity-nn"][base + i] = sc.nn[i];
     sc.nn = {};
+    if (sc.stats.size(0) == int64_t(sc.rows.size()))
+      for (int64_t i = 0; i < sc.stats.size(0); ++i) stats.push_back(to_vector(sc.stats[i]));
     if (!need_recovery) continue;
     std::vector<size_t> loaded;  // drawn rows that loaded for the scan
     std::set<size_t> ok(sc.rows.begin(), sc.rows.end());
@@ -289,6 +297,15 @@ MembershipResult run_membership(models::Generator& g, models::Generator* gref, m
   r.one_image_per_identity = std::all_of(r.identity_rows.begin(), r.identity_rows.end(),
                                          [](const MembershipResult::IdentityRow& i) { return i.images == 1; });
   evaluate(r, o);
+  if (stats.size() == r.rows.size()) {
+    std::vector<int> lab;
+    for (const auto& row : r.rows) lab.push_back(row.label);
+    r.blind = mia::blind_baseline(stats, lab, 5, o.boot, o.seed);
+    thin(r.blind.m.roc);
+    if (r.blind.biased)
+      log_warn("the member / non-member split looks biased: image statistics alone separate it (blind baseline AUC ",
+               r.blind.m.auc.value, ", 95% CI ", r.blind.m.auc.lo, "-", r.blind.m.auc.hi, ")");
+  }
   return r;
 }
 

@@ -101,6 +101,16 @@ std::string roc_svg(const std::vector<std::pair<std::string, mia::Roc>>& rocs, b
 
 }  // namespace
 
+std::string blind_line(const mia::BlindBaseline& b) {
+  if (!b.ran) return "blind baseline: not run, " + b.reason;
+  const std::string auc = fmt(b.m.auc.value) + " [" + fmt(b.m.auc.lo) + ", " + fmt(b.m.auc.hi) + "]";
+  if (b.biased)
+    return "WARNING: the member / non-member split is biased. Image statistics alone, without the GAN, tell the two "
+           "sets apart with AUC " + auc + " (" + std::to_string(b.folds) + "-fold logistic regression), so the attacks' "
+           "AUCs above do not measure membership alone. Use members and non-members from the same source and processing.";
+  return "blind baseline (image statistics alone, no GAN): AUC " + auc + ", not better than chance: no sign that the split is biased";
+}
+
 std::vector<std::string> membership_summary(const MembershipResult& r) {
   std::vector<std::string> out;
   for (const auto& a : r.metrics) {
@@ -111,6 +121,7 @@ std::vector<std::string> membership_summary(const MembershipResult& r) {
                   std::to_string(m.members) + " members / " + std::to_string(m.nonmembers) + " non-members");
   }
   for (const auto& [a, why] : r.skipped_attacks) out.push_back(a + ": not run, " + why);
+  out.push_back(blind_line(r.blind));
   return out;
 }
 
@@ -139,6 +150,11 @@ void write_membership_report(const std::string& out, const MembershipResult& r, 
     if (a.level == "image") rocs.push_back({a.attack, m.roc});
   }
   for (const auto& [a, why] : r.skipped_attacks) rep["skipped_attacks"][a] = why;
+  rep["blind_baseline"] = r.blind.ran ? nlohmann::json{{"auc", {r.blind.m.auc.value, r.blind.m.auc.lo, r.blind.m.auc.hi}},
+                                                       {"auc_pvalue", r.blind.m.auc_pvalue}, {"biased", r.blind.biased},
+                                                       {"folds", r.blind.folds}, {"members", r.blind.m.members},
+                                                       {"nonmembers", r.blind.m.nonmembers}}
+                                      : nlohmann::json{{"ran", false}, {"reason", r.blind.reason}};
   const auto summary = membership_summary(r);
   const std::string same_levels =
       "Each identity has one image, so the identity level repeats the image level (no per-identity aggregation).";
@@ -162,6 +178,11 @@ void write_membership_report(const std::string& out, const MembershipResult& r, 
                  "The AUC p-value is two-sided (Mann-Whitney U, normal approximation)." +
                  (r.one_image_per_identity ? " " + same_levels : std::string()));
   html.raw(roc_svg(rocs, false) + roc_svg(rocs, true));
+  html.heading("Validity guard: blind baseline");
+  html.paragraph(blind_line(r.blind) + ". Features: per-channel mean and spread, gradient and Laplacian energy, "
+                 "saturation and high-frequency share of each image as the attacks see it; scored out of fold, so a "
+                 "fair split gives about 0.5 (Das et al. 2024 show such baselines beating published attacks on "
+                 "biased evaluation sets).");
   html.heading("Method");
   html.paragraph("recovery: latent recovery error (MSE of G(z*) to the target, Webster et al. 2019); calibrated: minus the "
                  "same error under a reference generator trained on other data (GAN-Leaks, Chen et al. 2020); "

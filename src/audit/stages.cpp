@@ -275,4 +275,25 @@ Recovery recover_rows(models::Generator& g, const io::Manifest& m, const std::ve
   return out;
 }
 
+at::Tensor image_statistics(const at::Tensor& images) {
+  torch::NoGradGuard ng;
+  RW_CHECK(images.dim() == 4 && images.size(2) >= 3 && images.size(3) >= 3, Internal,
+           "image_statistics: need [N, C, H, W] with H, W >= 3, got ", images.sizes());
+  auto x = images.to(torch::kFloat64);
+  auto g = x.mean(1);  // [N, H, W]
+  using torch::indexing::Slice;
+  auto dx = (g.index({Slice(), Slice(), Slice(1, torch::indexing::None)}) - g.index({Slice(), Slice(), Slice(0, -1)})).abs();
+  auto dy = (g.index({Slice(), Slice(1, torch::indexing::None), Slice()}) - g.index({Slice(), Slice(0, -1), Slice()})).abs();
+  auto c = g.index({Slice(), Slice(1, -1), Slice(1, -1)});
+  auto lap = (4 * c - g.index({Slice(), Slice(0, -2), Slice(1, -1)}) - g.index({Slice(), Slice(2, torch::indexing::None), Slice(1, -1)}) -
+              g.index({Slice(), Slice(1, -1), Slice(0, -2)}) - g.index({Slice(), Slice(1, -1), Slice(2, torch::indexing::None)}))
+                 .abs();
+  auto blur = torch::avg_pool2d(g.unsqueeze(1), {3, 3}, {1, 1}, {1, 1}, false, false).squeeze(1);
+  auto hf = (g - blur).flatten(1).var(1) / (g.flatten(1).var(1) + 1e-8);
+  return torch::cat({x.mean({2, 3}), x.flatten(2).std(2), dx.mean({1, 2}).unsqueeze(1), dy.mean({1, 2}).unsqueeze(1),
+                     lap.mean({1, 2}).unsqueeze(1), (x.abs() > 0.98).to(torch::kFloat64).mean({1, 2, 3}).unsqueeze(1),
+                     hf.unsqueeze(1)},
+                    1);
+}
+
 }  // namespace rw::audit

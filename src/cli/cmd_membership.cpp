@@ -70,6 +70,7 @@ int membership_cmd(const Args& args) {
     for (const auto& a : r.metrics) j[a.level][a.attack] = {{"auc", a.m.auc.value}, {"members", a.m.members}, {"nonmembers", a.m.nonmembers}};
     record.results()["metrics"] = j;
     record.results()["skipped_attacks"] = r.skipped_attacks;
+    record.results()["blind_baseline"] = {{"ran", r.blind.ran}, {"biased", r.blind.biased}, {"auc", r.blind.m.auc.value}};
     std::error_code ec;
     std::filesystem::remove_all(o.stage_dir, ec);
   });

@@ -226,6 +226,117 @@ int64_t null_scores_needed(double rate) {
   return int64_t(std::ceil(std::log(0.05) / std::log1p(-rate) - 1e-9));
 }
 
+namespace {
+
+/// Solves A x = b (A symmetric positive definite, small) by Gaussian elimination with pivoting.
+std::vector<double> solve(std::vector<std::vector<double>> a, std::vector<double> b) {
+  const size_t n = b.size();
+  for (size_t c = 0; c < n; ++c) {
+    size_t piv = c;
+    for (size_t r = c + 1; r < n; ++r)
+      if (std::abs(a[r][c]) > std::abs(a[piv][c])) piv = r;
+    std::swap(a[c], a[piv]);
+    std::swap(b[c], b[piv]);
+    if (std::abs(a[c][c]) < 1e-300) continue;
+    for (size_t r = c + 1; r < n; ++r) {
+      const double f = a[r][c] / a[c][c];
+      for (size_t k = c; k < n; ++k) a[r][k] -= f * a[c][k];
+      b[r] -= f * b[c];
+    }
+  }
+  std::vector<double> x(n, 0);
+  for (size_t c = n; c-- > 0;) {
+    double v = b[c];
+    for (size_t k = c + 1; k < n; ++k) v -= a[c][k] * x[k];
+    x[c] = std::abs(a[c][c]) < 1e-300 ? 0 : v / a[c][c];
+  }
+  return x;
+}
+
+/// Ridge logistic regression by Newton's method on rows `train`; returns weights (bias last).
+std::vector<double> fit_logistic(const std::vector<std::vector<double>>& x, const std::vector<int>& y,
+                                 const std::vector<size_t>& train, double ridge) {
+  const size_t f = x[0].size() + 1;
+  std::vector<double> w(f, 0);
+  for (int it = 0; it < 25; ++it) {
+    std::vector<std::vector<double>> h(f, std::vector<double>(f, 0));
+    std::vector<double> g(f, 0);
+    for (size_t i : train) {
+      double z = w[f - 1];
+      for (size_t k = 0; k + 1 < f; ++k) z += w[k] * x[i][k];
+      const double p = 1 / (1 + std::exp(-z)), r = p - y[i], v = std::max(p * (1 - p), 1e-9);
+      for (size_t a = 0; a < f; ++a) {
+        const double xa = a + 1 < f ? x[i][a] : 1;
+        g[a] += r * xa;
+        for (size_t b = 0; b <= a; ++b) h[a][b] += v * xa * (b + 1 < f ? x[i][b] : 1);
+      }
+    }
+    for (size_t a = 0; a < f; ++a) {
+      for (size_t b = 0; b < a; ++b) h[b][a] = h[a][b];
+      if (a + 1 < f) h[a][a] += ridge, g[a] += ridge * w[a];  // the bias is not penalised
+    }
+    auto step = solve(h, g);
+    double mx = 0;
+    for (size_t a = 0; a < f; ++a) w[a] -= step[a], mx = std::max(mx, std::abs(step[a]));
+    if (mx < 1e-8) break;
+  }
+  return w;
+}
+
+}  // namespace
+
+BlindBaseline blind_baseline(const std::vector<std::vector<double>>& features, const std::vector<int>& labels,
+                             int folds, int boot, uint64_t seed) {
+  RW_CHECK(features.size() == labels.size(), Internal, "blind_baseline: ", features.size(), " rows, ", labels.size(), " labels");
+  RW_CHECK(folds >= 2, Usage, "blind_baseline: folds must be >= 2, got ", folds);
+  BlindBaseline out;
+  out.folds = folds;
+  std::vector<size_t> cls[2];
+  for (size_t i = 0; i < labels.size(); ++i) cls[labels[i] ? 1 : 0].push_back(i);
+  if (cls[0].size() < size_t(folds) || cls[1].size() < size_t(folds) || features.empty() || features[0].empty()) {
+    out.reason = "needs at least " + std::to_string(folds) + " members and " + std::to_string(folds) +
+                 " non-members with image statistics (has " + std::to_string(cls[1].size()) + " / " +
+                 std::to_string(cls[0].size()) + ")";
+    return out;
+  }
+  const size_t nf = features[0].size();
+  for (const auto& r : features)
+    RW_CHECK(r.size() == nf, Internal, "blind_baseline: rows of different lengths");
+  // stratified folds: each class shuffled (seeded) and dealt round robin
+  std::vector<int> fold(labels.size(), 0);
+  std::mt19937_64 rng(seed);
+  for (auto& c : cls) {
+    std::shuffle(c.begin(), c.end(), rng);
+    for (size_t k = 0; k < c.size(); ++k) fold[c[k]] = int(k % size_t(folds));
+  }
+  std::vector<double> score(labels.size(), 0);
+  for (int f = 0; f < folds; ++f) {
+    std::vector<size_t> train, test;
+    for (size_t i = 0; i < labels.size(); ++i) (fold[i] == f ? test : train).push_back(i);
+    // standardise on the training fold only
+    std::vector<double> mu(nf, 0), sd(nf, 0);
+    for (size_t i : train)
+      for (size_t k = 0; k < nf; ++k) mu[k] += features[i][k];
+    for (auto& v : mu) v /= double(train.size());
+    for (size_t i : train)
+      for (size_t k = 0; k < nf; ++k) sd[k] += (features[i][k] - mu[k]) * (features[i][k] - mu[k]);
+    for (auto& v : sd) v = std::sqrt(v / double(train.size())) + 1e-12;
+    std::vector<std::vector<double>> z(labels.size(), std::vector<double>(nf));
+    for (size_t i = 0; i < labels.size(); ++i)
+      for (size_t k = 0; k < nf; ++k) z[i][k] = std::clamp((features[i][k] - mu[k]) / sd[k], -50.0, 50.0);
+    auto w = fit_logistic(z, labels, train, 1.0);
+    for (size_t i : test) {
+      double s = w[nf];
+      for (size_t k = 0; k < nf; ++k) s += w[k] * z[i][k];
+      score[i] = s;
+    }
+  }
+  out.m = evaluate(score, labels, {}, boot, seed);
+  out.ran = true;
+  out.biased = out.m.auc.lo > 0.5;
+  return out;
+}
+
 std::string format_pvalue(double p) {
   if (std::isnan(p)) return "n/a";
   if (p <= 0) return "< 1e-300";

@@ -282,7 +282,36 @@ TEST(Membership, PlantedGeneratorSeparatesMembers) {
   EXPECT_NE(r.skipped_attacks.at("calibrated").find("reference generator"), std::string::npos);
   EXPECT_TRUE(r.one_image_per_identity);
   auto lines = audit::membership_summary(r);
-  EXPECT_NE(lines.back().find("calibrated: not run"), std::string::npos) << lines.back();
+  bool named = false;
+  for (const auto& l : lines) named |= l.find("calibrated: not run") != std::string::npos;
+  EXPECT_TRUE(named);
+  // the same kind of images on both sides: the blind baseline sees no bias
+  ASSERT_TRUE(r.blind.ran) << r.blind.reason;
+  EXPECT_FALSE(r.blind.biased) << r.blind.m.auc.lo;
+}
+
+TEST(Membership, BlindBaselineWarnsOnABiasedSplit) {
+  Planted p;
+  // non-members from another "source": low-resolution noise upscaled (smooth), members native noise
+  io::Manifest smooth;
+  smooth.base_dir = p.dir.path();
+  auto gen = at::detail::createCPUGenerator(21);
+  for (int i = 0; i < 8; ++i) {
+    auto lo = torch::rand({1, 1, kSide / 4, kSide / 4}, gen).mul(2).sub(1);
+    auto up = torch::upsample_bilinear2d(lo, {kSide, kSide}, false).squeeze(0);
+    io::save_image(p.dir.path() + "/s" + std::to_string(i) + ".png", up);
+    smooth.entries.push_back({"s" + std::to_string(i) + ".png", "s" + std::to_string(i), 0, {}});
+  }
+  audit::MembershipOptions o;
+  o.attacks = "identity-nn";
+  o.samples = 50;
+  o.boot = 200;
+  auto r = audit::run_membership(*p.g, nullptr, &p.e, p.members, smooth, o);
+  ASSERT_TRUE(r.blind.ran) << r.blind.reason;
+  EXPECT_TRUE(r.blind.biased) << r.blind.m.auc.value << " [" << r.blind.m.auc.lo << ", " << r.blind.m.auc.hi << "]";
+  bool warned = false;
+  for (const auto& l : audit::membership_summary(r)) warned |= l.rfind("WARNING: the member / non-member split is biased", 0) == 0;
+  EXPECT_TRUE(warned);
 }
 
 // Recovery for a seeded draw of rows only; identity-nn on every row; a resumed run reads the same

@@ -171,3 +171,27 @@ TEST(Report, EscapesUserTextAndEncodes) {
   EXPECT_NE(svg.find("<svg"), std::string::npos);
   EXPECT_NE(svg.find("roc &lt;1&gt;"), std::string::npos);
 }
+
+TEST(Mia, BlindBaselineSeparatesOnlyWhatDiffers) {
+  std::mt19937_64 rng(5);
+  std::normal_distribution<double> nd;
+  std::vector<std::vector<double>> same, shifted;
+  std::vector<int> l;
+  for (int i = 0; i < 400; ++i) {
+    l.push_back(i % 2);
+    same.push_back({nd(rng), nd(rng), nd(rng)});
+    shifted.push_back({nd(rng) + (i % 2 ? 1.0 : 0.0), nd(rng), nd(rng)});  // one feature differs by 1 sd
+  }
+  auto fair = mia::blind_baseline(same, l, 5, 300, 1);
+  ASSERT_TRUE(fair.ran);
+  EXPECT_FALSE(fair.biased) << fair.m.auc.value;
+  EXPECT_NEAR(fair.m.auc.value, 0.5, 0.08);
+  auto biased = mia::blind_baseline(shifted, l, 5, 300, 1);
+  ASSERT_TRUE(biased.ran);
+  EXPECT_TRUE(biased.biased);
+  // two unit-variance Gaussians 1 sd apart: AUC = Phi(1 / sqrt 2) = 0.760
+  EXPECT_NEAR(biased.m.auc.value, 0.760, 0.05);
+  auto few = mia::blind_baseline({{1}, {2}, {3}}, {1, 0, 1}, 5, 10, 1);
+  EXPECT_FALSE(few.ran);
+  EXPECT_NE(few.reason.find("at least 5 members"), std::string::npos) << few.reason;
+}

@@ -58,6 +58,7 @@ struct MembershipResult {
   std::vector<AttackMetrics> metrics;
   std::map<std::string, std::string> skipped_attacks;      ///< requested attack -> why it did not run
   bool one_image_per_identity = false;                     ///< the identity level then repeats the image level
+  mia::BlindBaseline blind;  ///< validity guard: image statistics alone (no GAN) separating the two sets
   std::vector<data::Skipped> skipped;
   int64_t members = 0, nonmembers = 0;
 };

@@ -138,4 +138,10 @@ std::pair<double, double> robust_scale(const std::vector<double>& values);
 
 std::vector<double> to_vector(const at::Tensor& t);
 
+/// Image statistics for the blind baseline (mia::blind_baseline), no model involved: per channel
+/// mean and standard deviation, mean |horizontal| and |vertical| gradient, mean |Laplacian|, the
+/// fraction of saturated pixels (|v| > 0.98) and the high-frequency share of the variance.
+/// images [N, C, H, W] in [-1, 1] -> [N, 2C + 5] float64.
+at::Tensor image_statistics(const at::Tensor& images);
+
 }  // namespace rw::audit

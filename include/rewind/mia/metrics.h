@@ -73,6 +73,22 @@ int64_t max_exceedances(int64_t n, double rate);
 /// The fewest null scores that certify `rate` with none exceeding: ceil(ln 0.05 / ln(1 - rate)).
 int64_t null_scores_needed(double rate);
 
+/// A validity guard (Das et al. 2024, "blind baselines"): can the member and non-member sets be
+/// told apart WITHOUT the model, from simple image statistics alone? A ridge logistic regression
+/// on standardised features, scored out of fold (k-fold, seeded, stratified); its AUC with a 95%
+/// bootstrap interval. When the interval's lower end is above 0.5 the split itself is biased and
+/// any attack's AUC on it is suspect.
+struct BlindBaseline {
+  MiaMetrics m;          ///< of the out-of-fold scores (AUC, interval, p-value)
+  bool biased = false;   ///< m.auc.lo > 0.5
+  int folds = 0;
+  bool ran = false;      ///< false when a class has fewer than `folds` items (then nothing is claimed)
+  std::string reason;    ///< when not ran
+};
+/// `features`: one row of F values per item (same F for all); labels 1 = member, 0 = non-member.
+BlindBaseline blind_baseline(const std::vector<std::vector<double>>& features, const std::vector<int>& labels,
+                             int folds = 5, int boot = 1000, uint64_t seed = 1);
+
 /// A p-value for reports: scientific notation ("3.2e-07"), "< 1e-300" when it underflows, "n/a" for NaN.
 std::string format_pvalue(double p);
 
