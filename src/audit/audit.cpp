@@ -81,6 +81,17 @@ Verdict verdict_for(double similarity, const Threshold& t) {
   return t.resolved ? Verdict::kLeaks : Verdict::kInconclusive;
 }
 
+Certified certified_threshold(const at::Tensor& null, double per_test) {
+  Certified c;
+  const int64_t n = null.numel();
+  RW_CHECK(n > 0, Internal, "certified_threshold: empty null");
+  c.k = mia::max_exceedances(n, per_test);
+  c.resolved = c.k >= 0;
+  c.value = identity::threshold_for_far(null.reshape({-1}).to(torch::kFloat64),
+                                        (double(std::max<int64_t>(c.k, 0)) + 0.5) / double(n));
+  return c;
+}
+
 Threshold verdict_threshold(const std::vector<double>* reference_scores, const at::Tensor& emb,
                             const std::vector<int64_t>& labels, double far, int64_t samples, int64_t tests) {
   RW_CHECK(far > 0 && far < 1, Usage, "the verdict's FAR must be in (0, 1), got ", far);
@@ -96,11 +107,10 @@ Threshold verdict_threshold(const std::vector<double>* reference_scores, const a
   if (ref) {
     t.reference_scores = *reference_scores;
     t.null_scores = int64_t(reference_scores->size());
-    const int64_t k = mia::max_exceedances(t.null_scores, t.per_test);
-    t.resolved = k >= 0;
-    // at most k of the references above it (k = 0 when unresolved: their maximum)
-    const double q = (double(std::max<int64_t>(k, 0)) + 0.5) / double(t.null_scores);
-    t.value = identity::threshold_for_far(torch::tensor(*reference_scores, torch::kFloat64), q);
+    const auto c = certified_threshold(torch::tensor(*reference_scores, torch::kFloat64), t.per_test);
+    const int64_t k = c.k;
+    t.resolved = c.resolved;
+    t.value = c.value;  // at most k of the references above it (their maximum when unresolved)
     t.method = fw + ": each image is held to FAR " + report::fmt_g(t.per_test, 3) + ", certified (95%) by " +
                std::to_string(t.null_scores) + " reference images (people not in the training set): at most " +
                std::to_string(std::max<int64_t>(k, 0)) + " of them have a generated sample above it";

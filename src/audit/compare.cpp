@@ -1,4 +1,6 @@
 #include "rewind/audit/compare.h"
+#include "rewind/report/html.h"
+#include "rewind/mia/metrics.h"
 
 #include <torch/torch.h>
 
@@ -56,7 +58,6 @@ CompareResult run_compare(models::Generator& g, models::Embedder& e, models::Spl
                           const io::Manifest* reference, const std::vector<std::string>& class_names,
                           const CompareOptions& o, const ProgressFn& progress, io::RunRecord* record) {
   RW_CHECK(o.far > 0 && o.far < 1, Usage, "CompareOptions::far must be in (0, 1), got ", o.far);
-  RW_CHECK(o.gan_far > 0 && o.gan_far < 1, Usage, "CompareOptions::gan_far must be in (0, 1), got ", o.gan_far);
   RW_CHECK(o.samples >= 1, Usage, "CompareOptions::samples must be >= 1, got ", o.samples);
   RW_CHECK(o.wb_steps >= 1, Usage, "CompareOptions::wb_steps must be >= 1, got ", o.wb_steps);
   std::vector<std::string> splits = o.splits == "all" ? c.split_points() : io::split_list(o.splits);
@@ -87,7 +88,7 @@ CompareResult run_compare(models::Generator& g, models::Embedder& e, models::Spl
     std::vector<int64_t> rsample;
     bank.nearest(ref.emb, &ref_scores, &rsample);
   }
-  res.gan_threshold = verdict_threshold(reference ? &ref_scores : nullptr, ds.emb, labels, o.gan_far, o.samples,
+  res.gan_threshold = verdict_threshold(reference ? &ref_scores : nullptr, ds.emb, labels, o.far, o.samples,
                                         int64_t(ds.rows.size()));
   std::vector<size_t> photo_pos;  // position (among loaded images) of each identity's photo
   for (size_t i = 0; i < ds.rows.size(); ++i) {
@@ -108,10 +109,18 @@ CompareResult run_compare(models::Generator& g, models::Embedder& e, models::Spl
   res.recovery = recover_rows(g, dataset, photo_rows, o.invert, nullptr, progress, "invert");
   RW_CHECK(res.recovery.rows == photo_rows, Input, "a photo could not be reloaded for latent recovery (",
            res.recovery.skipped.empty() ? std::string("changed on disk") : res.recovery.skipped.front().reason, ")");
+  // the GAN side's probes: each person's closest sample, matched against all the people's photos
+  std::vector<int64_t> photo_ix(photo_pos.begin(), photo_pos.end()), probe_ix;
+  auto x_emb = ds.emb.index_select(0, torch::tensor(photo_ix, torch::kLong));
+  for (const auto& id : res.identities) probe_ix.push_back(std::max<int64_t>(0, id.nn_sample));
+  res.gan_exposure = exposure(bank.embeddings().index_select(0, torch::tensor(probe_ix, torch::kLong)), x_emb,
+                              res.gan_threshold.value);
   for (size_t k = 0; k < res.identities.size(); ++k) {
     auto& id = res.identities[k];
     id.recovery_mse = res.recovery.mse[int64_t(k)].item<double>();
-    id.gan_verdict = verdict_for(id.nn_similarity, res.gan_threshold);
+    id.gan_verdict = !res.gan_exposure.exposed[k]     ? Verdict::kNoEvidence
+                     : res.gan_threshold.resolved ? Verdict::kLeaks
+                                                  : Verdict::kInconclusive;
     id.gan_leaks = id.gan_verdict == Verdict::kLeaks;
     res.gan_leaking += id.gan_leaks;
     res.members += id.member == 1;
@@ -123,11 +132,7 @@ CompareResult run_compare(models::Generator& g, models::Embedder& e, models::Spl
   data::ImageStream ps(dataset, photo_rows, data::image_loader({shape.channels, shape.height, io::ResizeMode::kCenterCrop}));
   auto x = data::load_all(ps, "the photos").images;
   auto cx = featinv::to_shape(x, c.input_shape());
-  std::vector<int64_t> photo_ix(photo_pos.begin(), photo_pos.end());
-  auto x_emb = ds.emb.index_select(0, torch::tensor(photo_ix, torch::kLong));
-  auto cal = identity::calibrate(ds.emb, torch::tensor(labels, torch::kLong), {o.far});
-  res.pair_threshold = cal.points[0].threshold;
-  res.pair_impostors = cal.impostor_pairs;
+  res.split_threshold = verdict_threshold(nullptr, ds.emb, labels, o.far, 1, int64_t(res.identities.size()));
   auto acc = accuracy_set(dataset, ds.rows, class_names, shape);
   featinv::WhiteBoxOptions wo;
   wo.loop.steps = o.wb_steps;
@@ -145,8 +150,29 @@ CompareResult run_compare(models::Generator& g, models::Embedder& e, models::Spl
       cell.psnr = q.psnr;
       cell.ssim = q.ssim;
       auto recon = featinv::to_shape(r.recon, shape);
-      cell.cos = (x_emb * embed_chunked(e, recon, 128)).sum(1);
-      cell.exposed = cell.cos.gt(res.pair_threshold).sum().item<int64_t>();
+      auto recon_emb = embed_chunked(e, recon, 128);
+      cell.cos = (x_emb * recon_emb).sum(1);
+      // the rebuild-specific null: rebuilt photos against OTHER people's photos (a rebuild that shows no
+      // one is exchangeable with those); the cell's threshold must be certified by it and by real impostors
+      auto sim = torch::mm(recon_emb, x_emb.t());
+      auto off = sim.masked_select(~torch::eye(sim.size(0), torch::kBool));
+      cell.threshold = res.split_threshold;
+      if (off.numel() > 0) {
+        const auto c = certified_threshold(off, res.split_threshold.per_test);
+        cell.threshold.resolved = cell.threshold.resolved && c.resolved;
+        if (c.value > cell.threshold.value) cell.threshold.value = c.value;
+        if (!c.resolved)
+          cell.threshold.reason = std::to_string(off.numel()) + " rebuild x other-photo pairs cannot certify FAR " +
+                                  report::fmt_g(res.split_threshold.per_test, 3) + " per photo; it needs " +
+                                  std::to_string(mia::null_scores_needed(res.split_threshold.per_test)) + " (more people)";
+      } else {
+        cell.threshold.resolved = false;
+        cell.threshold.reason = "one person: no other photos to certify against";
+      }
+      cell.exposure = exposure(recon_emb, x_emb, cell.threshold.value);
+      cell.exposed = cell.exposure.n_exposed;
+      cell.control = cell.exposure.n_control;
+      cell.control_impostor = exposure(recon_emb, x_emb, res.split_threshold.value).n_control;
       if (d.kind == "none") cell.recon_shown = recon.slice(0, 0, shown).clone();
       if (acc.images.defined())
         cell.accuracy = featinv::accuracy_through_split(c, sp, featinv::to_shape(acc.images, c.input_shape()), acc.labels, d, o.seed);

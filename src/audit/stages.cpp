@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <limits>
 
 #include "rewind/core/error.h"
 #include "rewind/identity/index.h"
@@ -272,6 +273,32 @@ Recovery recover_rows(models::Generator& g, const io::Manifest& m, const std::ve
   out.mse = mse.empty() ? torch::empty({0}) : torch::cat(mse);
   out.latents = lat.empty() ? torch::empty({0, D}) : torch::cat(lat);
   if (embedder) out.recon_emb = remb.empty() ? torch::empty({0, embedder->dim()}) : torch::cat(remb);
+  return out;
+}
+
+Exposure exposure(const at::Tensor& probes, const at::Tensor& gallery, double threshold) {
+  torch::NoGradGuard ng;
+  RW_CHECK(probes.dim() == 2 && gallery.dim() == 2 && probes.size(0) == gallery.size(0) && probes.size(1) == gallery.size(1),
+           Internal, "exposure: probes ", probes.sizes(), " and gallery ", gallery.sizes(), " must both be [n, d]");
+  Exposure out;
+  const int64_t n = probes.size(0);
+  if (n == 0) return out;
+  auto sim = torch::mm(probes.to(torch::kFloat32), gallery.to(torch::kFloat32).t()).to(torch::kFloat64);  // [n, n]
+  auto own = sim.diagonal().clone();
+  auto best = sim.argmax(1);
+  auto others = sim.clone();
+  others.diagonal().fill_(-std::numeric_limits<double>::infinity());
+  auto other_best = n > 1 ? std::get<0>(others.max(1)) : torch::full({n}, -2.0, torch::kFloat64);
+  for (int64_t i = 0; i < n; ++i) {
+    const double s_own = own[i].item<double>();
+    const bool ex = best[i].item<int64_t>() == i && s_own > threshold;
+    const bool ctl = other_best[i].item<double>() > threshold;
+    out.exposed.push_back(ex);
+    out.control.push_back(ctl);
+    out.own.push_back(s_own);
+    out.n_exposed += ex;
+    out.n_control += ctl;
+  }
   return out;
 }
 

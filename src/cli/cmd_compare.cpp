@@ -29,8 +29,7 @@ void bind(po::options_description& desc, ComparePaths& p, audit::CompareOptions&
       ("splits", opt(&o.splits), "split stages attacked (comma list, or all)")
       ("defense", opt(&o.defenses), "defences compared on the split side (comma list: none, noise=S, quant=B, dropout=P)")
       ("samples", opt(&o.samples), "generated samples searched (GAN side)")
-      ("far", opt(&o.far), "split side: false-accept rate of the 1:1 same-person threshold")
-      ("gan-far", opt(&o.gan_far), "GAN side: family-wise false-accusation rate (as audit --far)")
+      ("far", opt(&o.far), "family-wise false-exposure rate of each direction (as audit --far)")
       ("wb-steps", opt(&o.wb_steps), "white-box inversion steps per split")
       ("pictures", opt(&o.pictures), "identities shown with pictures in report.html")
       ("seed", opt(&o.seed), "seed");
@@ -70,7 +69,7 @@ int compare_cmd(const Args& args) {
     }
     record.options() = {{"generator", p.generator}, {"classifier", p.classifier}, {"dataset", p.dataset},
                         {"embedder", p.embedder}, {"reference", p.reference}, {"splits", o.splits},
-                        {"defense", o.defenses}, {"samples", o.samples}, {"far", o.far}, {"gan_far", o.gan_far}, {"wb_steps", o.wb_steps},
+                        {"defense", o.defenses}, {"samples", o.samples}, {"far", o.far}, {"wb_steps", o.wb_steps},
                         {"restarts", o.invert.restarts}, {"steps", o.invert.loop.steps}, {"seed", o.seed}, {"demo", demo}};
     auto g = models::load_generator(p.generator);
     auto e = models::load_embedder(p.embedder);
@@ -84,7 +83,7 @@ int compare_cmd(const Args& args) {
     summary = audit::write_compare_report(p.out, r, o, *g, dataset, record.options());
     record.results()["gan"] = {{"identities", r.identities.size()}, {"leaking", r.gan_leaking}, {"threshold", r.gan_threshold.value}};
     for (const auto& cl : r.cells)
-      record.results()["split"].push_back({{"split", cl.split}, {"defense", cl.defense}, {"exposed", cl.exposed}});
+      record.results()["split"].push_back({{"split", cl.split}, {"defense", cl.defense}, {"exposed", cl.exposed}, {"control", cl.control}});
   });
   for (const auto& l : summary) std::cout << l << "\n";
   std::cout << "report: " << p.out << "/report.html (also report.json, report.csv)\n";

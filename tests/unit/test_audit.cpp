@@ -166,6 +166,27 @@ TEST(AuditThreshold, ReferenceThresholdCertifiesThePerImageRate) {
   EXPECT_EQ(audit::verdict_for(0.5, u), audit::Verdict::kNoEvidence);
 }
 
+TEST(Compare, ExposureNeedsRankOneAndTheThresholdWithAControl) {
+  // gallery: three people, orthogonal photos; probes built to cover each case
+  auto gallery = torch::eye(3);
+  auto n = [](std::vector<float> v) { auto t = torch::tensor(v); return t / t.norm(); };
+  auto probes = torch::stack({n({1, 0.1f, 0}),      // person 0: own photo at rank 1, cos 0.995: exposed
+                              n({0.95f, 0.3f, 0}),  // person 1: matches person 0 better (rank 1 is wrong): not exposed, control
+                              n({0, 0.6f, 0.8f})}); // person 2: rank 1 own but cos 0.8 < 0.9: not exposed, no control
+  auto e = audit::exposure(probes, gallery, 0.9);
+  EXPECT_EQ(e.exposed, (std::vector<bool>{true, false, false}));
+  EXPECT_EQ(e.control, (std::vector<bool>{false, true, false}));
+  EXPECT_EQ(e.n_exposed, 1);
+  EXPECT_EQ(e.n_control, 1);
+  EXPECT_NEAR(e.own[2], 0.8, 1e-6);
+  // noise probes: neither exposed nor "recognised" at a high threshold, whatever rank 1 they land on
+  auto noise = torch::nn::functional::normalize(torch::randn({3, 3}, at::detail::createCPUGenerator(1)),
+                                                torch::nn::functional::NormalizeFuncOptions().dim(1));
+  auto z = audit::exposure(noise, gallery, 0.999);
+  EXPECT_EQ(z.n_exposed, 0);
+  EXPECT_EQ(z.n_control, 0);
+}
+
 TEST(AuditThreshold, RuleOfThreeByHand) {
   // zero exceedances among n certify rate p (95%) when 0.05^(1/n) >= 1 - p: n >= ln 0.05 / ln(1 - p)
   EXPECT_EQ(mia::null_scores_needed(0.01), 299);  // 2.9957 / 0.01005 = 298.07

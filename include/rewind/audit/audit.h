@@ -119,6 +119,16 @@ AuditResult run(models::Generator& g, models::Embedder& e, const io::Manifest& d
 Threshold verdict_threshold(const std::vector<double>* reference_scores, const at::Tensor& emb,
                             const std::vector<int64_t>& labels, double far, int64_t samples, int64_t tests);
 
+/// The value at most k of `null` (1-D scores of tests known to be negative) exceed, k the most
+/// exceedances that still certify `per_test` with 95% confidence; unresolved (k = -1, value = the
+/// null's maximum) when there are too few of them.
+struct Certified {
+  double value = 0;
+  bool resolved = false;
+  int64_t k = -1;
+};
+Certified certified_threshold(const at::Tensor& null, double per_test);
+
 /// The verdict for one best similarity under `t`.
 Verdict verdict_for(double similarity, const Threshold& t);
 

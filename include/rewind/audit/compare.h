@@ -3,9 +3,12 @@
 // activations (the photo rebuilt by white-box inversion is recognised as the same person)?
 //
 // One photo per identity (its first loadable image) goes through both attacks. The split side is
-// swept over `splits` x `defenses`; "exposed" there means the rebuilt photo's identity similarity
-// to the original is above the 1:1 pair threshold at `far` on the dataset's own impostor pairs.
-// The GAN side's verdict is the audit's (family-wise `gan_far`, "leaks" only when resolved).
+// swept over `splits` x `defenses`. One definition of "exposed" for both directions (audit::exposure):
+// the probe (the generated sample closest to the person; the photo rebuilt from the activations)
+// matches the person's own photo at rank 1 among all the people's photos AND above a threshold
+// resolved at the family-wise `far`, with a control beside it (probes above the threshold against
+// OTHER people's photos). Thresholds: GAN side as the audit (reference images, else impostor pairs,
+// per image x sample); split side from the dataset's impostor pairs, each rebuild one test.
 // Memory: embeddings of the dataset, one photo per identity, and the rebuilt photos of one cell
 // at a time (plus the first `pictures` of each undefended cell for the report).
 #pragma once
@@ -25,8 +28,7 @@ struct CompareOptions {
   std::string splits = "relu1,pool1,relu2,pool2,relu3,fc1";  ///< split stages attacked (comma list, or "all")
   std::string defenses = "none,noise=1";                       ///< defences on the activations (comma list)
   int64_t samples = 1000;   ///< generated samples (GAN side)
-  double far = 1e-3;        ///< split side: false-accept rate of the 1:1 "same person" threshold, in (0, 1)
-  double gan_far = 0.05;    ///< GAN side: family-wise false-accusation rate, as AuditOptions::far, in (0, 1)
+  double far = 0.05;        ///< family-wise false-exposure rate of each direction's verdicts (as AuditOptions::far), in (0, 1)
   int64_t wb_steps = 200;   ///< white-box inversion steps per split
   int64_t pictures = 16;    ///< identities shown with pictures in the report
   int64_t batch = 128;      ///< images per embedder pass
@@ -40,7 +42,11 @@ struct SplitCell {
   std::string split, defense;
   double accuracy = -1;            ///< through the (defended) split on images of classes the classifier knows; -1 = n/a
   at::Tensor psnr, ssim, cos;      ///< [n_ids] per identity's photo
-  int64_t exposed = 0;             ///< identities whose rebuilt photo passes the pair threshold
+  Threshold threshold;             ///< this cell's: the higher of split_threshold and the rebuild-specific null (below)
+  Exposure exposure;               ///< per identity: exposed (rank 1 and above the threshold) and the control
+  int64_t exposed = 0;             ///< exposure.n_exposed; a claim only when `threshold` is resolved
+  int64_t control = 0;             ///< exposure.n_control (bounded by the certification: the threshold holds off these pairs)
+  int64_t control_impostor = 0;    ///< the control at split_threshold alone (what real impostors would have let through)
   at::Tensor recon_shown;          ///< [min(pictures, n), C, H, W] rebuilt photos of the first identities (at the GAN's shape)
 };
 
@@ -58,9 +64,10 @@ struct CompareIdentity {
 
 struct CompareResult {
   std::vector<CompareIdentity> identities;  ///< first-appearance order
-  Threshold gan_threshold;
-  double pair_threshold = 0;               ///< split side's "same person" (1:1 at far)
-  int64_t pair_impostors = 0;
+  Threshold gan_threshold;                 ///< GAN side (as the audit)
+  Threshold split_threshold;               ///< split side, from the dataset's impostor pairs (one test per rebuilt photo);
+                                           ///< each cell also certifies against its rebuilds x other people's photos
+  Exposure gan_exposure;                   ///< GAN side: the closest sample of each person as the probe
   std::vector<SplitCell> cells;
   int64_t gan_leaking = 0, members = 0, members_leaking = 0;
   Recovery recovery;                       ///< of the photos (latents re-render the reconstructions)

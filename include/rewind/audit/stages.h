@@ -138,6 +138,19 @@ std::pair<double, double> robust_scale(const std::vector<double>& values);
 
 std::vector<double> to_vector(const at::Tensor& t);
 
+/// The one definition of "exposed" (compare, both directions). Probe i (a rebuilt photo, or the
+/// generated sample closest to person i) is exposed when the gallery photo it matches best is
+/// person i's own (rank 1 among all the people's photos) AND that similarity is above `threshold`.
+/// The control: probes whose best match among OTHER people's photos is above `threshold` (how
+/// often the same rule would "recognise" the wrong person). probes, gallery: [n, d] L2-normalised,
+/// row i = person i.
+struct Exposure {
+  std::vector<bool> exposed, control;   ///< per person
+  std::vector<double> own;              ///< similarity of probe i to photo i
+  int64_t n_exposed = 0, n_control = 0;
+};
+Exposure exposure(const at::Tensor& probes, const at::Tensor& gallery, double threshold);
+
 /// Image statistics for the blind baseline (mia::blind_baseline), no model involved: per channel
 /// mean and standard deviation, mean |horizontal| and |vertical| gradient, mean |Laplacian|, the
 /// fraction of saturated pixels (|v| > 0.98) and the high-frequency share of the variance.
