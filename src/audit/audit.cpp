@@ -21,6 +21,7 @@ namespace {
 void check_options(const AuditOptions& o) {
   RW_CHECK(o.samples >= 1, Usage, "AuditOptions::samples must be >= 1, got ", o.samples);
   RW_CHECK(o.far > 0 && o.far < 1, Usage, "AuditOptions::far must be in (0, 1), got ", o.far);
+  RW_CHECK(o.fit_max_auc > 0.5 && o.fit_max_auc <= 1, Usage, "AuditOptions::fit_max_auc must be in (0.5, 1], got ", o.fit_max_auc);
   RW_CHECK(o.per_identity >= 1, Usage, "AuditOptions::per_identity must be >= 1, got ", o.per_identity);
   RW_CHECK(o.recover_control >= 0, Usage, "AuditOptions::recover_control must be >= 0, got ", o.recover_control);
   RW_CHECK(o.batch >= 1, Usage, "AuditOptions::batch must be >= 1, got ", o.batch);
@@ -184,6 +185,11 @@ AuditResult run(models::Generator& g, models::Embedder& e, const io::Manifest& d
   std::vector<int64_t> nn_sample;
   bank->nearest(ds.emb, &nn_sim, &nn_sample);
   mark("identity-nn");
+  res.fit = domain_fit(bank->embeddings(), ds.emb, o.seed);
+  res.domain_mismatch = res.fit.probe.ran && res.fit.probe.m.auc.lo > o.fit_max_auc;
+  if (res.domain_mismatch)
+    log_warn("the generator's samples and your images do not look like one domain to the embedder (probe AUC ",
+             res.fit.probe.m.auc.value, "): every verdict is inconclusive");
 
   // 3. the verdict threshold
   std::vector<double> ref_scores;
@@ -216,6 +222,7 @@ AuditResult run(models::Generator& g, models::Embedder& e, const io::Manifest& d
       ev.member = dataset.entries[ds.rows[i]].member;
     }
     ev.verdict = verdict_for(ev.nn_similarity, res.threshold);
+    if (res.domain_mismatch && ev.verdict == Verdict::kLeaks) ev.verdict = Verdict::kInconclusive;
     ev.leaks = ev.verdict == Verdict::kLeaks;
     res.identities.push_back(ev);
   }

@@ -74,7 +74,11 @@ void write_csv_json(const std::string& out, const AuditResult& r, const AuditOpt
   rep["embedder"] = r.embedder;
   rep["summary"] = {{"headline", audit_headline(r, o)}, {"identities", r.identities.size()}, {"leaking", r.leaking},
                     {"inconclusive", r.inconclusive}, {"family_wise_far", o.far}, {"per_test_far", r.threshold.per_test},
-                    {"tests", r.threshold.tests}, {"null_scores", r.threshold.null_scores},
+                    {"tests", r.threshold.tests}, {"domain_mismatch", r.domain_mismatch},
+                    {"domain_fit", {{"probe_auc", {r.fit.probe.m.auc.value, r.fit.probe.m.auc.lo, r.fit.probe.m.auc.hi}},
+                                    {"probe_ran", r.fit.probe.ran}, {"sample_to_sample", r.fit.sample_to_sample},
+                                    {"image_to_sample", r.fit.image_to_sample}, {"max_auc", o.fit_max_auc},
+                                    {"line", fit_line(r, o)}}}, {"null_scores", r.threshold.null_scores},
                     {"null_needed", r.threshold.null_needed}, {"threshold", r.threshold.value},
                     {"threshold_method", r.threshold.method}, {"threshold_resolved", r.threshold.resolved},
                     {"threshold_reason", r.threshold.reason}, {"samples", o.samples},
@@ -107,11 +111,32 @@ void write_csv_json(const std::string& out, const AuditResult& r, const AuditOpt
 
 }  // namespace
 
+std::string fit_line(const AuditResult& r, const AuditOptions& o) {
+  const auto& f = r.fit;
+  if (!f.probe.ran) return "Domain fit not checked: " + f.probe.reason + ".";
+  const std::string auc = fmt(f.probe.m.auc.value) + " [" + fmt(f.probe.m.auc.lo) + ", " + fmt(f.probe.m.auc.hi) + "]";
+  const std::string spread = "a sample's closest other sample is at similarity " + fmt(f.sample_to_sample) +
+                             " (median), your image's closest sample at " + fmt(f.image_to_sample);
+  if (r.domain_mismatch)
+    return "WARNING: the generator does not fit your images. The embedder tells its samples from your images apart "
+           "(linear probe AUC " + auc + ", above " + fmt(o.fit_max_auc, 2) + "); " + spread +
+           ". Similarities across two domains are not evidence about people, so every verdict is inconclusive. Audit "
+           "a generator of the same kind of images, with an embedder made for them.";
+  return "Domain fit: the embedder does not keep the generator's samples apart from your images (linear probe AUC " + auc +
+         ", at most " + fmt(o.fit_max_auc, 2) + " allowed); " + spread + ".";
+}
+
 std::string audit_headline(const AuditResult& r, const AuditOptions& o) {
   const auto& t = r.threshold;
   const std::string n_ids = std::to_string(r.identities.size());
   const std::string tested = " (" + n_ids + " identities, " + std::to_string(r.images) + " images, each searched against " +
                              std::to_string(o.samples) + " generated samples)";
+  if (r.domain_mismatch)
+    return "INCONCLUSIVE" + tested + ": the generator's samples and your images are different domains to the embedder "
+           "(see the domain-fit warning), so no identity is called leaking at family-wise FAR " + report::fmt_g(o.far, 3) + "." +
+           (r.inconclusive ? " " + std::to_string(r.inconclusive) + " identities are above the threshold " + fmt(t.value, 3) +
+                                 ": listed as inconclusive, not as leaks."
+                           : "");
   if (!t.resolved)
     return "INCONCLUSIVE" + tested + ": no identity can be called leaking at family-wise FAR " + report::fmt_g(o.far, 3) +
            ". " + t.reason + "." +
@@ -130,7 +155,7 @@ namespace {
 std::vector<std::string> summary_lines(const AuditResult& r, const AuditOptions& o, const std::string& dataset_name) {
   const int64_t n_ids = int64_t(r.identities.size());
   std::vector<std::string> sum = {
-      audit_headline(r, o),
+      audit_headline(r, o), fit_line(r, o),
       "Generator: " + r.generator + ". Dataset: " + dataset_name + " (" + std::to_string(r.images) + " images). " +
           std::to_string(o.samples) + " samples searched. Latent recovery evidence for " +
           std::to_string(r.recovered_identities) + " of " + std::to_string(n_ids) + " identities."};

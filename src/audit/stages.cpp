@@ -9,6 +9,7 @@
 #include <limits>
 
 #include "rewind/core/error.h"
+#include "rewind/core/runtime.h"
 #include "rewind/identity/index.h"
 #include "rewind/io/atomic_file.h"
 #include "rewind/io/npy.h"
@@ -300,6 +301,36 @@ Exposure exposure(const at::Tensor& probes, const at::Tensor& gallery, double th
     out.n_control += ctl;
   }
   return out;
+}
+
+DomainFit domain_fit(const at::Tensor& sample_emb, const at::Tensor& image_emb, uint64_t seed, int64_t cap) {
+  torch::NoGradGuard ng;
+  DomainFit f;
+  auto draw = [&](const at::Tensor& t, uint64_t salt) {
+    if (t.size(0) <= cap) return t.to(torch::kFloat32);
+    auto gen = at::detail::createCPUGenerator(mix_seed(seed, salt));
+    return t.index_select(0, torch::randperm(t.size(0), gen).slice(0, 0, cap)).to(torch::kFloat32);
+  };
+  auto s = draw(sample_emb, 0xF17A), d = draw(image_emb, 0xF17B);
+  f.samples = s.size(0);
+  f.images = d.size(0);
+  if (f.samples < 2 || f.images < 1) return f;
+  auto ss = torch::mm(s, s.t());
+  ss.diagonal().fill_(-2);
+  f.sample_to_sample = mia::median(to_vector(std::get<0>(ss.max(1))));
+  f.image_to_sample = mia::median(to_vector(std::get<0>(torch::mm(d, s.t()).max(1))));
+  std::vector<std::vector<double>> feats;
+  std::vector<int> lab;
+  for (const auto* t : {&s, &d}) {
+    auto c = t->to(torch::kFloat64).contiguous();
+    for (int64_t i = 0; i < c.size(0); ++i) {
+      const double* p = c[i].data_ptr<double>();
+      feats.emplace_back(p, p + c.size(1));
+      lab.push_back(t == &d);
+    }
+  }
+  f.probe = mia::blind_baseline(feats, lab, 5, 200, seed);
+  return f;
 }
 
 at::Tensor image_statistics(const at::Tensor& images) {

@@ -94,7 +94,9 @@ int audit_cmd(const Args& args) {
     std::error_code ec;
     std::filesystem::remove_all(o.stage_dir, ec);  // finished: the stages are not needed any more
   });
-  std::cout << audit::audit_headline(r, o) << "\n"
+  std::cout << audit::audit_headline(r, o) << "\n";
+  if (r.domain_mismatch) std::cout << audit::fit_line(r, o) << "\n";
+  std::cout
             << "report: " << p.out << "/report.html (also report.json, report.csv)\n";
   return 0;
 }

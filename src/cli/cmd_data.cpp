@@ -93,11 +93,32 @@ int import_cmd(const Args& args) {
   return 0;
 }
 
+int crop_faces_cmd(const Args& args) {
+  data::CropFacesOptions o;
+  CommonOptions common;
+  po::options_description desc("crop-faces options");
+  desc.add_options()
+      ("data", po::value(&o.data)->required(), "photos: manifest, folder with manifest.csv, or image folder")
+      ("out", po::value(&o.out)->required(), "output folder: faces/<photo>-<k>.png and manifest.csv (one identity per face)")
+      ("size", opt(&o.size), "crop side in pixels (150 = the face-api descriptor's input)")
+      ("max-faces", opt(&o.max_faces), "at most this many faces per photo, largest first")
+      ("cascade", po::value(&o.cascade), "Haar cascade XML (default: Debian opencv-data's frontal face)");
+  if (!parse_command("rewind data crop-faces --data PHOTOS --out DIR [options]", args, desc, common)) return 0;
+  auto r = data::crop_faces(o, progress_fn());
+  progress_done();
+  std::cout << "wrote " << r.manifest << ": " << r.faces << " faces from " << r.photos << " photos";
+  if (!r.no_face.empty()) std::cout << "; no face found in " << r.no_face.size() << " (first: " << r.no_face.front() << ")";
+  std::cout << "\n";
+  for (const auto& u : r.unreadable) std::cerr << "skipped: " << u << "\n";
+  return 0;
+}
+
 const std::vector<Command>& data_commands() {
   static const std::vector<Command> cmds = {
       {"synth-faces", "render synthetic identities (the embedded default data set)", synth_faces_cmd},
       {"fashion-mnist", "import Fashion-MNIST from Debian's dataset-fashion-mnist", fashion_mnist_cmd},
       {"import", "make a manifest for images on disk (folder / celeba / flat layouts)", import_cmd},
+      {"crop-faces", "one square crop per detected face in a set of photos (OpenCV Haar detector)", crop_faces_cmd},
   };
   return cmds;
 }
@@ -117,7 +138,7 @@ int cmd_data(const Args& args) {
   }
   for (const auto& c : cmds)
     if (c.name == args[0]) return c.run(Args(args.begin() + 1, args.end()));
-  RW_FAIL(Usage, "unknown data command '", args[0], "' (try: synth-faces, fashion-mnist, import)");
+  RW_FAIL(Usage, "unknown data command '", args[0], "' (try: synth-faces, fashion-mnist, import, crop-faces)");
 }
 
 }  // namespace rw::cli

@@ -46,44 +46,74 @@ FaceCropper::FaceCropper(CropMode mode, int size, int channels, const std::strin
 
 FaceCropper::~FaceCropper() = default;
 
-at::Tensor FaceCropper::load(const std::string& path, bool* found) const {
-  if (found) *found = true;
-  if (impl_->mode == CropMode::kNone) return load_image(path, {impl_->channels, impl_->size, ResizeMode::kStretch});
-  if (impl_->mode == CropMode::kCenter) return load_image(path, {impl_->channels, impl_->size, ResizeMode::kCenterCrop});
-  // detect: find the largest face on the native-size image, crop a widened square around it
-  auto full = load_image(path, {3, 0, ResizeMode::kCenterCrop});  // [3,H,W]
-  auto u8 = to_hwc_u8(full);
-  const int h = int(full.size(1)), w = int(full.size(2));
-  cv::Mat rgb(h, w, CV_8UC3, u8.data()), grey;
-  cv::cvtColor(rgb, grey, cv::COLOR_RGB2GRAY);
-  cv::equalizeHist(grey, grey);
-  std::vector<cv::Rect> faces;
-  {
-    std::lock_guard<std::mutex> lock(impl_->mu);
-    impl_->cascade.detectMultiScale(grey, faces, 1.1, 4, 0, cv::Size(std::max(12, std::min(h, w) / 10), std::max(12, std::min(h, w) / 10)));
-  }
-  if (faces.empty()) {
-    if (found) *found = false;
-    return load_image(path, {impl_->channels, impl_->size, ResizeMode::kCenterCrop});
-  }
-  auto best = *std::max_element(faces.begin(), faces.end(), [](const cv::Rect& a, const cv::Rect& b) { return a.area() < b.area(); });
-  const int side = int(std::lround(std::max(best.width, best.height) * (1 + 2 * kMargin)));
-  const int cx = best.x + best.width / 2, cy = best.y + best.height / 2;
+namespace {
+
+/// A widened square around `face`, padded with black where it leaves the image, resized to `size`.
+at::Tensor crop_face(const cv::Mat& rgb, const cv::Rect& face, int size, int channels) {
+  const int h = rgb.rows, w = rgb.cols;
+  const int side = int(std::lround(std::max(face.width, face.height) * (1 + 2 * kMargin)));
+  const int cx = face.x + face.width / 2, cy = face.y + face.height / 2;
   cv::Rect box(cx - side / 2, cy - side / 2, side, side);
-  // pad with black where the widened box leaves the image
   cv::Mat padded;
   int top = std::max(0, -box.y), left = std::max(0, -box.x);
   int bottom = std::max(0, box.y + side - h), right = std::max(0, box.x + side - w);
   cv::copyMakeBorder(rgb, padded, top, bottom, left, right, cv::BORDER_CONSTANT, cv::Scalar(0, 0, 0));
   cv::Mat crop = padded(cv::Rect(box.x + left, box.y + top, side, side)), resized;
-  cv::resize(crop, resized, cv::Size(impl_->size, impl_->size), 0, 0, side > impl_->size ? cv::INTER_AREA : cv::INTER_LINEAR);
-  if (impl_->channels == 1) {
+  cv::resize(crop, resized, cv::Size(size, size), 0, 0, side > size ? cv::INTER_AREA : cv::INTER_LINEAR);
+  if (channels == 1) {
     cv::Mat g;
     cv::cvtColor(resized, g, cv::COLOR_RGB2GRAY);
     return from_hwc_u8(g.data, g.rows, g.cols, 1);
   }
   if (!resized.isContinuous()) resized = resized.clone();
   return from_hwc_u8(resized.data, resized.rows, resized.cols, 3);
+}
+
+}  // namespace
+
+/// Faces found on the native-size image, largest first; `rgb` receives the image.
+static std::vector<cv::Rect> detect(cv::CascadeClassifier& cascade, std::mutex& mu, const std::string& path,
+                                    std::vector<uint8_t>* store, cv::Mat* rgb) {
+  auto full = load_image(path, {3, 0, ResizeMode::kCenterCrop});  // [3,H,W]
+  *store = to_hwc_u8(full);
+  const int h = int(full.size(1)), w = int(full.size(2));
+  *rgb = cv::Mat(h, w, CV_8UC3, store->data());
+  cv::Mat grey;
+  cv::cvtColor(*rgb, grey, cv::COLOR_RGB2GRAY);
+  cv::equalizeHist(grey, grey);
+  std::vector<cv::Rect> faces;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    const int min_side = std::max(12, std::min(h, w) / 10);
+    cascade.detectMultiScale(grey, faces, 1.1, 4, 0, cv::Size(min_side, min_side));
+  }
+  std::stable_sort(faces.begin(), faces.end(), [](const cv::Rect& a, const cv::Rect& b) { return a.area() > b.area(); });
+  return faces;
+}
+
+at::Tensor FaceCropper::load(const std::string& path, bool* found) const {
+  if (found) *found = true;
+  if (impl_->mode == CropMode::kNone) return load_image(path, {impl_->channels, impl_->size, ResizeMode::kStretch});
+  if (impl_->mode == CropMode::kCenter) return load_image(path, {impl_->channels, impl_->size, ResizeMode::kCenterCrop});
+  // detect: the largest face on the native-size image, a widened square around it
+  std::vector<uint8_t> store;
+  cv::Mat rgb;
+  auto faces = detect(impl_->cascade, impl_->mu, path, &store, &rgb);
+  if (faces.empty()) {
+    if (found) *found = false;
+    return load_image(path, {impl_->channels, impl_->size, ResizeMode::kCenterCrop});
+  }
+  return crop_face(rgb, faces.front(), impl_->size, impl_->channels);
+}
+
+std::vector<at::Tensor> FaceCropper::load_faces(const std::string& path) const {
+  RW_CHECK(impl_->mode == CropMode::kDetect, Usage, "FaceCropper::load_faces needs detect mode");
+  std::vector<uint8_t> store;
+  cv::Mat rgb;
+  std::vector<at::Tensor> out;
+  for (const auto& f : detect(impl_->cascade, impl_->mu, path, &store, &rgb))
+    out.push_back(crop_face(rgb, f, impl_->size, impl_->channels));
+  return out;
 }
 
 }  // namespace rw::io

@@ -89,6 +89,17 @@ if [ -f "$FACE_API/model/face_recognition_model-weights_manifest.json" ]; then
   expect_code 0 "embed demo photos with detection" -- "$REWIND" embed --embedder "$TMP/m/face.pt" --data "$FACE_API/demo" \
     --crop detect --out "$TMP/femb" -q
   expect_grep "(128-d)" "$TMP/out" "face descriptor is 128-d"
+  # the real-photo audit with a cartoon GAN (#15): faces cropped from the package's photos; no accusation,
+  # the domain-fit warning shown
+  mkdir -p "$TMP/photos" && cp "$FACE_API"/demo/sample*.jpg "$TMP/photos/"
+  expect_code 0 "crop faces" -- "$REWIND" data crop-faces --data "$TMP/photos" --out "$TMP/real" -q
+  expect_grep "faces from 6 photos" "$TMP/out" "crop-faces summary"
+  expect_code 0 "real-photo audit" -- "$REWIND" audit --generator "$REPO/data-tools/demo/generator.pt" \
+    --dataset "$TMP/real/manifest.csv" --embedder "$TMP/m/face.pt" --samples 300 --restarts 1 --steps 5 \
+    --out "$TMP/areal" -q
+  grep -q ',leaks,' "$TMP/areal/report.csv" && bad "a leaks verdict for real photos against a cartoon GAN" || ok
+  expect_grep "WARNING: the generator does not fit your images" "$TMP/areal/report.html" "domain-fit warning"
+  expect_grep '"domain_mismatch": true' "$TMP/areal/report.json" "domain mismatch recorded"
 fi
 expect_code 2 "convert unknown format" -- "$REWIND" convert onnx --out "$TMP/x.pt"
 

@@ -187,6 +187,26 @@ TEST(Compare, ExposureNeedsRankOneAndTheThresholdWithAControl) {
   EXPECT_EQ(z.n_control, 0);
 }
 
+TEST(Audit, DomainFitTellsApartTwoDomainsOnly) {
+  auto gen = at::detail::createCPUGenerator(9);
+  auto unit = [](const at::Tensor& t) {
+    return torch::nn::functional::normalize(t, torch::nn::functional::NormalizeFuncOptions().dim(1));
+  };
+  auto centre = torch::randn({1, 16}, gen);
+  auto samples = unit(centre + 0.5 * torch::randn({300, 16}, gen));
+  auto same = unit(centre + 0.5 * torch::randn({60, 16}, gen));                  // the generator's own domain
+  auto other = unit(torch::randn({1, 16}, gen) + 0.5 * torch::randn({60, 16}, gen));  // another cluster
+  auto a = audit::domain_fit(samples, same, 1);
+  auto b = audit::domain_fit(samples, other, 1);
+  ASSERT_TRUE(a.probe.ran && b.probe.ran);
+  EXPECT_LT(a.probe.m.auc.lo, 0.95) << a.probe.m.auc.value;
+  EXPECT_GT(b.probe.m.auc.lo, 0.95) << b.probe.m.auc.value;
+  EXPECT_NEAR(a.image_to_sample, a.sample_to_sample, 0.1);
+  EXPECT_LT(b.image_to_sample, b.sample_to_sample - 0.2);
+  EXPECT_EQ(a.samples, 300);
+  EXPECT_EQ(audit::domain_fit(samples, same, 1, 100).samples, 100);  // capped
+}
+
 TEST(AuditThreshold, RuleOfThreeByHand) {
   // zero exceedances among n certify rate p (95%) when 0.05^(1/n) >= 1 - p: n >= ln 0.05 / ln(1 - p)
   EXPECT_EQ(mia::null_scores_needed(0.01), 299);  // 2.9957 / 0.01005 = 298.07

@@ -46,6 +46,8 @@ struct AuditOptions {
   int64_t batch = 128;           ///< images per embedder pass (also the stream's batch)
   uint64_t seed = 1;             ///< samples, restarts and the control draw
   ganinv::InvertOptions invert = recovery_defaults(200);  ///< latent recovery (2 restarts x 200 Adam steps)
+  double fit_max_auc = 0.95;     ///< domain fit: a linear probe telling samples from the owner's images with AUC
+                                 ///< above this (95% interval's lower end) is a mismatch: verdicts turn inconclusive
   std::string stage_dir;         ///< where finished stages are kept ("" = no cache); the CLI uses OUT/.stages
   bool resume = false;           ///< continue the stages kept in stage_dir (same options and inputs)
 
@@ -95,7 +97,9 @@ struct AuditResult {
   Threshold threshold;
   int64_t images = 0;                        ///< dataset images loaded
   int64_t leaking = 0;                       ///< verdict "leaks"
-  int64_t inconclusive = 0;                  ///< above an unresolved threshold
+  int64_t inconclusive = 0;                  ///< above an unresolved threshold, or above it under a domain mismatch
+  DomainFit fit;                             ///< do the samples and the owner's images look like one domain?
+  bool domain_mismatch = false;              ///< fit.probe ran and its AUC's lower end > fit_max_auc
   int64_t recovered_identities = 0;          ///< identities with recovery evidence
   std::optional<GroundTruth> truth;          ///< when the manifest has member labels for both classes
   Recovery recovery;                         ///< latents of the recovered rows (pictures, resume)
@@ -135,6 +139,9 @@ Verdict verdict_for(double similarity, const Threshold& t);
 /// The report's first line: what was tested, against what, at what error rate, and the verdict
 /// ("N of M identities LEAK", or "INCONCLUSIVE" with the reason and what to add).
 std::string audit_headline(const AuditResult& r, const AuditOptions& o);
+/// The domain-fit line: the warning when the samples and the owner's images are different
+/// domains to the embedder, else the measured fit.
+std::string fit_line(const AuditResult& r, const AuditOptions& o);
 
 /// Writes report.json, report.csv, report.html, samples.png and top.png into `out` (pictures are
 /// reloaded from the manifest rows, regenerated from the sample indices and re-rendered from the

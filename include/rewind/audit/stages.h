@@ -9,6 +9,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -20,6 +21,7 @@
 #include "rewind/data/image_stream.h"
 #include "rewind/ganinv/invert.h"
 #include "rewind/io/manifest.h"
+#include "rewind/mia/metrics.h"
 #include "rewind/io/run_record.h"
 #include "rewind/models/models.h"
 
@@ -150,6 +152,19 @@ struct Exposure {
   int64_t n_exposed = 0, n_control = 0;
 };
 Exposure exposure(const at::Tensor& probes, const at::Tensor& gallery, double threshold);
+
+/// Do the generator's samples and the owner's images look like one domain to the embedder?
+///  - probe: a linear probe (mia::blind_baseline on the embeddings) telling samples from the
+///    owner's images; AUC near 1 = the embedder keeps them apart;
+///  - spread: median best similarity of a sample to another sample, and of an owner image to a
+///    sample (an image of the generator's domain sits as close to the samples as they sit to each other).
+/// At most `cap` of each side are used (seeded draw).
+struct DomainFit {
+  mia::BlindBaseline probe;
+  double sample_to_sample = NAN, image_to_sample = NAN;
+  int64_t samples = 0, images = 0;
+};
+DomainFit domain_fit(const at::Tensor& sample_emb, const at::Tensor& image_emb, uint64_t seed, int64_t cap = 1000);
 
 /// Image statistics for the blind baseline (mia::blind_baseline), no model involved: per channel
 /// mean and standard deviation, mean |horizontal| and |vertical| gradient, mean |Laplacian|, the

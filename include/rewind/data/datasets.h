@@ -88,6 +88,27 @@ struct ImportResult {
 
 ImportResult import_dataset(const ImportOptions& opt);
 
+// ---------------------------------------------------------------------------------------------
+// Real photos -> one square crop per face (OpenCV's Haar detector, Debian's opencv-data), with a
+// manifest: OUT/faces/<photo>-<k>.png, identity "<photo's identity>-<k>" (faces in a group photo
+// are different people; k = 0 is the largest). Unreadable photos are skipped and reported.
+struct CropFacesOptions {
+  std::string data;       ///< photos: manifest, folder with manifest.csv, or image folder (required)
+  std::string out;        ///< output folder (required)
+  int size = 150;         ///< crop side in pixels (150: the face-api descriptor's input)
+  int64_t max_faces = 16; ///< at most this many faces per photo (largest first)
+  std::string cascade;    ///< Haar cascade XML; "" = Debian's haarcascade_frontalface_default.xml
+};
+
+struct CropFacesResult {
+  std::string manifest;
+  int64_t photos = 0, faces = 0;
+  std::vector<std::string> no_face;  ///< photos read in which no face was found
+  std::vector<std::string> unreadable;  ///< photos that could not be read: the error, naming the file
+};
+
+CropFacesResult crop_faces(const CropFacesOptions& o, const ProgressFn& progress = {});
+
 /// What every `--data MANIFEST|DIR` / `--targets MANIFEST|DIR` option reads: a manifest file; a
 /// folder holding manifest.csv; or a folder of images (one subfolder per identity when there are
 /// subfolders, else one identity per file). Entry paths resolve through Manifest::resolve.

@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace rw::io {
 
@@ -23,6 +24,9 @@ class FaceCropper {
   /// Loads `path` and crops it to [C, size, size] in [-1,1]. In detect mode, an image with no face
   /// found falls back to the centre crop and `*found` is set to false.
   at::Tensor load(const std::string& path, bool* found = nullptr) const;
+  /// Detect mode only: every face found in `path`, largest first, each a widened square crop
+  /// [C, size, size] in [-1,1] (empty when none). Error{kUsage} in the other modes.
+  std::vector<at::Tensor> load_faces(const std::string& path) const;
 
  private:
   struct Impl;
