@@ -1,8 +1,38 @@
 #include "rewind/io/csv.h"
 
+#include <cstdlib>
+
 #include "rewind/core/error.h"
 
 namespace rw::io {
+
+namespace {
+
+bool formula_start(char c) { return c == '=' || c == '+' || c == '-' || c == '@' || c == '\t' || c == '\r'; }
+
+/// A cell a spreadsheet would run as a formula: starts with = + - @ tab CR and is not a plain number.
+bool needs_guard(const std::string& f) {
+  if (f.empty()) return false;
+  if (f[0] == '\'') {  // quotes then a formula character: guarded too, so that reading undoes exactly one
+    const size_t q = f.find_first_not_of('\'');
+    return q != std::string::npos && formula_start(f[q]);
+  }
+  if (!formula_start(f[0])) return false;
+  if (f[0] == '-' || f[0] == '+') {
+    char* end = nullptr;
+    std::strtod(f.c_str(), &end);
+    if (f.size() > 1 && end == f.c_str() + f.size() && f.find_first_of(" \t") == std::string::npos) return false;  // "-0.25"
+  }
+  return true;
+}
+
+/// The inverse of the guard: "'X" -> "X" when the writer would have guarded X.
+std::string unguard(std::string f) {
+  if (f.size() > 1 && f[0] == '\'' && needs_guard(f.substr(1))) f.erase(0, 1);
+  return f;
+}
+
+}  // namespace
 
 std::vector<CsvRow> parse_csv(const std::string& text, const std::string& source) {
   std::vector<CsvRow> rows;
@@ -12,7 +42,7 @@ std::vector<CsvRow> parse_csv(const std::string& text, const std::string& source
   size_t line = 1, quote_line = 0;
   auto end_row = [&] {
     if (field_started || !row.empty()) {
-      row.push_back(field);
+      row.push_back(unguard(field));
       rows.push_back(std::move(row));
     }
     row.clear();
@@ -40,7 +70,7 @@ std::vector<CsvRow> parse_csv(const std::string& text, const std::string& source
       field_started = true;
       quote_line = line;
     } else if (c == ',') {
-      row.push_back(field);
+      row.push_back(unguard(field));
       field.clear();
       field_started = true;
     } else if (c == '\n' || c == '\r') {
@@ -59,8 +89,10 @@ std::vector<CsvRow> parse_csv(const std::string& text, const std::string& source
   return rows;
 }
 
-std::string csv_escape(const std::string& f) {
-  if (f.find_first_of(",\"\n\r") == std::string::npos) return f;
+std::string csv_escape(const std::string& field) {
+  const bool guard = needs_guard(field);
+  const std::string f = guard ? "'" + field : field;
+  if (!guard && f.find_first_of(",\"\n\r") == std::string::npos) return f;
   std::string out = "\"";
   for (char c : f) {
     if (c == '"') out += '"';

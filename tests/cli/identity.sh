@@ -80,12 +80,14 @@ for a in recovery calibrated identity-nn recon-identity; do expect_grep "\"$a\""
 expect_grep "<svg" "$TMP/mem/report.html" "ROC plot inline"
 
 # audit with explicit data; identity names are escaped in the HTML
-sed 's/,id00003/,<b>evil<\/b>/' "$TMP/faces/manifest.csv" > "$TMP/faces/evil.csv"
+sed 's/,id00003/,<b>evil<\/b>/; s/,id00005/,=1+1/' "$TMP/faces/manifest.csv" > "$TMP/faces/evil.csv"
 expect_code 0 "audit" -- "$REWIND" audit --generator "$TMP/m/g.pt" --dataset "$TMP/faces/evil.csv" --embedder "$TMP/m/e.pt" \
   --reference "$TMP/faces/others.csv" --samples 20 --restarts 1 --steps 5 --out "$TMP/aud" -q
 for f in report.html report.json report.csv samples.png run.json; do [ -s "$TMP/aud/$f" ] && ok || bad "audit wrote $f"; done
 expect_grep "amily-wise FAR" "$TMP/out" "audit headline states the family-wise FAR"
 expect_grep "&lt;b&gt;evil" "$TMP/aud/report.html" "identity name escaped"
+expect_grep "\"'=1+1\"" "$TMP/aud/report.csv" "formula-like identity guarded in report.csv"
+grep -q ',=1+1' "$TMP/aud/report.csv" && bad "a formula cell left as is in report.csv" || ok
 grep -q "<b>evil" "$TMP/aud/report.html" && bad "raw identity markup in report.html" || ok
 expect_grep "data:image/png;base64," "$TMP/aud/report.html" "images inline"
 [ "$(wc -l < "$TMP/aud/report.csv")" = "13" ] && ok || bad "report.csv: one row per identity"

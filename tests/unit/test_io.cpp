@@ -26,6 +26,23 @@ TEST(Csv, QuotedFieldsRoundTrip) {
   EXPECT_EQ(rows[1], row);
 }
 
+TEST(Csv, FormulaCellsAreGuardedAndReadBack) {
+  const std::vector<std::string> hostile = {"=HYPERLINK(\"http://x\")", "+1+1", "-cmd|' /C calc'!A0", "@SUM(A1)",
+                                            "\tx", "=", "-", "'=x", "''=x", "'''+y", "plain", "'quoted", "-0.25", "+3",
+                                            "-1e-05", "1,=x"};
+  for (const auto& h : hostile) {
+    const auto line = io::csv_line({h, "id"});
+    const bool number = h == "-0.25" || h == "+3" || h == "-1e-05";
+    const bool formula = !number && h != "'quoted" && std::string("=+-@\t'").find(h[0]) != std::string::npos;
+    // a formula cell reaches a spreadsheet as quoted text with a leading '
+    EXPECT_EQ(line.rfind("\"'", 0) == 0, formula) << h << " -> " << line;
+    auto back = io::parse_csv(line);
+    ASSERT_EQ(back.size(), 1u) << h;
+    EXPECT_EQ(back[0][0], h) << line;  // the original comes back
+  }
+  EXPECT_EQ(io::csv_line({"-0.25", "=1"}), "-0.25,\"'=1\"\n");  // numbers stay numbers
+}
+
 TEST(Csv, CrLfAndBlankLines) {
   auto rows = io::parse_csv("a,b\r\n\r\n1,2\r\n");
   ASSERT_EQ(rows.size(), 2u);
