@@ -1,5 +1,7 @@
 #include "rewind/core/runtime.h"
 
+#include "rewind/core/error.h"
+
 #include <ATen/Parallel.h>
 #include <torch/torch.h>
 
@@ -30,6 +32,7 @@ void keep_freed_memory() {
 }
 
 int init_threads(int n) {
+  RW_CHECK(n >= 0, Usage, "--threads must be >= 0 (0 = $REWIND_THREADS if set, else all cores), got ", n);
   keep_freed_memory();
   if (n <= 0) {  // several rewind jobs side by side: REWIND_THREADS=1 each avoids OpenMP spin contention
     if (const char* env = std::getenv("REWIND_THREADS")) n = std::atoi(env);

@@ -96,7 +96,8 @@ std::vector<double> InverseNet::train(const at::Tensor& aux_acts, const at::Tens
                                       const InverseNetOptions& o, const ProgressFn& progress) {
   RW_CHECK(aux_acts.size(0) == aux_images.size(0) && aux_acts.size(0) >= 2, Usage,
            "the inverse network needs at least 2 auxiliary images (--aux)");
-  RW_CHECK(o.epochs >= 0 && o.batch > 0 && o.lr > 0, Usage, "--inv-epochs >= 0, --inv-batch > 0 and --inv-lr > 0");
+  RW_CHECK(o.epochs >= 0 && o.batch > 0 && std::isfinite(o.lr) && o.lr > 0, Usage,
+           "--inv-epochs >= 0, --inv-batch > 0 and --inv-lr a finite number > 0");
   auto& net = impl_->net;
   net->to(aux_acts.device());
   net->train();

@@ -77,6 +77,7 @@ InvertResult invert(models::Generator& g, const at::Tensor& targets, const Inver
   RW_CHECK(o.loop.schedule == "cosine" || o.loop.schedule == "constant", Usage,
            "--schedule must be cosine or constant, got '", o.loop.schedule, "'");
   const int64_t n = targets.size(0), d = g.latent_dim();
+  RW_CHECK(o.batch >= 0, Usage, "--batch must be >= 0 (0 = automatic), got ", o.batch);
   const int64_t budget = o.batch > 0 ? o.batch : (targets.is_cuda() ? 1024 : 64);
   const int64_t per_chunk = std::max<int64_t>(1, budget / o.restarts);
   const int64_t chunks = (n + per_chunk - 1) / per_chunk;

@@ -1,6 +1,7 @@
 // The only file in rewind that includes FAISS.
 #include "rewind/identity/index.h"
 
+#include <sstream>
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
@@ -313,17 +314,18 @@ const CalibrationReport& IdentityIndex::calibration() const {
 namespace {
 const Threshold& pick(const CalibrationReport& c, double far) {
   RW_CHECK(!c.points.empty(), Input, "the index has no calibrated thresholds; rebuild it with rewind index build");
+  RW_CHECK(far > 0 && far < 1, Usage, "--far must be a rate in (0, 1), got ", far);
   for (const auto& p : c.points)
     if (std::abs(std::log10(p.far) - std::log10(far)) < 1e-6) return p;
-  // between two calibrated points: take the stricter (smaller FAR) neighbour
-  const Threshold* best = nullptr;
-  for (const auto& p : c.points)
-    if (p.far <= far && (!best || p.far > best->far)) best = &p;
-  if (best) return *best;
+  // only calibrated points: a neighbour's threshold would be reported under a FAR it was not set at
   std::string have;
-  for (const auto& p : c.points) have += (have.empty() ? "" : ", ") + std::to_string(p.far);
-  RW_FAIL(Usage, "FAR ", far, " is below every calibrated FAR (", have,
-          "); rebuild the index with --fars including it, or choose one of these");
+  for (const auto& p : c.points) {
+    std::ostringstream os;
+    os << p.far;
+    have += (have.empty() ? "" : ", ") + os.str();
+  }
+  RW_FAIL(Usage, "FAR ", far, " was not calibrated for this index (calibrated: ", have,
+          "); choose one of these, or rebuild the index with --fars including it");
 }
 }  // namespace
 

@@ -23,7 +23,8 @@ void check_options(const LoopOptions& o) {
            o.optimizer, "'");
   RW_CHECK(o.schedule == "cosine" || o.schedule == "constant", Usage, "--schedule must be cosine or constant, got '",
            o.schedule, "'");
-  RW_CHECK(o.steps >= 0 && o.lr > 0, Usage, "--steps must be >= 0 and --lr > 0");
+  RW_CHECK(o.steps >= 0 && std::isfinite(o.lr) && o.lr > 0, Usage, "--steps must be >= 0 and --lr a finite number > 0 (got steps ",
+           o.steps, ", lr ", o.lr, ")");
 }
 
 // ---- fused Adam: every operation on the device, so one step can be captured in a CUDA graph ----

@@ -45,7 +45,11 @@ expect_code 3 "query with another embedder" -- "$REWIND" index query --index "$T
   --embedder "$TMP/m/e2.pt" --out "$TMP/q2.csv"
 expect_grep "not the one the index was built with" "$TMP/err" "embedder mismatch explained"
 expect_code 2 "uncalibrated FAR" -- "$REWIND" index query --index "$TMP/ix" --data "$TMP/faces/others.csv" --far 1e-6 --out "$TMP/q3.csv"
-expect_grep "below every calibrated FAR" "$TMP/err" "FAR error lists the calibrated ones"
+expect_grep "was not calibrated for this index (calibrated: 0.01, 0.001, 0.0001)" "$TMP/err" "FAR error lists the calibrated ones"
+# a FAR between calibrated points is refused too (it once used 0.01 and printed 0.05), and so is a non-rate
+expect_code 2 "FAR between calibrated points" -- "$REWIND" index query --index "$TMP/ix" --data "$TMP/faces/others.csv" --far 0.05 --out "$TMP/q4.csv"
+expect_code 2 "FAR above 1" -- "$REWIND" index query --index "$TMP/ix" --data "$TMP/faces/others.csv" --far 2 --out "$TMP/q5.csv"
+expect_grep "must be a rate in (0, 1)" "$TMP/err" "FAR range error"
 expect_code 2 "bad factory" -- "$REWIND" index build --data "$TMP/faces/indexed.csv" --embedder "$TMP/m/e.pt" --out "$TMP/ix2" --factory Bogus9
 expect_grep "factory string" "$TMP/err" "factory error"
 # index recipes (indexes/*.json): the recipe sets the factory, explicit flags override it, bad recipes are named

@@ -78,6 +78,11 @@ cp -r "$TMP/gen" "$TMP/gen-bad"; echo "junk" > "$TMP/gen-bad/images/sample-00000
 expect_code 0 "invert with a corrupt target" -- "$REWIND" invert --generator "$TMP/m/g.pt" --targets "$TMP/gen-bad" --restarts 2 --batch 2 --steps 5 --out "$TMP/inv-bad" -q
 [ "$(wc -l < "$TMP/inv-bad/targets.csv")" = "6" ] && ok || bad "5 of 6 targets inverted"
 expect_grep '"skipped_count": 1' "$TMP/inv-bad/run.json" "skip counted"
+expect_code 2 "infinite learning rate" -- "$REWIND" invert "${INV[@]}" --steps 5 --out "$TMP/inv-lr" --lr inf
+expect_grep "finite number" "$TMP/err" "lr range error"
+expect_code 2 "negative batch" -- "$REWIND" invert --generator "$TMP/m/g.pt" --targets "$TMP/gen" --batch -3 --steps 5 --out "$TMP/inv-b"
+expect_code 2 "negative threads" -- "$REWIND" invert "${INV[@]}" --steps 5 --out "$TMP/inv-t" --threads -2
+expect_grep "threads must be >= 0" "$TMP/err" "threads range error"
 expect_code 2 "bad loss term" -- "$REWIND" invert "${INV[@]}" --steps 5 --out "$TMP/inv-x" --loss mse=1,bogus=2
 expect_grep "unknown term 'bogus'" "$TMP/err" "loss term error"
 expect_code 2 "identity loss without embedder" -- "$REWIND" invert "${INV[@]}" --steps 5 --out "$TMP/inv-y" --loss identity=1
