@@ -106,6 +106,14 @@ void IdentityIndex::add(const at::Tensor& embeddings, const std::vector<Item>& i
   const int64_t n = x.size(0);
   RW_CHECK(int64_t(items.size()) == n, Internal, "add: ", n, " vectors but ", items.size(), " items");
   if (n == 0) return;
+  // a broken embedder (NaN, zero or constant outputs) would build an index that matches everyone or no one
+  RW_CHECK(torch::isfinite(x).all().item<bool>(), Input,
+           "the embeddings contain NaN or infinite values: the embedder's outputs are broken (check the model file)");
+  const auto norms = x.norm(2, 1);
+  RW_CHECK((norms - 1).abs().max().item<float>() < 1e-3, Input, "the embeddings are not unit vectors (norms from ",
+           norms.min().item<float>(), " to ", norms.max().item<float>(), "): zero or degenerate embedder outputs");
+  RW_CHECK(n < 2 || (x - x[0]).abs().max().item<float>() > 1e-6, Input, "all ", n,
+           " embeddings are the same vector: the embedder's output is constant, so it cannot tell people apart");
   const float* p = x.data_ptr<float>();
   try {
     if (!impl_->index->is_trained) {
@@ -168,8 +176,14 @@ std::vector<std::vector<Match>> IdentityIndex::search(const at::Tensor& queries,
     row.resize(size_t(k));
     for (int j = 0; j < k; ++j) {
       idx_t id = lab[size_t(i) * k + j];
+      RW_CHECK(id >= -1 && id < idx_t(size()), Input, "the index returned neighbour ", int64_t(id), " of ", size(),
+               " vectors: its index.faiss is damaged; rebuild it with rewind index build");
       row[size_t(j)].id = int64_t(id);
       row[size_t(j)].similarity = id < 0 ? -2.0f : to_similarity(dist[size_t(i) * k + j], l2);
+      // cosine of unit vectors: anything else means damaged stored vectors, never a result
+      RW_CHECK(id < 0 || (std::isfinite(row[size_t(j)].similarity) && std::abs(row[size_t(j)].similarity) <= 1.001f), Input,
+               "the index returned similarity ", row[size_t(j)].similarity,
+               " (outside [-1, 1]): its stored vectors are damaged; rebuild it with rewind index build");
     }
   }
   return out;

@@ -157,6 +157,48 @@ TEST(IdentityIndex, TruncatedOrForeignIndexIsInputError) {
   EXPECT_THROW(identity::IdentityIndex::load(tmp / "ix"), Error);
 }
 
+TEST(IdentityIndex, BrokenEmbeddingsAreRefused) {
+  identity::IdentityIndex idx(4, {});
+  auto nan = unit_rows(3, 4, 1);
+  nan[1][2] = NAN;
+  EXPECT_THROW(idx.add(nan, items_for(3)), Error);
+  EXPECT_THROW(idx.add(torch::zeros({3, 4}), items_for(3)), Error);  // zero rows: not unit vectors
+  auto same = unit_rows(1, 4, 2).repeat({5, 1});
+  try {
+    idx.add(same, items_for(5));
+    FAIL() << "a constant embedder built an index";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kInput);
+    EXPECT_NE(e.message().find("constant"), std::string::npos) << e.message();
+  }
+  EXPECT_EQ(idx.size(), 0);
+}
+
+// A damaged stored vector (the last float of a Flat index file set to 1e30): an error naming the
+// fix, not a "match" at cosine 1e30 (it once gave 29 of 60 queries such matches with exit 0).
+TEST(IdentityIndex, DamagedFlatVectorIsAnErrorNotAMatch) {
+  TempDir tmp;
+  auto x = unit_rows(20, 8, 3);
+  identity::IdentityIndex idx(8, {});
+  idx.add(x, items_for(20));
+  idx.save(tmp / "ix");
+  const std::string f = tmp / "ix/index.faiss";
+  {
+    std::fstream io(f, std::ios::binary | std::ios::in | std::ios::out);
+    io.seekp(std::streamoff(fs::file_size(f) - 4));  // IndexFlat stores its vectors last
+    const float big = 1e30f;
+    io.write(reinterpret_cast<const char*>(&big), 4);
+  }
+  auto back = identity::IdentityIndex::load(tmp / "ix");
+  try {
+    back.search(x.slice(0, 19, 20), 3);  // the damaged vector's own query
+    FAIL() << "a damaged index returned results";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kInput);
+    EXPECT_NE(e.message().find("outside [-1, 1]"), std::string::npos) << e.message();
+  }
+}
+
 TEST(IdentityIndex, CalibratedSearchThresholdHoldsOnUnseenIdentities) {
   // 200 indexed identities x 4 images; 400 unindexed identities query it. The 1:N search
   // threshold for FAR 1e-2 must keep the false-match rate of strangers near 1e-2, while the
