@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <opencv2/core.hpp>
 #include <opencv2/core/utils/logger.hpp>
@@ -32,10 +33,58 @@ std::string truncation_problem(const std::string& bytes) {
   return {};
 }
 
+/// Width and height a PNG or JPEG header declares (false for other formats or a short header).
+bool declared_size(const std::string& b, uint64_t* w, uint64_t* h) {
+  auto u8 = [&](size_t i) { return uint64_t(static_cast<uint8_t>(b[i])); };
+  if (b.size() >= 24 && b.compare(0, 8, "\x89PNG\r\n\x1a\n", 8) == 0 && b.compare(12, 4, "IHDR") == 0) {
+    *w = (u8(16) << 24) | (u8(17) << 16) | (u8(18) << 8) | u8(19);
+    *h = (u8(20) << 24) | (u8(21) << 16) | (u8(22) << 8) | u8(23);
+    return true;
+  }
+  if (b.size() >= 4 && u8(0) == 0xFF && u8(1) == 0xD8) {  // JPEG: walk the segments to the first SOFn
+    size_t i = 2;
+    while (i + 9 < b.size()) {
+      if (u8(i) != 0xFF) return false;
+      const uint64_t m = u8(i + 1);
+      if (m == 0xD8 || (m >= 0xD0 && m <= 0xD7) || m == 0x01 || m == 0xFF) { i += m == 0xFF ? 1 : 2; continue; }
+      const size_t len = size_t((u8(i + 2) << 8) | u8(i + 3));
+      if (m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC) {
+        *h = (u8(i + 5) << 8) | u8(i + 6);
+        *w = (u8(i + 7) << 8) | u8(i + 8);
+        return true;
+      }
+      i += 2 + len;
+    }
+  }
+  return false;
+}
+
+/// The decompression-bomb limit: $REWIND_MAX_PIXELS, default 50 megapixels. Also handed to
+/// OpenCV (OPENCV_IO_MAX_IMAGE_PIXELS) for the formats whose header is not read here.
+uint64_t max_pixels() {
+  static const uint64_t limit = [] {
+    uint64_t v = 50'000'000;
+    if (const char* env = std::getenv("REWIND_MAX_PIXELS")) {
+      char* end = nullptr;
+      const double d = std::strtod(env, &end);
+      if (end != env && d >= 1) v = uint64_t(d);
+    }
+    if (!std::getenv("OPENCV_IO_MAX_IMAGE_PIXELS")) setenv("OPENCV_IO_MAX_IMAGE_PIXELS", std::to_string(v).c_str(), 0);
+    return v;
+  }();
+  return limit;
+}
+
 cv::Mat decode(const std::string& path) {
   RW_CHECK(fs::exists(path), Input, "image '", path, "' does not exist (check the manifest's paths; they are relative to the manifest's folder)");
   std::string bytes = read_file(path);
   RW_CHECK(!bytes.empty(), Input, "image '", path, "' is empty (0 bytes); re-export or remove it");
+  uint64_t w = 0, h = 0;
+  const uint64_t limit = max_pixels();
+  if (declared_size(bytes, &w, &h))  // before decoding: a 150 KB PNG can declare 30000 x 30000
+    RW_CHECK(w * h <= limit, Input, "image '", path, "' declares ", w, "x", h, " = ", w * h / 1'000'000,
+             " megapixels, above the limit of ", limit / 1'000'000, " (a decompression bomb, or a huge photo: "
+             "downscale it, or raise REWIND_MAX_PIXELS)");
   auto why = truncation_problem(bytes);
   RW_CHECK(why.empty(), Input, "image '", path, "' is a ", why, "; re-download or remove it");
   cv::Mat raw(1, static_cast<int>(bytes.size()), CV_8U, bytes.data());

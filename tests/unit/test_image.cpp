@@ -1,9 +1,11 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <fstream>
 #include <opencv2/imgcodecs.hpp>
 
 #include "rewind/core/error.h"
+#include "rewind/io/atomic_file.h"
 #include "rewind/io/image.h"
 #include "test_util.h"
 
@@ -93,6 +95,38 @@ TEST(Image, AllBadIsAnError) {
   TempDir d;
   write_text(d / "x.png", "nope");
   EXPECT_THROW(io::load_images({d / "x.png", d / "y.png"}, {}), Error);
+}
+
+// A small file declaring a huge image is refused before it is decoded (a 150 KB PNG declaring
+// 30000 x 30000 once made invert allocate 2.7 GB and abort with no file name).
+TEST(Image, DecompressionBombIsRefusedBeforeDecoding) {
+  TempDir d;
+  auto patch = [](const std::string& path, size_t at, const std::vector<uint8_t>& bytes) {
+    std::fstream f(path, std::ios::binary | std::ios::in | std::ios::out);
+    f.seekp(std::streamoff(at));
+    f.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
+  };
+  const std::string png = d / "bomb.png", jpg = d / "bomb.jpg";
+  io::save_image(png, torch::zeros({3, 4, 4}));
+  patch(png, 16, {0, 0, 0x75, 0x30, 0, 0, 0x75, 0x30});  // IHDR: 30000 x 30000
+  io::save_image(jpg, torch::zeros({3, 16, 16}));
+  std::string bytes = io::read_file(jpg);
+  const size_t sof = bytes.find("\xFF\xC0");
+  ASSERT_NE(sof, std::string::npos);
+  patch(jpg, sof + 5, {0x75, 0x30, 0x75, 0x30});  // SOF0: 30000 x 30000
+  for (const auto& path : {png, jpg}) {
+    try {
+      io::load_image(path, {3, 32, io::ResizeMode::kStretch});
+      FAIL() << path << " was decoded";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::kInput);
+      EXPECT_NE(e.message().find("declares 30000x30000"), std::string::npos) << e.message();
+      EXPECT_NE(e.message().find(path), std::string::npos) << e.message();
+    }
+  }
+  const std::string ok = d / "ok.png";  // a normal image is untouched by the guard
+  io::save_image(ok, torch::zeros({3, 4, 4}));
+  EXPECT_EQ(io::load_image(ok, {3, 4, io::ResizeMode::kRefuse}).size(2), 4);
 }
 
 TEST(Image, GridLayout) {
