@@ -131,18 +131,18 @@ std::string audit_headline(const AuditResult& r, const AuditOptions& o) {
   const std::string n_ids = std::to_string(r.identities.size());
   const std::string tested = " (" + n_ids + " identities, " + std::to_string(r.images) + " images, each searched against " +
                              std::to_string(o.samples) + " generated samples)";
+  auto above = [&](const char* which) {
+    return r.inconclusive ? " " + std::to_string(r.inconclusive) + " identities are above the " + which + fmt(t.value, 3) +
+                                ": listed as inconclusive, not as leaks."
+                          : std::string();
+  };
   if (r.domain_mismatch)
     return "INCONCLUSIVE" + tested + ": the generator's samples and your images are different domains to the embedder "
            "(see the domain-fit warning), so no identity is called leaking at family-wise FAR " + report::fmt_g(o.far, 3) + "." +
-           (r.inconclusive ? " " + std::to_string(r.inconclusive) + " identities are above the threshold " + fmt(t.value, 3) +
-                                 ": listed as inconclusive, not as leaks."
-                           : "");
+           above("threshold ");
   if (!t.resolved)
     return "INCONCLUSIVE" + tested + ": no identity can be called leaking at family-wise FAR " + report::fmt_g(o.far, 3) +
-           ". " + t.reason + "." +
-           (r.inconclusive ? " " + std::to_string(r.inconclusive) + " identities are above the unresolved threshold " +
-                                 fmt(t.value, 3) + ": listed as inconclusive, not as leaks."
-                           : "");
+           ". " + t.reason + "." + above("unresolved threshold ");
   return std::to_string(r.leaking) + " of " + n_ids + " identities in your dataset LEAK" + tested +
          ": the GAN generates a face the identity network calls the same person (similarity above " + fmt(t.value, 3) +
          "). Family-wise FAR " + report::fmt_g(o.far, 3) + ": the chance that any identity not in the training set is "

@@ -1,6 +1,4 @@
 #include "rewind/audit/compare.h"
-#include "rewind/report/html.h"
-#include "rewind/mia/metrics.h"
 
 #include <torch/torch.h>
 
@@ -9,9 +7,10 @@
 #include <sstream>
 
 #include "rewind/core/error.h"
-#include "rewind/io/csv.h"
 #include "rewind/core/log.h"
-#include "rewind/identity/calibration.h"
+#include "rewind/io/csv.h"
+#include "rewind/mia/metrics.h"
+#include "rewind/report/html.h"
 
 namespace rw::audit {
 
@@ -150,11 +149,11 @@ CompareResult run_compare(models::Generator& g, models::Embedder& e, models::Spl
       cell.psnr = q.psnr;
       cell.ssim = q.ssim;
       auto recon = featinv::to_shape(r.recon, shape);
-      auto recon_emb = embed_chunked(e, recon, 128);
-      cell.cos = (x_emb * recon_emb).sum(1);
-      // the rebuild-specific null: rebuilt photos against OTHER people's photos (a rebuild that shows no
-      // one is exchangeable with those); the cell's threshold must be certified by it and by real impostors
-      auto sim = torch::mm(recon_emb, x_emb.t());
+      // sim[i][j]: rebuild i against photo j. The rebuild-specific null is the off-diagonal: rebuilds against
+      // OTHER people's photos (a rebuild that shows no one is exchangeable with those); the cell's threshold
+      // must be certified by it and by real impostors
+      auto sim = torch::mm(embed_chunked(e, recon, 128), x_emb.t());
+      cell.cos = sim.diagonal().clone();
       auto off = sim.masked_select(~torch::eye(sim.size(0), torch::kBool));
       cell.threshold = res.split_threshold;
       if (off.numel() > 0) {
@@ -169,10 +168,10 @@ CompareResult run_compare(models::Generator& g, models::Embedder& e, models::Spl
         cell.threshold.resolved = false;
         cell.threshold.reason = "one person: no other photos to certify against";
       }
-      cell.exposure = exposure(recon_emb, x_emb, cell.threshold.value);
+      cell.exposure = exposure_of(sim, cell.threshold.value);
       cell.exposed = cell.exposure.n_exposed;
       cell.control = cell.exposure.n_control;
-      cell.control_impostor = exposure(recon_emb, x_emb, res.split_threshold.value).n_control;
+      cell.control_impostor = exposure_of(sim, res.split_threshold.value).n_control;
       if (d.kind == "none") cell.recon_shown = recon.slice(0, 0, shown).clone();
       if (acc.images.defined())
         cell.accuracy = featinv::accuracy_through_split(c, sp, featinv::to_shape(acc.images, c.input_shape()), acc.labels, d, o.seed);

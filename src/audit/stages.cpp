@@ -281,10 +281,17 @@ Exposure exposure(const at::Tensor& probes, const at::Tensor& gallery, double th
   torch::NoGradGuard ng;
   RW_CHECK(probes.dim() == 2 && gallery.dim() == 2 && probes.size(0) == gallery.size(0) && probes.size(1) == gallery.size(1),
            Internal, "exposure: probes ", probes.sizes(), " and gallery ", gallery.sizes(), " must both be [n, d]");
+  return exposure_of(torch::mm(probes.to(torch::kFloat32), gallery.to(torch::kFloat32).t()), threshold);
+}
+
+Exposure exposure_of(const at::Tensor& similarities, double threshold) {
+  torch::NoGradGuard ng;
+  RW_CHECK(similarities.dim() == 2 && similarities.size(0) == similarities.size(1), Internal,
+           "exposure: similarities must be [n, n], got ", similarities.sizes());
   Exposure out;
-  const int64_t n = probes.size(0);
+  const int64_t n = similarities.size(0);
   if (n == 0) return out;
-  auto sim = torch::mm(probes.to(torch::kFloat32), gallery.to(torch::kFloat32).t()).to(torch::kFloat64);  // [n, n]
+  auto sim = similarities.to(torch::kFloat64);
   auto own = sim.diagonal().clone();
   auto best = sim.argmax(1);
   auto others = sim.clone();

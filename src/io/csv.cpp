@@ -21,7 +21,7 @@ bool needs_guard(const std::string& f) {
   if (f[0] == '-' || f[0] == '+') {
     char* end = nullptr;
     std::strtod(f.c_str(), &end);
-    if (f.size() > 1 && end == f.c_str() + f.size() && f.find_first_of(" \t") == std::string::npos) return false;  // "-0.25"
+    if (f.size() > 1 && end == f.c_str() + f.size()) return false;  // a number, e.g. "-0.25"
   }
   return true;
 }

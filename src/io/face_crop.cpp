@@ -69,10 +69,8 @@ at::Tensor crop_face(const cv::Mat& rgb, const cv::Rect& face, int size, int cha
   return from_hwc_u8(resized.data, resized.rows, resized.cols, 3);
 }
 
-}  // namespace
-
 /// Faces found on the native-size image, largest first; `rgb` receives the image.
-static std::vector<cv::Rect> detect(cv::CascadeClassifier& cascade, std::mutex& mu, const std::string& path,
+std::vector<cv::Rect> detect(cv::CascadeClassifier& cascade, std::mutex& mu, const std::string& path,
                                     std::vector<uint8_t>* store, cv::Mat* rgb) {
   auto full = load_image(path, {3, 0, ResizeMode::kCenterCrop});  // [3,H,W]
   *store = to_hwc_u8(full);
@@ -90,6 +88,8 @@ static std::vector<cv::Rect> detect(cv::CascadeClassifier& cascade, std::mutex& 
   std::stable_sort(faces.begin(), faces.end(), [](const cv::Rect& a, const cv::Rect& b) { return a.area() > b.area(); });
   return faces;
 }
+
+}  // namespace
 
 at::Tensor FaceCropper::load(const std::string& path, bool* found) const {
   if (found) *found = true;

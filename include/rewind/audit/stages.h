@@ -152,6 +152,8 @@ struct Exposure {
   int64_t n_exposed = 0, n_control = 0;
 };
 Exposure exposure(const at::Tensor& probes, const at::Tensor& gallery, double threshold);
+/// The same from the similarities already computed: sim [n, n], sim[i][j] = probe i . photo j.
+Exposure exposure_of(const at::Tensor& sim, double threshold);
 
 /// Do the generator's samples and the owner's images look like one domain to the embedder?
 ///  - probe: a linear probe (mia::blind_baseline on the embeddings) telling samples from the
