@@ -114,7 +114,7 @@ void write_csv_json(const std::string& out, const AuditResult& r, const AuditOpt
 std::string fit_line(const AuditResult& r, const AuditOptions& o) {
   const auto& f = r.fit;
   if (!f.probe.ran) return "Domain fit not checked: " + f.probe.reason + ".";
-  const std::string auc = fmt(f.probe.m.auc.value) + " [" + fmt(f.probe.m.auc.lo) + ", " + fmt(f.probe.m.auc.hi) + "]";
+  const std::string auc = report::fmt_interval(f.probe.m.auc.value, f.probe.m.auc.lo, f.probe.m.auc.hi);
   const std::string spread = "a sample's closest other sample is at similarity " + fmt(f.sample_to_sample) +
                              " (median), your image's closest sample at " + fmt(f.image_to_sample);
   if (r.domain_mismatch)

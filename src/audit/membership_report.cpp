@@ -18,6 +18,9 @@ using report::fmt;
 
 std::string cell(double v, int digits = 6) { return std::isnan(v) ? "" : fmt(v, digits); }
 
+/// "0.812 [0.770, 0.851]"
+std::string ci(const mia::Interval& v) { return report::fmt_interval(v.value, v.lo, v.hi); }
+
 void write_scores(const std::string& out, const MembershipResult& r, const io::Manifest* const sets[2]) {
   io::CsvRow header = {"path", "identity", "member"};
   for (const auto& k : r.attacks) header.push_back(k == "identity-nn" || k == "recon-identity" ? k + "_similarity" : k + "_error");
@@ -65,7 +68,7 @@ nlohmann::json metrics_json(const AttackMetrics& a) {
 
 /// "0.91 [0.85, 0.95]" or the reason it is not stated.
 std::string tpr_cell(const mia::TprAtFpr& t) {
-  return t.resolved ? fmt(t.tpr.value) + " [" + fmt(t.tpr.lo) + ", " + fmt(t.tpr.hi) + "]" : t.reason;
+  return t.resolved ? ci(t.tpr) : t.reason;
 }
 
 /// The summary's TPR: at the lowest FPR the non-members resolve.
@@ -74,7 +77,7 @@ std::string lowest_resolved_tpr(const mia::MiaMetrics& m) {
   for (const auto& t : m.tpr)
     if (t.resolved && (!best || t.fpr < best->fpr)) best = &t;
   if (!best) return "TPR at low FPR n/a (" + std::to_string(m.nonmembers) + " non-members resolve none of the FPRs)";
-  return "TPR " + fmt(best->tpr.value) + " [" + fmt(best->tpr.lo) + ", " + fmt(best->tpr.hi) + "] at FPR " +
+  return "TPR " + ci(best->tpr) + " at FPR " +
          report::fmt_g(best->fpr, 3);
 }
 
@@ -103,7 +106,7 @@ std::string roc_svg(const std::vector<std::pair<std::string, mia::Roc>>& rocs, b
 
 std::string blind_line(const mia::BlindBaseline& b) {
   if (!b.ran) return "blind baseline: not run, " + b.reason;
-  const std::string auc = fmt(b.m.auc.value) + " [" + fmt(b.m.auc.lo) + ", " + fmt(b.m.auc.hi) + "]";
+  const std::string auc = ci(b.m.auc);
   if (b.biased)
     return "WARNING: the member / non-member split is biased. Image statistics alone, without the GAN, tell the two "
            "sets apart with AUC " + auc + " (" + std::to_string(b.folds) + "-fold logistic regression), so the attacks' "
@@ -116,8 +119,7 @@ std::vector<std::string> membership_summary(const MembershipResult& r) {
   for (const auto& a : r.metrics) {
     if (a.level != "image") continue;
     const auto& m = a.m;
-    out.push_back(a.attack + ": AUC " + fmt(m.auc.value) + " [" + fmt(m.auc.lo) + ", " + fmt(m.auc.hi) +
-                  "] (p = " + mia::format_pvalue(m.auc_pvalue) + " against 0.5), " + lowest_resolved_tpr(m) + "; " +
+    out.push_back(a.attack + ": AUC " + ci(m.auc) + " (p = " + mia::format_pvalue(m.auc_pvalue) + " against 0.5), " + lowest_resolved_tpr(m) + "; " +
                   std::to_string(m.members) + " members / " + std::to_string(m.nonmembers) + " non-members");
   }
   for (const auto& [a, why] : r.skipped_attacks) out.push_back(a + ": not run, " + why);
@@ -136,7 +138,6 @@ void write_membership_report(const std::string& out, const MembershipResult& r, 
   rep["options"] = options_json;
   std::vector<std::vector<std::string>> table;
   std::vector<std::pair<std::string, mia::Roc>> rocs;
-  auto ci = [](const mia::Interval& v) { return fmt(v.value) + " [" + fmt(v.lo) + ", " + fmt(v.hi) + "]"; };
   const auto& fprs = mia::default_fprs();
   for (const auto& a : r.metrics) {
     const auto& m = a.m;

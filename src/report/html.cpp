@@ -70,6 +70,10 @@ std::string fmt(double v, int digits) {
   return buf;
 }
 
+std::string fmt_interval(double value, double lo, double hi, int digits) {
+  return fmt(value, digits) + " [" + fmt(lo, digits) + ", " + fmt(hi, digits) + "]";
+}
+
 std::string fmt_g(double v, int significant) {
   if (std::isnan(v)) return "n/a";
   char buf[64];
