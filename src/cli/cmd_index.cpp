@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "cli.h"
+#include "rewind/io/run_record.h"
 #include "rewind/core/error.h"
 #include "rewind/core/log.h"
 #include "rewind/data/datasets.h"
@@ -165,7 +166,8 @@ nlohmann::json apply_recipe(const std::string& path, const std::set<std::string>
 std::unique_ptr<identity::IdentityIndex> open_index(const BuildFlags& f, const models::Embedder& e) {
   const auto& out = f.out;
   if (!f.append) {
-    RW_CHECK(!fs::exists(out + "/index.faiss"), Usage, out, " already holds an index: pass --append to add to it, "
+    RW_CHECK(!fs::exists(out + "/manifest.json") && !fs::exists(out + "/index.faiss"), Usage, out,
+             " already holds an index: pass --append to add to it, "
              "or choose another --out (or delete the folder)");
     return std::make_unique<identity::IdentityIndex>(e.dim(), f.index);
   }
@@ -361,7 +363,7 @@ int query_cmd(const Args& args) {
   int k = 5;
   double far = 1e-3;
   int64_t batch = 64;
-  bool identity_level = false, pair = false;
+  bool identity_level = false, pair = false, skip_hash = false;
   po::options_description desc("index query options");
   desc.add_options()
       ("index", po::value(&index_dir)->required(), "index folder made by rewind index build")
@@ -375,7 +377,9 @@ int query_cmd(const Args& args) {
        "one row per (query identity, candidate identity): best similarity over their images")
       ("embedder", po::value(&embedder), "embedder (default: the one recorded in the index manifest; must be the same file)")
       ("crop", opt(&crop), "none | center | detect")
-      ("batch", opt(&batch), "images per embedder forward pass");
+      ("batch", opt(&batch), "images per embedder forward pass")
+      ("skip-hash-check", po::bool_switch(&skip_hash),
+       "do not hash the index files on load (very large indexes); sizes and structure are still checked");
   if (!parse_command("rewind index query --index indexes/NAME --data MANIFEST|DIR --out matches.csv [options]", args, desc,
                      common))
     return 0;
@@ -386,7 +390,8 @@ int query_cmd(const Args& args) {
   QueryCounts c;
   double thr = 0;
   run_and_record(record, run_json, [&] {
-    auto idx = identity::IdentityIndex::load(index_dir);
+    auto idx = identity::IdentityIndex::load(index_dir, !skip_hash);
+    record.results()["index_integrity"] = idx.integrity();
     auto e = load_index_embedder(idx, index_dir, embedder);
     thr = pair ? idx.pair_threshold(far) : idx.search_threshold(far);
     record.results()["threshold"] = thr;
@@ -413,17 +418,18 @@ int query_cmd(const Args& args) {
 int info_cmd(const Args& args) {
   CommonOptions common;
   std::string index_dir;
-  bool json = false;
+  bool json = false, skip_hash = false;
   po::options_description desc("index info options");
   desc.add_options()("index", po::value(&index_dir)->required(), "index folder")(
-      "json", po::bool_switch(&json), "print manifest.json as is");
+      "json", po::bool_switch(&json), "print manifest.json as is")(
+      "skip-hash-check", po::bool_switch(&skip_hash), "do not hash the index files (sizes and structure are still checked)");
   po::positional_options_description pos;
   pos.add("index", 1);
   if (!parse_command("rewind index info [--index] indexes/NAME [--json]", args, desc, common, &pos)) return 0;
-  auto idx = identity::IdentityIndex::load(index_dir);
+  auto idx = identity::IdentityIndex::load(index_dir, !skip_hash);
   auto m = idx.manifest();
   if (json) {
-    std::cout << m.dump(2) << "\n";
+    std::cout << io::dump_json(m, 2) << "\n";
     return 0;
   }
   std::map<std::string, int> ids;
@@ -441,7 +447,8 @@ int info_cmd(const Args& args) {
     for (const auto& s : m["sources"])
       std::cout << "source     " << s.value("data", "") << " (" << s.value("added", 0) << " images, " << s.value("at", "")
                 << ")\n";
-  std::cout << "built by   " << m.value("build", "") << " at " << m.value("created_utc", "") << "\n";
+  std::cout << "built by   " << m.value("build", "") << " at " << m.value("created_utc", "") << "\n"
+            << "integrity  " << idx.integrity() << " (generation " << m.value("generation", int64_t(0)) << ")\n";
   if (m.contains("calibration")) print_calibration(std::cout, idx.calibration());
   return 0;
 }

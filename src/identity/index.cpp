@@ -7,7 +7,10 @@
 
 #include <faiss/AutoTune.h>
 #include <faiss/Index.h>
+#include <faiss/IndexFlat.h>
 #include <faiss/IndexHNSW.h>
+#include <faiss/IndexPQ.h>
+#include <faiss/invlists/InvertedLists.h>
 #include <faiss/IVFlib.h>
 #include <faiss/IndexIVF.h>
 #include <faiss/impl/FaissException.h>
@@ -44,6 +47,9 @@ struct IdentityIndex::Impl {
   bool calibrated = false;
   nlohmann::json extra = nlohmann::json::object();
   std::string created_utc;
+  int64_t generation = -1;                      ///< the folder generation it was loaded from (-1: never saved)
+  nlohmann::json files;                          ///< {index: {name, bytes, fnv1a64}, items: {...}} as loaded / saved
+  std::string integrity = "not saved";           ///< what load checked: "verified", "sizes only", "legacy"
 
   bool l2() const { return opt.metric == "l2"; }
 
@@ -99,6 +105,7 @@ int64_t IdentityIndex::dim() const { return impl_->dim; }
 int64_t IdentityIndex::size() const { return impl_->index ? int64_t(impl_->index->ntotal) : 0; }
 const std::vector<Item>& IdentityIndex::items() const { return impl_->items; }
 const IndexOptions& IdentityIndex::options() const { return impl_->opt; }
+const std::string& IdentityIndex::integrity() const { return impl_->integrity; }
 bool IdentityIndex::needs_training() const { return !impl_->index->is_trained; }
 
 void IdentityIndex::add(const at::Tensor& embeddings, const std::vector<Item>& items, const ProgressFn& progress) {
@@ -380,33 +387,173 @@ nlohmann::json IdentityIndex::manifest() const {
   }
   j["created_utc"] = im.created_utc;
   j["build"] = build_string();
+  if (im.generation >= 0) j["generation"] = im.generation;
+  if (!im.files.is_null()) j["files"] = im.files;
   for (auto it = im.extra.begin(); it != im.extra.end(); ++it) j[it.key()] = it.value();
   return j;
 }
+
+namespace {
+
+using io::dump_json;  // JSON text for hashing and writing: invalid UTF-8 (a Latin-1 path) is replaced, never a throw
+
+bool plain_file_name(const std::string& n) {
+  return !n.empty() && n.size() < 200 && n.find('/') == std::string::npos && n.find('\0') == std::string::npos &&
+         n != "." && n != "..";
+}
+
+// The generation a folder holds now and the files it names (for the next save's switch).
+struct Generation {
+  int64_t number = -1;
+  std::vector<std::string> files;
+};
+Generation current_generation(const std::string& dir) {
+  Generation g;
+  try {
+    const auto m = nlohmann::json::parse(io::read_file(dir + "/manifest.json"));
+    g.number = m.value("generation", int64_t(0));
+    if (m.contains("files")) {
+      for (const char* k : {"index", "items"}) g.files.push_back(m.at("files").at(k).at("name").get<std::string>());
+    } else {
+      g.files = {"index.faiss", "items.csv"};
+    }
+  } catch (const std::exception&) {
+    return {};  // no (readable) manifest: nothing to keep
+  }
+  return g;
+}
+
+std::string generation_file(const char* stem, const char* ext, int64_t gen) {
+  return gen == 0 ? std::string(stem) + ext : std::string(stem) + ".g" + std::to_string(gen) + ext;
+}
+
+}  // namespace
 
 void IdentityIndex::save(const std::string& dir, const nlohmann::json& extra) const {
   io::ensure_dir(dir);
   if (extra.is_object())
     for (auto it = extra.begin(); it != extra.end(); ++it) impl_->extra[it.key()] = it.value();
-  io::write_via_temp(dir + "/index.faiss", [&](const std::string& tmp) {
+  // Crash consistency: the new generation's files get new names, and manifest.json, which names
+  // them, is switched last with one atomic rename. A kill at any instant leaves the old manifest
+  // with its old files, or the new one with its new files; the old files are removed after.
+  const Generation old = current_generation(dir);
+  const int64_t gen = old.number + 1;
+  const std::string iname = generation_file("index", ".faiss", gen), cname = generation_file("items", ".csv", gen);
+  io::write_via_temp(dir + "/" + iname, [&](const std::string& tmp) {
     try {
       faiss::write_index(impl_->index.get(), tmp.c_str());
     } catch (const faiss::FaissException& e) {
-      RW_FAIL(Input, "cannot write ", dir, "/index.faiss: ", e.what());
+      RW_FAIL(Input, "cannot write ", dir, "/", iname, ": ", e.what());
     }
     return true;
   });
+  io::crash_point("index-save:index-written");
   std::string items = io::csv_line({"id", "identity", "path", "dataset"});
   for (size_t i = 0; i < impl_->items.size(); ++i) {
     const auto& it = impl_->items[i];
     items += io::csv_line({std::to_string(i), it.identity, it.path, it.dataset});
   }
-  io::write_file_atomic(dir + "/items.csv", items);
-  io::write_file_atomic(dir + "/manifest.json", manifest().dump(2) + "\n");
+  io::write_file_atomic(dir + "/" + cname, items);
+  io::crash_point("index-save:items-written");
+  int64_t ibytes = 0;
+  const std::string ihash = io::file_content_hash(dir + "/" + iname, &ibytes);
+  impl_->files = {{"index", {{"name", iname}, {"bytes", ibytes}, {"fnv1a64", ihash}}},
+                  {"items", {{"name", cname}, {"bytes", int64_t(items.size())}, {"fnv1a64", io::content_hash(items)}}}};
+  impl_->generation = gen;
+  auto m = manifest();
+  m.erase("checksum");
+  m["checksum"] = io::content_hash(dump_json(m, -1));
+  io::write_file_atomic(dir + "/manifest.json", dump_json(m, 2) + "\n");
+  io::crash_point("index-save:manifest-switched");
+  std::error_code ec;
+  for (const auto& f : old.files)
+    if (f != iname && f != cname && plain_file_name(f)) fs::remove(dir + "/" + f, ec);
 }
 
-IdentityIndex IdentityIndex::load(const std::string& dir) {
-  const std::string mpath = dir + "/manifest.json", ipath = dir + "/index.faiss", cpath = dir + "/items.csv";
+namespace {
+
+// Structural checks of a FAISS index read from disk, before anything searches it: a damaged
+// graph or list would otherwise be followed out of bounds (a crash) or return garbage.
+void validate_index(const faiss::Index* index, const std::string& ipath, const std::string& factory,
+                    const std::string& metric) {
+  auto bad = [&](const std::string& what) {
+    RW_FAIL(Input, ipath, " is damaged (", what, "); restore it from a backup or rebuild it with rewind index build");
+  };
+  const int64_t n = index->ntotal;
+  if (n < 0) bad("negative vector count");
+  if (index->metric_type != metric_of(metric)) bad("its metric is not the manifest's " + metric);
+  // the manifest's factory names the type: Flat, HNSW.., IVF.., PQ..
+  const std::string head = factory.substr(0, factory.find(','));
+  auto starts = [&](const char* p) { return head.rfind(p, 0) == 0; };
+  if (head == "Flat" && !dynamic_cast<const faiss::IndexFlat*>(index)) bad("the manifest says Flat but the file is another type");
+  if (starts("HNSW") && !dynamic_cast<const faiss::IndexHNSW*>(index)) bad("the manifest says " + head + " but the file is not an HNSW index");
+  if (starts("IVF") && !dynamic_cast<const faiss::IndexIVF*>(index)) bad("the manifest says " + head + " but the file is not an IVF index");
+  if (starts("PQ") && !dynamic_cast<const faiss::IndexPQ*>(index)) bad("the manifest says " + head + " but the file is not a PQ index");
+
+  if (auto* fc = dynamic_cast<const faiss::IndexFlatCodes*>(index)) {
+    if (fc->codes.size() != size_t(n) * fc->code_size) bad("its code array does not hold ntotal vectors");
+  }
+  if (auto* pq = dynamic_cast<const faiss::IndexPQ*>(index)) {
+    const auto& q = pq->pq;
+    if (q.M == 0 || q.nbits == 0 || q.nbits > 16 || q.centroids.size() != q.M * q.ksub * q.dsub) bad("inconsistent PQ tables");
+  }
+  if (auto* h = dynamic_cast<const faiss::IndexHNSW*>(index)) {
+    const auto& g = h->hnsw;
+    if (!h->storage || h->storage->ntotal != n || h->storage->d != index->d) bad("its HNSW storage does not match the graph");
+    validate_index(h->storage, ipath, "", metric);
+    const auto& cum = g.cum_nneighbor_per_level;
+    if (g.levels.size() != size_t(n) || g.offsets.size() != size_t(n) + 1 || (n > 0 && g.offsets[0] != 0) ||
+        cum.empty() || cum[0] != 0)
+      bad("HNSW level tables of the wrong size");
+    if (n > 0 && (g.entry_point < 0 || g.entry_point >= n)) bad("HNSW entry point out of range");
+    if (n > 0 && (g.max_level < 0 || size_t(g.max_level) + 1 >= cum.size() || g.levels[g.entry_point] != g.max_level + 1))
+      bad("HNSW top level inconsistent with its entry point");
+    for (int64_t i = 0; i < n; ++i) {
+      const int lv = g.levels[i];
+      if (lv < 1 || size_t(lv) >= cum.size() || lv > g.max_level + 1) bad("HNSW node level out of range");
+      if (g.offsets[i + 1] < g.offsets[i] || g.offsets[i + 1] - g.offsets[i] != size_t(cum[lv])) bad("HNSW neighbour offsets inconsistent");
+    }
+    if (n > 0 && g.offsets[n] != g.neighbors.size()) bad("HNSW neighbour table of the wrong size");
+    for (int64_t i = 0; i < n; ++i)
+      for (int l = 0; l < g.levels[i]; ++l)
+        for (size_t k = g.offsets[i] + cum[l]; k < g.offsets[i] + cum[l + 1]; ++k) {
+          const auto j = g.neighbors[k];
+          if (j < -1 || j >= n) bad("HNSW neighbour id out of range");
+          if (j >= 0 && g.levels[j] <= l) bad("HNSW neighbour on a level it does not reach");
+        }
+  }
+  if (auto* ivf = dynamic_cast<const faiss::IndexIVF*>(index)) {
+    if (!ivf->quantizer || ivf->quantizer->ntotal != int64_t(ivf->nlist) || ivf->quantizer->d != index->d)
+      bad("its IVF coarse quantizer does not match the list count");
+    validate_index(ivf->quantizer, ipath, "", ivf->quantizer->metric_type == faiss::METRIC_L2 ? "l2" : "cosine");
+    const auto* il = ivf->invlists;
+    if (!il || il->nlist != ivf->nlist || il->code_size != ivf->code_size) bad("its inverted lists do not match the index");
+    int64_t total = 0;
+    for (size_t l = 0; l < il->nlist; ++l) {
+      const size_t sz = il->list_size(l);
+      total += int64_t(sz);
+      if (total > n) bad("its inverted lists hold more vectors than ntotal");
+      faiss::InvertedLists::ScopedIds ids(il, l);
+      for (size_t k = 0; k < sz; ++k)
+        if (ids[k] < 0 || ids[k] >= n) bad("an inverted-list id out of range");
+    }
+    if (total != n) bad("its inverted lists hold fewer vectors than ntotal");
+    const auto& dm = ivf->direct_map;
+    if (dm.type == faiss::DirectMap::Array) {
+      if (dm.array.size() != size_t(n)) bad("its direct map has the wrong size");
+      for (auto v : dm.array) {
+        if (v < 0) bad("a direct-map entry out of range");
+        const uint64_t list = faiss::lo_listno(uint64_t(v)), off = faiss::lo_offset(uint64_t(v));
+        if (list >= il->nlist || off >= il->list_size(list)) bad("a direct-map entry out of range");
+      }
+    }
+  }
+}
+
+}  // namespace
+
+IdentityIndex IdentityIndex::load(const std::string& dir, bool verify) {
+  const std::string mpath = dir + "/manifest.json";
   RW_CHECK(fs::is_directory(dir), Input, "index folder ", dir, " does not exist; build one with rewind index build --out ", dir);
   nlohmann::json m;
   try {
@@ -414,8 +561,56 @@ IdentityIndex IdentityIndex::load(const std::string& dir) {
   } catch (const nlohmann::json::exception& e) {
     RW_FAIL(Input, mpath, " is not valid JSON (", e.what(), "); rebuild the index with rewind index build");
   }
-  RW_CHECK(m.value("format", "") == "rewind-identity-index", Input, mpath,
+  RW_CHECK(m.is_object() && m.value("format", "") == "rewind-identity-index", Input, mpath,
            " is not a rewind index manifest; rebuild the index with rewind index build");
+  // integrity: the manifest's own checksum, then each file's size and content hash, all before
+  // FAISS parses a byte
+  std::string iname = "index.faiss", cname = "items.csv", integrity = "legacy";
+  nlohmann::json files;
+  int64_t generation = 0;
+  if (m.contains("checksum")) {
+    auto body = m;
+    body.erase("checksum");
+    RW_CHECK(m["checksum"].is_string() && m["checksum"].get<std::string>() == io::content_hash(dump_json(body, -1)), Input,
+             mpath, " was changed after rewind wrote it (its checksum does not match): restore the folder from a backup or "
+             "rebuild the index with rewind index build");
+    try {
+      files = m.at("files");
+      iname = files.at("index").at("name").get<std::string>();
+      cname = files.at("items").at("name").get<std::string>();
+      generation = m.at("generation").get<int64_t>();
+    } catch (const nlohmann::json::exception& e) {
+      RW_FAIL(Input, mpath, " names no files (", e.what(), "); rebuild the index with rewind index build");
+    }
+    RW_CHECK(plain_file_name(iname) && plain_file_name(cname), Input, mpath, " names files outside its folder (",
+             iname, ", ", cname, "); rebuild the index");
+    integrity = verify ? "verified" : "sizes only (hash check skipped)";
+  } else {
+    // a manifest of this format without its checksum is damaged, not legacy (a flipped byte in
+    // the key must not switch the checks off)
+    RW_CHECK(!m.contains("files") && !m.contains("generation"), Input, mpath,
+             " has lost its checksum (damaged); restore the folder from a backup or rebuild the index");
+    log_warn(mpath, " has no content hashes (written by an older rewind): damage to the index cannot be detected; "
+             "rebuild it with rewind index build to add them");
+  }
+  const std::string ipath = dir + "/" + iname, cpath = dir + "/" + cname;
+  RW_CHECK(fs::is_regular_file(ipath), Input, ipath, " is missing; restore it or rebuild the index with rewind index build");
+  RW_CHECK(fs::is_regular_file(cpath), Input, cpath, " is missing; restore it or rebuild the index with rewind index build");
+  std::string items_text = io::read_file(cpath);
+  if (!files.is_null()) {
+    auto check = [&](const char* key, const std::string& path, int64_t size, const std::function<std::string()>& hash) {
+      const auto& f = files.at(key);
+      RW_CHECK(f.is_object() && f.contains("bytes") && f["bytes"].is_number_integer() && f.contains("fnv1a64") &&
+                   f["fnv1a64"].is_string(), Input, mpath, " has a malformed files entry for ", key, "; rebuild the index");
+      const int64_t want = f["bytes"].get<int64_t>();
+      RW_CHECK(size == want, Input, path, " is ", size, " bytes but ", mpath, " recorded ", want,
+               ": the file was truncated or replaced; restore it or rebuild the index");
+      RW_CHECK(!verify || hash() == f["fnv1a64"].get<std::string>(), Input, path, " does not match the content hash in ", mpath,
+               " (the file is damaged); restore it from a backup or rebuild the index with rewind index build");
+    };
+    check("items", cpath, int64_t(items_text.size()), [&] { return io::content_hash(items_text); });
+    check("index", ipath, int64_t(fs::file_size(ipath)), [&] { return io::file_content_hash(ipath); });
+  }
   IdentityIndex idx;
   auto& im = *idx.impl_;
   try {
@@ -453,20 +648,29 @@ IdentityIndex IdentityIndex::load(const std::string& dir) {
     RW_FAIL(Input, mpath, " is missing a field (", e.what(), "); rebuild the index with rewind index build");
   }
   static const std::vector<std::string> known = {"format", "format_version", "dim", "metric", "factory", "count",
-                                                 "build_options", "similarity", "calibration", "created_utc", "build"};
+                                                 "build_options", "similarity", "calibration", "created_utc", "build",
+                                                 "generation", "files", "checksum"};
   for (auto it = m.begin(); it != m.end(); ++it)
     if (std::find(known.begin(), known.end(), it.key()) == known.end()) im.extra[it.key()] = it.value();
 
-  RW_CHECK(fs::exists(ipath), Input, ipath, " is missing; rebuild the index with rewind index build");
   try {
     im.index.reset(faiss::read_index(ipath.c_str()));
   } catch (const faiss::FaissException& e) {
     RW_FAIL(Input, ipath, " is not a readable FAISS index (truncated or foreign file); rebuild it with rewind index build. FAISS said: ",
             e.what());
+  } catch (const std::exception& e) {  // bad_alloc / length_error from a damaged size field
+    RW_FAIL(Input, ipath, " is not a readable FAISS index (a size field is damaged: ", e.what(),
+            "); restore it or rebuild it with rewind index build");
   }
   RW_CHECK(im.index && im.index->d == im.dim, Input, ipath, " holds ", im.index ? im.index->d : 0, "-d vectors but ", mpath,
            " says ", im.dim, "; the folder mixes two indexes: rebuild it");
-  auto rows = io::parse_csv(io::read_file(cpath), cpath);
+  validate_index(im.index.get(), ipath, im.opt.factory, im.opt.metric);
+  RW_CHECK(!m.contains("count") || m["count"] == int64_t(im.index->ntotal), Input, mpath, " records ", m["count"].dump(),
+           " vectors but ", ipath, " holds ", im.index->ntotal, "; the folder mixes two generations: restore or rebuild it");
+  im.generation = generation;
+  im.files = files;
+  im.integrity = integrity;
+  auto rows = io::parse_csv(items_text, cpath);
   RW_CHECK(!rows.empty() && rows[0].size() >= 3 && rows[0][0] == "id", Input, cpath,
            " must start with the header id,identity,path,dataset; rebuild the index");
   for (size_t r = 1; r < rows.size(); ++r) {

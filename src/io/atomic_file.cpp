@@ -1,14 +1,18 @@
 #include "rewind/io/atomic_file.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <vector>
 
 #include "rewind/core/error.h"
 
@@ -76,12 +80,83 @@ void write_file_atomic(const std::string& path, const std::string& data) {
 }
 
 std::string read_file(const std::string& path) {
+  std::error_code ec;
+  const auto st = fs::status(path, ec);
+  RW_CHECK(fs::exists(st), Input, "cannot read '", path, "': no such file");
+  // a device or a pipe (/dev/zero, a FIFO) would be read forever
+  RW_CHECK(fs::is_regular_file(st), Input, "cannot read '", path, "': not a regular file (rewind reads only regular files)");
   std::ifstream in(path, std::ios::binary);
-  RW_CHECK(in.good(), Input, "cannot read '", path, "': ",
-           fs::exists(path) ? "permission denied or not a regular file" : "no such file");
+  RW_CHECK(in.good(), Input, "cannot read '", path, "': permission denied");
   std::ostringstream ss;
   ss << in.rdbuf();
+  RW_CHECK(!in.bad(), Input, "cannot read '", path, "': read error");
   return ss.str();
+}
+
+namespace {
+constexpr uint64_t kFnvOffset = 1469598103934665603ull, kFnvPrime = 1099511628211ull;
+inline uint64_t fnv_update(uint64_t h, const char* p, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    h ^= static_cast<uint8_t>(p[i]);
+    h *= kFnvPrime;
+  }
+  return h;
+}
+std::string hex64(uint64_t h) {
+  char out[17];
+  std::snprintf(out, sizeof out, "%016llx", static_cast<unsigned long long>(h));
+  return out;
+}
+}  // namespace
+
+std::string content_hash(const std::string& bytes) { return hex64(fnv_update(kFnvOffset, bytes.data(), bytes.size())); }
+
+std::string file_content_hash(const std::string& path, int64_t* bytes) {
+  std::error_code ec;
+  RW_CHECK(fs::is_regular_file(path, ec), Input, "cannot read '", path, "': ",
+           fs::exists(path, ec) ? "not a regular file" : "no such file");
+  std::ifstream in(path, std::ios::binary);
+  RW_CHECK(in.good(), Input, "cannot read '", path, "': permission denied");
+  uint64_t h = kFnvOffset;
+  int64_t total = 0;
+  std::vector<char> buf(1 << 20);
+  while (in.read(buf.data(), std::streamsize(buf.size())) || in.gcount() > 0) {
+    h = fnv_update(h, buf.data(), size_t(in.gcount()));
+    total += in.gcount();
+  }
+  RW_CHECK(!in.bad(), Input, "cannot read '", path, "': read error");
+  if (bytes) *bytes = total;
+  return hex64(h);
+}
+
+FileLock::FileLock(const std::string& path, const std::string& what) {
+  parent_dirs(path);
+  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  RW_CHECK(fd_ >= 0, Input, "cannot create the lock file '", path, "': ", std::strerror(errno));
+  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    char buf[32] = {0};
+    const ssize_t n = ::pread(fd_, buf, sizeof buf - 1, 0);
+    ::close(fd_);
+    fd_ = -1;
+    RW_FAIL(Usage, "another rewind run", n > 0 ? std::string(" (pid ") + std::string(buf, size_t(n)) + ")" : std::string(),
+            " is writing to ", what, "; wait for it to finish or choose another output");
+  }
+  const std::string pid = std::to_string(::getpid());
+  if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, pid.data(), pid.size(), 0) < 0) {
+    // the pid is only for the message: the lock itself holds
+  }
+}
+
+FileLock::~FileLock() {
+  if (fd_ >= 0) ::close(fd_);  // releases the flock
+}
+
+void crash_point(const char* name) {
+  const char* want = std::getenv("REWIND_CRASH_POINT");
+  if (want && std::strcmp(want, name) == 0) {
+    std::fprintf(stderr, "rewind: REWIND_CRASH_POINT=%s reached: exiting as if killed\n", name);
+    std::_Exit(137);
+  }
 }
 
 }  // namespace rw::io

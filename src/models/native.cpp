@@ -80,20 +80,6 @@ void load_native_weights(const std::string& path, torch::nn::Module& module) {
   for (auto& b : module.named_buffers(true)) load(b.key(), b.value(), true);
 }
 
-std::string file_hash(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  RW_CHECK(in.good(), Input, "cannot read '", path, "'");
-  uint64_t h = 1469598103934665603ull;
-  char buf[1 << 16];
-  while (in.read(buf, sizeof buf) || in.gcount() > 0) {
-    for (std::streamsize i = 0; i < in.gcount(); ++i) {
-      h ^= static_cast<uint8_t>(buf[i]);
-      h *= 1099511628211ull;
-    }
-  }
-  char out[17];
-  std::snprintf(out, sizeof out, "%016llx", static_cast<unsigned long long>(h));
-  return out;
-}
+std::string file_hash(const std::string& path) { return io::file_content_hash(path); }
 
 }  // namespace rw::models

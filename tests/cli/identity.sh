@@ -37,7 +37,28 @@ expect_code 0 "identity-level query" -- "$REWIND" index query --index "$TMP/ix" 
 head -1 "$TMP/qi.csv" | grep -q '^query_identity,rank,identity,similarity,support,verdict' && ok || bad "identity-level header"
 expect_code 0 "append" -- "$REWIND" index build --data "$TMP/faces/others.csv" --embedder "$TMP/m/e.pt" --out "$TMP/ix" --append -q
 expect_grep "16 images (48 in all)" "$TMP/out" "append count"
-sed -n 2p "$TMP/ix/items.csv" | grep -q '^0,id00000,' && ok || bad "ids stable after append"
+sed -n 2p "$TMP/ix/items.g1.csv" | grep -q '^0,id00000,' && ok || bad "ids stable after append"
+[ -e "$TMP/ix/items.csv" ] && bad "the old generation's items.csv was not removed" || ok
+# crash consistency of --append: a kill at each point of the save leaves the old index (48 images)
+# or the new one (64), never a mix, and a later append still works
+for point in index-save:index-written:48 index-save:items-written:48 index-save:manifest-switched:64; do
+  name=${point%:*}; want=${point##*:}
+  rm -rf "$TMP/ixc"; cp -r "$TMP/ix" "$TMP/ixc"
+  expect_code 137 "append killed at $name" -- env REWIND_CRASH_POINT="$name" "$REWIND" index build \
+    --data "$TMP/faces/others.csv" --embedder "$TMP/m/e.pt" --out "$TMP/ixc" --append -q
+  expect_code 0 "index info after a kill at $name" -- "$REWIND" index info "$TMP/ixc"
+  expect_grep "$want images of" "$TMP/out" "a kill at $name leaves a whole generation"
+  expect_code 0 "append after a kill at $name" -- "$REWIND" index build --data "$TMP/faces/others.csv" \
+    --embedder "$TMP/m/e.pt" --out "$TMP/ixc" --append -q
+  expect_grep "16 images ($((want + 16)) in all)" "$TMP/out" "append after a kill at $name counts"
+done
+# one flipped byte anywhere in the index is refused naming the file (the content hash)
+rm -rf "$TMP/ixf"; cp -r "$TMP/ix" "$TMP/ixf"
+printf '\x55' | dd of="$TMP/ixf/index.g1.faiss" bs=1 seek=700 conv=notrunc status=none
+expect_code 3 "query of a damaged index" -- "$REWIND" index query --index "$TMP/ixf" --data "$TMP/faces/others.csv" --out "$TMP/qf.csv"
+expect_grep "index.g1.faiss does not match the content hash" "$TMP/err" "damaged index named"
+expect_code 0 "index info --skip-hash-check" -- "$REWIND" index info "$TMP/ixf" --skip-hash-check
+expect_grep "integrity  sizes only" "$TMP/out" "info says the hash check was skipped"
 expect_code 2 "build over an existing index" -- "$REWIND" index build --data "$TMP/faces/indexed.csv" --embedder "$TMP/m/e.pt" --out "$TMP/ix"
 expect_grep "append" "$TMP/err" "existing index error suggests --append"
 # safety: another embedder, truncated index, bad factory, FAR not calibrated
@@ -70,9 +91,9 @@ echo '{"ef_search": "lots"}' > "$TMP/bad-type.json"
 expect_code 3 "recipe with a wrong type" -- "$REWIND" index build --data "$TMP/faces/indexed.csv" --embedder "$TMP/m/e.pt" \
   --out "$TMP/ixb" --recipe "$TMP/bad-type.json"
 expect_grep "bad-type.json: 'ef_search' must be a positive integer" "$TMP/err" "wrong recipe type names the file and the key"
-cp -r "$TMP/ix" "$TMP/ixt"; head -c 200 "$TMP/ix/index.faiss" > "$TMP/ixt/index.faiss"
+cp -r "$TMP/ix" "$TMP/ixt"; head -c 200 "$TMP/ix/index.g1.faiss" > "$TMP/ixt/index.g1.faiss"
 expect_code 3 "truncated index" -- "$REWIND" index info "$TMP/ixt"
-expect_grep "index.faiss" "$TMP/err" "truncated index named"
+expect_grep "index.g1.faiss is 200 bytes" "$TMP/err" "truncated index named"
 
 # membership with known labels
 expect_code 0 "membership" -- "$REWIND" membership --generator "$TMP/m/g.pt" --members "$TMP/faces/indexed.csv" \

@@ -3,7 +3,15 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <chrono>
 #include <fstream>
+#include <random>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
 
 #include "rewind/core/error.h"
 #include "rewind/identity/index.h"
@@ -151,10 +159,13 @@ TEST(IdentityIndex, TruncatedOrForeignIndexIsInputError) {
   }
   std::ofstream(f, std::ios::binary | std::ios::trunc) << "this is not a FAISS index at all, just some text";
   EXPECT_THROW(identity::IdentityIndex::load(tmp / "ix"), Error);
-  // items.csv that disagrees with the index
+  // an items file that disagrees with the index (the second save is generation 1: items.g1.csv)
   idx.save(tmp / "ix");
-  rw::test::write_text(tmp / "ix/items.csv", "id,identity,path,dataset\n0,a,x.png,t\n");
+  ASSERT_TRUE(fs::exists(tmp / "ix/items.g1.csv"));
+  EXPECT_FALSE(fs::exists(tmp / "ix/items.csv"));  // the old generation's files are gone
+  rw::test::write_text(tmp / "ix/items.g1.csv", "id,identity,path,dataset\n0,a,x.png,t\n");
   EXPECT_THROW(identity::IdentityIndex::load(tmp / "ix"), Error);
+  EXPECT_THROW(identity::IdentityIndex::load(tmp / "ix", /*verify=*/false), Error);  // its size differs too
 }
 
 TEST(IdentityIndex, BrokenEmbeddingsAreRefused) {
@@ -189,7 +200,17 @@ TEST(IdentityIndex, DamagedFlatVectorIsAnErrorNotAMatch) {
     const float big = 1e30f;
     io.write(reinterpret_cast<const char*>(&big), 4);
   }
-  auto back = identity::IdentityIndex::load(tmp / "ix");
+  // the content hash refuses the file at load ...
+  try {
+    identity::IdentityIndex::load(tmp / "ix");
+    FAIL() << "a damaged index loaded";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kInput);
+    EXPECT_NE(e.message().find("content hash"), std::string::npos) << e.message();
+  }
+  // ... and without the hash check, the search still refuses the similarity
+  auto back = identity::IdentityIndex::load(tmp / "ix", /*verify=*/false);
+  EXPECT_EQ(back.integrity(), "sizes only (hash check skipped)");
   try {
     back.search(x.slice(0, 19, 20), 3);  // the damaged vector's own query
     FAIL() << "a damaged index returned results";
@@ -238,4 +259,135 @@ TEST(IdentityIndex, CalibratedSearchThresholdHoldsOnUnseenIdentities) {
           hit[size_t(i)][0].similarity > idx.search_threshold(1e-1);
   EXPECT_GE(ok, 150);
   EXPECT_THROW(idx.search_threshold(1e-5), Error);
+}
+
+namespace {
+// Caps the process's address space at its current size + `extra` bytes while alive.
+struct AddressSpaceLimit {
+  struct rlimit old {};
+  explicit AddressSpaceLimit(long long extra) {
+    getrlimit(RLIMIT_AS, &old);
+    long long pages = 0;
+    std::ifstream("/proc/self/statm") >> pages;
+    struct rlimit lim = old;
+    lim.rlim_cur = rlim_t(pages * sysconf(_SC_PAGESIZE) + extra);
+    setrlimit(RLIMIT_AS, &lim);
+  }
+  ~AddressSpaceLimit() { setrlimit(RLIMIT_AS, &old); }
+};
+
+// Everything a query of `ix` returns: ids, similarities, the matched items' metadata, thresholds.
+std::string query_fingerprint(const identity::IdentityIndex& ix, const at::Tensor& q) {
+  std::ostringstream os;
+  for (const auto& row : ix.search(q, 3))
+    for (const auto& m : row) {
+      os << m.id << ':' << m.similarity << ':';
+      if (m.id >= 0) os << ix.items().at(size_t(m.id)).identity << ix.items().at(size_t(m.id)).path;
+      os << ';';
+    }
+  for (const auto& p : ix.calibration().points) os << p.far << '/' << p.pair << '/' << p.search << ';';
+  return os.str();
+}
+}  // namespace
+
+// The byte-flip fuzz of the hardening issue, in-process: one flipped byte at a seeded position of
+// index.faiss, items.csv or manifest.json of a Flat and an HNSW index. With the hash check every
+// flip is an Input error or leaves every result unchanged (it once changed 26 of 100 outputs and
+// crashed 11 times); without it (--skip-hash-check), the structure checks still never let a flip
+// crash a search. A crash fails this test by killing the test binary.
+TEST(IdentityIndex, ByteFlipsAreDetectedAndNeverCrash) {
+  TempDir tmp;
+  int total = 0, detected = 0, silent = 0, unverified_errors = 0;
+  for (const std::string factory : {"Flat", "HNSW8"}) {
+    identity::IndexOptions o;
+    o.factory = factory;
+    o.fars = {1e-1};
+    identity::IdentityIndex idx(8, o);
+    idx.add(clustered(20, 3, 8, 0.3, 21), items_for(60, 3));
+    idx.calibrate();
+    const auto base = tmp / ("base-" + factory), work = tmp / ("work-" + factory);
+    idx.save(base);
+    const auto q = unit_rows(6, 8, 22);
+    const std::string want = query_fingerprint(identity::IdentityIndex::load(base), q);
+    const std::vector<std::string> names = {"index.faiss", "items.csv", "manifest.json"};
+    std::vector<std::string> bytes;
+    for (const auto& n : names) bytes.push_back(rw::test::read_text(base + "/" + n));
+    std::mt19937 rng(7);
+    for (int i = 0; i < 600; ++i) {
+      const size_t f = size_t(i) % names.size();
+      std::string damaged = bytes[f];
+      const size_t pos = rng() % damaged.size();
+      damaged[pos] = char(uint8_t(damaged[pos]) ^ uint8_t(1 + rng() % 255));
+      fs::create_directories(work);
+      for (size_t k = 0; k < names.size(); ++k) rw::test::write_text(work + "/" + names[k], k == f ? damaged : bytes[k]);
+      ++total;
+      try {
+        if (query_fingerprint(identity::IdentityIndex::load(work), q) != want) {
+          ++silent;
+          ADD_FAILURE() << factory << ": flip at byte " << pos << " of " << names[f] << " silently changed the results";
+        }
+      } catch (const Error& e) {
+        EXPECT_EQ(e.kind(), ErrorKind::kInput) << e.what();
+        ++detected;
+      }
+      if (f != 0) continue;  // the structure checks concern index.faiss
+      // A flipped size field makes FAISS allocate (and zero) up to 1 TB before its read fails: an
+      // address-space limit turns that into a quick bad_alloc, which load reports as damage.
+      AddressSpaceLimit limit(1ll << 30);
+      try {
+        (void)query_fingerprint(identity::IdentityIndex::load(work, /*verify=*/false), q);
+      } catch (const Error&) {
+        ++unverified_errors;
+      }
+    }
+  }
+  EXPECT_EQ(total, 1200);
+  EXPECT_EQ(silent, 0);
+  EXPECT_GT(detected, 1000);  // flips in JSON whitespace may leave the content intact
+  std::cout << total << " flips: " << detected << " refused, " << total - detected - silent << " harmless, " << silent
+            << " silently changed; without the hash check " << unverified_errors << " refused by the structure checks\n";
+}
+
+// An edited manifest (here: its factory field) is refused by the manifest's checksum; a legacy
+// manifest without hashes still loads, and the structure check then catches the lie.
+TEST(IdentityIndex, EditedOrLegacyManifest) {
+  TempDir tmp;
+  identity::IdentityIndex idx(8, {});
+  idx.add(unit_rows(30, 8, 5), items_for(30));
+  idx.save(tmp / "ix");
+  const std::string mpath = tmp / "ix/manifest.json";
+  auto m = nlohmann::json::parse(rw::test::read_text(mpath));
+  EXPECT_EQ(m["generation"], 0);
+  EXPECT_EQ(m["files"]["index"]["name"], "index.faiss");
+  auto edited = m;
+  edited["factory"] = "HNSW32";
+  rw::test::write_text(mpath, edited.dump(2));
+  try {
+    identity::IdentityIndex::load(tmp / "ix");
+    FAIL() << "an edited manifest loaded";
+  } catch (const Error& e) {
+    EXPECT_NE(e.message().find("checksum"), std::string::npos) << e.message();
+  }
+  auto legacy = m;
+  for (const char* k : {"checksum", "files", "generation"}) legacy.erase(k);
+  rw::test::write_text(mpath, legacy.dump(2));
+  auto back = identity::IdentityIndex::load(tmp / "ix");
+  EXPECT_EQ(back.integrity(), "legacy");
+  EXPECT_EQ(back.size(), 30);
+  legacy["factory"] = "HNSW32";
+  rw::test::write_text(mpath, legacy.dump(2));
+  try {
+    identity::IdentityIndex::load(tmp / "ix");
+    FAIL() << "a legacy manifest lying about the factory loaded";
+  } catch (const Error& e) {
+    EXPECT_NE(e.message().find("not an HNSW index"), std::string::npos) << e.message();
+  }
+  // a legacy folder appended to becomes generation 1 with hashes
+  rw::test::write_text(mpath, m.dump(2));
+  back = identity::IdentityIndex::load(tmp / "ix");
+  back.add(unit_rows(5, 8, 6), items_for(5, 1, 30));
+  back.save(tmp / "ix");
+  EXPECT_EQ(identity::IdentityIndex::load(tmp / "ix").size(), 35);
+  EXPECT_TRUE(fs::exists(tmp / "ix/index.g1.faiss"));
+  EXPECT_FALSE(fs::exists(tmp / "ix/index.faiss"));
 }

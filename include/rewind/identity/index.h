@@ -13,7 +13,13 @@
 //   index.faiss    the FAISS index (faiss::write_index)
 //   items.csv      id,identity,path,dataset
 //   manifest.json  format, embedder id and file hash, dim, metric, factory, count, build options,
-//                  calibration (pair and search thresholds per FAR), build, created time
+//                  calibration (pair and search thresholds per FAR), build, created time, and
+//                  integrity: the generation, the two files it names with their size and FNV-1a
+//                  hash, and a checksum of the manifest itself.
+// Each save after the first (--append) is a new generation: index.gN.faiss and items.gN.csv are
+// written beside the old files and manifest.json, which names them, is switched last by one
+// atomic rename; the old generation's files are removed after. A kill at any instant leaves
+// the old state or the new one, never a mix.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -79,9 +85,15 @@ class IdentityIndex {
   IdentityIndex(IdentityIndex&&) noexcept;
   IdentityIndex& operator=(IdentityIndex&&) noexcept;
 
-  /// Loads an index folder. Throws Error{kInput} naming the file for a missing, truncated or
-  /// foreign index.faiss, a malformed manifest, or items.csv whose count differs from the index.
-  static IdentityIndex load(const std::string& dir);
+  /// Loads an index folder. Throws Error{kInput} naming the file for a missing, truncated,
+  /// damaged or foreign index file, a malformed or edited manifest, or an items file whose count
+  /// differs from the index. Sizes are always checked; `verify` = false skips the content hashes
+  /// (for very large on-disk indexes). The structure (HNSW graph, IVF lists, code arrays) is
+  /// validated either way, so a damaged file is an error, never a crash.
+  static IdentityIndex load(const std::string& dir, bool verify = true);
+  /// What load checked: "verified" (hashes), "sizes only (hash check skipped)", "legacy" (an older
+  /// manifest without hashes) or "not saved".
+  const std::string& integrity() const;
   /// Writes the three files atomically. `extra` is merged into manifest.json (embedder, options).
   void save(const std::string& dir, const nlohmann::json& extra = {}) const;
 
