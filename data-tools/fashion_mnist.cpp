@@ -1,6 +1,8 @@
 // `rewind data fashion-mnist`: Debian's dataset-fashion-mnist IDX files -> PNGs + manifest.
 #include <zlib.h>
 
+#include <climits>
+#include <cstdint>
 #include <filesystem>
 #include <opencv2/imgcodecs.hpp>
 
@@ -33,8 +35,12 @@ IdxArray read_idx(const std::string& path) {
   size_t count = 1;
   for (int d = 0; d < ndim; ++d) {
     const uint8_t* p = &bytes[4 + 4 * d];
-    int v = (p[0] << 24) | (p[1] << 16) | (p[2] << 8) | p[3];
-    a.dims.push_back(v);
+    const uint32_t v = (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | uint32_t(p[3]);
+    // a dimension past INT_MAX, or dims whose product overflows and wraps onto the data size,
+    // would let later code index past the data
+    RW_CHECK(v <= uint32_t(INT32_MAX) && (v == 0 || count <= bytes.size() / v), Input, "'", path,
+             "': IDX dimension ", d, " is ", v, ", more than the file holds (corrupt header)");
+    a.dims.push_back(int(v));
     count *= size_t(v);
   }
   size_t off = 4 + 4 * size_t(ndim);

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <map>
 
+#include "rewind/io/run_record.h"
 #include "rewind/audit/audit.h"
 #include "rewind/core/build_info.h"
 #include "rewind/io/atomic_file.h"
@@ -106,7 +107,7 @@ void write_csv_json(const std::string& out, const AuditResult& r, const AuditOpt
                                  {"member", ev.member}});
   }
   io::write_file_atomic(out + "/report.csv", csv);
-  io::write_file_atomic(out + "/report.json", rep.dump(2) + "\n");
+  io::write_file_atomic(out + "/report.json", io::dump_json(rep, 2) + "\n");
 }
 
 }  // namespace
@@ -259,7 +260,7 @@ void write_audit_report(const std::string& out, const AuditResult& r, const Audi
   if (!r.skipped.empty())
     html.paragraph(std::to_string(r.skipped.size()) + " images could not be loaded and were skipped (listed in run.json); first: " +
                    r.skipped.front().reason);
-  html.details("run options and build", options_json.dump(2) + "\n" + build_string());
+  html.details("run options and build", io::dump_json(options_json, 2) + "\n" + build_string());
   html.write(out + "/report.html");
   write_pictures(out, pics, g, o.seed, o.samples);
 }

@@ -1,6 +1,7 @@
 // compare's report files: report.csv, report.json, report.html.
 #include <torch/torch.h>
 
+#include "rewind/io/run_record.h"
 #include "rewind/audit/compare.h"
 #include "rewind/core/build_info.h"
 #include "rewind/io/atomic_file.h"
@@ -117,7 +118,7 @@ std::vector<std::string> write_compare_report(const std::string& out, const Comp
                      std::to_string(cl.control) + " / " + std::to_string(n_ids), fmt(cl.threshold.value, 3),
                      fmt(psnr, 1), fmt(ssim, 3), cl.accuracy < 0 ? "n/a" : fmt(cl.accuracy, 3)});
   }
-  io::write_file_atomic(out + "/report.json", rep.dump(2) + "\n");
+  io::write_file_atomic(out + "/report.json", io::dump_json(rep, 2) + "\n");
   std::vector<std::string> summary;
   const std::string fw = " (rank 1 among all " + std::to_string(n_ids) + " people's photos and above the threshold at "
                          "family-wise FAR " + report::fmt_g(o.far, 3) + ")";
@@ -162,7 +163,7 @@ std::vector<std::string> write_compare_report(const std::string& out, const Comp
   html.paragraph("GAN side: as rewind audit (identity nearest neighbour among " + std::to_string(o.samples) +
                  " samples; threshold: " + r.gan_threshold.method + "). Split side: as rewind split-attack --attack white-box "
                  "(He et al. 2019), with the defences applied to the activations before the attacker sees them.");
-  html.details("run options and build", options_json.dump(2) + "\n" + build_string());
+  html.details("run options and build", io::dump_json(options_json, 2) + "\n" + build_string());
   html.write(out + "/report.html");
   return summary;
 }

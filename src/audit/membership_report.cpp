@@ -3,6 +3,7 @@
 #include <cmath>
 #include <fstream>
 
+#include "rewind/io/run_record.h"
 #include "rewind/audit/membership.h"
 #include "rewind/core/build_info.h"
 #include "rewind/io/atomic_file.h"
@@ -160,7 +161,7 @@ void write_membership_report(const std::string& out, const MembershipResult& r, 
   const std::string same_levels =
       "Each identity has one image, so the identity level repeats the image level (no per-identity aggregation).";
   if (r.one_image_per_identity) rep["identity_level_note"] = same_levels;
-  io::write_file_atomic(out + "/report.json", rep.dump(2) + "\n");
+  io::write_file_atomic(out + "/report.json", io::dump_json(rep, 2) + "\n");
   report::HtmlReport html("rewind membership report");
   html.paragraph("Generator " + generator_name + "; " + std::to_string(r.members) + " member and " +
                  std::to_string(r.nonmembers) + " non-member images. A score is 'higher = more likely a member'." +
@@ -191,7 +192,7 @@ void write_membership_report(const std::string& out, const MembershipResult& r, 
                  " generated samples (Webster et al. 2021); recon-identity: identity similarity between the target and "
                  "its own reconstruction. MRE-gap = (median non-member error - median member error) / median non-member error.");
   if (!r.skipped.empty()) html.paragraph(std::to_string(r.skipped.size()) + " images skipped (listed in run.json).");
-  html.details("run options", options_json.dump(2));
+  html.details("run options", io::dump_json(options_json, 2));
   html.write(out + "/report.html");
 }
 

@@ -1,3 +1,4 @@
+#include "rewind/io/run_record.h"
 #include "rewind/audit/stages.h"
 
 #include <torch/torch.h>
@@ -138,7 +139,7 @@ at::Tensor SampleBank::images(models::Generator& g, uint64_t seed, const std::ve
 // ------------------------------------------------------------------------------------------------
 StageCache::StageCache(std::string dir, nlohmann::json fingerprint, bool resume) : dir_(std::move(dir)) {
   if (dir_.empty()) return;
-  const std::string fp = dir_ + "/fingerprint.json", want = fingerprint.dump(1);
+  const std::string fp = dir_ + "/fingerprint.json", want = io::dump_json(fingerprint, 1);
   if (resume && fs::exists(fp)) {
     RW_CHECK(io::read_file(fp) == want, Usage, "resume: the stages in ", dir_,
              " were made with other options or inputs (", fp, "); rerun with the same ones, or without resume to start over");
@@ -167,7 +168,7 @@ bool StageCache::load_json(const std::string& name, nlohmann::json* j) const {
 }
 
 void StageCache::save_json(const std::string& name, const nlohmann::json& j) const {
-  if (!dir_.empty()) io::write_file_atomic(dir_ + "/" + name + ".json", j.dump() + "\n");
+  if (!dir_.empty()) io::write_file_atomic(dir_ + "/" + name + ".json", io::dump_json(j) + "\n");
 }
 
 void StageCache::clear() const {

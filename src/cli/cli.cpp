@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <iostream>
 
+#include "rewind/io/atomic_file.h"
 #include "rewind/audit/demo.h"
 #include "rewind/audit/stages.h"
 #include "rewind/core/error.h"
@@ -58,6 +59,11 @@ void progress_done() {
 }
 
 void run_and_record(io::RunRecord& record, const std::string& json_path, const std::function<void()>& work) {
+  // one run at a time per output: a second run into the same --out would mix their files
+  const auto jp = std::filesystem::path(json_path);
+  const auto parent = jp.parent_path().empty() ? std::filesystem::path(".") : jp.parent_path();
+  io::FileLock lock((parent / ("." + jp.filename().string() + ".lock")).string(),
+                    jp.filename() == "run.json" ? parent.string() : json_path);
   try {
     work();
     progress_done();

@@ -2,12 +2,15 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <sstream>
 
 #include "cli.h"
+#include "rewind/io/run_record.h"
 #include "rewind/models/sampling.h"
 #include "rewind/core/error.h"
 #include "rewind/core/log.h"
@@ -93,18 +96,63 @@ struct Segments {
   int64_t done = 0;  ///< targets finished
 };
 
-Segments open_segments(const std::string& out, const std::string& opts_dump, bool resume) {
+/// Columns of a segment row (targets.csv without its header).
+size_t segment_columns(const ganinv::InvertOptions& o) { return 4 + ganinv::term_names().size() + 2 + (o.refine == "pixel"); }
+
+/// A finished segment is kept only when its rows are the next target positions in order, each
+/// complete and numeric, and its latents hold as many rows; "" when it is, else why not.
+std::string check_segment(const std::string& csv, const at::Tensor& latents, int64_t first, size_t columns) {
+  std::vector<io::CsvRow> rows;
+  try {
+    rows = io::parse_csv(csv);
+  } catch (const Error& e) {
+    return e.message();
+  }
+  if (rows.empty() || int64_t(rows.size()) != latents.size(0))
+    return std::to_string(rows.size()) + " rows but " + std::to_string(latents.size(0)) + " latents";
+  for (size_t r = 0; r < rows.size(); ++r) {
+    if (rows[r].size() != columns) return "row " + std::to_string(r + 1) + " has " + std::to_string(rows[r].size()) + " fields";
+    if (rows[r][0] != std::to_string(first + int64_t(r))) return "row " + std::to_string(r + 1) + " is not target " + std::to_string(first + int64_t(r));
+    for (size_t c = 3; c < columns; ++c) {
+      char* end = nullptr;
+      const double v = std::strtod(rows[r][c].c_str(), &end);
+      if (rows[r][c].empty() || *end != 0 || !std::isfinite(v)) return "row " + std::to_string(r + 1) + " has a non-number '" + rows[r][c] + "'";
+    }
+  }
+  return "";
+}
+
+Segments open_segments(const std::string& out, const std::string& opts_dump, bool resume, size_t columns) {
   Segments s;
   s.dir = out + "/.partial";
   if (resume && fs::exists(s.dir + "/options.json")) {
     RW_CHECK(io::read_file(s.dir + "/options.json") == opts_dump, Usage, "--resume: ", out,
-             " was started with other options; rerun with the same options or without --resume");
+             " was started with other options or other inputs (generator, targets, embedder files changed); rerun "
+             "with the same ones or without --resume");
     for (int64_t k = 0;; ++k) {
       std::string base = s.dir + "/seg-" + std::to_string(k);
       if (!fs::exists(base + ".csv") || !fs::exists(base + ".npy")) break;
-      s.csv.push_back(io::read_file(base + ".csv"));
-      s.latents.push_back(io::read_npy(base + ".npy"));
-      s.done += s.latents.back().size(0);
+      std::string csv = io::read_file(base + ".csv"), why;
+      at::Tensor lat;
+      try {
+        lat = io::read_npy(base + ".npy");
+        why = lat.dim() == 2 ? check_segment(csv, lat, s.done, columns) : "latents are not [n, d]";
+      } catch (const Error& e) {
+        why = e.message();
+      }
+      if (!why.empty()) {  // damaged: redo it and everything after it
+        log_warn(base, " is damaged (", why, "); redoing the targets from ", s.done);
+        for (int64_t j = k;; ++j) {
+          const std::string b = s.dir + "/seg-" + std::to_string(j);
+          if (!fs::exists(b + ".csv") && !fs::exists(b + ".npy")) break;
+          fs::remove(b + ".csv");
+          fs::remove(b + ".npy");
+        }
+        break;
+      }
+      s.csv.push_back(csv);
+      s.latents.push_back(lat);
+      s.done += lat.size(0);
     }
     log_info("resuming: ", s.done, " targets already done");
   } else {
@@ -113,6 +161,16 @@ Segments open_segments(const std::string& out, const std::string& opts_dump, boo
     io::write_file_atomic(s.dir + "/options.json", opts_dump);
   }
   return s;
+}
+
+/// What the finished segments depend on besides the options: the files' contents and the targets' order.
+std::string inputs_fingerprint(const InvertPaths& p, const io::Manifest& m) {
+  std::string rows;
+  for (const auto& e : m.entries) rows += e.path + '\t' + e.identity + '\n';
+  nlohmann::json j = {{"generator", io::file_content_hash(p.generator)}, {"targets", io::content_hash(rows)},
+                      {"target_count", m.entries.size()}};
+  if (!p.embedder.empty()) j["embedder"] = io::file_content_hash(p.embedder);
+  return io::dump_json(j);
 }
 
 /// Saves one finished chunk: its PNGs, then the segment (CSV last: its presence marks it done).
@@ -153,7 +211,7 @@ double assemble(const std::string& out, const Segments& seg, const at::Tensor& f
   std::vector<double> mses;
   for (const auto& s : seg.csv) {
     csv += s;
-    for (const auto& row : io::parse_csv(s)) mses.push_back(std::stod(row[4]));
+    for (const auto& row : io::parse_csv(s)) mses.push_back(std::strtod(row[4].c_str(), nullptr));  // checked on resume
   }
   io::write_file_atomic(out + "/targets.csv", csv);
   io::write_npy(out + "/latents.npy", torch::cat(seg.latents));
@@ -242,7 +300,10 @@ int invert_cmd(const Args& args) {
     record.results()["generator"] = g->describe();
     auto m = data::open_data(p.targets);
     warn_if_resampled(m, g->output_shape());
-    auto seg = open_segments(p.out, record.options().dump(), p.resume);
+    auto opts = record.options();
+    opts.erase("out");  // a moved output folder resumes as well
+    auto seg = open_segments(p.out, io::dump_json(opts) + "\n" + inputs_fingerprint(p, m) + "\n", p.resume,
+                             segment_columns(o));
     resumed = seg.done;
     io::ensure_dir(p.out + "/recon");
     if (o.refine == "pixel") io::ensure_dir(p.out + "/refined");

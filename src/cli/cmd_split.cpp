@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "cli.h"
+#include "rewind/io/run_record.h"
 #include "rewind/core/error.h"
 #include "rewind/core/log.h"
 #include "rewind/data/datasets.h"
@@ -345,7 +346,7 @@ void write_report_json(const Flags& f, const Loaded& l, const featinv::SweepResu
       report["match_calibration"] = {{"far", r.match.far}, {"impostor_pairs", r.match.impostor_pairs},
                                      {"far_resolved", r.match.far_resolved}, {"reason", r.match.reason}};
   }
-  io::write_file_atomic(f.out + "/report.json", report.dump(2) + "\n");
+  io::write_file_atomic(f.out + "/report.json", io::dump_json(report, 2) + "\n");
 }
 
 /// pairs.png: rows = targets, columns = original | each configuration (up to 15). Undefined when
@@ -427,7 +428,7 @@ void write_html(const Flags& f, const Loaded& l, const featinv::SweepResult& r, 
     html.raw(report::img_png(io::encode_png(grid), "pairs", std::min<int>(1200, int(grid.size(2)) * 3)));
   }
   if (record.skipped() > 0) html.paragraph(std::to_string(record.skipped()) + " input images skipped: see run.json");
-  html.details("run record", record.to_json().dump(2));
+  html.details("run record", io::dump_json(record.to_json(), 2));
   html.write(f.out + "/report.html");
 }
 

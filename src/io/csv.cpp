@@ -92,7 +92,9 @@ std::vector<CsvRow> parse_csv(const std::string& text, const std::string& source
 std::string csv_escape(const std::string& field) {
   const bool guard = needs_guard(field);
   const std::string f = guard ? "'" + field : field;
-  if (!guard && f.find_first_of(",\"\n\r") == std::string::npos) return f;
+  // quoted: separators, quotes, line breaks, and a leading byte-order mark (which the reader would
+  // strip at the start of a file)
+  if (!guard && f.find_first_of(",\"\n\r") == std::string::npos && f.compare(0, 3, "\xEF\xBB\xBF") != 0) return f;
   std::string out = "\"";
   for (char c : f) {
     if (c == '"') out += '"';
@@ -102,6 +104,7 @@ std::string csv_escape(const std::string& field) {
 }
 
 std::string csv_line(const CsvRow& row) {
+  if (row.size() == 1 && row[0].empty()) return "\"\"\n";  // a bare newline would read back as no row
   std::string s;
   for (size_t i = 0; i < row.size(); ++i) {
     if (i) s += ',';

@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <cctype>
 #include <cstdlib>
 #include <filesystem>
 #include <opencv2/core.hpp>
@@ -196,7 +197,21 @@ cv::Mat to_bgr_mat(const at::Tensor& image, const char* who) {
 
 void save_image(const std::string& path, const at::Tensor& image) {
   cv::Mat bgr = to_bgr_mat(image, "save_image");
-  write_via_temp(path, [&](const std::string& tmp) { return cv::imwrite(tmp, bgr); });
+  // encoded in memory and written by write_file_atomic, which checks every write, the flush, the
+  // fsync and the close: cv::imwrite does not report a failed close (a full disk once left
+  // zero-byte PNGs under their final names)
+  std::string ext = fs::path(path).extension().string();
+  for (auto& ch : ext) ch = char(std::tolower(static_cast<unsigned char>(ch)));
+  if (ext.empty()) ext = ".png";
+  std::vector<uchar> buf;
+  bool ok = false;
+  try {
+    ok = cv::imencode(ext, bgr, buf);
+  } catch (const cv::Exception&) {
+    RW_FAIL(Usage, "cannot write '", path, "': OpenCV cannot encode ", ext, " images (use .png or .jpg)");
+  }
+  RW_CHECK(ok && !buf.empty(), Input, "cannot encode '", path, "' as ", ext);
+  write_file_atomic(path, std::string(buf.begin(), buf.end()));
 }
 
 std::string encode_png(const at::Tensor& image) {

@@ -1,10 +1,13 @@
 #include "rewind/io/manifest.h"
 
+#include <atomic>
+
 #include <algorithm>
 #include <filesystem>
 #include <unordered_map>
 
 #include "rewind/core/error.h"
+#include "rewind/core/log.h"
 #include "rewind/io/atomic_file.h"
 #include "rewind/io/csv.h"
 
@@ -47,6 +50,11 @@ std::vector<int64_t> identity_labels(const Manifest& m, const std::vector<size_t
   return out;
 }
 
+namespace {
+std::atomic<int64_t> g_outside{0};
+}
+int64_t paths_outside_manifest_folders() { return g_outside.load(); }
+
 Manifest read_manifest(const std::string& path) {
   RW_CHECK(fs::exists(path), Input, "manifest '", path,
            "' does not exist (make one with `rewind data import` or `rewind data synth-faces`)");
@@ -81,6 +89,15 @@ Manifest read_manifest(const std::string& path) {
     e.path = row[c_path];
     e.identity = row[c_id];
     RW_CHECK(!e.path.empty(), Input, "manifest '", path, "' row ", r + 1, ": empty path");
+    // a NUL byte would make the file opened differ from the path recorded
+    RW_CHECK(e.path.find('\0') == std::string::npos && row[c_id].find('\0') == std::string::npos, Input, "manifest '",
+             path, "' row ", r + 1, ": contains a NUL byte; remove it (the file is damaged or not a text manifest)");
+    if (fs::path(e.path).is_absolute() || e.path.rfind("../", 0) == 0 || e.path.find("/../") != std::string::npos) {
+      g_outside.fetch_add(1);
+      if (m.outside_folder++ == 0)
+        log_info("manifest '", path, "' names files outside its folder (first: row ", r + 1, ", ", e.path,
+                 "); allowed, and counted in run.json");
+    }
     RW_CHECK(!e.identity.empty(), Input, "manifest '", path, "' row ", r + 1,
              ": empty identity for '", e.path, "' (every image needs an identity; use the file name if unknown)");
     if (c_member >= 0) {

@@ -75,6 +75,8 @@ at::Tensor read_npy(const std::string& path) {
     off = 12;
   }
   RW_CHECK(b.size() >= off + hl, Input, "'", path, "' is truncated (npy header)");
+  // numpy writes headers of a few hundred bytes; a huge one is damage (and std::regex recurses per character)
+  RW_CHECK(hl <= 65536, Input, "'", path, "': npy header of ", hl, " bytes (corrupt; write it again)");
   std::string header = b.substr(off, hl);
   std::smatch m;
   RW_CHECK(std::regex_search(header, m, std::regex("'descr':\\s*'([^']+)'")), Input, "'", path, "': npy header has no descr");
@@ -89,13 +91,21 @@ at::Tensor read_npy(const std::string& path) {
   std::vector<int64_t> shape;
   std::string s = m[1];
   std::regex num("\\d+");
-  for (auto it = std::sregex_iterator(s.begin(), s.end(), num); it != std::sregex_iterator(); ++it)
-    shape.push_back(std::stoll(it->str()));
+  const size_t data_off = off + hl, data_bytes = b.size() - data_off;
+  // each dimension and their product must fit what the file holds (a damaged header could
+  // otherwise overflow the product onto the data size and allocate or copy past it)
   int64_t n = 1;
-  for (auto d : shape) n *= d;
-  size_t data_off = off + hl;
-  RW_CHECK(b.size() - data_off == size_t(n) * dt->bytes, Input, "'", path, "' holds ",
-           b.size() - data_off, " data bytes, its header promises ", size_t(n) * dt->bytes,
+  for (auto it = std::sregex_iterator(s.begin(), s.end(), num); it != std::sregex_iterator(); ++it) {
+    const std::string digits = it->str();
+    RW_CHECK(digits.size() <= 12, Input, "'", path, "': npy shape entry ", digits.substr(0, 20), " is too large (corrupt header)");
+    const int64_t d = std::stoll(digits);
+    RW_CHECK(d == 0 || n <= int64_t(data_bytes / dt->bytes) / d || n == 0, Input, "'", path,
+             "': npy shape promises more data than the file holds (corrupt header)");
+    shape.push_back(d);
+    n *= d;
+  }
+  RW_CHECK(data_bytes == size_t(n) * dt->bytes, Input, "'", path, "' holds ",
+           data_bytes, " data bytes, its header promises ", size_t(n) * dt->bytes,
            " (truncated or corrupt; write it again)");
   auto t = torch::empty(shape, torch::TensorOptions().dtype(dt->type));
   if (n) std::memcpy(t.data_ptr(), b.data() + data_off, size_t(n) * dt->bytes);

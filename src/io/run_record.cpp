@@ -5,6 +5,7 @@
 #include "rewind/core/build_info.h"
 #include "rewind/core/runtime.h"
 #include "rewind/io/atomic_file.h"
+#include "rewind/io/manifest.h"
 
 namespace rw::io {
 
@@ -52,13 +53,18 @@ nlohmann::json RunRecord::to_json() const {
   for (const auto& [item, why] : skips_) s.push_back({{"item", item}, {"reason", why}});
   j["skipped"] = s;
   j["results"] = results_;
+  if (const int64_t n = paths_outside_manifest_folders()) j["manifest_paths_outside_their_folder"] = n;
   return j;
+}
+
+std::string dump_json(const nlohmann::json& j, int indent) {
+  return j.dump(indent, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 void RunRecord::write(const std::string& json_path, const std::string& status) const {
   auto j = to_json();
   j["status"] = status;
-  write_file_atomic(json_path, j.dump(2) + "\n");
+  write_file_atomic(json_path, dump_json(j, 2) + "\n");
 }
 
 }  // namespace rw::io

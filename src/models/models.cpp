@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "rewind/core/error.h"
+#include "rewind/core/log.h"
 #include "rewind/models/face_resnet.h"
 #include "rewind/models/native.h"
 #include "rewind/models/nets.h"
@@ -64,6 +65,40 @@ torch::jit::Module load_script(const std::string& path, const c10::Device& devic
 at::Tensor probe_latents(int64_t n, int64_t d) {
   auto idx = torch::arange(n * d, torch::kFloat32).view({n, d});
   return torch::sin(idx * 12.9898f + 78.233f) * 1.5f;
+}
+
+// An exception from inside a user's model in one line. TorchScript puts an interpreter trace
+// before the real error, which is its last line ("RuntimeError: ..."); the whole text is logged
+// at debug level (--verbose).
+std::string one_line(const std::exception& e) {
+  const auto* ce = dynamic_cast<const c10::Error*>(&e);
+  const std::string s = ce ? ce->what_without_backtrace() : e.what();
+  log_debug("the model's error in full:\n", s);
+  std::string last;
+  size_t start = 0;
+  while (start <= s.size()) {
+    size_t end = s.find('\n', start);
+    if (end == std::string::npos) end = s.size();
+    const std::string line = s.substr(start, end - start);
+    const auto first = line.find_first_not_of(" \t\r");
+    if (first != std::string::npos) last = line.substr(first);
+    start = end + 1;
+  }
+  if (last.size() > 300) last = last.substr(0, 300) + "...";
+  return last.empty() ? "(no message)" : last;
+}
+
+// Runs `f` (a call into a user's TorchScript model): any exception it raises becomes
+// Error{kModel} naming the file and the method.
+template <class F>
+at::Tensor guarded(const std::string& path, const char* method, F&& f) {
+  try {
+    return f();
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    RW_FAIL(Model, "TorchScript model '", path, "': ", method, " failed: ", one_line(e), " (--verbose shows its trace)");
+  }
 }
 
 }  // namespace
@@ -134,15 +169,17 @@ class ScriptGenerator : public Generator {
   }
   int64_t latent_dim() const override { return latent_dim_; }
   ImageShape output_shape() const override { return shape_; }
-  at::Tensor generate(const at::Tensor& z) override { return m_.forward({z}).toTensor(); }
+  at::Tensor generate(const at::Tensor& z) override {
+    return guarded(path_, "forward(z)", [&] { return m_.forward({z}).toTensor(); });
+  }
   bool has_mapping() const override { return has_mapping_; }
   at::Tensor mapping(const at::Tensor& z) override {
     if (!has_mapping_) return Generator::mapping(z);
-    return m_.get_method("mapping")({z}).toTensor();
+    return guarded(path_, "mapping(z)", [&] { return m_.get_method("mapping")({z}).toTensor(); });
   }
   at::Tensor synthesis(const at::Tensor& w) override {
     if (!has_mapping_) return Generator::synthesis(w);
-    return m_.get_method("synthesis")({w}).toTensor();
+    return guarded(path_, "synthesis(w)", [&] { return m_.get_method("synthesis")({w}).toTensor(); });
   }
   void to(const c10::Device& d) override { m_.to(d); }
   std::string describe() const override {
@@ -221,10 +258,9 @@ class ScriptEmbedder : public Embedder {
     at::Tensor out;
     try {
       out = m_.forward({torch::zeros({2, shape_.channels, shape_.height, shape_.width})}).toTensor();
-    } catch (const c10::Error& e) {
+    } catch (const std::exception& e) {
       RW_FAIL(Model, "TorchScript embedder '", path, "' failed on a ", shape_.channels, "x", shape_.height, "x",
-              shape_.width, " probe (", std::string(e.what_without_backtrace()).substr(0, 160),
-              "); add int attributes input_size and channels to the module");
+              shape_.width, " probe (", one_line(e), "); add int attributes input_size and channels to the module");
     }
     RW_CHECK(out.dim() == 2 && out.size(0) == 2, Model, "TorchScript embedder '", path, "' returns ",
              shape_str(out), " for 2 images, expected [2, d]");
@@ -232,7 +268,9 @@ class ScriptEmbedder : public Embedder {
   }
   int64_t dim() const override { return dim_; }
   ImageShape input_shape() const override { return shape_; }
-  at::Tensor embed(const at::Tensor& x) override { return l2n(m_.forward({adapt_images(x, shape_)}).toTensor()); }
+  at::Tensor embed(const at::Tensor& x) override {
+    return l2n(guarded(path_, "forward(images)", [&] { return m_.forward({adapt_images(x, shape_)}).toTensor(); }));
+  }
   void to(const c10::Device& d) override { m_.to(d); }
   std::string describe() const override {
     return "TorchScript embedder " + fs::path(path_).filename().string() + " (" + std::to_string(dim_) + "-d)";
@@ -357,15 +395,17 @@ class ScriptClassifier : public SplitClassifier {
   int64_t num_classes() const override { return classes_; }
   at::Tensor head(const at::Tensor& x, const std::string& split) override {
     check_split(*this, split);
-    if (head_tail_) return m_.get_method("head")({x}).toTensor();
+    if (head_tail_) return guarded(path_, "head(x)", [&] { return m_.get_method("head")({x}).toTensor(); });
     return run(x, 0, index(split));
   }
   at::Tensor tail(const at::Tensor& a, const std::string& split) override {
     check_split(*this, split);
-    if (head_tail_) return m_.get_method("tail")({a}).toTensor();
+    if (head_tail_) return guarded(path_, "tail(a)", [&] { return m_.get_method("tail")({a}).toTensor(); });
     return run(a, index(split) + 1, int(stages_.size()) - 1);
   }
-  at::Tensor forward(const at::Tensor& x) override { return m_.forward({x}).toTensor(); }
+  at::Tensor forward(const at::Tensor& x) override {
+    return guarded(path_, "forward(x)", [&] { return m_.forward({x}).toTensor(); });
+  }
   void to(const c10::Device& d) override { m_.to(d); }
   std::string describe() const override { return "TorchScript classifier " + fs::path(path_).filename().string(); }
   std::vector<BatchNormStats> batchnorm_stats() const override {
@@ -376,7 +416,7 @@ class ScriptClassifier : public SplitClassifier {
   }
   at::Tensor head_bn(const at::Tensor& x, const std::string& split, std::vector<at::Tensor>* bn_inputs) override {
     check_split(*this, split);
-    if (head_tail_) return m_.get_method("head")({x}).toTensor();
+    if (head_tail_) return guarded(path_, "head(x)", [&] { return m_.get_method("head")({x}).toTensor(); });
     at::Tensor a = x;
     for (int i = 0; i <= index(split); ++i) {
       if (stages_[size_t(i)].batchnorm && bn_inputs) bn_inputs->push_back(a);
@@ -412,7 +452,7 @@ class ScriptClassifier : public SplitClassifier {
   at::Tensor run(at::Tensor x, int from, int to) {
     for (int i = from; i <= to; ++i) {
       if (stages_[i].linear && x.dim() > 2) x = x.flatten(1);
-      x = stages_[i].module.forward({x}).toTensor();
+      x = guarded(path_, stages_[size_t(i)].name.c_str(), [&] { return stages_[size_t(i)].module.forward({x}).toTensor(); });
     }
     return x;
   }
@@ -430,7 +470,7 @@ class ScriptClassifier : public SplitClassifier {
       at::Tensor out;
       try {
         out = m_.forward({x}).toTensor();
-      } catch (const c10::Error&) {
+      } catch (const std::exception&) {  // not this input size: try the next
         continue;
       }
       RW_CHECK(out.dim() == 2 && out.size(0) == 2, Model, "TorchScript classifier '", path, "' returns ",
@@ -491,9 +531,13 @@ std::unique_ptr<Generator> load_generator(const std::string& path, const c10::De
   at::Tensor x;
   try {
     x = g->generate(probe_latents(2, g->latent_dim()).to(device));
-  } catch (const c10::Error& e) {
-    RW_FAIL(Model, "generator '", path, "' fails on z of shape [2,", g->latent_dim(), "] (",
-            std::string(e.what_without_backtrace()).substr(0, 160), "); is latent_dim right?");
+  } catch (const Error& e) {
+    RW_CHECK(e.kind() != ErrorKind::kModel, Model, "generator '", path, "' fails on z of shape [2,", g->latent_dim(),
+             "]: ", e.message(), "; is its latent_dim right?");
+    throw;
+  } catch (const std::exception& e) {
+    RW_FAIL(Model, "generator '", path, "' fails on z of shape [2,", g->latent_dim(), "]: ", one_line(e),
+            "; is its latent_dim right?");
   }
   RW_CHECK(x.dim() == 4 && x.size(0) == 2, Model, "generator '", path, "' output is ", shape_str(x),
            " for z [2,", g->latent_dim(), "], expected images [2,C,H,W]");

@@ -64,15 +64,32 @@ expect_grep "median MSE" "$TMP/out" "invert summary"
 "$REWIND" invert "${INV[@]}" --steps 300 --out "$TMP/inv-int" -q >/dev/null 2>"$TMP/int.err" &
 pid=$!
 for _ in $(seq 1200); do [ -e "$TMP/inv-int/.partial/seg-0.csv" ] && break; sleep 0.05; done
+# a second run into the same --out while the first is running is refused (they would mix recon/ files)
+expect_code 2 "second run into a busy --out" -- "$REWIND" invert "${INV[@]}" --steps 300 --out "$TMP/inv-int" --seed 9
+expect_grep "another rewind run (pid $pid) is writing to" "$TMP/err" "busy --out names the other run"
 kill -INT $pid; wait $pid; code=$?
 [ "$code" = 130 ] || { echo "interrupted run: $(cat "$TMP/int.err")"; ls -la "$TMP/inv-int" "$TMP/inv-int/.partial"; } >&2
 [ "$code" = 130 ] && ok || bad "SIGINT exit code $code, want 130"
 expect_grep '"status": "cancelled"' "$TMP/inv-int/run.json" "cancelled run recorded"
 [ -e "$TMP/inv-int/.partial/seg-0.csv" ] && ok || bad "finished segment kept after cancel"
 expect_code 2 "resume with other options" -- "$REWIND" invert "${INV[@]}" --steps 301 --out "$TMP/inv-int" --resume
+# a damaged segment is redone, not trusted (a garbage row once crashed std::stod and went into targets.csv)
+cp -r "$TMP/inv-int" "$TMP/inv-garbage"; printf '0,x,y,not-a-number\n' > "$TMP/inv-garbage/.partial/seg-0.csv"
+expect_code 0 "resume over a damaged segment" -- "$REWIND" invert "${INV[@]}" --steps 300 --out "$TMP/inv-garbage" --resume
+expect_grep "seg-0 is damaged" "$TMP/err" "damaged segment named"
+grep -q "not-a-number" "$TMP/inv-garbage/targets.csv" && bad "garbage went into targets.csv" || ok
+# the targets changed under the interrupted run (two rows swapped): refused, not 2 duplicated + 2 missing
+cp -r "$TMP/inv-int" "$TMP/inv-moved"; cp "$TMP/gen/manifest.csv" "$TMP/manifest.bak"
+{ head -1 "$TMP/manifest.bak"; sed -n 3p "$TMP/manifest.bak"; sed -n 2p "$TMP/manifest.bak"; tail -n +4 "$TMP/manifest.bak"; } > "$TMP/gen/manifest.csv"
+expect_code 2 "resume after the targets changed" -- "$REWIND" invert "${INV[@]}" --steps 300 --out "$TMP/inv-moved" --resume
+expect_grep "other inputs" "$TMP/err" "changed targets explained"
+cp "$TMP/manifest.bak" "$TMP/gen/manifest.csv"
+expect_code 3 "targets from a device" -- "$REWIND" invert --generator "$TMP/m/g.pt" --targets /dev/zero --out "$TMP/inv-zero"
+expect_grep "not a regular file" "$TMP/err" "a device is refused, not read forever"
 expect_code 0 "resume" -- "$REWIND" invert "${INV[@]}" --steps 300 --out "$TMP/inv-int" --resume -q
 "$REWIND" invert "${INV[@]}" --steps 300 --out "$TMP/inv-full" -q >/dev/null 2>&1
 cmp -s "$TMP/inv-int/latents.npy" "$TMP/inv-full/latents.npy" && ok || bad "resumed run equals an uninterrupted one"
+cmp -s "$TMP/inv-garbage/latents.npy" "$TMP/inv-full/latents.npy" && ok || bad "a redone damaged segment equals an uninterrupted run"
 # a corrupt first target is skipped and recorded, the rest inverted
 cp -r "$TMP/gen" "$TMP/gen-bad"; echo "junk" > "$TMP/gen-bad/images/sample-000000.png"
 expect_code 0 "invert with a corrupt target" -- "$REWIND" invert --generator "$TMP/m/g.pt" --targets "$TMP/gen-bad" --restarts 2 --batch 2 --steps 5 --out "$TMP/inv-bad" -q

@@ -1,6 +1,10 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <sys/resource.h>
+
+#include <csignal>
+#include <filesystem>
 #include <fstream>
 #include <opencv2/imgcodecs.hpp>
 
@@ -135,4 +139,33 @@ TEST(Image, GridLayout) {
   EXPECT_EQ(g.sizes(), (std::vector<int64_t>{3, 2 * 4 + 3 * 2, 3 * 6 + 4 * 2}));
   EXPECT_FLOAT_EQ(g[0][0][0].item<float>(), 1.0f);   // padding
   EXPECT_FLOAT_EQ(g[0][2][2].item<float>(), 0.0f);   // first image
+}
+
+// A write that fails (here: the file-size limit set to 0, as a full disk would) is an error and
+// leaves no file under the final name. cv::imwrite ignored the failed close and left zero-byte
+// PNGs in place.
+TEST(Image, FailedWriteLeavesNoFile) {
+  TempDir d;
+  const std::string path = d / "x.png";
+  auto img = torch::rand({3, 16, 16});
+  struct rlimit old {};
+  ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &old), 0);
+  auto* prev = std::signal(SIGXFSZ, SIG_IGN);  // the write then fails with EFBIG instead of killing us
+  struct rlimit none = old;
+  none.rlim_cur = 0;
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &none), 0);
+  bool threw = false;
+  try {
+    io::save_image(path, img);
+  } catch (const Error& e) {
+    threw = true;
+    EXPECT_NE(e.message().find("x.png"), std::string::npos) << e.message();
+  }
+  setrlimit(RLIMIT_FSIZE, &old);
+  std::signal(SIGXFSZ, prev);
+  EXPECT_TRUE(threw);
+  EXPECT_FALSE(std::filesystem::exists(path));
+  for (const auto& e : std::filesystem::directory_iterator(d.path())) ADD_FAILURE() << "left behind: " << e.path();
+  io::save_image(path, img);  // and with room, it writes
+  EXPECT_GT(std::filesystem::file_size(path), 0u);
 }

@@ -169,6 +169,43 @@ TEST(Models, TorchScriptGeneratorContract) {
   EXPECT_NE(error_of([&] { load_generator(d / "rank.pt"); }).find("expected images [2,C,H,W]"), std::string::npos);
 }
 
+// Exceptions raised inside a user's TorchScript model are Error{kModel} (exit 4) naming the file
+// and the method, in one line; they were "internal error" (exit 1) with a 25-line trace.
+TEST(Models, TorchScriptExceptionsAreModelErrors) {
+  TempDir d;
+  // latent_dim says 6 but forward needs 4-d latents
+  torch::jit::Module liar("Gen");
+  liar.register_attribute("latent_dim", c10::IntType::get(), 6);
+  liar.register_parameter("w", torch::randn({4, 3 * 8 * 8}) * 0.1, false);
+  liar.define("def forward(self, z):\n    return torch.tanh(z @ self.w).view(-1, 3, 8, 8)\n");
+  liar.save(d / "liar.pt");
+  try {
+    load_generator(d / "liar.pt");
+    FAIL() << "a generator with a wrong latent_dim loaded";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kModel);
+    const std::string m = e.message();
+    EXPECT_NE(m.find("liar.pt"), std::string::npos) << m;
+    EXPECT_NE(m.find("latent_dim"), std::string::npos) << m;
+    EXPECT_EQ(m.find('\n'), std::string::npos) << "not one line: " << m;
+  }
+  // a model that fails on some inputs only (here: any batch but 2, the load probe's), after loading fine
+  script_generator(true, "    return torch.tanh(z @ self.w).view(2, 3, 8, 8)\n").save(d / "raiser.pt");
+  auto g = load_generator(d / "raiser.pt");
+  try {
+    torch::NoGradGuard ng;
+    g->generate(torch::zeros({3, 6}));
+    FAIL() << "the model's exception was lost";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kModel);
+    const std::string m = e.message();
+    EXPECT_NE(m.find("raiser.pt"), std::string::npos) << m;
+    EXPECT_NE(m.find("forward(z)"), std::string::npos) << m;
+    EXPECT_NE(m.find("is invalid for input of size"), std::string::npos) << m;
+    EXPECT_EQ(m.find('\n'), std::string::npos) << "not one line: " << m;
+  }
+}
+
 TEST(Models, NativeClassifierSplitsEverywhere) {
   TempDir d;
   torch::manual_seed(1);

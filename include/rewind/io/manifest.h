@@ -26,6 +26,7 @@ struct Manifest {
   std::string base_dir;                    ///< folder the relative paths hang from
   std::vector<std::string> extra_columns;  ///< names of columns beyond path,identity,member
   std::vector<ManifestEntry> entries;
+  int64_t outside_folder = 0;              ///< entries whose path leaves base_dir (absolute or ../): allowed, logged once
 
   /// Absolute-or-relative-to-cwd path of entry i (base_dir joined with the entry's path).
   std::string resolve(size_t i) const;
@@ -43,6 +44,9 @@ std::vector<int64_t> identity_labels(const Manifest& m, const std::vector<size_t
 /// Reads a manifest. Errors (Error{kInput}) name the file, the line and the fix: missing header
 /// columns, empty identity, bad member value, no rows.
 Manifest read_manifest(const std::string& path);
+/// Entries naming files outside their manifest's folder, over every manifest this process read
+/// (run.json records it when not 0).
+int64_t paths_outside_manifest_folders();
 
 /// Writes a manifest atomically; entry paths are written as given (make them relative to the
 /// manifest's folder first, see relative_to()).

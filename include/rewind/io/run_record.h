@@ -11,6 +11,11 @@
 
 namespace rw::io {
 
+/// JSON text of `j` for files and reports. Bytes that are not UTF-8 (a Latin-1 file name, an
+/// identity from a foreign folder) become U+FFFD instead of throwing, so a run never dies writing
+/// its record after its work; `indent` < 0 is compact.
+std::string dump_json(const nlohmann::json& j, int indent = -1);
+
 class RunRecord {
  public:
   /// `command` is the full subcommand, e.g. "data synth-faces".
