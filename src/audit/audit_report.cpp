@@ -5,12 +5,12 @@
 #include <cmath>
 #include <map>
 
-#include "rewind/io/run_record.h"
 #include "rewind/audit/audit.h"
 #include "rewind/core/build_info.h"
 #include "rewind/io/atomic_file.h"
 #include "rewind/io/csv.h"
 #include "rewind/io/image.h"
+#include "rewind/io/run_record.h"
 #include "rewind/report/html.h"
 
 namespace rw::audit {

@@ -1,12 +1,12 @@
 // compare's report files: report.csv, report.json, report.html.
 #include <torch/torch.h>
 
-#include "rewind/io/run_record.h"
 #include "rewind/audit/compare.h"
 #include "rewind/core/build_info.h"
 #include "rewind/io/atomic_file.h"
 #include "rewind/io/csv.h"
 #include "rewind/io/image.h"
+#include "rewind/io/run_record.h"
 #include "rewind/report/html.h"
 
 namespace rw::audit {

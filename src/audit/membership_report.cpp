@@ -3,11 +3,11 @@
 #include <cmath>
 #include <fstream>
 
-#include "rewind/io/run_record.h"
 #include "rewind/audit/membership.h"
 #include "rewind/core/build_info.h"
 #include "rewind/io/atomic_file.h"
 #include "rewind/io/csv.h"
+#include "rewind/io/run_record.h"
 #include "rewind/mia/metrics.h"
 #include "rewind/report/html.h"
 

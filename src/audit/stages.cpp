@@ -1,4 +1,3 @@
-#include "rewind/io/run_record.h"
 #include "rewind/audit/stages.h"
 
 #include <torch/torch.h>
@@ -10,6 +9,8 @@
 #include <limits>
 
 #include "rewind/core/error.h"
+#include "rewind/core/log.h"
+#include "rewind/io/run_record.h"
 #include "rewind/core/runtime.h"
 #include "rewind/identity/index.h"
 #include "rewind/io/atomic_file.h"
@@ -151,24 +152,41 @@ StageCache::StageCache(std::string dir, nlohmann::json fingerprint, bool resume)
   io::write_file_atomic(fp, want);
 }
 
+// A kept stage that cannot be read back (damaged on disk) is done again, not trusted or fatal.
 bool StageCache::load(const std::string& name, at::Tensor* t) const {
-  if (dir_.empty() || !fs::exists(dir_ + "/" + name + ".npy")) return false;
-  *t = io::read_npy(dir_ + "/" + name + ".npy");
+  const std::string path = dir_ + "/" + name + ".npy";
+  if (dir_.empty() || !fs::exists(path)) return false;
+  try {
+    *t = io::read_npy(path);
+  } catch (const Error& e) {
+    log_warn("kept stage ", path, " is damaged (", e.message(), "); doing it again");
+    return false;
+  }
   return true;
 }
 
 void StageCache::save(const std::string& name, const at::Tensor& t) const {
-  if (!dir_.empty()) io::write_npy(dir_ + "/" + name + ".npy", t);
+  if (dir_.empty()) return;
+  io::write_npy(dir_ + "/" + name + ".npy", t);
+  io::crash_point(("stage:" + name).c_str());
 }
 
 bool StageCache::load_json(const std::string& name, nlohmann::json* j) const {
-  if (dir_.empty() || !fs::exists(dir_ + "/" + name + ".json")) return false;
-  *j = nlohmann::json::parse(io::read_file(dir_ + "/" + name + ".json"));
+  const std::string path = dir_ + "/" + name + ".json";
+  if (dir_.empty() || !fs::exists(path)) return false;
+  try {
+    *j = nlohmann::json::parse(io::read_file(path));
+  } catch (const std::exception& e) {
+    log_warn("kept stage ", path, " is damaged (", e.what(), "); doing it again");
+    return false;
+  }
   return true;
 }
 
 void StageCache::save_json(const std::string& name, const nlohmann::json& j) const {
-  if (!dir_.empty()) io::write_file_atomic(dir_ + "/" + name + ".json", io::dump_json(j) + "\n");
+  if (dir_.empty()) return;
+  io::write_file_atomic(dir_ + "/" + name + ".json", io::dump_json(j) + "\n");
+  io::crash_point(("stage:" + name).c_str());
 }
 
 void StageCache::clear() const {

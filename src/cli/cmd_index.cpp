@@ -14,13 +14,13 @@
 #include <sstream>
 
 #include "cli.h"
-#include "rewind/io/run_record.h"
 #include "rewind/core/error.h"
 #include "rewind/core/log.h"
 #include "rewind/data/datasets.h"
 #include "rewind/identity/index.h"
 #include "rewind/io/atomic_file.h"
 #include "rewind/io/csv.h"
+#include "rewind/io/run_record.h"
 #include "rewind/models/native.h"
 #include "rewind/report/html.h"
 

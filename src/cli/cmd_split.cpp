@@ -10,7 +10,6 @@
 #include <sstream>
 
 #include "cli.h"
-#include "rewind/io/run_record.h"
 #include "rewind/core/error.h"
 #include "rewind/core/log.h"
 #include "rewind/data/datasets.h"
@@ -18,6 +17,7 @@
 #include "rewind/featinv/sweep.h"
 #include "rewind/io/atomic_file.h"
 #include "rewind/io/csv.h"
+#include "rewind/io/run_record.h"
 #include "rewind/models/native.h"
 #include "rewind/report/html.h"
 

@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <unordered_map>
@@ -472,6 +473,15 @@ void IdentityIndex::save(const std::string& dir, const nlohmann::json& extra) co
 
 namespace {
 
+// The metric as an int: a damaged file can hold a value outside the enum (UB to load as MetricType;
+// found by fuzz_index under UBSan).
+int raw_metric(const faiss::Index* index) {
+  int raw = 0;
+  static_assert(sizeof(raw) == sizeof(index->metric_type), "MetricType is an int");
+  std::memcpy(&raw, &index->metric_type, sizeof raw);
+  return raw;
+}
+
 // Structural checks of a FAISS index read from disk, before anything searches it: a damaged
 // graph or list would otherwise be followed out of bounds (a crash) or return garbage.
 void validate_index(const faiss::Index* index, const std::string& ipath, const std::string& factory,
@@ -481,7 +491,7 @@ void validate_index(const faiss::Index* index, const std::string& ipath, const s
   };
   const int64_t n = index->ntotal;
   if (n < 0) bad("negative vector count");
-  if (index->metric_type != metric_of(metric)) bad("its metric is not the manifest's " + metric);
+  if (raw_metric(index) != int(metric_of(metric))) bad("its metric is not the manifest's " + metric);
   // the manifest's factory names the type: Flat, HNSW.., IVF.., PQ..
   const std::string head = factory.substr(0, factory.find(','));
   auto starts = [&](const char* p) { return head.rfind(p, 0) == 0; };
@@ -525,7 +535,9 @@ void validate_index(const faiss::Index* index, const std::string& ipath, const s
   if (auto* ivf = dynamic_cast<const faiss::IndexIVF*>(index)) {
     if (!ivf->quantizer || ivf->quantizer->ntotal != int64_t(ivf->nlist) || ivf->quantizer->d != index->d)
       bad("its IVF coarse quantizer does not match the list count");
-    validate_index(ivf->quantizer, ipath, "", ivf->quantizer->metric_type == faiss::METRIC_L2 ? "l2" : "cosine");
+    const int qm = raw_metric(ivf->quantizer);
+    if (qm != faiss::METRIC_L2 && qm != faiss::METRIC_INNER_PRODUCT) bad("its coarse quantizer has an unknown metric");
+    validate_index(ivf->quantizer, ipath, "", qm == faiss::METRIC_L2 ? "l2" : "cosine");
     const auto* il = ivf->invlists;
     if (!il || il->nlist != ivf->nlist || il->code_size != ivf->code_size) bad("its inverted lists do not match the index");
     int64_t total = 0;

@@ -22,6 +22,9 @@ bool try_load_archive(const std::string& path, torch::serialize::InputArchive& a
   } catch (const c10::Error& e) {
     if (why) *why = e.what_without_backtrace();
     return false;
+  } catch (const std::exception& e) {  // torch::jit::ErrorReport and friends from a damaged archive (found by fuzz_native_model)
+    if (why) *why = e.what();
+    return false;
   }
 }
 }  // namespace
@@ -43,7 +46,11 @@ bool is_native(const std::string& path) {
   torch::serialize::InputArchive ar;
   if (!try_load_archive(path, ar, nullptr)) return false;
   c10::IValue v;
-  return ar.try_read(kArchKey, v) && v.isString();
+  try {
+    return ar.try_read(kArchKey, v) && v.isString();
+  } catch (const std::exception&) {
+    return false;  // damaged: load_* then name the problem
+  }
 }
 
 nlohmann::json read_native_arch(const std::string& path) {
@@ -54,7 +61,13 @@ nlohmann::json read_native_arch(const std::string& path) {
            "' is not a model file rewind can read (truncated, or not a LibTorch/TorchScript zip): ",
            why.substr(0, 200));
   c10::IValue v;
-  RW_CHECK(ar.try_read(kArchKey, v) && v.isString(), Model, "'", path,
+  bool found = false;
+  try {
+    found = ar.try_read(kArchKey, v);
+  } catch (const std::exception& e) {
+    RW_FAIL(Model, "'", path, "': its architecture record is damaged (", std::string(e.what()).substr(0, 160), ")");
+  }
+  RW_CHECK(found && v.isString(), Model, "'", path,
            "' is a TorchScript file, not a native rewind model (it has no architecture record)");
   try {
     return nlohmann::json::parse(v.toStringRef());
@@ -70,7 +83,14 @@ void load_native_weights(const std::string& path, torch::nn::Module& module) {
   torch::NoGradGuard no_grad;
   auto load = [&](const std::string& key, torch::Tensor& t, bool buffer) {
     torch::Tensor v;
-    RW_CHECK(ar.try_read(key, v, buffer), Model, "model file '", path, "' lacks tensor '", key,
+    bool found = false;
+    try {
+      found = ar.try_read(key, v, buffer);
+    } catch (const std::exception& e) {
+      RW_FAIL(Model, "model file '", path, "': tensor '", key, "' is damaged (", std::string(e.what()).substr(0, 160),
+              "); re-export or retrain the model");
+    }
+    RW_CHECK(found, Model, "model file '", path, "' lacks tensor '", key,
              "' (the file was made for another architecture or is damaged)");
     RW_CHECK(v.sizes() == t.sizes(), Model, "model file '", path, "': tensor '", key, "' is ", v.sizes(),
              ", the architecture needs ", t.sizes());

@@ -116,6 +116,15 @@ grep -q ',=1+1' "$TMP/aud/report.csv" && bad "a formula cell left as is in repor
 grep -q "<b>evil" "$TMP/aud/report.html" && bad "raw identity markup in report.html" || ok
 expect_grep "data:image/png;base64," "$TMP/aud/report.html" "images inline"
 [ "$(wc -l < "$TMP/aud/report.csv")" = "13" ] && ok || bad "report.csv: one row per identity"
+# a kill after each finished stage keeps it: --resume continues and writes the same report
+AUD=(audit --generator "$TMP/m/g.pt" --dataset "$TMP/faces/evil.csv" --embedder "$TMP/m/e.pt"
+     --reference "$TMP/faces/others.csv" --samples 20 --restarts 1 --steps 5 -q)
+for stage in dataset samples reference; do
+  expect_code 137 "audit killed after its $stage stage" -- env REWIND_CRASH_POINT="stage:$stage" "$REWIND" "${AUD[@]}" --out "$TMP/aud-$stage"
+  [ -s "$TMP/aud-$stage/.stages/$stage.json" ] || [ -s "$TMP/aud-$stage/.stages/$stage.npy" ] && ok || bad "stage $stage kept after a kill"
+  expect_code 0 "audit --resume after a kill at $stage" -- "$REWIND" "${AUD[@]}" --out "$TMP/aud-$stage" --resume
+  cmp -s "$TMP/aud-$stage/report.csv" "$TMP/aud/report.csv" && ok || bad "resumed audit (killed at $stage) gives the uninterrupted report"
+done
 expect_code 0 "audit without reference" -- "$REWIND" audit --generator "$TMP/m/g.pt" --dataset "$TMP/faces/manifest.csv" \
   --embedder "$TMP/m/e.pt" --samples 20 --restarts 1 --steps 5 --out "$TMP/aud2" -q
 expect_grep "impostor pairs of the dataset" "$TMP/aud2/report.html" "threshold method without reference"

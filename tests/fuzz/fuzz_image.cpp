@@ -1,8 +1,21 @@
 // The image loader (PNG / JPEG / anything OpenCV decodes), with the decompression-bomb guard.
-#include <ATen/core/Tensor.h>
+#include <torch/torch.h>
 
 #include "fuzz_util.h"
 #include "rewind/io/image.h"
+
+extern "C" int LLVMFuzzerInitialize(int* argc, char*** argv) {
+  rw::fuzz::maybe_write_seeds(argc, argv, [](const std::string& d) {
+    torch::manual_seed(1);
+    auto img = torch::rand({3, 12, 10}) * 2 - 1;
+    // the first byte of each file picks the extension it is written under (see below): PNG
+    // starts 0x89 (137 % 4 = 1 -> .jpg, still decoded by content), JPEG 0xFF (-> .img)
+    rw::io::save_image(d + "/rgb.png", img);
+    rw::io::save_image(d + "/rgb.jpg", img);
+    rw::io::save_image(d + "/grey.png", img.slice(0, 0, 1));
+  });
+  return 0;
+}
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // the first byte picks the extension, so PNG, JPEG and unknown types all reach the loader

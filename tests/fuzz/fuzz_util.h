@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <string>
 
@@ -24,6 +25,7 @@ inline std::string write_input(const uint8_t* data, size_t size, const std::stri
     return d.string();
   }();
   const std::string path = dir + "/" + name;
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
   std::FILE* f = std::fopen(path.c_str(), "wb");
   if (!f) std::abort();
   if (size) std::fwrite(data, 1, size, f);
@@ -35,6 +37,17 @@ inline const std::string& dir_of(const std::string& path) {
   static std::string d;
   d = std::filesystem::path(path).parent_path().string();
   return d;
+}
+
+/// `REWIND_FUZZ_SEEDS=DIR target` writes the target's seed corpus into DIR and exits (how
+/// tests/fuzz/corpus/ was made); `write` gets (name, bytes-file-writer).
+inline void maybe_write_seeds(int* argc, char*** argv, void (*write)(const std::string& dir)) {
+  if (const char* d = std::getenv("REWIND_FUZZ_SEEDS")) {
+    std::filesystem::create_directories(d);
+    rw::set_log_level(rw::LogLevel::kSilent);
+    write(d);
+    std::exit(0);
+  }
 }
 
 }  // namespace rw::fuzz

@@ -186,6 +186,28 @@ TEST(FashionMnist, ImportsIdxFilesGzOrRaw) {
   EXPECT_EQ(bytes, std::vector<uint8_t>(pixels.begin() + 2 * 784, pixels.begin() + 3 * 784));
 }
 
+// dims whose product overflows size_t onto the data size (65536^4 = 2^64 = 0 mod 2^64, with no
+// data) once passed the size check with dims that promise 2^64 bytes; a dimension above INT_MAX
+// became negative.
+TEST(FashionMnist, OverflowingIdxDimensionsAreClearErrors) {
+  TempDir d;
+  auto be32 = [](uint32_t v) {
+    return std::string{char(v >> 24), char((v >> 16) & 0xff), char((v >> 8) & 0xff), char(v & 0xff)};
+  };
+  const std::string magic4 = std::string("\0\0\x08\x04", 4), magic1 = std::string("\0\0\x08\x01", 4);
+  rw::test::write_text(d / "wrap.idx", magic4 + be32(65536) + be32(65536) + be32(65536) + be32(65536));  // 2^64 = 0
+  rw::test::write_text(d / "neg.idx", magic1 + be32(0x80000001u) + std::string(4, 'x'));
+  for (const char* f : {"wrap.idx", "neg.idx"}) {
+    try {
+      data::read_idx(d / f);
+      ADD_FAILURE() << f << " was read";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::kInput);
+      EXPECT_NE(e.message().find(f), std::string::npos) << e.message();
+    }
+  }
+}
+
 TEST(FashionMnist, TruncatedOrMissingFilesAreClearErrors) {
   TempDir src, out;
   std::vector<uint8_t> pixels(10 * 28 * 28);

@@ -198,6 +198,46 @@ TEST(Npy, CorruptFilesAreClearErrors) {
   }
 }
 
+// A header whose shape product overflows onto the data size (2^62 x 4 x 4 bytes wraps to 0) once
+// allocated a tensor of that shape; a 20-digit entry once threw std::out_of_range (exit 1).
+TEST(Npy, OverflowingShapesAreClearErrors) {
+  TempDir d;
+  auto npy = [](const std::string& shape) {
+    std::string h = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + shape + "), }";
+    h += std::string(63 - (10 + h.size()) % 64, ' ') + "\n";
+    std::string b = "\x93NUMPY\x01";
+    b += '\0';
+    b += char(h.size() & 0xff);
+    b += char(h.size() >> 8);
+    return b + h;
+  };
+  write_text(d / "wrap.npy", npy("4611686018427387904, 4"));
+  write_text(d / "huge.npy", npy("99999999999999999999999"));
+  write_text(d / "zero.npy", npy("0, 7"));
+  for (const char* f : {"wrap.npy", "huge.npy"}) {
+    try {
+      io::read_npy(d / f);
+      ADD_FAILURE() << f << " was read";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::kInput);
+      EXPECT_NE(e.message().find(f), std::string::npos) << e.message();
+    }
+  }
+  EXPECT_EQ(io::read_npy(d / "zero.npy").sizes(), (std::vector<int64_t>{0, 7}));
+}
+
+// Names that are not UTF-8 (Latin-1 folders) once made run.json's writer throw after all the work.
+TEST(RunRecord, NonUtf8StringsAreWrittenNotThrown) {
+  TempDir d;
+  io::RunRecord r("test cmd");
+  r.options() = {{"data", std::string("fotos/Jos\xe9")}};
+  r.add_skip(std::string("caf\xe9.png"), "truncated");
+  ASSERT_NO_THROW(r.write(d / "run.json", "ok"));
+  auto j = nlohmann::json::parse(read_text(d / "run.json"));
+  EXPECT_EQ(j["options"]["data"], "fotos/Jos\xef\xbf\xbd");  // U+FFFD
+  EXPECT_EQ(io::dump_json(nlohmann::json(std::string("a\xff"))), "\"a\xef\xbf\xbd\"");
+}
+
 TEST(RunRecord, WritesOptionsTimingsSkipsAndBuild) {
   TempDir d;
   io::RunRecord r("test cmd");
