@@ -39,7 +39,7 @@ IdxArray read_idx(const std::string& path) {
     // a dimension past INT_MAX, or dims whose product overflows and wraps onto the data size,
     // would let later code index past the data
     RW_CHECK(v <= uint32_t(INT32_MAX) && (v == 0 || count <= bytes.size() / v), Input, "'", path,
-             "': IDX dimension ", d, " is ", v, ", more than the file holds (corrupt header)");
+             "': IDX dimension ", d, " is ", v, ", more than the file holds (truncated, or a corrupt header; reinstall dataset-fashion-mnist)");
     a.dims.push_back(int(v));
     count *= size_t(v);
   }

@@ -99,6 +99,7 @@ TEST(Manifest, BadFilesGiveErrorsNamingTheFileAndFix) {
       {"path,identity\nx.png,\n", "empty identity"},
       {"path,identity,member\nx.png,a,maybe\n", "member must be 1, 0 or empty"},
       {"path,identity\nx.png,a,extra\n", "has 3 fields"},
+      {std::string("path,identity\nx.png\0.jpg,a\n", 27), "NUL byte"},  // would open x.png, not what is recorded
   };
   for (size_t i = 0; i < cases.size(); ++i) {
     std::string p = d / ("bad" + std::to_string(i) + ".csv");
@@ -114,6 +115,11 @@ TEST(Manifest, BadFilesGiveErrorsNamingTheFileAndFix) {
   }
   EXPECT_THROW(io::read_manifest(d / "missing.csv"), Error);
   EXPECT_THROW(io::read_manifest(d.path()), Error);
+  // paths leaving the manifest's folder are allowed, and counted (run.json records the count)
+  write_text(d / "out.csv", "path,identity\n../x.png,a\n/abs/y.png,b\nz.png,c\n");
+  const int64_t before = io::paths_outside_manifest_folders();
+  EXPECT_EQ(io::read_manifest(d / "out.csv").outside_folder, 2);
+  EXPECT_EQ(io::paths_outside_manifest_folders() - before, 2);
 }
 
 TEST(Manifest, RelativeTo) {
