@@ -41,6 +41,10 @@ DemoPaths prepare_demo(const std::string& models, const std::string& work, const
             size = meta.at("size").get<int>(), refs = meta.at("reference_identities").get<int>();
   d.dataset = work + "/dataset";
   d.reference = work + "/reference";
+  // a work folder made by an older demo may hold another number of images per identity
+  if (fs::exists(d.dataset + "/manifest.csv") &&
+      int64_t(io::read_manifest(d.dataset + "/manifest.csv").entries.size()) != int64_t(ids) * per)
+    fs::remove_all(d.dataset);
   if (!fs::exists(d.dataset + "/manifest.csv")) {
     data::SynthFacesOptions o;
     o.out = d.dataset;

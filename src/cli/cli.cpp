@@ -2,10 +2,12 @@
 
 #include <unistd.h>
 
+#include <cmath>
 #include <filesystem>
 #include <iostream>
 
 #include "rewind/io/atomic_file.h"
+#include "rewind/io/image.h"
 #include "rewind/audit/demo.h"
 #include "rewind/audit/stages.h"
 #include "rewind/core/error.h"
@@ -31,6 +33,8 @@ bool parse_command(const std::string& usage, const Args& args, po::options_descr
       ("threads", opt(&common.threads),
        "intra-op threads for LibTorch and OpenMP; 0 = $REWIND_THREADS if set, else all cores")
       ("quiet,q", po::bool_switch(&common.quiet), "no progress or info on stderr (errors still print)")
+      ("max-pixels", opt(&common.max_pixels),
+       "refuse images whose header declares more pixels, before decoding; 0 = $REWIND_MAX_PIXELS if set, else 50e6")
       ("help,h", po::bool_switch(&common.help), "show this help");
   po::options_description all;
   all.add(desc).add(general);
@@ -46,6 +50,9 @@ bool parse_command(const std::string& usage, const Args& args, po::options_descr
   g_quiet = common.quiet;
   if (common.quiet) set_log_level(LogLevel::kWarn);
   init_threads(common.threads);
+  RW_CHECK(common.max_pixels >= 0 && std::isfinite(common.max_pixels), Usage, "--max-pixels must be a count >= 0, got ",
+           common.max_pixels);
+  io::set_max_pixels(uint64_t(common.max_pixels));
   return true;
 }
 

@@ -39,6 +39,7 @@ po::typed_value<T>* opt(T* p) {
 /// Options every subcommand accepts.
 struct CommonOptions {
   int threads = 0;      ///< 0 = all cores
+  double max_pixels = 0;  ///< decompression-bomb limit per image; 0 = $REWIND_MAX_PIXELS or 50 MP
   bool quiet = false;   ///< no progress, no info lines
   bool help = false;
 };

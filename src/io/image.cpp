@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <atomic>
 #include <cctype>
 #include <cstdlib>
 #include <filesystem>
@@ -60,20 +61,30 @@ bool declared_size(const std::string& b, uint64_t* w, uint64_t* h) {
   return false;
 }
 
-/// The decompression-bomb limit: $REWIND_MAX_PIXELS, default 50 megapixels. Also handed to
-/// OpenCV (OPENCV_IO_MAX_IMAGE_PIXELS) for the formats whose header is not read here.
+/// The decompression-bomb limit: set_max_pixels (--max-pixels), else $REWIND_MAX_PIXELS, else 50
+/// megapixels. Also handed to OpenCV (OPENCV_IO_MAX_IMAGE_PIXELS) for the formats whose header is
+/// not read here.
+std::atomic<uint64_t> g_max_pixels{0};
+}  // namespace
+
+void set_max_pixels(uint64_t pixels) {
+  if (pixels == 0) return;
+  g_max_pixels.store(pixels);
+  setenv("OPENCV_IO_MAX_IMAGE_PIXELS", std::to_string(pixels).c_str(), 1);  // before OpenCV's first decode
+}
+
+namespace {
+
 uint64_t max_pixels() {
-  static const uint64_t limit = [] {
-    uint64_t v = 50'000'000;
-    if (const char* env = std::getenv("REWIND_MAX_PIXELS")) {
-      char* end = nullptr;
-      const double d = std::strtod(env, &end);
-      if (end != env && d >= 1) v = uint64_t(d);
-    }
-    if (!std::getenv("OPENCV_IO_MAX_IMAGE_PIXELS")) setenv("OPENCV_IO_MAX_IMAGE_PIXELS", std::to_string(v).c_str(), 0);
-    return v;
-  }();
-  return limit;
+  if (const uint64_t v = g_max_pixels.load()) return v;
+  uint64_t v = 50'000'000;
+  if (const char* env = std::getenv("REWIND_MAX_PIXELS")) {
+    char* end = nullptr;
+    const double d = std::strtod(env, &end);
+    if (end != env && d >= 1) v = uint64_t(d);
+  }
+  set_max_pixels(v);
+  return v;
 }
 
 cv::Mat decode(const std::string& path) {
@@ -85,7 +96,7 @@ cv::Mat decode(const std::string& path) {
   if (declared_size(bytes, &w, &h))  // before decoding: a 150 KB PNG can declare 30000 x 30000
     RW_CHECK(w * h <= limit, Input, "image '", path, "' declares ", w, "x", h, " = ", w * h / 1'000'000,
              " megapixels, above the limit of ", limit / 1'000'000, " (a decompression bomb, or a huge photo: "
-             "downscale it, or raise REWIND_MAX_PIXELS)");
+             "downscale it, or raise --max-pixels or $REWIND_MAX_PIXELS)");
   auto why = truncation_problem(bytes);
   RW_CHECK(why.empty(), Input, "image '", path, "' is a ", why, "; re-download or remove it");
   cv::Mat raw(1, static_cast<int>(bytes.size()), CV_8U, bytes.data());

@@ -86,6 +86,9 @@ expect_grep "other inputs" "$TMP/err" "changed targets explained"
 cp "$TMP/manifest.bak" "$TMP/gen/manifest.csv"
 expect_code 3 "targets from a device" -- "$REWIND" invert --generator "$TMP/m/g.pt" --targets /dev/zero --out "$TMP/inv-zero"
 expect_grep "not a regular file" "$TMP/err" "a device is refused, not read forever"
+expect_code 3 "--max-pixels below the targets' size" -- "$REWIND" invert --generator "$TMP/m/g.pt" --targets "$TMP/gen" \
+  --max-pixels 100 --out "$TMP/inv-mp"
+expect_grep "raise --max-pixels" "$TMP/err" "the pixel limit is named with its fix"
 expect_code 0 "resume" -- "$REWIND" invert "${INV[@]}" --steps 300 --out "$TMP/inv-int" --resume -q
 "$REWIND" invert "${INV[@]}" --steps 300 --out "$TMP/inv-full" -q >/dev/null 2>&1
 cmp -s "$TMP/inv-int/latents.npy" "$TMP/inv-full/latents.npy" && ok || bad "resumed run equals an uninterrupted one"

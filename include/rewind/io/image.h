@@ -4,6 +4,8 @@
 // Files are whatever OpenCV reads (PNG, JPEG, BMP, TIFF, WebP, PGM...). Output is PNG.
 #pragma once
 
+#include <cstdint>
+
 #include <ATen/core/Tensor.h>
 
 #include <string>
@@ -25,6 +27,11 @@ struct ImageSpec {
   int size = 0;       ///< square side in pixels; 0 = keep the file's size (a batch then needs equal sizes)
   ResizeMode resize = ResizeMode::kCenterCrop;
 };
+
+/// The decompression-bomb limit: images whose PNG or JPEG header declares more pixels are refused
+/// before decoding (OpenCV gets the same limit for other formats). Default: $REWIND_MAX_PIXELS, else
+/// 50 megapixels; 0 leaves it unchanged. Set it before the first image is read.
+void set_max_pixels(uint64_t pixels);
 
 /// Loads one image as [C,H,W] float32 in [-1,1]. Throws Error{kInput} naming the file and the
 /// problem: missing, unreadable, truncated (PNG without IEND, JPEG without its end marker),
