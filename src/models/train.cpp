@@ -25,7 +25,19 @@ using Clock = std::chrono::steady_clock;
 struct CheckpointParts {
   std::vector<std::pair<std::string, torch::nn::Module*>> modules;
   std::vector<std::pair<std::string, torch::optim::Optimizer*>> optimizers;
+  std::string data_hash;  ///< of the training images (and labels): a resume on other data is refused
 };
+
+/// Content hash of the training data as trained on (decoded images, labels).
+std::string training_data_hash(const at::Tensor& images, const at::Tensor& labels = {}) {
+  auto bytes = [](const at::Tensor& t) {
+    auto c = t.contiguous().cpu();
+    return std::string(static_cast<const char*>(c.data_ptr()), size_t(c.numel()) * c.element_size());
+  };
+  std::string all = bytes(images);
+  if (labels.defined()) all += bytes(labels);
+  return io::content_hash(all);
+}
 
 void save_checkpoint(const std::string& path, const CheckpointParts& parts, int64_t step) {
   torch::serialize::OutputArchive ar;
@@ -40,6 +52,7 @@ void save_checkpoint(const std::string& path, const CheckpointParts& parts, int6
     ar.write(name, sub);
   }
   ar.write("step", c10::IValue(step));
+  if (!parts.data_hash.empty()) ar.write("data_hash", c10::IValue(parts.data_hash));
   ar.write("rng", at::detail::getDefaultCPUGenerator().get_state());
   io::write_via_temp(path, [&](const std::string& tmp) {
     ar.save_to(tmp);
@@ -61,8 +74,13 @@ int64_t load_checkpoint(const std::string& path, CheckpointParts& parts) {
       RW_CHECK(ar.try_read(name, sub), Model, "checkpoint '", path, "' lacks '", name, "'");
       o->load(sub);
     }
-    c10::IValue step;
+    c10::IValue step, data;
     RW_CHECK(ar.try_read("step", step) && step.isInt(), Model, "checkpoint '", path, "' has no step");
+    // a checkpoint of other training data would silently continue on this data
+    RW_CHECK(parts.data_hash.empty() || !ar.try_read("data_hash", data) || !data.isString() ||
+                 data.toStringRef() == parts.data_hash,
+             Usage, "--resume: checkpoint '", path, "' was trained on other data than --data gives now; resume with "
+             "the same data, or delete the checkpoint (or drop --resume) to start over");
     torch::Tensor rng;
     if (ar.try_read("rng", rng)) {
       at::Generator gen = at::detail::getDefaultCPUGenerator();
@@ -140,7 +158,8 @@ TrainResult train_gan(const at::Tensor& images, const TrainGanOptions& opt, cons
   auto fixed = torch::randn({16, opt.arch.latent_dim});
   torch::optim::Adam opt_g(g->parameters(), torch::optim::AdamOptions(opt.lr).betas({opt.beta1, opt.beta2}));
   torch::optim::Adam opt_d(d->parameters(), torch::optim::AdamOptions(opt.lr).betas({opt.beta1, opt.beta2}));
-  CheckpointParts parts{{{"generator", g.get()}, {"discriminator", d.get()}}, {{"opt_g", &opt_g}, {"opt_d", &opt_d}}};
+  CheckpointParts parts{{{"generator", g.get()}, {"discriminator", d.get()}}, {{"opt_g", &opt_g}, {"opt_d", &opt_d}},
+                        training_data_hash(images)};
   int64_t step = 0;
   if (opt.resume && fs::exists(ckpt)) step = load_checkpoint(ckpt, parts);
 
@@ -221,7 +240,7 @@ TrainResult train_classifier(const at::Tensor& images, const at::Tensor& labels,
   seed_everything(opt.seed);
   StagedNet net = make_cnn(opt.arch);
   torch::optim::Adam adam(net->parameters(), torch::optim::AdamOptions(opt.lr).weight_decay(opt.weight_decay));
-  CheckpointParts parts{{{"net", net.get()}}, {{"opt", &adam}}};
+  CheckpointParts parts{{{"net", net.get()}}, {{"opt", &adam}}, training_data_hash(images, labels)};
   int64_t step = 0;
   if (opt.resume && fs::exists(ckpt)) step = load_checkpoint(ckpt, parts);
   const auto t0 = Clock::now();
@@ -277,7 +296,7 @@ TrainResult train_embedder(const at::Tensor& images, const at::Tensor& ids, cons
   std::vector<torch::Tensor> params = net->parameters();
   params.push_back(head->w);
   torch::optim::Adam adam(params, torch::optim::AdamOptions(opt.lr).weight_decay(opt.weight_decay));
-  CheckpointParts parts{{{"net", net.get()}, {"head", head.get()}}, {{"opt", &adam}}};
+  CheckpointParts parts{{{"net", net.get()}, {"head", head.get()}}, {{"opt", &adam}}, training_data_hash(images, ids)};
   int64_t step = 0;
   if (opt.resume && fs::exists(ckpt)) step = load_checkpoint(ckpt, parts);
   namespace F = torch::nn::functional;

@@ -18,6 +18,11 @@ expect_grep '"status": "ok"' "$TMP/m/g.run.json" "gan run record"
 expect_code 0 "train gan --resume" -- "$REWIND" train gan --data "$TMP/faces/manifest.csv" --out "$TMP/m/g.pt" --arch dcgan32 \
   --width 8 --latent-dim 16 --steps 6 --batch 8 --checkpoint-every 2 --resume -q
 expect_grep "(6 steps" "$TMP/out" "resumed to 6 steps"
+# a resume on other data is refused (it once continued silently)
+head -17 "$TMP/faces/manifest.csv" > "$TMP/faces/half.csv"
+expect_code 2 "train gan --resume on other data" -- "$REWIND" train gan --data "$TMP/faces/half.csv" --out "$TMP/m/g.pt" \
+  --arch dcgan32 --width 8 --latent-dim 16 --steps 8 --batch 8 --checkpoint-every 2 --resume -q
+expect_grep "trained on other data" "$TMP/err" "other training data named"
 expect_code 2 "unknown arch" -- "$REWIND" train gan --data "$TMP/faces/manifest.csv" --out "$TMP/m/x.pt" --arch dcgan99
 expect_grep "dcgan28, dcgan32, dcgan64 or dcgan128" "$TMP/err" "arch error lists the valid ones"
 expect_code 3 "gan on a missing manifest" -- "$REWIND" train gan --data "$TMP/nope.csv" --out "$TMP/m/x.pt"
