@@ -164,12 +164,12 @@ Segments open_segments(const std::string& out, const std::string& opts_dump, boo
 }
 
 /// What the finished segments depend on besides the options: the files' contents and the targets' order.
-std::string inputs_fingerprint(const InvertPaths& p, const io::Manifest& m) {
+std::string inputs_fingerprint(const InvertPaths& p, const io::Manifest& m, const models::Embedder* emb) {
   std::string rows;
   for (const auto& e : m.entries) rows += e.path + '\t' + e.identity + '\n';
   nlohmann::json j = {{"generator", io::file_content_hash(p.generator)}, {"targets", io::content_hash(rows)},
                       {"target_count", m.entries.size()}};
-  if (!p.embedder.empty()) j["embedder"] = io::file_content_hash(p.embedder);
+  if (emb) j["embedder"] = emb->id();  // its file hash, computed when it was loaded
   return io::dump_json(j);
 }
 
@@ -302,7 +302,7 @@ int invert_cmd(const Args& args) {
     warn_if_resampled(m, g->output_shape());
     auto opts = record.options();
     opts.erase("out");  // a moved output folder resumes as well
-    auto seg = open_segments(p.out, io::dump_json(opts) + "\n" + inputs_fingerprint(p, m) + "\n", p.resume,
+    auto seg = open_segments(p.out, io::dump_json(opts) + "\n" + inputs_fingerprint(p, m, emb.get()) + "\n", p.resume,
                              segment_columns(o));
     resumed = seg.done;
     io::ensure_dir(p.out + "/recon");

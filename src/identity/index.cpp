@@ -398,6 +398,12 @@ namespace {
 
 using io::dump_json;  // JSON text for hashing and writing: invalid UTF-8 (a Latin-1 path) is replaced, never a throw
 
+// The manifest's checksum: the hash of its compact text without the checksum field.
+std::string manifest_checksum(nlohmann::json m) {
+  m.erase("checksum");
+  return io::content_hash(dump_json(m, -1));
+}
+
 bool plain_file_name(const std::string& n) {
   return !n.empty() && n.size() < 200 && n.find('/') == std::string::npos && n.find('\0') == std::string::npos &&
          n != "." && n != "..";
@@ -462,8 +468,7 @@ void IdentityIndex::save(const std::string& dir, const nlohmann::json& extra) co
                   {"items", {{"name", cname}, {"bytes", int64_t(items.size())}, {"fnv1a64", io::content_hash(items)}}}};
   impl_->generation = gen;
   auto m = manifest();
-  m.erase("checksum");
-  m["checksum"] = io::content_hash(dump_json(m, -1));
+  m["checksum"] = manifest_checksum(m);
   io::write_file_atomic(dir + "/manifest.json", dump_json(m, 2) + "\n");
   io::crash_point("index-save:manifest-switched");
   std::error_code ec;
@@ -581,9 +586,7 @@ IdentityIndex IdentityIndex::load(const std::string& dir, bool verify) {
   nlohmann::json files;
   int64_t generation = 0;
   if (m.contains("checksum")) {
-    auto body = m;
-    body.erase("checksum");
-    RW_CHECK(m["checksum"].is_string() && m["checksum"].get<std::string>() == io::content_hash(dump_json(body, -1)), Input,
+    RW_CHECK(m["checksum"].is_string() && m["checksum"].get<std::string>() == manifest_checksum(m), Input,
              mpath, " was changed after rewind wrote it (its checksum does not match): restore the folder from a backup or "
              "rebuild the index with rewind index build");
     try {

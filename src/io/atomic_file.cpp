@@ -79,54 +79,60 @@ void write_file_atomic(const std::string& path, const std::string& data) {
   });
 }
 
-std::string read_file(const std::string& path) {
+namespace {
+// Opens a regular file for reading; Error{kInput} naming it otherwise (a device or a pipe such as
+// /dev/zero would be read forever).
+std::ifstream open_regular(const std::string& path) {
   std::error_code ec;
   const auto st = fs::status(path, ec);
   RW_CHECK(fs::exists(st), Input, "cannot read '", path, "': no such file");
-  // a device or a pipe (/dev/zero, a FIFO) would be read forever
   RW_CHECK(fs::is_regular_file(st), Input, "cannot read '", path, "': not a regular file (rewind reads only regular files)");
   std::ifstream in(path, std::ios::binary);
   RW_CHECK(in.good(), Input, "cannot read '", path, "': permission denied");
+  return in;
+}
+}  // namespace
+
+std::string read_file(const std::string& path) {
+  auto in = open_regular(path);
   std::ostringstream ss;
   ss << in.rdbuf();
   RW_CHECK(!in.bad(), Input, "cannot read '", path, "': read error");
   return ss.str();
 }
 
-namespace {
-constexpr uint64_t kFnvOffset = 1469598103934665603ull, kFnvPrime = 1099511628211ull;
-inline uint64_t fnv_update(uint64_t h, const char* p, size_t n) {
+void ContentHasher::update(const void* data, size_t n) {
+  const auto* p = static_cast<const uint8_t*>(data);
   for (size_t i = 0; i < n; ++i) {
-    h ^= static_cast<uint8_t>(p[i]);
-    h *= kFnvPrime;
+    h_ ^= p[i];
+    h_ *= 1099511628211ull;
   }
-  return h;
 }
-std::string hex64(uint64_t h) {
+
+std::string ContentHasher::hex() const {
   char out[17];
-  std::snprintf(out, sizeof out, "%016llx", static_cast<unsigned long long>(h));
+  std::snprintf(out, sizeof out, "%016llx", static_cast<unsigned long long>(h_));
   return out;
 }
-}  // namespace
 
-std::string content_hash(const std::string& bytes) { return hex64(fnv_update(kFnvOffset, bytes.data(), bytes.size())); }
+std::string content_hash(const std::string& bytes) {
+  ContentHasher h;
+  h.update(bytes.data(), bytes.size());
+  return h.hex();
+}
 
 std::string file_content_hash(const std::string& path, int64_t* bytes) {
-  std::error_code ec;
-  RW_CHECK(fs::is_regular_file(path, ec), Input, "cannot read '", path, "': ",
-           fs::exists(path, ec) ? "not a regular file" : "no such file");
-  std::ifstream in(path, std::ios::binary);
-  RW_CHECK(in.good(), Input, "cannot read '", path, "': permission denied");
-  uint64_t h = kFnvOffset;
+  auto in = open_regular(path);
+  ContentHasher h;
   int64_t total = 0;
   std::vector<char> buf(1 << 20);
   while (in.read(buf.data(), std::streamsize(buf.size())) || in.gcount() > 0) {
-    h = fnv_update(h, buf.data(), size_t(in.gcount()));
+    h.update(buf.data(), size_t(in.gcount()));
     total += in.gcount();
   }
   RW_CHECK(!in.bad(), Input, "cannot read '", path, "': read error");
   if (bytes) *bytes = total;
-  return hex64(h);
+  return h.hex();
 }
 
 FileLock::FileLock(const std::string& path, const std::string& what) {

@@ -532,8 +532,9 @@ std::unique_ptr<Generator> load_generator(const std::string& path, const c10::De
   try {
     x = g->generate(probe_latents(2, g->latent_dim()).to(device));
   } catch (const Error& e) {
-    RW_CHECK(e.kind() != ErrorKind::kModel, Model, "generator '", path, "' fails on z of shape [2,", g->latent_dim(),
-             "]: ", e.message(), "; is its latent_dim right?");
+    if (e.kind() == ErrorKind::kModel)  // the model's own exception (guarded): add the likely cause
+      RW_FAIL(Model, "generator '", path, "' fails on z of shape [2,", g->latent_dim(), "]: ", e.message(),
+              "; is its latent_dim right?");
     throw;
   } catch (const std::exception& e) {
     RW_FAIL(Model, "generator '", path, "' fails on z of shape [2,", g->latent_dim(), "]: ", one_line(e),

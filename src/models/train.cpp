@@ -28,15 +28,15 @@ struct CheckpointParts {
   std::string data_hash;  ///< of the training images (and labels): a resume on other data is refused
 };
 
-/// Content hash of the training data as trained on (decoded images, labels).
+/// Content hash of the training data as trained on (decoded images, labels), hashed in place.
 std::string training_data_hash(const at::Tensor& images, const at::Tensor& labels = {}) {
-  auto bytes = [](const at::Tensor& t) {
-    auto c = t.contiguous().cpu();
-    return std::string(static_cast<const char*>(c.data_ptr()), size_t(c.numel()) * c.element_size());
-  };
-  std::string all = bytes(images);
-  if (labels.defined()) all += bytes(labels);
-  return io::content_hash(all);
+  io::ContentHasher h;
+  for (const auto& t : {images, labels}) {
+    if (!t.defined()) continue;
+    const auto c = t.contiguous().cpu();
+    h.update(c.data_ptr(), size_t(c.numel()) * c.element_size());
+  }
+  return h.hex();
 }
 
 void save_checkpoint(const std::string& path, const CheckpointParts& parts, int64_t step) {

@@ -20,6 +20,16 @@ void write_via_temp(const std::string& path, const std::function<bool(const std:
 /// Reads a whole file. Throws Error{kInput} naming the path when it cannot be read.
 std::string read_file(const std::string& path);
 
+/// FNV-1a 64-bit, fed in pieces (a dataset's tensors, a file's blocks) without copying them.
+class ContentHasher {
+ public:
+  void update(const void* data, size_t n);
+  std::string hex() const;  ///< 16 hex digits
+
+ private:
+  uint64_t h_ = 1469598103934665603ull;
+};
+
 /// FNV-1a 64-bit hash of `bytes` as 16 hex digits. Not cryptographic: it detects damage (any
 /// single changed byte always changes it), not tampering.
 std::string content_hash(const std::string& bytes);
