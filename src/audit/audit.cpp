@@ -5,16 +5,25 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <filesystem>
 #include <random>
 
 #include "rewind/core/error.h"
 #include "rewind/core/log.h"
 #include "rewind/core/runtime.h"
+#include "rewind/io/atomic_file.h"
 #include "rewind/identity/calibration.h"
 #include "rewind/mia/metrics.h"
 #include "rewind/report/html.h"
 
 namespace rw::audit {
+
+namespace {
+bool fs_exists(const std::string& p) {
+  std::error_code ec;
+  return std::filesystem::exists(p, ec);
+}
+}  // namespace
 
 namespace {
 
@@ -141,23 +150,29 @@ Threshold verdict_threshold(const std::vector<double>* reference_scores, const a
   return t;
 }
 
-AuditResult run(models::Generator& g, models::Embedder& e, const io::Manifest& dataset, const io::Manifest* reference,
-                const AuditOptions& o, const ProgressFn& progress, io::RunRecord* record) {
-  check_options(o);
-  const auto shape = g.output_shape();
-  nlohmann::json fp = {{"samples", o.samples}, {"seed", o.seed}, {"per_identity", o.per_identity},
-                       {"recover_top", o.recover_top}, {"recover_control", o.recover_control}, {"batch", o.batch},
-                       {"restarts", o.invert.restarts}, {"steps", o.invert.loop.steps}, {"lr", o.invert.loop.lr},
-                       {"optimizer", o.invert.loop.optimizer}, {"generator", g.describe()}, {"embedder", e.id()},
-                       {"dataset", manifest_hash(dataset)}, {"reference", reference ? manifest_hash(*reference) : ""}};
-  StageCache cache(o.stage_dir, fp, o.resume);
-  auto mark = [&](const char* stage) { if (record) record->mark(stage); };
+namespace {
+
+/// Everything up to the latent recovery: the embedded stages, identity-nn, the threshold, the
+/// per-identity evidence, and the rows chosen for recovery (the same in every shard).
+struct Prepared {
   AuditResult res;
+  Embedded ds;
+  Groups groups;
+  std::vector<size_t> inv_rows;      ///< ascending manifest rows
+  std::map<size_t, size_t> owner;    ///< manifest row -> identity
+};
+
+Prepared prepare(models::Generator& g, models::Embedder& e, const io::Manifest& dataset, const io::Manifest* reference,
+                 const AuditOptions& o, const StageCache& cache, const ProgressFn& progress, io::RunRecord* record) {
+  const auto shape = g.output_shape();
+  auto mark = [&](const char* stage) { if (record) record->mark(stage); };
+  Prepared pr;
+  AuditResult& res = pr.res;
+  Embedded& ds = pr.ds;
   res.generator = g.describe();
   res.embedder = e.describe();
 
   // 1. the owner's images, embedded
-  Embedded ds;
   if (!load_embedded(cache, "dataset", &ds)) {
     ds = embed_manifest(e, dataset, shape, "embed dataset", progress, o.batch);
     save_embedded(cache, "dataset", ds);
@@ -169,7 +184,8 @@ AuditResult run(models::Generator& g, models::Embedder& e, const io::Manifest& d
   if (!ds.skipped.empty())
     log_warn(ds.skipped.size(), " dataset images skipped (listed in run.json); first: ", ds.skipped.front().reason);
   res.images = int64_t(ds.rows.size());
-  auto groups = group_rows(dataset, ds.rows);
+  pr.groups = group_rows(dataset, ds.rows);
+  const Groups& groups = pr.groups;
   log_info("auditing ", groups.names.size(), " identities (", res.images, " images) against ", g.describe());
   mark("embed dataset");
 
@@ -228,14 +244,39 @@ AuditResult run(models::Generator& g, models::Embedder& e, const io::Manifest& d
   }
 
   // 5. latent recovery of the chosen identities' first images
-  std::vector<size_t> inv_rows;
-  std::map<size_t, size_t> owner;  // manifest row -> identity
+  auto& inv_rows = pr.inv_rows;
+  auto& owner = pr.owner;
   for (size_t k : recovery_identities(res.identities, o))
     for (size_t j = 0; j < groups.pos[k].size() && int64_t(j) < o.per_identity; ++j) {
       inv_rows.push_back(ds.rows[groups.pos[k][j]]);
       owner[inv_rows.back()] = k;
     }
   std::sort(inv_rows.begin(), inv_rows.end());
+  return pr;
+}
+
+}  // namespace
+
+nlohmann::json audit_fingerprint(const models::Generator& g, const models::Embedder& e, const io::Manifest& dataset,
+                                 const io::Manifest* reference, const AuditOptions& o) {
+  return {{"samples", o.samples}, {"seed", o.seed}, {"per_identity", o.per_identity},
+          {"recover_top", o.recover_top}, {"recover_control", o.recover_control}, {"batch", o.batch},
+          {"restarts", o.invert.restarts}, {"steps", o.invert.loop.steps}, {"lr", o.invert.loop.lr},
+          {"optimizer", o.invert.loop.optimizer}, {"generator", g.describe()}, {"embedder", e.id()},
+          {"dataset", manifest_hash(dataset)}, {"reference", reference ? manifest_hash(*reference) : ""}};
+}
+
+AuditResult run(models::Generator& g, models::Embedder& e, const io::Manifest& dataset, const io::Manifest* reference,
+                const AuditOptions& o, const ProgressFn& progress, io::RunRecord* record) {
+  check_options(o);
+  StageCache cache(o.stage_dir, audit_fingerprint(g, e, dataset, reference, o), o.resume);
+  auto mark = [&](const char* stage) { if (record) record->mark(stage); };
+  Prepared pr = prepare(g, e, dataset, reference, o, cache, progress, record);
+  AuditResult& res = pr.res;
+  const Embedded& ds = pr.ds;
+  const Groups& groups = pr.groups;
+  const auto& inv_rows = pr.inv_rows;
+  const auto& owner = pr.owner;
   res.recovery = recover_rows(g, dataset, inv_rows, o.invert, &e, progress, "invert", &cache);
   mark("invert");
   std::map<size_t, size_t> row_pos;  // manifest row -> position among loaded dataset images
@@ -293,6 +334,155 @@ AuditResult run(models::Generator& g, models::Embedder& e, const io::Manifest& d
     res.truth = t;
   }
   return res;
+}
+
+
+// ------------------------------------------------------------------------------------------------
+// sharded audits
+
+namespace {
+
+constexpr int64_t kSampleBatch = 256;  // SampleBank's default batch: the blocks samples are dealt in
+
+nlohmann::json part_fingerprint(nlohmann::json fp, const data::Shard& shard, int64_t round) {
+  fp["shard"] = shard.str();
+  fp["round"] = round;
+  return fp;
+}
+
+/// A part's stage folder, checked to be the one this run's options make (never created here).
+StageCache open_part(const std::string& dir, const nlohmann::json& fp, const data::Shard& shard, int64_t round) {
+  const std::string f = dir + "/fingerprint.json";
+  RW_CHECK(fs_exists(f), Input, "merge: ", dir, " holds no stages of round ", round, " (", f,
+           " is missing): run shard ", shard.str(), " again");
+  RW_CHECK(io::read_file(f) == io::dump_json(part_fingerprint(fp, shard, round), 1), Input, "merge: the stages in ", dir,
+           " were made with other options or inputs: rerun shard ", shard.str(), " with this command's options");
+  return StageCache(dir, part_fingerprint(fp, shard, round), true);
+}
+
+/// The recovery segments a cache holds, as one [n, 2 + D (+ d)] tensor sorted by manifest row.
+at::Tensor recovery_rows(const StageCache& c, const std::string& stage) {
+  std::vector<at::Tensor> segs;
+  at::Tensor t;
+  for (int64_t k = 0; c.load(stage + "-seg-" + std::to_string(k), &t); ++k) segs.push_back(t.to(torch::kFloat64));
+  if (segs.empty()) return at::Tensor();
+  auto all = torch::cat(segs);
+  return all.index_select(0, std::get<1>(all.select(1, 0).sort()));
+}
+
+}  // namespace
+
+int64_t audit_next_round(const std::string& stage_dir) {
+  if (!fs_exists(stage_dir + "/round-1.json")) return 1;
+  if (!fs_exists(stage_dir + "/round-2.json")) return 2;
+  return 0;
+}
+
+int64_t run_shard(models::Generator& g, models::Embedder& e, const io::Manifest& dataset, const io::Manifest* reference,
+                  const AuditOptions& o, const data::Shard& shard, const std::string& part_stage_dir,
+                  const ProgressFn& progress, io::RunRecord* record) {
+  check_options(o);
+  RW_CHECK(!shard.whole(), Internal, "run_shard needs a shard of more than one");
+  const auto fp = audit_fingerprint(g, e, dataset, reference, o);
+  const int64_t round = audit_next_round(o.stage_dir);
+  RW_CHECK(round > 0, Usage, "every round of this sharded audit is merged already: run it with --merge to write the report");
+  StageCache part(part_stage_dir, part_fingerprint(fp, shard, round), o.resume);
+  const auto shape = g.output_shape();
+  if (round == 1) {
+    Embedded ds;
+    if (!load_embedded(part, "dataset", &ds)) {
+      ds = embed_manifest(e, dataset, shape, "embed dataset", progress, o.batch, shard);
+      save_embedded(part, "dataset", ds);
+    }
+    record_skips(record, ds.skipped);
+    if (reference) {
+      Embedded ref;
+      if (!load_embedded(part, "reference", &ref)) {
+        ref = embed_manifest(e, *reference, shape, "embed reference", progress, o.batch, shard);
+        save_embedded(part, "reference", ref);
+      }
+      record_skips(record, ref.skipped);
+    }
+    at::Tensor s;
+    if (!part.load("samples", &s)) part.save("samples", SampleBank(g, e, o.samples, o.seed, progress, kSampleBatch, shard).embeddings());
+  } else {
+    StageCache merged(o.stage_dir, fp, true);
+    Prepared pr = prepare(g, e, dataset, reference, o, merged, progress, nullptr);
+    auto rec = recover_rows(g, dataset, pr.inv_rows, o.invert, &e, progress, "invert", &part, 0, shard);
+    record_skips(record, rec.skipped);
+  }
+  part.save_json("done", {{"round", round}, {"shard", shard.str()}});
+  return round;
+}
+
+int64_t merge_shards(models::Generator& g, models::Embedder& e, const io::Manifest& dataset, const io::Manifest* reference,
+                     const AuditOptions& o, const std::vector<std::string>& part_stage_dirs, const ProgressFn& progress) {
+  check_options(o);
+  const auto fp = audit_fingerprint(g, e, dataset, reference, o);
+  const int64_t round = audit_next_round(o.stage_dir), n = int64_t(part_stage_dirs.size());
+  RW_CHECK(round > 0, Usage, "every round of this sharded audit is merged already");
+  std::vector<StageCache> parts;
+  for (int64_t i = 0; i < n; ++i) {
+    data::Shard s;
+    s.index = i;
+    s.count = n;
+    parts.push_back(open_part(part_stage_dirs[size_t(i)], fp, s, round));
+    nlohmann::json done;
+    RW_CHECK(parts.back().load_json("done", &done), Input, "merge: shard ", s.str(), " did not finish round ", round,
+             " (", part_stage_dirs[size_t(i)], "): run it again (with --resume it continues)");
+  }
+  StageCache run(o.stage_dir, fp, true);
+  if (round == 1) {
+    for (const char* name : {"dataset", "reference"}) {
+      if (std::string(name) == "reference" && !reference) continue;
+      std::vector<Embedded> es(static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; ++i)
+        RW_CHECK(load_embedded(parts[size_t(i)], name, &es[size_t(i)]), Input, "merge: ", part_stage_dirs[size_t(i)],
+                 " has no '", name, "' stage; rerun that shard");
+      save_embedded(run, name, merge_embedded(es));
+    }
+    // samples are dealt in blocks of the bank's batch (SampleBank): walk them in order
+    std::vector<at::Tensor> ps(static_cast<size_t>(n));
+    std::vector<int64_t> want(static_cast<size_t>(n), 0), at_(static_cast<size_t>(n), 0), owner_of;
+    for (int64_t k = 0; k < o.samples; ++k) {
+      data::Shard sh;
+      sh.count = n;
+      sh.block = kSampleBatch;
+      sh.index = (k / kSampleBatch) % n;
+      owner_of.push_back(sh.index);
+      ++want[size_t(sh.index)];
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      RW_CHECK(parts[size_t(i)].load("samples", &ps[size_t(i)]), Input, "merge: ", part_stage_dirs[size_t(i)],
+               " has no samples; rerun that shard");
+      RW_CHECK(ps[size_t(i)].dim() == 2 && ps[size_t(i)].size(0) == want[size_t(i)], Input, "merge: ",
+               part_stage_dirs[size_t(i)], " holds ", ps[size_t(i)].size(0), " samples, shard ", i, "/", n, " makes ",
+               want[size_t(i)], "; rerun that shard");
+    }
+    std::vector<at::Tensor> rows;
+    for (int64_t k = 0; k < o.samples; ++k) {
+      const size_t p = size_t(owner_of[size_t(k)]);
+      rows.push_back(ps[p][at_[p]++]);
+    }
+    run.save("samples", torch::stack(rows));
+  } else {
+    std::vector<at::Tensor> segs;
+    for (int64_t i = 0; i < n; ++i) {
+      auto t = recovery_rows(parts[size_t(i)], "invert");
+      if (t.defined()) segs.push_back(t);
+    }
+    if (!segs.empty()) {
+      auto all = torch::cat(segs);
+      all = all.index_select(0, std::get<1>(all.select(1, 0).sort()));
+      // saved as the whole run saves them: segments of its stream's batch, in row order
+      const int64_t per = recovery_segment_size(o.invert);
+      for (int64_t k = 0; k * per < all.size(0); ++k)
+        run.save("invert-seg-" + std::to_string(k), all.slice(0, k * per, std::min(all.size(0), (k + 1) * per)));
+    }
+  }
+  run.save_json("round-" + std::to_string(round), {{"shards", n}});
+  report_progress(progress, {"merge", round, 2, ""});
+  return round;
 }
 
 }  // namespace rw::audit

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <limits>
+#include <map>
 
 #include "rewind/core/error.h"
 #include "rewind/core/log.h"
@@ -80,32 +81,59 @@ std::string manifest_hash(const io::Manifest& m) {
 
 // ------------------------------------------------------------------------------------------------
 Embedded embed_manifest(models::Embedder& e, const io::Manifest& m, const models::ImageShape& shape,
-                        const std::string& stage, const ProgressFn& progress, int64_t batch) {
+                        const std::string& stage, const ProgressFn& progress, int64_t batch, const data::Shard& shard) {
   data::StreamOptions so;
   so.batch = batch;
   so.stage = stage;
+  so.shard = shard.blocks_of(batch);
   data::ImageStream s(m, io::ImageSpec{shape.channels, shape.height, io::ResizeMode::kCenterCrop}, so, progress);
   return embed_stream(e, s);
 }
 
+Embedded merge_embedded(const std::vector<Embedded>& parts) {
+  std::vector<std::pair<size_t, std::pair<size_t, int64_t>>> order;  // row -> (part, position)
+  Embedded out;
+  for (size_t p = 0; p < parts.size(); ++p) {
+    RW_CHECK(parts[p].emb.size(0) == int64_t(parts[p].rows.size()), Input, "merge: a part holds ", parts[p].emb.size(0),
+             " embeddings for ", parts[p].rows.size(), " rows; rerun that shard");
+    for (size_t i = 0; i < parts[p].rows.size(); ++i) order.push_back({parts[p].rows[i], {p, int64_t(i)}});
+    out.skipped.insert(out.skipped.end(), parts[p].skipped.begin(), parts[p].skipped.end());
+  }
+  std::sort(order.begin(), order.end());
+  std::vector<at::Tensor> rows;
+  for (size_t i = 0; i < order.size(); ++i) {
+    RW_CHECK(i == 0 || order[i].first != order[i - 1].first, Input, "merge: manifest row ", order[i].first,
+             " is in two parts; the parts are not shards of one run");
+    out.rows.push_back(order[i].first);
+    rows.push_back(parts[order[i].second.first].emb[order[i].second.second]);
+  }
+  std::sort(out.skipped.begin(), out.skipped.end(), [](const data::Skipped& a, const data::Skipped& b) { return a.row < b.row; });
+  out.emb = rows.empty() ? torch::empty({0, parts.empty() ? 0 : parts[0].emb.size(1)}) : torch::stack(rows);
+  return out;
+}
+
 // ------------------------------------------------------------------------------------------------
 SampleBank::SampleBank(models::Generator& g, models::Embedder& e, int64_t count, uint64_t seed,
-                       const ProgressFn& progress, int64_t batch)
+                       const ProgressFn& progress, int64_t batch, const data::Shard& shard)
     : seed_(seed) {
   RW_CHECK(count >= 1, Usage, "the number of samples must be >= 1, got ", count);
   torch::NoGradGuard ng;
   const int64_t d = g.latent_dim();
+  std::vector<int64_t> all;
+  const auto mine = shard.blocks_of(batch);  // each batch of a shard = the batch one process makes
+  for (int64_t i = 0; i < count; ++i)
+    if (mine.contains(i)) all.push_back(i);
+  const int64_t n = int64_t(all.size());
   std::vector<at::Tensor> parts;
-  for (int64_t b = 0; b < count; b += batch) {
-    const int64_t k = std::min(count, b + batch) - b;
-    std::vector<int64_t> ids(static_cast<size_t>(k));
-    for (int64_t i = 0; i < k; ++i) ids[size_t(i)] = b + i;
+  for (int64_t b = 0; b < n; b += batch) {
+    const int64_t k = std::min(n, b + batch) - b;
+    std::vector<int64_t> ids(all.begin() + b, all.begin() + b + k);
     auto x = g.generate(models::sample_latents_at(ids, d, seed)).clamp(-1, 1);
     for (int64_t s = 0; s < k; s += 128) parts.push_back(e.embed(x.slice(0, s, std::min(k, s + 128))));
-    report_progress(progress, {"generate + embed samples", b + k, count, ""});
+    report_progress(progress, {"generate + embed samples", b + k, n, ""});
   }
-  emb_ = torch::cat(parts);
-  build_index();
+  emb_ = parts.empty() ? torch::empty({0, e.dim()}) : torch::cat(parts);
+  if (emb_.size(0) > 0) build_index();
 }
 
 SampleBank::SampleBank(at::Tensor embeddings, uint64_t seed) : emb_(std::move(embeddings)), seed_(seed) { build_index(); }
@@ -231,20 +259,32 @@ void save_embedded(const StageCache& c, const std::string& name, const Embedded&
 }
 
 // ------------------------------------------------------------------------------------------------
-Recovery recover_rows(models::Generator& g, const io::Manifest& m, const std::vector<size_t>& rows,
-                      const ganinv::InvertOptions& o, models::Embedder* embedder, const ProgressFn& progress,
-                      const std::string& stage, const StageCache* cache, int64_t first_index) {
-  RW_CHECK(o.restarts >= 1, Usage, "InvertOptions::restarts must be >= 1, got ", o.restarts);
-  const auto shape = g.output_shape();
+int64_t recovery_segment_size(const ganinv::InvertOptions& o) {
   const int64_t budget = o.batch > 0 ? o.batch : 64;
   // chunks of whole invert chunks, so that a streamed run equals one in-memory invert() call
-  const int64_t per_chunk = std::max<int64_t>(1, budget / o.restarts);
+  const int64_t per_chunk = std::max<int64_t>(1, budget / std::max<int64_t>(1, o.restarts));
+  return per_chunk * std::max<int64_t>(1, 256 / per_chunk);
+}
+
+Recovery recover_rows(models::Generator& g, const io::Manifest& m, const std::vector<size_t>& rows,
+                      const ganinv::InvertOptions& o, models::Embedder* embedder, const ProgressFn& progress,
+                      const std::string& stage, const StageCache* cache, int64_t first_index, const data::Shard& shard) {
+  RW_CHECK(o.restarts >= 1, Usage, "InvertOptions::restarts must be >= 1, got ", o.restarts);
+  const auto shape = g.output_shape();
+  // a shard takes blocks of whole invert chunks of `rows` (so each chunk it optimises is the chunk
+  // one process optimises); every target keeps the seed of its position in `rows`
+  const int64_t per_chunk = std::max<int64_t>(1, (o.batch > 0 ? o.batch : 64) / o.restarts);
+  const auto mine = shard.blocks_of(per_chunk);
+  std::map<size_t, int64_t> seed_of;  // manifest row -> seed id
+  std::vector<size_t> todo;
+  for (size_t k = 0; k < rows.size(); ++k)
+    if (mine.contains(int64_t(k)) && seed_of.emplace(rows[k], first_index + int64_t(k)).second) todo.push_back(rows[k]);
   data::StreamOptions so;
-  so.batch = per_chunk * std::max<int64_t>(1, 256 / per_chunk);
+  so.batch = recovery_segment_size(o);
   so.stage = "load " + stage;
   Recovery out;
   std::vector<at::Tensor> mse, lat, remb;
-  data::ImageStream stream(m, rows, data::image_loader({shape.channels, shape.height, io::ResizeMode::kCenterCrop}), so);
+  data::ImageStream stream(m, todo, data::image_loader({shape.channels, shape.height, io::ResizeMode::kCenterCrop}), so);
   const int64_t total = stream.total();
   ProgressFn inner = staged(progress, stage);
   data::Batch b;
@@ -269,7 +309,9 @@ Recovery recover_rows(models::Generator& g, const io::Manifest& m, const std::ve
           const int64_t done = before + (p.total > 0 ? n * p.done / p.total : 0);
           return inner({stage, done, total, p.detail});
         };
-      auto r = ganinv::invert(g, b.images, o, nullptr, per_target, {}, first_index + b.first);
+      std::vector<int64_t> ids;
+      for (size_t row : b.rows) ids.push_back(seed_of.at(row));
+      auto r = ganinv::invert(g, b.images, o, nullptr, per_target, {}, 0, ids);
       at::Tensor e;
       torch::NoGradGuard ng;
       auto err = (r.recon - b.images).pow(2).flatten(1).mean(1);

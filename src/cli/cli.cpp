@@ -136,7 +136,7 @@ LoadedData load_images_of(io::Manifest m, const std::string& what, int channels,
 }
 
 EmbeddedData embed_manifest(models::Embedder& e, const io::Manifest& m, const std::string& crop, int64_t batch,
-                            io::RunRecord* record, const std::string& stage) {
+                            io::RunRecord* record, const std::string& stage, const dist::Shard& shard) {
   RW_CHECK(batch > 0, Usage, "--batch must be positive");
   auto shape = e.input_shape();
   io::FaceCropper cropper(io::parse_crop_mode(crop), shape.height, shape.channels);
@@ -145,6 +145,7 @@ EmbeddedData embed_manifest(models::Embedder& e, const io::Manifest& m, const st
   data::StreamOptions so;
   so.batch = batch;
   so.stage = stage;
+  so.shard = shard;
   data::ImageStream s(m, [&](size_t, const std::string& path) {
     bool found = true;
     auto t = cropper.load(path, &found);

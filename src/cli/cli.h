@@ -11,7 +11,9 @@
 #include <vector>
 
 #include "rewind/core/progress.h"
+#include "rewind/dist/dist.h"
 #include "rewind/ganinv/invert.h"
+#include "rewind/io/csv.h"
 #include "rewind/io/image.h"
 #include "rewind/io/manifest.h"
 #include "rewind/io/run_record.h"
@@ -74,13 +76,52 @@ struct EmbeddedData {
   int64_t no_face = 0;          ///< detect mode: images with no face found (centre-cropped)
 };
 EmbeddedData embed_manifest(models::Embedder& embedder, const io::Manifest& m, const std::string& crop, int64_t batch,
-                            io::RunRecord* record, const std::string& stage = "embed");
+                            io::RunRecord* record, const std::string& stage = "embed", const dist::Shard& shard = {});
+
+/// The skipped items the parts recorded, added to the merged run's record (and their count).
+size_t adopt_part_skips(io::RunRecord& record, const std::vector<dist::Part>& parts);
+
+/// Rows of CSV files made by parts, merged in the order of a numeric column (the manifest row):
+/// returns the rows and, for each, (part index, row index within that part).
+struct MergedRows {
+  std::vector<io::CsvRow> rows;
+  std::vector<std::pair<size_t, size_t>> from;
+};
+MergedRows merge_csv_by(const std::vector<dist::Part>& parts, const std::string& file, const std::string& column,
+                        io::CsvRow* header);
 
 /// --restarts --steps --lr --optimizer --invert-batch bound to a pipeline's latent-recovery options.
 void add_recovery_flags(po::options_description& desc, ganinv::InvertOptions& o);
 
 /// The shipped demo models' folder (see audit::find_demo_dir); "" when not found.
 std::string demo_dir();
+
+/// --shard I/N and --merge, shared by every command that can be sharded.
+struct ShardFlags {
+  std::string shard;   ///< "I/N"; "" = from mpirun / Slurm, else the whole run
+  bool merge = false;  ///< combine the finished parts instead of running
+};
+void add_shard_flags(po::options_description& desc, ShardFlags& f);
+
+/// A command that can run as shards: `part` runs the rows of a shard into a folder (OUT itself
+/// for a whole run, OUT/part-I-of-N otherwise) and writes its run.json there, recording
+/// options["shard"]; `merge` combines the checked parts into OUT.
+struct Sharded {
+  std::string command;     ///< as run.json names it: "embed", "index build"
+  std::string out;         ///< the user's --out
+  nlohmann::json options;  ///< the resolved options (the parts must have been made with the same)
+  std::function<void(const std::string& dir, const dist::Shard& shard)> part;
+  std::function<void(const std::vector<dist::Part>& parts)> merge;
+};
+/// --merge: checks and merges the parts. Else resolves the shard (flag, then the launcher's
+/// environment) and runs it; under MPI every rank then waits for the others and rank 0 merges.
+/// Returns what ran: the shard (count 1 = whole run) and whether this process merged.
+struct ShardedRun {
+  dist::Shard shard;
+  bool merged = false;
+  size_t parts = 0;
+};
+ShardedRun run_sharded(const ShardFlags& flags, const Sharded& command);
 
 struct Command {
   std::string name;

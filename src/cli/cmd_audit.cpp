@@ -47,34 +47,16 @@ nlohmann::json options_json(const AuditPaths& p, const audit::AuditOptions& o, b
           {"lr", o.invert.loop.lr}, {"seed", o.seed}, {"demo", demo}};
 }
 
-int audit_cmd(const Args& args) {
-  CommonOptions common;
-  AuditPaths p;
-  audit::AuditOptions o;
-  po::options_description desc("audit options");
-  bind(desc, p, o);
-  if (!parse_command("rewind audit [--generator G --dataset M --embedder E [--reference M]] [options]\n"
-                     "  with no data options: the embedded demo (synthetic identities, shipped demo GAN)",
-                     args, desc, common))
-    return 0;
-  const bool demo = p.generator.empty() && p.dataset.empty();
-  RW_CHECK(demo || (!p.generator.empty() && !p.dataset.empty() && !p.embedder.empty()), Usage,
-           "audit needs --generator, --dataset and --embedder together (or none of them for the embedded demo)");
-  o.invert.seed = o.seed;
-  o.stage_dir = p.out + "/.stages";
-  o.resume = p.resume;
-  io::ensure_dir(p.out);
-  io::RunRecord record(demo ? "audit (embedded demo)" : "audit");
-  record.set_seed(o.seed);
-  audit::AuditResult r;
+/// The whole audit in this process (or its last step after a sharded run: every stage kept).
+void audit_whole(AuditPaths& p, audit::AuditOptions& o, io::RunRecord& record, bool demo, audit::AuditResult& r) {
   run_and_record(record, p.out + "/run.json", [&] {
     if (demo) {
       auto d = audit::prepare_demo(demo_dir(), p.out + "/demo-data", progress_fn());
       progress_done();
       p.generator = d.generator, p.embedder = d.embedder, p.dataset = d.dataset, p.reference = d.reference;
       record.mark("demo data");
+      record.options() = options_json(p, o, demo);
     }
-    record.options() = options_json(p, o, demo);
     auto g = models::load_generator(p.generator);
     auto e = models::load_embedder(p.embedder);
     auto dataset = data::open_data(p.dataset);
@@ -93,11 +75,114 @@ int audit_cmd(const Args& args) {
                                                      {"auc_recovery", r.truth->auc_recovery}};
     std::error_code ec;
     std::filesystem::remove_all(o.stage_dir, ec);  // finished: the stages are not needed any more
+    std::filesystem::remove_all(p.out + "/.rounds", ec);
   });
   std::cout << audit::audit_headline(r, o) << "\n";
   if (r.domain_mismatch) std::cout << audit::fit_line(r, o) << "\n";
-  std::cout
-            << "report: " << p.out << "/report.html (also report.json, report.csv)\n";
+  std::cout << "report: " << p.out << "/report.html (also report.json, report.csv)\n";
+}
+
+/// One round of a sharded audit: this shard's part, or (--merge, MPI rank 0) the merge of the
+/// round's parts; the merge of round 2 writes the report. Returns the round.
+int64_t audit_round(const ShardFlags& sf, AuditPaths& p, audit::AuditOptions& o, io::RunRecord& record,
+                    const nlohmann::json& options) {
+  const int64_t round = audit::audit_next_round(o.stage_dir);
+  RW_CHECK(round > 0, Usage, p.out, "/.stages holds both merged rounds already: run the same command with --merge to "
+           "write the report");
+  const std::string rounds = p.out + "/.rounds/" + std::to_string(round);
+  struct Loaded {
+    std::unique_ptr<models::Generator> g;
+    std::unique_ptr<models::Embedder> e;
+    io::Manifest dataset, reference;
+  };
+  auto load = [&] {
+    Loaded l{models::load_generator(p.generator), models::load_embedder(p.embedder), data::open_data(p.dataset), {}};
+    if (!p.reference.empty()) l.reference = data::open_data(p.reference);
+    return l;
+  };
+  run_sharded(sf, {"audit", rounds, options,
+                   [&](const std::string& dir, const dist::Shard& s) {
+                     RW_CHECK(!s.whole(), Internal, "audit_round runs shards only");
+                     record.options()["shard"] = s.str();
+                     record.results()["round"] = round;
+                     io::ensure_dir(dir);
+                     run_and_record(record, dir + "/run.json", [&] {
+                       auto l = load();
+                       audit::run_shard(*l.g, *l.e, l.dataset, p.reference.empty() ? nullptr : &l.reference, o, s,
+                                        dir + "/.stages", progress_fn(), &record);
+                       progress_done();
+                     });
+                     std::cout << "audit round " << round << " of 2, shard " << s.str() << " done (" << dir << ")\n";
+                   },
+                   [&](const std::vector<dist::Part>& parts) {
+                     std::vector<std::string> dirs;
+                     for (const auto& pt : parts) dirs.push_back(pt.dir + "/.stages");
+                     {
+                       auto l = load();
+                       audit::merge_shards(*l.g, *l.e, l.dataset, p.reference.empty() ? nullptr : &l.reference, o, dirs);
+                     }
+                     if (round == 1) {
+                       std::cout << "audit round 1 of 2 merged (" << parts.size() << " shards) into " << o.stage_dir
+                                 << ". Next: run the same shards again (latent recovery), then --merge\n";
+                       return;
+                     }
+                     io::RunRecord merged("audit");
+                     merged.set_seed(o.seed);
+                     merged.options() = options;
+                     merged.options()["merge"] = true;
+                     adopt_part_skips(merged, parts);
+                     merged.results()["merged"] = dist::parts_summary(parts);
+                     o.resume = true;
+                     audit::AuditResult r;
+                     audit_whole(p, o, merged, false, r);
+                   }});
+  return round;
+}
+
+int audit_cmd(const Args& args) {
+  CommonOptions common;
+  AuditPaths p;
+  audit::AuditOptions o;
+  ShardFlags sf;
+  po::options_description desc("audit options");
+  bind(desc, p, o);
+  add_shard_flags(desc, sf);
+  if (!parse_command("rewind audit [--generator G --dataset M --embedder E [--reference M]] [options]\n"
+                     "  with no data options: the embedded demo (synthetic identities, shipped demo GAN)",
+                     args, desc, common))
+    return 0;
+  const bool demo = p.generator.empty() && p.dataset.empty();
+  RW_CHECK(demo || (!p.generator.empty() && !p.dataset.empty() && !p.embedder.empty()), Usage,
+           "audit needs --generator, --dataset and --embedder together (or none of them for the embedded demo)");
+  o.invert.seed = o.seed;
+  o.stage_dir = p.out + "/.stages";
+  o.resume = p.resume;
+  io::ensure_dir(p.out);
+  io::RunRecord record(demo ? "audit (embedded demo)" : "audit");
+  record.set_seed(o.seed);
+  record.options() = options_json(p, o, demo);
+  const bool sharded = sf.merge || !dist::resolve_shard(sf.shard).whole();
+  if (!sharded) {
+    audit::AuditResult r;
+    audit_whole(p, o, record, demo, r);
+    return 0;
+  }
+  RW_CHECK(!demo, Usage, "the embedded demo runs in one process: shard the audit of your own data (--generator, --dataset, "
+           "--embedder), or give --shard 0/1");
+  const nlohmann::json options = record.options();
+  // under MPI both rounds run in one launch: rank 0 merges round 1 while the others wait
+  const bool mpi = dist::mpi_active() && !sf.merge;
+  for (int pass = 0; pass < (mpi ? 2 : 1); ++pass) {
+    try {
+      audit_round(sf, p, o, record, options);
+    } catch (...) {
+      if (mpi && pass == 0) dist::all_ok(false);
+      throw;
+    }
+    if (mpi && pass == 0)
+      RW_CHECK(dist::all_ok(true), Input, "round 1 of the audit failed on a rank or in its merge (see ", p.out,
+               "/.rounds/1/part-I-of-N/run.json)");
+  }
   return 0;
 }
 

@@ -20,6 +20,7 @@
 #include "rewind/identity/index.h"
 #include "rewind/io/atomic_file.h"
 #include "rewind/io/csv.h"
+#include "rewind/io/npy.h"
 #include "rewind/io/run_record.h"
 #include "rewind/models/native.h"
 #include "rewind/report/html.h"
@@ -181,51 +182,112 @@ std::unique_ptr<identity::IdentityIndex> open_index(const BuildFlags& f, const m
   return idx;
 }
 
-/// Embeds, adds and calibrates; saves the index with `extra` (embedder, recipe, sources) merged into
-/// its manifest. Returns the calibration.
-identity::CalibrationReport build_index(BuildFlags& f, nlohmann::json extra, io::RunRecord& record) {
-  auto e = models::load_embedder(f.embedder);
-  extra["embedder"] = embedder_record(*e, f.embedder);
-  auto idx = open_index(f, *e);
-  auto m = data::open_data(f.data);
-  if (f.dataset.empty()) {
-    auto base = fs::path(m.base_dir).lexically_normal();
-    f.dataset = base.filename().empty() ? base.parent_path().filename().string() : base.filename().string();
-  }
-  log_info("embedding ", m.entries.size(), " images of ", f.data, " with ", e->describe());
-  auto emb = embed_manifest(*e, m, f.crop, f.batch, &record);
-  RW_CHECK(!emb.rows.empty(), Input, "no image of ", f.data, " could be embedded; see ", f.out, "/run.json for the reasons");
-  record.mark("embed");
+/// The candidates' embeddings and items (rows that loaded, in manifest order).
+struct Candidates {
+  at::Tensor embeddings;              ///< [n, d]
   std::vector<identity::Item> items;
+  std::vector<size_t> rows;           ///< manifest row of each
+};
+
+std::string dataset_name(const BuildFlags& f, const io::Manifest& m) {
+  if (!f.dataset.empty()) return f.dataset;
+  auto base = fs::path(m.base_dir).lexically_normal();
+  return base.filename().empty() ? base.parent_path().filename().string() : base.filename().string();
+}
+
+Candidates embed_candidates(const BuildFlags& f, models::Embedder& e, io::RunRecord& record, const dist::Shard& shard) {
+  auto m = data::open_data(f.data);
+  const std::string dataset = dataset_name(f, m);
+  log_info("embedding ", m.entries.size(), " images of ", f.data, " with ", e.describe(),
+           shard.whole() ? std::string() : " (shard " + shard.str() + ")");
+  auto emb = embed_manifest(e, m, f.crop, f.batch, &record, "embed", shard.blocks_of(f.batch));
+  Candidates c;
+  c.embeddings = emb.embeddings;
+  c.rows = emb.rows;
   for (size_t r : emb.rows) {
     std::error_code ec;
-    items.push_back({m.entries[r].identity, fs::absolute(m.resolve(r), ec).lexically_normal().string(), f.dataset});
+    c.items.push_back({m.entries[r].identity, fs::absolute(m.resolve(r), ec).lexically_normal().string(), dataset});
   }
-  idx->add(emb.embeddings, items, progress_fn());
+  record.mark("embed");
+  return c;
+}
+
+/// Adds the candidates, calibrates and saves the index with `extra` (embedder, recipe, sources)
+/// merged into its manifest. Returns the calibration.
+identity::CalibrationReport index_candidates(const BuildFlags& f, nlohmann::json extra, io::RunRecord& record,
+                                             const models::Embedder& e, Candidates c) {
+  RW_CHECK(!c.items.empty(), Input, "no image of ", f.data, " could be embedded; see ", f.out, "/run.json for the reasons");
+  auto idx = open_index(f, e);
+  const size_t added = c.items.size();
+  const std::string dataset = c.items[0].dataset;
+  idx->add(c.embeddings, c.items, progress_fn());
   progress_done();
-  emb.embeddings = at::Tensor();  // the index holds its own copy: keep memory at one copy
-  std::vector<identity::Item>().swap(items);
+  c = Candidates();  // the index holds its own copy: keep memory at one copy
   record.mark("index");
   auto calib = idx->calibrate(progress_fn());
   progress_done();
   record.mark("calibrate");
   auto prev = idx->manifest();
   nlohmann::json sources = prev.contains("sources") ? prev["sources"] : nlohmann::json::array();
-  sources.push_back({{"data", f.data}, {"dataset", f.dataset}, {"added", emb.rows.size()},
+  sources.push_back({{"data", f.data}, {"dataset", dataset}, {"added", added},
                      {"skipped", record.skipped()}, {"crop", f.crop}, {"at", io::utc_now_iso()}});
   extra["sources"] = sources;
   idx->save(f.out, extra);
-  record.results()["added"] = emb.rows.size();
+  record.results()["added"] = added;
   record.results()["count"] = idx->size();
   record.results()["manifest"] = idx->manifest();
   return calib;
 }
 
+/// A shard of a build: its candidates' embeddings (candidates.npy) and items (items.csv with the
+/// manifest row), for the merge to index.
+void build_part(const BuildFlags& f, io::RunRecord& record, const std::string& dir, const dist::Shard& shard) {
+  io::ensure_dir(dir);
+  run_and_record(record, dir + "/run.json", [&] {
+    auto e = models::load_embedder(f.embedder);
+    auto c = embed_candidates(f, *e, record, shard);
+    std::string items = io::csv_line({"identity", "path", "dataset", "source_row"});
+    for (size_t i = 0; i < c.items.size(); ++i)
+      items += io::csv_line({c.items[i].identity, c.items[i].path, c.items[i].dataset, std::to_string(c.rows[i])});
+    io::write_npy(dir + "/candidates.npy", c.items.empty() ? torch::zeros({0, e->dim()}) : c.embeddings);
+    io::write_file_atomic(dir + "/items.csv", items);
+    record.results()["added"] = c.items.size();
+    record.results()["embedder_id"] = e->id();
+  });
+}
+
+/// The parts' candidates in manifest order, as one process would have embedded them.
+Candidates merged_candidates(const std::vector<dist::Part>& parts, const models::Embedder& e) {
+  io::CsvRow header;
+  auto merged = merge_csv_by(parts, "items.csv", "source_row", &header);
+  std::vector<at::Tensor> embs, rows;
+  for (const auto& p : parts) {
+    RW_CHECK(p.record["results"].value("embedder_id", "") == e.id(), Input, "--merge: ", p.dir,
+             " was embedded with another embedder file (", p.record["results"].value("embedder_id", "?"), ", here ", e.id(),
+             "); rerun that shard");
+    embs.push_back(io::read_npy(p.dir + "/candidates.npy"));
+  }
+  Candidates c;
+  for (size_t i = 0; i < merged.rows.size(); ++i) {
+    const auto [k, r] = merged.from[i];
+    RW_CHECK(embs[k].dim() == 2 && int64_t(r) < embs[k].size(0), Input, "--merge: ", parts[k].dir,
+             "/candidates.npy has fewer rows than its items.csv; rerun shard ", parts[k].shard.str());
+    rows.push_back(embs[k][int64_t(r)]);
+    const auto& cells = merged.rows[i];
+    c.items.push_back({cells[0], cells[1], cells[2]});
+    c.rows.push_back(size_t(std::stoll(cells[3])));
+  }
+  if (!rows.empty()) c.embeddings = torch::stack(rows);
+  return c;
+}
+
 int build_cmd(const Args& args) {
   CommonOptions common;
   BuildFlags f;
+  ShardFlags sf;
   po::options_description desc("index build options");
   add_build_flags(desc, f);
+  add_shard_flags(desc, sf);
   if (!parse_command("rewind index build --data MANIFEST --embedder E --out indexes/NAME [--recipe indexes/R.json] [options]",
                      args, desc, common))
     return 0;
@@ -245,10 +307,44 @@ int build_cmd(const Args& args) {
                       {"ef_construction", o.hnsw_ef_construction}, {"nprobe", o.ivf_nprobe},
                       {"calib_queries", o.calib_queries}, {"crop", f.crop}, {"batch", f.batch}, {"append", f.append}};
   if (extra.contains("recipe")) record.options()["recipe"] = extra["recipe"];
-  io::ensure_dir(f.out);
+  RW_CHECK(f.append || sf.merge || (!fs::exists(f.out + "/manifest.json") && !fs::exists(f.out + "/index.faiss")), Usage,
+           f.out, " already holds an index: pass --append to add to it, or choose another --out (or delete the folder)");
+  const nlohmann::json options = record.options();
+  const std::string command = f.append ? "index build --append" : "index build";
   identity::CalibrationReport calib;
-  run_and_record(record, f.out + "/run.json", [&] { calib = build_index(f, extra, record); });
-  std::cout << (f.append ? "appended " : "indexed ") << record.results()["added"].get<int64_t>() << " images ("
+  auto whole = [&](io::RunRecord& rec, const std::function<Candidates(models::Embedder&)>& candidates) {
+    io::ensure_dir(f.out);
+    run_and_record(rec, f.out + "/run.json", [&] {
+      auto e = models::load_embedder(f.embedder);
+      nlohmann::json ex = extra;
+      ex["embedder"] = embedder_record(*e, f.embedder);
+      calib = index_candidates(f, ex, rec, *e, candidates(*e));
+    });
+  };
+  auto ran = run_sharded(sf, {command, f.out, options,
+                              [&](const std::string& dir, const dist::Shard& s) {
+                                if (s.whole())
+                                  return whole(record, [&](models::Embedder& e) { return embed_candidates(f, e, record, s); });
+                                record.options()["shard"] = s.str();
+                                build_part(f, record, dir, s);
+                              },
+                              [&](const std::vector<dist::Part>& parts) {
+                                io::RunRecord merged(command);
+                                merged.set_seed(o.seed);
+                                merged.options() = options;
+                                merged.options()["merge"] = true;
+                                adopt_part_skips(merged, parts);
+                                merged.results()["merged"] = dist::parts_summary(parts);
+                                whole(merged, [&](models::Embedder& e) { return merged_candidates(parts, e); });
+                                record = merged;
+                              }});
+  if (!ran.merged && !ran.shard.whole()) {
+    std::cout << "embedded " << record.results().value("added", 0) << " candidates of shard " << ran.shard.str()
+              << " into " << dist::part_dir(f.out, ran.shard) << "\n";
+    return 0;
+  }
+  std::cout << (ran.merged ? "merged " + std::to_string(ran.parts) + " parts: " : std::string())
+            << (f.append ? "appended " : "indexed ") << record.results()["added"].get<int64_t>() << " images ("
             << record.results()["count"].get<int64_t>() << " in all) into " << f.out;
   if (record.skipped()) std::cout << "; " << record.skipped() << " images skipped (see " << f.out << "/run.json)";
   std::cout << "\n";

@@ -62,6 +62,7 @@ std::string fmt6(double v) { return report::fmt_g(v, 6); }
 struct InvertPaths {
   std::string generator, targets, out, embedder, loss = "mse=1";
   bool resume = false;
+  ShardFlags shard;
 };
 
 void bind(po::options_description& desc, InvertPaths& p, ganinv::InvertOptions& o) {
@@ -86,6 +87,7 @@ void bind(po::options_description& desc, InvertPaths& p, ganinv::InvertOptions& 
        "none | pixel: after the latent stage, fit a bounded pixel residual to show what G cannot explain")
       ("refine-steps", opt(&o.refine_steps), "steps of the pixel stage")
       ("resume", po::bool_switch(&p.resume), "skip targets finished by an interrupted run in --out");
+  add_shard_flags(desc, p.shard);
 }
 
 /// Finished segments of an interrupted run (OUT/.partial), or a fresh .partial folder.
@@ -97,7 +99,7 @@ struct Segments {
 };
 
 /// Columns of a segment row (targets.csv without its header).
-size_t segment_columns(const ganinv::InvertOptions& o) { return 4 + ganinv::term_names().size() + 2 + (o.refine == "pixel"); }
+size_t segment_columns(const ganinv::InvertOptions& o) { return 4 + ganinv::term_names().size() + 2 + (o.refine == "pixel") + 1; }
 
 /// A finished segment is kept only when its rows are the next target positions in order, each
 /// complete and numeric, and its latents hold as many rows; "" when it is, else why not.
@@ -176,6 +178,8 @@ std::string inputs_fingerprint(const InvertPaths& p, const io::Manifest& m, cons
 /// Saves one finished chunk: its PNGs, then the segment (CSV last: its presence marks it done).
 void save_chunk(const std::string& out, Segments& seg, const io::Manifest& m, const std::vector<size_t>& pos_rows,
                 int64_t first, const ganinv::InvertResult& r) {
+  // targets.csv: row (position in latents.npy), path, identity, loss, terms, restart, steps,
+  // [refined_mse], source_row (the manifest row: the target's seed id, and what a merge orders by)
   const auto& names = ganinv::term_names();
   std::string rows;
   for (int64_t j = 0; j < r.latents.size(0); ++j) {
@@ -190,6 +194,7 @@ void save_chunk(const std::string& out, Segments& seg, const io::Manifest& m, co
       io::save_image(out + "/refined/" + std::to_string(pos) + ".png", r.refined[j]);
       cells.push_back(fmt6(r.refined_mse[j].item<double>()));
     }
+    cells.push_back(std::to_string(pos_rows[size_t(pos)]));
     rows += io::csv_line(cells);
   }
   const std::string base = seg.dir + "/seg-" + std::to_string(seg.latents.size());
@@ -207,6 +212,7 @@ double assemble(const std::string& out, const Segments& seg, const at::Tensor& f
   header.push_back("restart");
   header.push_back("steps");
   if (o.refine == "pixel") header.push_back("refined_mse");
+  header.push_back("source_row");
   std::string csv = io::csv_line(header);
   std::vector<double> mses;
   for (const auto& s : seg.csv) {
@@ -214,17 +220,17 @@ double assemble(const std::string& out, const Segments& seg, const at::Tensor& f
     for (const auto& row : io::parse_csv(s)) mses.push_back(std::strtod(row[4].c_str(), nullptr));  // checked on resume
   }
   io::write_file_atomic(out + "/targets.csv", csv);
-  io::write_npy(out + "/latents.npy", torch::cat(seg.latents));
+  io::write_npy(out + "/latents.npy", seg.latents.empty() ? torch::zeros({0, 0}) : torch::cat(seg.latents));
   std::vector<at::Tensor> tiles;
   const io::ImageSpec same{shape.channels, 0, io::ResizeMode::kRefuse};
-  for (int64_t j = 0; j < first_targets.size(0); ++j) {
+  for (int64_t j = 0; first_targets.defined() && j < first_targets.size(0); ++j) {
     tiles.push_back(first_targets[j]);
     tiles.push_back(io::load_image(out + "/recon/" + std::to_string(j) + ".png", same));
     if (o.refine == "pixel") tiles.push_back(io::load_image(out + "/refined/" + std::to_string(j) + ".png", same));
   }
   const int per = o.refine == "pixel" ? 3 : 2;
   if (!tiles.empty()) io::save_image(out + "/pairs.png", io::make_grid(torch::stack(tiles), per * 4, 2));
-  return mia::median(mses);
+  return mses.empty() ? NAN : mia::median(mses);
 }
 
 void warn_if_resampled(const io::Manifest& m, const models::ImageShape& shape) {
@@ -243,12 +249,14 @@ void warn_if_resampled(const io::Manifest& m, const models::ImageShape& shape) {
 /// Streams the targets through ganinv::invert chunk by chunk; finished chunks are saved as they
 /// complete and skipped on resume. Returns the first 32 targets (for pairs.png).
 at::Tensor stream_invert(models::Generator& g, models::Embedder* emb, const io::Manifest& m, const ganinv::InvertOptions& o,
-                         const std::string& out, Segments& seg, io::RunRecord& record, int64_t* n_targets) {
+                         const std::string& out, Segments& seg, io::RunRecord& record, int64_t* n_targets,
+                         const dist::Shard& shard) {
   const auto shape = g.output_shape();
   const int64_t per_chunk = std::max<int64_t>(1, (o.batch > 0 ? o.batch : 64) / o.restarts);
   data::StreamOptions so;
   so.batch = per_chunk * std::max<int64_t>(1, 256 / per_chunk);
   so.stage = "load targets";
+  so.shard = shard.blocks_of(per_chunk);  // each invert chunk of a shard = the chunk one process makes
   data::ImageStream stream(m, io::ImageSpec{shape.channels, shape.height, io::ResizeMode::kCenterCrop}, so);
   std::vector<size_t> pos_rows;
   std::vector<at::Tensor> first;
@@ -261,18 +269,104 @@ at::Tensor stream_invert(models::Generator& g, models::Embedder* emb, const io::
     const int64_t skip = std::min<int64_t>(b.size(), std::max<int64_t>(0, seg.done - b.first));
     if (skip == b.size()) continue;  // finished by the interrupted run
     auto on_chunk = [&](int64_t f, const ganinv::InvertResult& r) { save_chunk(out, seg, m, pos_rows, b.first + skip + f, r); };
-    auto r = ganinv::invert(g, b.images.slice(0, skip), o, emb, progress, on_chunk, b.first + skip);
+    // seeded by manifest row: a shard's targets get the latents the whole run gives them
+    std::vector<int64_t> ids(b.rows.begin() + skip, b.rows.end());
+    auto r = ganinv::invert(g, b.images.slice(0, skip), o, emb, progress, on_chunk, b.first + skip, ids);
     nan_resets += r.nan_resets;
   }
   progress_done();
   for (const auto& k : stream.skipped()) record.add_skip(k.path, k.reason);
   if (!stream.skipped().empty())
     log_warn(stream.skipped().size(), " targets skipped; first: ", stream.skipped().front().reason);
-  RW_CHECK(!pos_rows.empty(), Input, "none of the ", stream.total(), " targets could be loaded",
+  RW_CHECK(!pos_rows.empty() || (!shard.whole() && stream.skipped().empty()), Input, "none of the ", stream.total(),
+           " targets could be loaded",
            stream.skipped().empty() ? std::string() : "; first problem: " + stream.skipped().front().reason);
   *n_targets = int64_t(pos_rows.size());
   record.results()["nan_resets"] = nan_resets;
   return first.empty() ? at::Tensor() : torch::cat(first);
+}
+
+/// Inverts the targets of `shard` into `dir` (latents.npy, targets.csv, recon/, pairs.png, run.json).
+void invert_part(const InvertPaths& p, const ganinv::InvertOptions& o, io::RunRecord& record, const std::string& dir,
+                 const dist::Shard& shard) {
+  io::ensure_dir(dir);
+  run_and_record(record, dir + "/run.json", [&] {
+    auto g = models::load_generator(p.generator);
+    std::unique_ptr<models::Embedder> emb;
+    if (!p.embedder.empty()) emb = models::load_embedder(p.embedder);
+    record.results()["generator"] = g->describe();
+    auto m = data::open_data(p.targets);
+    warn_if_resampled(m, g->output_shape());
+    auto opts = record.options();
+    opts.erase("out");  // a moved output folder resumes as well
+    auto seg = open_segments(dir, io::dump_json(opts) + "\n" + inputs_fingerprint(p, m, emb.get()) + "\n", p.resume,
+                             segment_columns(o));
+    const int64_t resumed = seg.done;
+    io::ensure_dir(dir + "/recon");
+    if (o.refine == "pixel") io::ensure_dir(dir + "/refined");
+    int64_t n_targets = 0;
+    auto first = stream_invert(*g, emb.get(), m, o, dir, seg, record, &n_targets, shard);
+    record.mark("invert");
+    const double median_mse = assemble(dir, seg, first, o, g->output_shape());
+    record.results()["targets"] = n_targets;
+    record.results()["resumed_from"] = resumed;
+    record.results()["median_mse"] = median_mse;
+    record.results()["latent_shape"] = {n_targets, seg.latents.empty() ? int64_t(0) : seg.latents[0].size(1)};
+    fs::remove_all(seg.dir);
+  });
+}
+
+/// The parts' targets in manifest order: targets.csv renumbered, latents.npy, recon/ (and
+/// refined/) renamed to the merged positions, pairs.png of the first 32.
+void invert_merge(const InvertPaths& p, const ganinv::InvertOptions& o, io::RunRecord& record,
+                  const std::vector<dist::Part>& parts) {
+  io::ensure_dir(p.out);
+  run_and_record(record, p.out + "/run.json", [&] {
+    io::CsvRow header;
+    auto merged = merge_csv_by(parts, "targets.csv", "source_row", &header);
+    RW_CHECK(header.size() == segment_columns(o) && header[0] == "row", Input, "--merge: ", parts[0].dir,
+             "/targets.csv is not a part of this invert run");
+    std::vector<at::Tensor> lat;
+    for (const auto& pt : parts) lat.push_back(io::read_npy(pt.dir + "/latents.npy"));
+    io::ensure_dir(p.out + "/recon");
+    if (o.refine == "pixel") io::ensure_dir(p.out + "/refined");
+    Segments seg;
+    std::vector<at::Tensor> rows;
+    for (size_t i = 0; i < merged.rows.size(); ++i) {
+      const auto [k, r] = merged.from[i];
+      RW_CHECK(lat[k].dim() == 2 && int64_t(r) < lat[k].size(0), Input, "--merge: ", parts[k].dir,
+               "/latents.npy has fewer rows than its targets.csv; rerun shard ", parts[k].shard.str());
+      rows.push_back(lat[k][int64_t(r)]);
+      for (const char* sub : {"recon", "refined"}) {
+        if (std::string(sub) == "refined" && o.refine != "pixel") continue;
+        const std::string from = parts[k].dir + "/" + sub + "/" + std::to_string(r) + ".png";
+        RW_CHECK(fs::is_regular_file(from), Input, "--merge: ", from, " is missing; rerun shard ", parts[k].shard.str());
+        io::write_file_atomic(p.out + "/" + sub + "/" + std::to_string(i) + ".png", io::read_file(from));
+      }
+      auto cells = merged.rows[i];
+      cells[0] = std::to_string(i);
+      seg.csv.push_back(io::csv_line(cells));
+    }
+    RW_CHECK(!rows.empty(), Input, "no target of ", p.targets, " could be inverted; see the parts' run.json");
+    seg.latents.push_back(torch::stack(rows));
+    auto g = models::load_generator(p.generator);
+    auto m = data::open_data(p.targets);
+    const auto shape = g->output_shape();
+    std::vector<at::Tensor> first;
+    for (size_t i = 0; i < std::min<size_t>(32, merged.rows.size()); ++i)
+      first.push_back(io::load_image(m.resolve(size_t(std::stoll(merged.rows[i].back()))),
+                                     {shape.channels, shape.height, io::ResizeMode::kCenterCrop}));
+    const double median_mse = assemble(p.out, seg, torch::stack(first), o, shape);
+    adopt_part_skips(record, parts);
+    int64_t nan_resets = 0;
+    for (const auto& pt : parts) nan_resets += pt.record["results"].value("nan_resets", int64_t(0));
+    record.results()["generator"] = g->describe();
+    record.results()["targets"] = rows.size();
+    record.results()["median_mse"] = median_mse;
+    record.results()["nan_resets"] = nan_resets;
+    record.results()["latent_shape"] = {int64_t(rows.size()), rows[0].size(0)};
+    record.results()["merged"] = dist::parts_summary(parts);
+  });
 }
 
 int invert_cmd(const Args& args) {
@@ -290,34 +384,26 @@ int invert_cmd(const Args& args) {
                       {"embedder", p.embedder}, {"latent", o.latent}, {"batch", o.batch}, {"seed", o.seed},
                       {"refine", o.refine}, {"refine_steps", o.refine_steps}};
   record.set_seed(o.seed);
-  io::ensure_dir(p.out);
-  int64_t n_targets = 0, resumed = 0;
-  double median_mse = 0;
-  run_and_record(record, p.out + "/run.json", [&] {
-    auto g = models::load_generator(p.generator);
-    std::unique_ptr<models::Embedder> emb;
-    if (!p.embedder.empty()) emb = models::load_embedder(p.embedder);
-    record.results()["generator"] = g->describe();
-    auto m = data::open_data(p.targets);
-    warn_if_resampled(m, g->output_shape());
-    auto opts = record.options();
-    opts.erase("out");  // a moved output folder resumes as well
-    auto seg = open_segments(p.out, io::dump_json(opts) + "\n" + inputs_fingerprint(p, m, emb.get()) + "\n", p.resume,
-                             segment_columns(o));
-    resumed = seg.done;
-    io::ensure_dir(p.out + "/recon");
-    if (o.refine == "pixel") io::ensure_dir(p.out + "/refined");
-    auto first = stream_invert(*g, emb.get(), m, o, p.out, seg, record, &n_targets);
-    record.mark("invert");
-    median_mse = assemble(p.out, seg, first, o, g->output_shape());
-    record.results()["targets"] = n_targets;
-    record.results()["resumed_from"] = resumed;
-    record.results()["median_mse"] = median_mse;
-    record.results()["latent_shape"] = {n_targets, seg.latents.empty() ? int64_t(0) : seg.latents[0].size(1)};
-    fs::remove_all(seg.dir);
-  });
-  std::printf("inverted %lld targets into %s; median MSE %.5f\n  latents.npy, targets.csv, recon/, pairs.png\n",
-              (long long)n_targets, p.out.c_str(), median_mse);
+  ShardFlags sf = p.shard;
+  const nlohmann::json options = record.options();
+  auto ran = run_sharded(sf, {"invert", p.out, options,
+                              [&](const std::string& dir, const dist::Shard& s) {
+                                if (!s.whole()) record.options()["shard"] = s.str();
+                                invert_part(p, o, record, dir, s);
+                              },
+                              [&](const std::vector<dist::Part>& parts) {
+                                io::RunRecord merged("invert");
+                                merged.options() = options;
+                                merged.options()["merge"] = true;
+                                merged.set_seed(o.seed);
+                                invert_merge(p, o, merged, parts);
+                                record = merged;
+                              }});
+  const std::string where = ran.merged || ran.shard.whole() ? p.out : dist::part_dir(p.out, ran.shard);
+  std::printf("%sinverted %lld targets into %s; median MSE %.5f\n  latents.npy, targets.csv, recon/, pairs.png\n",
+              ran.merged ? ("merged " + std::to_string(ran.parts) + " parts: ").c_str() : "",
+              (long long)record.results().value("targets", int64_t(0)), where.c_str(),
+              record.results().value("median_mse", 0.0));
   return 0;
 }
 

@@ -37,47 +37,104 @@ int convert_face_api_cmd(const Args& args) {
   return 0;
 }
 
-int embed_cmd(const Args& args) {
-  CommonOptions common;
+struct EmbedFlags {
   std::string embedder, data, out, crop = "none";
   int64_t batch = 64;
-  po::options_description desc("embed options");
-  desc.add_options()
-      ("embedder", po::value(&embedder)->required(), "embedder file (native or TorchScript)")
-      ("data", po::value(&data)->required(), "manifest, folder with manifest.csv, or folder of images")
-      ("out", po::value(&out)->required(), "output folder: embeddings.npy [N,d] (L2-normalised), items.csv, run.json")
-      ("crop", opt(&crop),
-       "none (whole image) | center (centred square) | detect (OpenCV Haar face detection)")
-      ("batch", opt(&batch), "images per forward pass");
-  if (!parse_command("rewind embed --embedder E --data MANIFEST|DIR --out DIR [options]", args, desc, common)) return 0;
-  io::RunRecord record("embed");
-  record.options() = {{"embedder", embedder}, {"data", data}, {"out", out}, {"crop", crop}, {"batch", batch}};
-  io::ensure_dir(out);
-  int64_t done = 0, no_face = 0;
-  int64_t dim = 0;
-  run_and_record(record, out + "/run.json", [&] {
-    auto e = models::load_embedder(embedder);
-    dim = e->dim();
+};
+
+/// items.csv of embed: position, path, identity, and the manifest row (what a merge orders by).
+const io::CsvRow kEmbedItemsHeader{"row", "path", "identity", "source_row"};
+
+/// Embeds the rows of `shard` into `dir` (embeddings.npy, items.csv, run.json).
+void embed_part(const EmbedFlags& f, io::RunRecord& record, const std::string& dir, const dist::Shard& shard) {
+  io::ensure_dir(dir);
+  run_and_record(record, dir + "/run.json", [&] {
+    auto e = models::load_embedder(f.embedder);
     record.results()["embedder"] = e->describe();
     record.results()["embedder_id"] = e->id();
-    auto m = data::open_data(data);
-    auto emb = embed_manifest(*e, m, crop, batch, &record);
-    RW_CHECK(emb.rows.size() > 0, Input, "no image of ", data, " could be embedded; see ", out, "/run.json for the reasons");
-    std::string items = io::csv_line({"row", "path", "identity"});
+    auto m = data::open_data(f.data);
+    auto emb = embed_manifest(*e, m, f.crop, f.batch, &record, "embed", shard.blocks_of(f.batch));
+    RW_CHECK(!emb.rows.empty() || !shard.whole(), Input, "no image of ", f.data, " could be embedded; see ", dir,
+             "/run.json for the reasons");
+    std::string items = io::csv_line(kEmbedItemsHeader);
     for (size_t r = 0; r < emb.rows.size(); ++r)
-      items += io::csv_line({std::to_string(r), m.entries[emb.rows[r]].path, m.entries[emb.rows[r]].identity});
-    done = int64_t(emb.rows.size());
-    no_face = emb.no_face;
-    io::write_npy(out + "/embeddings.npy", emb.embeddings);
-    io::write_file_atomic(out + "/items.csv", items);
+      items += io::csv_line({std::to_string(r), m.entries[emb.rows[r]].path, m.entries[emb.rows[r]].identity,
+                             std::to_string(emb.rows[r])});
+    io::write_npy(dir + "/embeddings.npy", emb.rows.empty() ? torch::zeros({0, e->dim()}) : emb.embeddings);
+    io::write_file_atomic(dir + "/items.csv", items);
     record.mark("embed");
-    record.results()["embedded"] = done;
-    record.results()["dim"] = dim;
-    record.results()["no_face_found"] = no_face;
-    if (record.skipped()) log_warn(record.skipped(), " images skipped (listed in ", out, "/run.json)");
-    if (no_face) log_warn(no_face, " images had no detectable face and were centre-cropped");
+    record.results()["embedded"] = emb.rows.size();
+    record.results()["dim"] = e->dim();
+    record.results()["no_face_found"] = emb.no_face;
+    if (record.skipped()) log_warn(record.skipped(), " images skipped (listed in ", dir, "/run.json)");
+    if (emb.no_face) log_warn(emb.no_face, " images had no detectable face and were centre-cropped");
   });
-  std::cout << "wrote " << done << " embeddings (" << dim << "-d) to " << out << "/embeddings.npy";
+}
+
+/// The parts' items in manifest order, renumbered, and their embeddings in the same order.
+void embed_merge(const EmbedFlags& f, io::RunRecord& record, const std::vector<dist::Part>& parts) {
+  run_and_record(record, f.out + "/run.json", [&] {
+    io::CsvRow header;
+    auto merged = merge_csv_by(parts, "items.csv", "source_row", &header);
+    RW_CHECK(header == kEmbedItemsHeader, Input, "--merge: ", parts[0].dir, "/items.csv is not an embed part");
+    std::vector<at::Tensor> embs;
+    for (const auto& p : parts) embs.push_back(io::read_npy(p.dir + "/embeddings.npy"));
+    std::vector<at::Tensor> rows;
+    std::string items = io::csv_line(header);
+    for (size_t i = 0; i < merged.rows.size(); ++i) {
+      const auto [p, r] = merged.from[i];
+      RW_CHECK(int64_t(r) < embs[p].size(0), Input, "--merge: ", parts[p].dir, "/embeddings.npy has fewer rows than its items.csv");
+      rows.push_back(embs[p][int64_t(r)]);
+      auto cells = merged.rows[i];
+      cells[0] = std::to_string(i);
+      items += io::csv_line(cells);
+    }
+    RW_CHECK(!rows.empty(), Input, "no image of ", f.data, " could be embedded; see the parts' run.json for the reasons");
+    io::write_npy(f.out + "/embeddings.npy", torch::stack(rows));
+    io::write_file_atomic(f.out + "/items.csv", items);
+    adopt_part_skips(record, parts);
+    record.results()["embedded"] = rows.size();
+    record.results()["dim"] = rows[0].size(0);
+    record.results()["embedder"] = parts[0].record["results"].value("embedder", "");
+    record.results()["embedder_id"] = parts[0].record["results"].value("embedder_id", "");
+    record.results()["merged"] = dist::parts_summary(parts);
+  });
+}
+
+int embed_cmd(const Args& args) {
+  CommonOptions common;
+  EmbedFlags f;
+  ShardFlags sf;
+  po::options_description desc("embed options");
+  desc.add_options()
+      ("embedder", po::value(&f.embedder)->required(), "embedder file (native or TorchScript)")
+      ("data", po::value(&f.data)->required(), "manifest, folder with manifest.csv, or folder of images")
+      ("out", po::value(&f.out)->required(),
+       "output folder: embeddings.npy [N,d] (L2-normalised), items.csv (row, path, identity, source_row), run.json")
+      ("crop", opt(&f.crop),
+       "none (whole image) | center (centred square) | detect (OpenCV Haar face detection)")
+      ("batch", opt(&f.batch), "images per forward pass");
+  add_shard_flags(desc, sf);
+  if (!parse_command("rewind embed --embedder E --data MANIFEST|DIR --out DIR [options]", args, desc, common)) return 0;
+  io::RunRecord record("embed");
+  const nlohmann::json options = {{"embedder", f.embedder}, {"data", f.data}, {"out", f.out}, {"crop", f.crop}, {"batch", f.batch}};
+  record.options() = options;
+  auto ran = run_sharded(sf, {"embed", f.out, options,
+                              [&](const std::string& dir, const dist::Shard& s) {
+                                if (!s.whole()) record.options()["shard"] = s.str();
+                                embed_part(f, record, dir, s);
+                              },
+                              [&](const std::vector<dist::Part>& parts) {
+                                io::RunRecord merged("embed");
+                                merged.options() = options;
+                                merged.options()["merge"] = true;
+                                embed_merge(f, merged, parts);
+                                record = merged;
+                              }});
+  const std::string where = ran.merged || ran.shard.whole() ? f.out : dist::part_dir(f.out, ran.shard);
+  std::cout << (ran.merged ? "merged " + std::to_string(ran.parts) + " parts: " : std::string()) << "wrote "
+            << record.results().value("embedded", 0) << " embeddings (" << record.results().value("dim", 0) << "-d) to "
+            << where << "/embeddings.npy";
   if (record.skipped()) std::cout << "; " << record.skipped() << " images skipped";
   std::cout << "\n";
   return 0;

@@ -10,6 +10,7 @@
 #include "rewind/core/build_info.h"
 #include "rewind/core/error.h"
 #include "rewind/core/runtime.h"
+#include "rewind/dist/dist.h"
 
 namespace {
 
@@ -66,8 +67,7 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  rw::install_cancel_handler();
+int guarded_main(int argc, char** argv) {
   try {
     return run(argc, argv);
   } catch (const rw::Error& e) {
@@ -86,4 +86,12 @@ int main(int argc, char** argv) {
     std::cerr << "rewind: internal error: " << e.what() << "\n";
     return 1;
   }
+}
+
+int main(int argc, char** argv) {
+  rw::install_cancel_handler();
+  rw::dist::init(&argc, &argv);  // MPI builds launched by mpirun; a no-op otherwise
+  const int rc = guarded_main(argc, argv);
+  rw::dist::finalize();
+  return rc;
 }

@@ -16,12 +16,13 @@ const std::vector<std::string>& term_names() {
 
 namespace {
 
-/// Deterministic start for restart r of target i: depends only on (seed, i, r).
-at::Tensor start_latents(int64_t first, int64_t count, int64_t restarts, int64_t d, uint64_t seed) {
+/// Deterministic start for restart r of the target with seed id `id`: depends only on (seed, id, r).
+at::Tensor start_latents(const std::vector<int64_t>& ids, int64_t restarts, int64_t d, uint64_t seed) {
+  const int64_t count = int64_t(ids.size());
   auto out = torch::empty({count * restarts, d});
   for (int64_t i = 0; i < count; ++i)
     for (int64_t r = 0; r < restarts; ++r) {
-      auto gen = at::detail::createCPUGenerator(mix_seed(seed, uint64_t(first + i), uint64_t(r)));
+      auto gen = at::detail::createCPUGenerator(mix_seed(seed, uint64_t(ids[size_t(i)]), uint64_t(r)));
       out[i * restarts + r].copy_(torch::randn({d}, gen));
     }
   return out;
@@ -61,7 +62,7 @@ struct Problem {
 
 InvertResult invert(models::Generator& g, const at::Tensor& targets, const InvertOptions& o,
                     models::Embedder* embedder, const ProgressFn& progress, const ChunkFn& on_chunk,
-                    int64_t first_index) {
+                    int64_t first_index, const std::vector<int64_t>& seed_ids) {
   const auto shape = g.output_shape();
   RW_CHECK(targets.dim() == 4 && targets.size(1) == shape.channels && targets.size(2) == shape.height &&
                targets.size(3) == shape.width,
@@ -77,6 +78,9 @@ InvertResult invert(models::Generator& g, const at::Tensor& targets, const Inver
   RW_CHECK(o.loop.schedule == "cosine" || o.loop.schedule == "constant", Usage,
            "--schedule must be cosine or constant, got '", o.loop.schedule, "'");
   const int64_t n = targets.size(0), d = g.latent_dim();
+  RW_CHECK(seed_ids.empty() || int64_t(seed_ids.size()) == n, Internal, "invert: ", seed_ids.size(), " seed ids for ", n,
+           " targets");
+  auto seed_id = [&](int64_t k) { return seed_ids.empty() ? first_index + k : seed_ids[size_t(k)]; };
   RW_CHECK(o.batch >= 0, Usage, "--batch must be >= 0 (0 = automatic), got ", o.batch);
   const int64_t budget = o.batch > 0 ? o.batch : (targets.is_cuda() ? 1024 : 64);
   const int64_t per_chunk = std::max<int64_t>(1, budget / o.restarts);
@@ -94,20 +98,28 @@ InvertResult invert(models::Generator& g, const at::Tensor& targets, const Inver
       torch::NoGradGuard ng;
       p.target_emb = embedder->embed(tgt);
     }
-    auto z0 = start_latents(first_index + first, count, o.restarts, d, o.seed).to(dev);
+    std::vector<int64_t> ids(static_cast<size_t>(count));
+    for (int64_t k = 0; k < count; ++k) ids[size_t(k)] = seed_id(first + k);
+    auto z0 = start_latents(ids, o.restarts, d, o.seed).to(dev);
     at::Tensor init = z0;
     if (o.latent == "w") {
       torch::NoGradGuard ng;
       init = g.mapping(z0);
     }
+    // a restart whose loss went NaN/Inf restarts from a fresh draw of its own (seed, id, restart):
+    // like the starts, it does not depend on which other targets share the chunk
     auto reset = [&](const at::Tensor& bad, at::Tensor& v) {
       torch::NoGradGuard ng;
-      auto gen = at::detail::createCPUGenerator(mix_seed(o.seed, 0xBADull, uint64_t(first_index + first)));
-      auto fresh = torch::randn({v.size(0), d}, gen).to(dev);
-      if (o.latent == "w") fresh = g.mapping(fresh);
-      auto shape_b = std::vector<int64_t>(v.dim(), 1);
-      shape_b[0] = v.size(0);
-      v.copy_(torch::where(bad.view(shape_b), fresh, v));
+      auto flags = bad.to(torch::kCPU).to(torch::kBool).contiguous();
+      const bool* f = flags.data_ptr<bool>();
+      for (int64_t j = 0; j < v.size(0); ++j) {
+        if (!f[j]) continue;
+        auto gen = at::detail::createCPUGenerator(
+            mix_seed(o.seed ^ 0xBADull, uint64_t(ids[size_t(j / o.restarts)]), uint64_t(j % o.restarts)));
+        auto fresh = torch::randn({1, d}, gen).to(dev);
+        if (o.latent == "w") fresh = g.mapping(fresh);
+        v[j].copy_(fresh[0]);
+      }
     };
     auto objective = [&](const at::Tensor& v) { return p.weighted(p.terms(v, p.render(v))); };
     const int64_t base = c * (o.loop.steps + (o.refine == "pixel" ? o.refine_steps : 0));

@@ -32,16 +32,20 @@ void RunRecord::add_skip(const std::string& item, const std::string& reason) {
   skips_.emplace_back(item, reason);
 }
 
-nlohmann::json RunRecord::to_json() const {
+nlohmann::json build_json() {
   const auto& b = build_info();
+  return {{"version", b.version}, {"commit", b.git_commit}, {"build_type", b.build_type},
+          {"compiler", b.compiler}, {"torch", b.torch}};
+}
+
+nlohmann::json RunRecord::to_json() const {
   nlohmann::json j;
   j["command"] = "rewind " + command_;
   j["started_utc"] = started_utc_;
   j["finished_utc"] = utc_now_iso();
   j["options"] = options_;
   if (has_seed_) j["seed"] = seed_;
-  j["build"] = {{"version", b.version}, {"commit", b.git_commit}, {"build_type", b.build_type},
-                {"compiler", b.compiler}, {"torch", b.torch}};
+  j["build"] = build_json();
   j["device"] = "cpu";
   j["threads"] = num_threads();
   nlohmann::json t = nlohmann::json::object();

@@ -121,7 +121,8 @@ TEST(ImageStream, RowsSubsetShardsAndCancel) {
   auto loader = data::image_loader({1, kSide, io::ResizeMode::kRefuse});
   data::StreamOptions so;
   so.batch = 4;
-  so.shard = {1, 3};
+  so.shard.index = 1;
+  so.shard.count = 3;
   data::ImageStream s(m, {9, 1, 4, 7, 2}, loader, so);
   auto all = data::load_all(s, "test");
   EXPECT_EQ(all.rows, (std::vector<size_t>{1, 4, 7}));  // rows % 3 == 1, in the order given
@@ -290,7 +291,9 @@ TEST(Audit, PlantedGeneratorFlagsMembersMoreThanNonMembers) {
   EXPECT_EQ(r.recovered_identities, 16);  // recover_top 256 covers everyone
   // the ranking puts leaking identities first
   for (size_t k = 1; k < r.identities.size(); ++k)
-    if (r.identities[k].leaks) EXPECT_TRUE(r.identities[k - 1].leaks);
+    if (r.identities[k].leaks) {
+      EXPECT_TRUE(r.identities[k - 1].leaks);
+    }
   // a recovery budget: only the top 4 + 2 control identities get recovery evidence
   o.recover_top = 4;
   o.recover_control = 2;
@@ -315,7 +318,9 @@ TEST(Membership, PlantedGeneratorSeparatesMembers) {
   EXPECT_EQ(r.nonmembers, 8);
   EXPECT_EQ(r.attacks, (std::vector<std::string>{"identity-nn", "recon-identity", "recovery"}));  // no reference GAN
   for (const auto& a : r.metrics)
-    if (a.level == "image" && (a.attack == "recovery" || a.attack == "identity-nn")) EXPECT_GT(a.m.auc.value, 0.8) << a.attack;
+    if (a.level == "image" && (a.attack == "recovery" || a.attack == "identity-nn")) {
+      EXPECT_GT(a.m.auc.value, 0.8) << a.attack;
+    }
   // one image per identity: identity rows mirror image rows
   EXPECT_EQ(r.identity_rows.size(), r.rows.size());
   // the attack that could not run is named with its reason, and the repeated identity level is said

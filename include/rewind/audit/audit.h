@@ -114,6 +114,31 @@ struct AuditResult {
 AuditResult run(models::Generator& g, models::Embedder& e, const io::Manifest& dataset, const io::Manifest* reference,
                 const AuditOptions& o, const ProgressFn& progress = {}, io::RunRecord* record = nullptr);
 
+/// What the stages are keyed by: options, generator, embedder and the manifests' hashes.
+nlohmann::json audit_fingerprint(const models::Generator& g, const models::Embedder& e, const io::Manifest& dataset,
+                                 const io::Manifest* reference, const AuditOptions& o);
+
+/// Sharded audits (several processes or machines) work in two rounds, each run as N shards and
+/// then merged into o.stage_dir:
+///  1. the shard's dataset rows and reference rows (row % N == I), and its samples (index % N
+///     == I), embedded;
+///  2. with round 1 merged, the latent recovery of the shard's rows among those chosen for
+///     recovery (the choice follows from the merged round 1, so it is the same in every shard;
+///     each target keeps the seed of its position in that list).
+/// Once round 2 is merged, run() with resume = true finds every stage done and gives the result
+/// of a one-process run (see the README for where the arithmetic allows byte equality).
+/// The round o.stage_dir calls for: 1, 2, or 0 when both are merged.
+int64_t audit_next_round(const std::string& stage_dir);
+/// Runs `shard`'s part of the next round into part_stage_dir (its own stage cache, resumable with
+/// o.resume). Returns the round it ran.
+int64_t run_shard(models::Generator& g, models::Embedder& e, const io::Manifest& dataset, const io::Manifest* reference,
+                  const AuditOptions& o, const data::Shard& shard, const std::string& part_stage_dir,
+                  const ProgressFn& progress = {}, io::RunRecord* record = nullptr);
+/// Merges the next round's parts (their stage folders, shard I at position I) into o.stage_dir.
+/// A part missing a stage, unfinished, or made with other options is Error{kInput} naming it.
+int64_t merge_shards(models::Generator& g, models::Embedder& e, const io::Manifest& dataset, const io::Manifest* reference,
+                     const AuditOptions& o, const std::vector<std::string>& part_stage_dirs, const ProgressFn& progress = {});
+
 /// The verdict threshold from identity-nn similarities (exposed for tests), for `tests` images
 /// each searched against `samples` samples, family-wise rate `far`:
 ///  - with reference images (`reference_scores`: each one's best similarity to a sample): the

@@ -49,14 +49,19 @@ Embedded embed_stream(models::Embedder& e, data::ImageStream& stream);
 /// Opens `manifest` as a stream at the generator's image size (centre crop), batch `batch`,
 /// and embeds it. `stage` names the progress stage.
 Embedded embed_manifest(models::Embedder& e, const io::Manifest& m, const models::ImageShape& shape,
-                        const std::string& stage, const ProgressFn& progress, int64_t batch = 128);
+                        const std::string& stage, const ProgressFn& progress, int64_t batch = 128,
+                        const data::Shard& shard = {});
+/// Embedded parts of one image set (each from a shard) in manifest-row order.
+Embedded merge_embedded(const std::vector<Embedded>& parts);
 
 /// Generated samples, embedded in chunks; the images are dropped. Sample i is G(z_i) with z_i from
 /// models::sample_latents(n, d, seed) (the samples of `rewind generate`).
 class SampleBank {
  public:
+  /// With a shard, only the samples i of `count` with shard.contains(i) (ascending): a part of
+  /// the bank, which merge_shards interleaves back into the whole one.
   SampleBank(models::Generator& g, models::Embedder& e, int64_t count, uint64_t seed, const ProgressFn& progress,
-             int64_t batch = 256);
+             int64_t batch = 256, const data::Shard& shard = {});
   /// From embeddings made earlier (a resumed stage).
   SampleBank(at::Tensor embeddings, uint64_t seed);
   ~SampleBank();
@@ -117,12 +122,17 @@ nlohmann::json skipped_json(const std::vector<data::Skipped>& s);
 std::vector<data::Skipped> skipped_from(const nlohmann::json& j);
 
 /// Recovers `rows` of `m` (in that order); targets are streamed in chunks of the invert batch.
-/// Restart r of the k-th recovered target is seeded by (o.seed, first_index + k, r), as `rewind
-/// invert` does for its k-th target. With a cache, each finished chunk is saved as it completes and a resumed call
-/// skips the chunks already done (same rows, same options).
+/// Restart r of rows[k] is seeded by (o.seed, first_index + k, r), as `rewind invert` seeds its
+/// k-th target. With a shard, only the rows the shard contains are recovered (with the same
+/// seeds), so the shards' recoveries put together equal the whole one. With a cache, each
+/// finished chunk is saved as it completes (segments `stage`-seg-K: [n, 2 + D (+ d)] float64 of
+/// row, mse, latent, recon embedding) and a resumed call skips the chunks already done.
 Recovery recover_rows(models::Generator& g, const io::Manifest& m, const std::vector<size_t>& rows,
                       const ganinv::InvertOptions& o, models::Embedder* embedder, const ProgressFn& progress,
-                      const std::string& stage, const StageCache* cache = nullptr, int64_t first_index = 0);
+                      const std::string& stage, const StageCache* cache = nullptr, int64_t first_index = 0,
+                      const data::Shard& shard = {});
+/// Targets per saved segment of recover_rows (the stream's batch for these options).
+int64_t recovery_segment_size(const ganinv::InvertOptions& o);
 
 /// A short stable hash of a manifest's rows (paths, identities, member labels): a resumed stage
 /// refuses a manifest whose rows changed.

@@ -26,17 +26,14 @@
 #include <vector>
 
 #include "rewind/core/progress.h"
+#include "rewind/dist/shard.h"
 #include "rewind/io/image.h"
 #include "rewind/io/manifest.h"
 
 namespace rw::data {
 
 /// Rows i with i % count == index (round-robin: shards stay balanced whatever the identity order).
-struct Shard {
-  int64_t index = 0;  ///< this shard, in [0, count)
-  int64_t count = 1;  ///< number of shards; 1 = everything
-  bool contains(int64_t row) const { return count <= 1 || row % count == index; }
-};
+using Shard = dist::Shard;
 
 struct Batch {
   at::Tensor images;          ///< [B, C, H, W] in [-1, 1]

@@ -32,7 +32,7 @@ struct InvertOptions {
   std::string latent = "z";   ///< z | w (mapping/synthesis generators)
   int64_t batch = 0;          ///< max targets x restarts optimised at once; 0 = auto: 64 on CPU (the
                               ///< fastest per image-step on 2 cores: caches), 1024 on CUDA
-  uint64_t seed = 1;          ///< restart r of target i starts from a seed of (seed, i, r): results
+  uint64_t seed = 1;          ///< restart r of target i starts from a seed of (seed, id of i, r): results
                               ///< do not depend on batch or chunking
   std::string refine = "none";  ///< none | pixel (bounded residual on top of the latent-only output)
   int64_t refine_steps = 100;
@@ -57,11 +57,14 @@ struct InvertResult {
 /// saving / resume).
 using ChunkFn = std::function<void(int64_t first_target, const InvertResult& chunk)>;
 
-/// `first_index` offsets the per-target seeds (so a resumed run reproduces an uninterrupted one).
+/// Target k's restarts are seeded by its seed id: seed_ids[k] when given (e.g. its manifest row,
+/// so that a shard of the targets gets the latents the whole run gets), else first_index + k
+/// (so a resumed run reproduces an uninterrupted one).
 /// With `on_chunk`, each chunk's results go to the callback only: the returned result then holds
 /// just `steps` and `nan_resets` (memory stays one chunk, whatever the number of targets).
 InvertResult invert(models::Generator& g, const at::Tensor& targets, const InvertOptions& o,
                     models::Embedder* embedder = nullptr, const ProgressFn& progress = {},
-                    const ChunkFn& on_chunk = {}, int64_t first_index = 0);
+                    const ChunkFn& on_chunk = {}, int64_t first_index = 0,
+                    const std::vector<int64_t>& seed_ids = {});
 
 }  // namespace rw::ganinv

@@ -47,6 +47,9 @@ class RunRecord {
   std::vector<std::pair<std::string, std::string>> skips_;
 };
 
+/// What built this binary, as run.json records it: version, commit, build type, compiler, torch.
+nlohmann::json build_json();
+
 /// "2026-11-27T07:49:36Z"
 std::string utc_now_iso();
 

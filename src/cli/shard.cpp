@@ -1,0 +1,110 @@
+// --shard / --merge: the one place a command becomes a sharded run.
+#include <algorithm>
+#include <cstdlib>
+#include <iostream>
+
+#include "cli.h"
+#include "rewind/core/error.h"
+#include "rewind/core/log.h"
+#include "rewind/io/atomic_file.h"
+
+namespace rw::cli {
+
+void add_shard_flags(po::options_description& desc, ShardFlags& f) {
+  desc.add_options()
+      ("shard", po::value(&f.shard),
+       "I/N: do only rows i with i % N == I, into OUT/part-I-of-N/; default: the rank mpirun or Slurm gives "
+       "(OMPI_COMM_WORLD_RANK, PMI_RANK, SLURM_ARRAY_TASK_ID, SLURM_PROCID), else the whole run; 0/1 forces the whole run")
+      ("merge", po::bool_switch(&f.merge),
+       "combine the finished OUT/part-I-of-N/ of this same command (same options) into OUT, as one process would have "
+       "written it");
+}
+
+ShardedRun run_sharded(const ShardFlags& flags, const Sharded& c) {
+  ShardedRun r;
+  if (flags.merge) {
+    RW_CHECK(flags.shard.empty(), Usage, "--merge combines the parts: give it without --shard");
+    auto parts = dist::collect_parts(c.out, c.command, c.options);
+    c.merge(parts);
+    r.shard.count = int64_t(parts.size());
+    r.merged = true;
+    r.parts = parts.size();
+    return r;
+  }
+  r.shard = dist::resolve_shard(flags.shard);
+  if (r.shard.whole()) {
+    c.part(c.out, r.shard);
+    return r;
+  }
+  const std::string dir = dist::part_dir(c.out, r.shard);
+  log_info("shard ", r.shard.str(), " (from ", r.shard.source, "): writing ", dir);
+  try {
+    c.part(dir, r.shard);
+  } catch (...) {
+    dist::all_ok(false);  // under MPI: the other ranks learn it and do not wait for a merge
+    throw;
+  }
+  if (!dist::mpi_active()) {
+    log_info("when all ", r.shard.count, " shards are done: the same command with --merge combines them into ", c.out);
+    return r;
+  }
+  const bool all = dist::all_ok(true);
+  if (r.shard.index != 0) return r;
+  RW_CHECK(all, Input, "another rank failed, so nothing was merged: its ", c.out,
+           "/part-I-of-N/run.json says why; rerun that shard, then the same command with --merge");
+  auto parts = dist::collect_parts(c.out, c.command, c.options, r.shard.count);
+  c.merge(parts);
+  r.merged = true;
+  r.parts = parts.size();
+  return r;
+}
+
+size_t adopt_part_skips(io::RunRecord& record, const std::vector<dist::Part>& parts) {
+  size_t n = 0;
+  for (const auto& p : parts)
+    for (const auto& k : p.record.value("skipped", nlohmann::json::array())) {
+      record.add_skip(k.value("item", ""), k.value("reason", ""));
+      ++n;
+    }
+  return n;
+}
+
+MergedRows merge_csv_by(const std::vector<dist::Part>& parts, const std::string& file, const std::string& column,
+                        io::CsvRow* header) {
+  struct Key {
+    int64_t key;
+    size_t part, row;
+  };
+  std::vector<Key> keys;
+  std::vector<std::vector<io::CsvRow>> all(parts.size());
+  for (size_t p = 0; p < parts.size(); ++p) {
+    const std::string path = parts[p].dir + "/" + file;
+    auto rows = io::parse_csv(io::read_file(path), path);
+    RW_CHECK(!rows.empty(), Input, "--merge: ", path, " has no header; rerun shard ", parts[p].shard.str());
+    if (p == 0 && header) *header = rows[0];
+    RW_CHECK(!header || rows[0] == *header, Input, "--merge: ", path, " has other columns than ", parts[0].dir, "/", file);
+    size_t col = 0;
+    while (col < rows[0].size() && rows[0][col] != column) ++col;
+    RW_CHECK(col < rows[0].size(), Input, "--merge: ", path, " has no column '", column, "'");
+    for (size_t r = 1; r < rows.size(); ++r) {
+      char* end = nullptr;
+      const long long k = rows[r].size() > col ? std::strtoll(rows[r][col].c_str(), &end, 10) : -1;
+      RW_CHECK(k >= 0 && end && *end == 0, Input, "--merge: ", path, " line ", r + 1, ": '", column,
+               "' is not a row number; rerun shard ", parts[p].shard.str());
+      keys.push_back({int64_t(k), p, r - 1});
+    }
+    rows.erase(rows.begin());
+    all[p] = std::move(rows);
+  }
+  std::sort(keys.begin(), keys.end(), [](const Key& a, const Key& b) { return a.key < b.key; });
+  MergedRows m;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    RW_CHECK(i == 0 || keys[i].key != keys[i - 1].key, Input, "--merge: row ", keys[i].key, " appears in two parts (",
+             parts[keys[i - 1].part].dir, ", ", parts[keys[i].part].dir, ")");
+    m.rows.push_back(all[keys[i].part][keys[i].row]);
+    m.from.emplace_back(keys[i].part, keys[i].row);
+  }
+  return m;
+}
+
+}  // namespace rw::cli
