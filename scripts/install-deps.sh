@@ -19,6 +19,7 @@ PKGS=(
   dataset-fashion-mnist
   python3-torch
   clang libclang-rt-14-dev
+  libopenmpi-dev openmpi-bin
 )
 # node + npm only to fetch face-api's weights (npm registry) into data-tools/face-api/node_modules
 command -v npm >/dev/null 2>&1 || PKGS+=(nodejs npm)

@@ -55,7 +55,7 @@ int run(int argc, char** argv) {
     return 0;
   }
   if (args[0] == "--version" || args[0] == "version") {
-    std::cout << rw::build_string() << "\n";
+    std::cout << rw::build_string() << "; " << rw::dist::mpi_description() << "\n";
     return 0;
   }
   for (const auto& c : commands())

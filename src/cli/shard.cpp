@@ -1,6 +1,7 @@
 // --shard / --merge: the one place a command becomes a sharded run.
 #include <algorithm>
 #include <cstdlib>
+#include <filesystem>
 #include <iostream>
 
 #include "cli.h"
@@ -20,12 +21,22 @@ void add_shard_flags(po::options_description& desc, ShardFlags& f) {
        "written it");
 }
 
+namespace {
+/// After a merge the parts are copies of what OUT now holds (the merged run.json lists them, with
+/// their timings): removed, so a sharded run costs the disk of one.
+void remove_parts(const std::vector<dist::Part>& parts) {
+  std::error_code ec;
+  for (const auto& p : parts) std::filesystem::remove_all(p.dir, ec);
+}
+}  // namespace
+
 ShardedRun run_sharded(const ShardFlags& flags, const Sharded& c) {
   ShardedRun r;
   if (flags.merge) {
     RW_CHECK(flags.shard.empty(), Usage, "--merge combines the parts: give it without --shard");
     auto parts = dist::collect_parts(c.out, c.command, c.options);
     c.merge(parts);
+    remove_parts(parts);
     r.shard.count = int64_t(parts.size());
     r.merged = true;
     r.parts = parts.size();
@@ -54,6 +65,7 @@ ShardedRun run_sharded(const ShardFlags& flags, const Sharded& c) {
            "/part-I-of-N/run.json says why; rerun that shard, then the same command with --merge");
   auto parts = dist::collect_parts(c.out, c.command, c.options, r.shard.count);
   c.merge(parts);
+  remove_parts(parts);
   r.merged = true;
   r.parts = parts.size();
   return r;

@@ -5,6 +5,8 @@
 #include <ATen/Parallel.h>
 #include <torch/torch.h>
 
+#include <sched.h>
+
 #include <cstdlib>
 #include <thread>
 #if defined(__GLIBC__)
@@ -31,13 +33,22 @@ void keep_freed_memory() {
 #endif
 }
 
+int usable_cores() {
+  // the cores this process may run on: mpirun's --bind-to, Slurm's cpuset and taskset all narrow
+  // it, so N ranks on one machine do not each start a thread per core of the machine
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
+
 int init_threads(int n) {
   RW_CHECK(n >= 0, Usage, "--threads must be >= 0 (0 = $REWIND_THREADS if set, else all cores), got ", n);
   keep_freed_memory();
   if (n <= 0) {  // several rewind jobs side by side: REWIND_THREADS=1 each avoids OpenMP spin contention
     if (const char* env = std::getenv("REWIND_THREADS")) n = std::atoi(env);
   }
-  if (n <= 0) n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (n <= 0) n = usable_cores();
   at::set_num_threads(n);
 #ifdef _OPENMP
   omp_set_num_threads(n);

@@ -7,9 +7,12 @@
 namespace rw {
 
 /// Sets the intra-op threads of LibTorch and OpenMP. n <= 0 means $REWIND_THREADS when it is set
-/// to a positive number, else "all cores" (std::thread::hardware_concurrency). Debian's libtorch
+/// to a positive number, else "all cores" (usable_cores()). Debian's libtorch
 /// starts with one thread; rewind does not. Returns the number in force.
 int init_threads(int n);
+/// Cores this process may run on (its CPU affinity: narrowed by mpirun binding, Slurm, taskset):
+/// what "all cores" means above.
+int usable_cores();
 /// Keeps freed memory in the process instead of returning it to the OS after every large tensor
 /// (glibc), which removes page faults from tight optimisation loops. Called by init_threads().
 void keep_freed_memory();

@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Sharded runs (#13): embed, index build (Flat and IVF), invert and audit run as --shard I/N one
+# after the other, then --merge, give the files one process gives (byte for byte: every process
+# uses --threads 1, see README "More than one machine"); a missing part and a part made with other
+# options are refused naming the part. With an MPI build and mpirun on the PATH, the same under
+# `mpirun -np 2` (rank 0 merges).
+# usage: shard.sh path/to/rewind
+set -u
+REWIND="$1"
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+. "$(dirname "$0")/lib.sh"
+export REWIND_THREADS=1 OMP_WAIT_POLICY=PASSIVE
+R() { "$REWIND" "$@" -q; }
+
+R data synth-faces --out "$TMP/faces" --identities 25 --per-identity 4 --size 32 >/dev/null || bad "synth-faces"
+R train embedder --data "$TMP/faces/manifest.csv" --arch cnn32 --width 4 --dim 16 --epochs 1 --batch 8 \
+  --heldout-fraction 0.25 --out "$TMP/m/e.pt" >/dev/null || bad "train embedder"
+R train gan --data "$TMP/faces/manifest.csv" --out "$TMP/m/g.pt" --arch dcgan32 --width 8 --latent-dim 16 \
+  --steps 4 --batch 8 >/dev/null || bad "train gan"
+M="$TMP/faces/manifest.csv"
+same() {  # same FILE_A FILE_B WHAT
+  if cmp -s "$1" "$2"; then ok; else bad "$3: $1 and $2 differ"; fi
+}
+
+# --- embed: 3 shards one after the other, then --merge ------------------------------------------
+E="--embedder $TMP/m/e.pt --data $M --batch 8"
+R embed $E --out "$TMP/e1" >/dev/null || bad "embed, one process"
+for i in 0 1 2; do R embed $E --out "$TMP/e3" --shard $i/3 >/dev/null || bad "embed shard $i/3"; done
+[ -s "$TMP/e3/part-1-of-3/run.json" ] && grep -q '"shard": "1/3"' "$TMP/e3/part-1-of-3/run.json" && ok || bad "a part records its shard"
+expect_code 0 "embed --merge" -- "$REWIND" embed $E --out "$TMP/e3" --merge -q
+expect_grep "merged 3 parts: wrote 100 embeddings" "$TMP/out" "embed merge summary"
+same "$TMP/e1/embeddings.npy" "$TMP/e3/embeddings.npy" "merged embeddings"
+same "$TMP/e1/items.csv" "$TMP/e3/items.csv" "merged items.csv"
+grep -q '"seconds_sum"' "$TMP/e3/run.json" && ok || bad "merged run.json lists the parts"
+[ -e "$TMP/e3/part-0-of-3" ] && bad "merged parts were not removed" || ok
+# a missing part, a part of other options: refused, named, and nothing is merged
+for i in 0 2; do R embed $E --out "$TMP/e6" --shard $i/3 >/dev/null; done
+expect_code 3 "merge with a part missing" -- "$REWIND" embed $E --out "$TMP/e6" --merge
+expect_grep "part-1-of-3 is missing: run shard 1/3" "$TMP/err" "missing part named"
+[ -e "$TMP/e6/embeddings.npy" ] && bad "a refused merge wrote embeddings" || ok
+R embed --embedder "$TMP/m/e.pt" --data "$M" --batch 4 --out "$TMP/e6" --shard 1/3 >/dev/null
+expect_code 3 "merge with a foreign part" -- "$REWIND" embed $E --out "$TMP/e6" --merge
+expect_grep "part-1-of-3 was made with other options (--batch was 4, here 8)" "$TMP/err" "foreign part named"
+expect_code 3 "merge of an invert part as embed" -- "$REWIND" invert --generator "$TMP/m/g.pt" --targets "$M" \
+  --out "$TMP/e6" --merge
+expect_code 2 "a bad --shard" -- "$REWIND" embed $E --out "$TMP/e4" --shard 3/3
+expect_grep "need 0 <= I < N" "$TMP/err" "bad shard explained"
+# the launcher's environment is a shard too (a Slurm job array numbered from 1)
+expect_code 0 "embed shard from a Slurm array" -- env SLURM_ARRAY_TASK_ID=2 SLURM_ARRAY_TASK_MIN=1 SLURM_ARRAY_TASK_COUNT=2 \
+  "$REWIND" embed $E --out "$TMP/e5" -q
+[ -s "$TMP/e5/part-1-of-2/embeddings.npy" ] && ok || bad "SLURM_ARRAY_TASK_ID 2 of 1..2 is shard 1/2"
+
+# --- index build: Flat and IVF, 2 shards, merge; same index, same answers to 100 queries --------
+for fac in Flat IVF4,Flat; do
+  tag=${fac%%,*}
+  B="--data $M --embedder $TMP/m/e.pt --factory $fac --batch 8"
+  R index build $B --out "$TMP/x1-$tag" >/dev/null || bad "index build $fac, one process"
+  for i in 0 1; do R index build $B --out "$TMP/x2-$tag" --shard $i/2 >/dev/null || bad "index build $fac shard $i/2"; done
+  expect_code 0 "index build $fac --merge" -- "$REWIND" index build $B --out "$TMP/x2-$tag" --merge -q
+  expect_grep "merged 2 parts: indexed 100 images" "$TMP/out" "index merge summary ($fac)"
+  same "$TMP/x1-$tag/index.faiss" "$TMP/x2-$tag/index.faiss" "merged $fac index.faiss"
+  same "$TMP/x1-$tag/items.csv" "$TMP/x2-$tag/items.csv" "merged $fac items.csv"
+  for x in x1 x2; do R index query --index "$TMP/$x-$tag" --data "$M" --k 10 --out "$TMP/q-$x-$tag.csv" >/dev/null; done
+  [ "$(grep -c ',1,' "$TMP/q-x1-$tag.csv")" -ge 100 ] && ok || bad "100 queries ($fac)"
+  same "$TMP/q-x1-$tag.csv" "$TMP/q-x2-$tag.csv" "query results of the merged $fac index"
+done
+
+# --- invert: 3 shards, merge; the same latents, rows and pictures -------------------------------
+head -41 "$M" > "$TMP/faces/t40.csv"
+I="--generator $TMP/m/g.pt --targets $TMP/faces/t40.csv --steps 20 --restarts 2 --batch 8"
+R invert $I --out "$TMP/i1" >/dev/null || bad "invert, one process"
+for i in 0 1 2; do R invert $I --out "$TMP/i3" --shard $i/3 >/dev/null || bad "invert shard $i/3"; done
+expect_code 0 "invert --merge" -- "$REWIND" invert $I --out "$TMP/i3" --merge -q
+same "$TMP/i1/latents.npy" "$TMP/i3/latents.npy" "merged latents"
+same "$TMP/i1/targets.csv" "$TMP/i3/targets.csv" "merged targets.csv"
+same "$TMP/i1/recon/17.png" "$TMP/i3/recon/17.png" "merged reconstruction 17"
+same "$TMP/i1/pairs.png" "$TMP/i3/pairs.png" "merged pairs.png"
+
+# --- audit: two rounds of 2 shards, each merged; the report of one process ----------------------
+awk -F, 'NR==1 || substr($2,3)+0 < 15' "$M" > "$TMP/faces/own.csv"
+awk -F, 'NR==1 || substr($2,3)+0 >= 15' "$M" > "$TMP/faces/ref.csv"
+A="--generator $TMP/m/g.pt --dataset $TMP/faces/own.csv --embedder $TMP/m/e.pt --reference $TMP/faces/ref.csv
+   --samples 600 --steps 20 --recover-top 6 --recover-control 3 --per-identity 2 --invert-batch 4"
+R audit $A --out "$TMP/a1" >/dev/null 2>&1 || bad "audit, one process"
+for i in 0 1; do R audit $A --out "$TMP/a2" --shard $i/2 >/dev/null 2>&1 || bad "audit round 1 shard $i/2"; done
+expect_code 0 "audit --merge, round 1" -- "$REWIND" audit $A --out "$TMP/a2" --merge -q
+expect_grep "round 1 of 2 merged" "$TMP/out" "round 1 merge says what is next"
+for i in 0 1; do R audit $A --out "$TMP/a2" --shard $i/2 >/dev/null 2>&1 || bad "audit round 2 shard $i/2"; done
+expect_code 0 "audit --merge, round 2" -- "$REWIND" audit $A --out "$TMP/a2" --merge -q
+same "$TMP/a1/report.csv" "$TMP/a2/report.csv" "merged audit report.csv"
+grep -q 'recovery' "$TMP/a1/report.csv" && ok || bad "report.csv carries the recovery evidence"
+[ -e "$TMP/a2/.rounds" ] && bad "the rounds' parts were not cleaned up" || ok
+expect_code 2 "the demo is not sharded" -- "$REWIND" audit --out "$TMP/ad" --shard 0/2
+
+# --- the same under mpirun (an MPI build) --------------------------------------------------------
+if command -v mpirun >/dev/null 2>&1 && "$REWIND" --version | grep -q "built with MPI"; then
+  MPI="mpirun --allow-run-as-root --oversubscribe -np 2 -x REWIND_THREADS -x OMP_WAIT_POLICY"
+  $MPI "$REWIND" embed $E --out "$TMP/me" -q >"$TMP/mpi.log" 2>&1 || bad "mpirun embed: $(tail -3 "$TMP/mpi.log")"
+  same "$TMP/e1/embeddings.npy" "$TMP/me/embeddings.npy" "mpirun embeddings"
+  same "$TMP/e1/items.csv" "$TMP/me/items.csv" "mpirun items.csv"
+  B="--data $M --embedder $TMP/m/e.pt --factory IVF4,Flat --batch 8"
+  $MPI "$REWIND" index build $B --out "$TMP/mx" -q >"$TMP/mpi.log" 2>&1 || bad "mpirun index build: $(tail -3 "$TMP/mpi.log")"
+  same "$TMP/x1-IVF4/index.faiss" "$TMP/mx/index.faiss" "mpirun IVF index"
+  $MPI "$REWIND" invert $I --out "$TMP/mi" -q >"$TMP/mpi.log" 2>&1 || bad "mpirun invert: $(tail -3 "$TMP/mpi.log")"
+  same "$TMP/i1/latents.npy" "$TMP/mi/latents.npy" "mpirun latents"
+  $MPI "$REWIND" audit $A --out "$TMP/ma" -q >"$TMP/mpi.log" 2>&1 || bad "mpirun audit: $(tail -3 "$TMP/mpi.log")"
+  same "$TMP/a1/report.csv" "$TMP/ma/report.csv" "mpirun audit report.csv"
+  # a rank that fails stops the run with an error, not a hang
+  timeout 120 $MPI "$REWIND" embed --embedder "$TMP/m/e.pt" --data "$TMP/nothing.csv" --out "$TMP/mf" -q >"$TMP/mpi.log" 2>&1
+  code=$?
+  [ "$code" != 0 ] && [ "$code" != 124 ] && ok || bad "mpirun with a failing rank: exit $code"
+else
+  echo "shard.sh: no MPI build or no mpirun: the mpirun checks were not run" >&2
+fi
+
+echo "shard.sh: $pass passed, $fail failed"
+[ "$fail" = 0 ]
