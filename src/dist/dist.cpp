@@ -20,6 +20,10 @@ namespace rw::dist {
 
 namespace {
 
+#ifdef REWIND_WITH_MPI
+bool g_mpi = false;  // MPI_Init was called (init(), launched by mpirun / srun)
+#endif
+
 bool parse_int(const char* s, int64_t* v) {
   if (!s || !*s) return false;
   char* end = nullptr;
@@ -76,6 +80,14 @@ Shard resolve_shard(const std::string& flag, const std::function<const char*(con
 }
 
 Shard resolve_shard(const std::string& flag) {
+#ifdef REWIND_WITH_MPI
+  if (flag.empty() && g_mpi) {  // MPI itself knows best (srun with PMIx sets no OMPI_* variables)
+    int rank = 0, size = 1;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    if (size > 1) return checked(rank, size, "MPI (MPI_Comm_rank/size)");
+  }
+#endif
   return resolve_shard(flag, [](const char* k) { return std::getenv(k); });
 }
 
@@ -174,11 +186,6 @@ nlohmann::json parts_summary(const std::vector<Part>& parts) {
 
 // --- MPI ------------------------------------------------------------------------------------------
 
-#ifdef REWIND_WITH_MPI
-namespace {
-bool g_mpi = false;
-}
-#endif
 
 void init(int* argc, char*** argv) {
 #ifdef REWIND_WITH_MPI
