@@ -407,68 +407,157 @@ int invert_cmd(const Args& args) {
   return 0;
 }
 
-int generate_cmd(const Args& args) {
-  CommonOptions common;
+struct GenerateFlags {
   std::string generator, out, embedder, format = "png";
   int64_t count = 64, batch = 256;
   uint64_t seed = 1;
-  po::options_description desc("generate options");
-  desc.add_options()
-      ("generator", po::value(&generator)->required(), "generator file (native or TorchScript)")
-      ("count", opt(&count), "number of samples")
-      ("out", po::value(&out)->required(), "output folder: latents.npy, images/ + manifest.csv (or images.npy), run.json")
-      ("seed", opt(&seed), "sample i uses latent seed (seed, i): same seed, same samples")
-      ("batch", opt(&batch), "samples per forward pass")
-      ("format", opt(&format), "png (one file each + manifest.csv) | npy (images.npy uint8 [N,C,H,W])")
-      ("embedder", po::value(&embedder), "also write embeddings.npy + items.csv for the identity index");
-  if (!parse_command("rewind generate --generator G --count N --out DIR [options]", args, desc, common)) return 0;
-  RW_CHECK(format == "png" || format == "npy", Usage, "--format must be png or npy");
-  RW_CHECK(count > 0 && batch > 0, Usage, "--count and --batch must be positive");
-  io::RunRecord record("generate");
-  record.options() = {{"generator", generator}, {"count", count}, {"out", out}, {"seed", seed}, {"batch", batch},
-                      {"format", format}, {"embedder", embedder}};
-  record.set_seed(seed);
-  io::ensure_dir(out);
-  run_and_record(record, out + "/run.json", [&] {
-    auto g = models::load_generator(generator);
+};
+
+std::string sample_name(int64_t i) {
+  char name[32];
+  std::snprintf(name, sizeof name, "sample-%06lld", (long long)i);
+  return name;
+}
+
+/// Samples of `shard` (blocks of the batch) into `dir`: latents.npy, images/ + manifest.csv or
+/// images.npy, [embeddings.npy + items.csv], run.json. Sample i is G(z_i), z_i seeded by (seed, i).
+void generate_part(const GenerateFlags& f, io::RunRecord& record, const std::string& dir, const dist::Shard& shard) {
+  io::ensure_dir(dir);
+  run_and_record(record, dir + "/run.json", [&] {
+    auto g = models::load_generator(f.generator);
     std::unique_ptr<models::Embedder> emb;
-    if (!embedder.empty()) emb = models::load_embedder(embedder);
+    if (!f.embedder.empty()) emb = models::load_embedder(f.embedder);
     const int64_t d = g->latent_dim();
-    auto z = models::sample_latents(count, d, seed);
-    io::write_npy(out + "/latents.npy", z);
+    const auto mine = shard.blocks_of(f.batch);
+    std::vector<int64_t> ids;
+    for (int64_t i = 0; i < f.count; ++i)
+      if (mine.contains(i)) ids.push_back(i);
+    const int64_t n = int64_t(ids.size());
+    auto z = n ? models::sample_latents_at(ids, d, f.seed) : torch::zeros({0, d});
+    io::write_npy(dir + "/latents.npy", z);
     io::Manifest m;
     std::vector<at::Tensor> packed, embs;
     std::string items = io::csv_line({"row", "path", "identity"});
     torch::NoGradGuard ng;
     auto progress = progress_fn();
-    for (int64_t s = 0; s < count; s += batch) {
-      auto x = g->generate(z.slice(0, s, std::min(count, s + batch)));
+    for (int64_t s = 0; s < n; s += f.batch) {
+      auto x = g->generate(z.slice(0, s, std::min(n, s + f.batch)));
       if (emb) embs.push_back(emb->embed(x));
       for (int64_t j = 0; j < x.size(0); ++j) {
-        char name[32];
-        std::snprintf(name, sizeof name, "sample-%06lld", (long long)(s + j));
-        std::string rel = std::string("images/") + name + ".png";
-        if (format == "png") io::save_image(out + "/" + rel, x[j]);
-        m.entries.push_back({format == "png" ? rel : std::string("images.npy#") + std::to_string(s + j), name, -1, {}});
-        items += io::csv_line({std::to_string(s + j), m.entries.back().path, name});
+        const int64_t i = ids[size_t(s + j)];
+        const std::string name = sample_name(i), rel = "images/" + name + ".png";
+        if (f.format == "png") io::save_image(dir + "/" + rel, x[j]);
+        m.entries.push_back({f.format == "png" ? rel : std::string("images.npy#") + std::to_string(i), name, -1, {}});
+        items += io::csv_line({std::to_string(i), m.entries.back().path, name});
       }
-      if (format == "npy") packed.push_back(x.clamp(-1, 1).add(1).mul(127.5).round().to(torch::kUInt8));
-      report_progress(progress, {"generate", std::min(count, s + batch), count, ""});
+      if (f.format == "npy") packed.push_back(x.clamp(-1, 1).add(1).mul(127.5).round().to(torch::kUInt8));
+      report_progress(progress, {"generate", std::min(n, s + f.batch), n, ""});
     }
     progress_done();
-    if (format == "png") io::write_manifest(out + "/manifest.csv", m);
-    else io::write_npy(out + "/images.npy", torch::cat(packed));
+    const auto shape = g->output_shape();
+    if (f.format == "png") io::write_manifest(dir + "/manifest.csv", m);
+    else io::write_npy(dir + "/images.npy", packed.empty() ? torch::zeros({0, shape.channels, shape.height, shape.width}, torch::kUInt8) : torch::cat(packed));
     if (emb) {
-      io::write_npy(out + "/embeddings.npy", torch::cat(embs));
-      io::write_file_atomic(out + "/items.csv", items);
+      io::write_npy(dir + "/embeddings.npy", embs.empty() ? torch::zeros({0, emb->dim()}) : torch::cat(embs));
+      io::write_file_atomic(dir + "/items.csv", items);
       record.results()["embedder"] = emb->describe();
       record.results()["embedder_id"] = emb->id();
     }
     record.mark("generate");
     record.results()["generator"] = g->describe();
-    record.results()["samples"] = count;
+    record.results()["samples"] = n;
   });
-  std::cout << "wrote " << count << " samples to " << out << "\n";
+}
+
+/// The parts' samples in index order: one latents.npy, images/ (moved), manifest.csv or
+/// images.npy, embeddings.npy + items.csv.
+void generate_merge(const GenerateFlags& f, io::RunRecord& record, const std::vector<dist::Part>& parts) {
+  run_and_record(record, f.out + "/run.json", [&] {
+    std::vector<std::pair<int64_t, std::pair<size_t, int64_t>>> order;  // sample -> (part, row in part)
+    std::vector<at::Tensor> lat, emb, img;
+    for (size_t p = 0; p < parts.size(); ++p) {
+      const auto mine = parts[p].shard.blocks_of(f.batch);
+      int64_t k = 0;
+      for (int64_t i = 0; i < f.count; ++i)
+        if (mine.contains(i)) order.push_back({i, {p, k++}});
+      lat.push_back(io::read_npy(parts[p].dir + "/latents.npy"));
+      RW_CHECK(lat.back().dim() == 2 && lat.back().size(0) == k, Input, "--merge: ", parts[p].dir, "/latents.npy holds ",
+               lat.back().size(0), " samples, shard ", parts[p].shard.str(), " makes ", k, "; rerun that shard");
+      if (!f.embedder.empty()) emb.push_back(io::read_npy(parts[p].dir + "/embeddings.npy"));
+      if (f.format == "npy") img.push_back(io::read_npy(parts[p].dir + "/images.npy"));
+    }
+    std::sort(order.begin(), order.end());
+    std::vector<at::Tensor> z, e, x;
+    io::Manifest m;
+    std::string items = io::csv_line({"row", "path", "identity"});
+    if (f.format == "png") io::ensure_dir(f.out + "/images");
+    for (const auto& [i, at] : order) {
+      const auto [p, r] = at;
+      z.push_back(lat[p][r]);
+      if (!emb.empty()) e.push_back(emb[p][r]);
+      if (!img.empty()) x.push_back(img[p][r]);
+      const std::string name = sample_name(i), rel = "images/" + name + ".png";
+      if (f.format == "png") {
+        const std::string from = parts[p].dir + "/" + rel;
+        RW_CHECK(fs::is_regular_file(from), Input, "--merge: ", from, " is missing; rerun shard ", parts[p].shard.str());
+        io::write_file_atomic(f.out + "/" + rel, io::read_file(from));
+      }
+      m.entries.push_back({f.format == "png" ? rel : std::string("images.npy#") + std::to_string(i), name, -1, {}});
+      items += io::csv_line({std::to_string(i), m.entries.back().path, name});
+    }
+    io::write_npy(f.out + "/latents.npy", torch::stack(z));
+    if (f.format == "png") io::write_manifest(f.out + "/manifest.csv", m);
+    else io::write_npy(f.out + "/images.npy", torch::stack(x));
+    if (!e.empty()) {
+      io::write_npy(f.out + "/embeddings.npy", torch::stack(e));
+      io::write_file_atomic(f.out + "/items.csv", items);
+      record.results()["embedder"] = parts[0].record["results"].value("embedder", "");
+      record.results()["embedder_id"] = parts[0].record["results"].value("embedder_id", "");
+    }
+    record.results()["generator"] = parts[0].record["results"].value("generator", "");
+    record.results()["samples"] = f.count;
+    record.results()["merged"] = dist::parts_summary(parts);
+  });
+}
+
+int generate_cmd(const Args& args) {
+  CommonOptions common;
+  GenerateFlags f;
+  ShardFlags sf;
+  po::options_description desc("generate options");
+  desc.add_options()
+      ("generator", po::value(&f.generator)->required(), "generator file (native or TorchScript)")
+      ("count", opt(&f.count), "number of samples")
+      ("out", po::value(&f.out)->required(), "output folder: latents.npy, images/ + manifest.csv (or images.npy), run.json")
+      ("seed", opt(&f.seed), "sample i uses latent seed (seed, i): same seed, same samples")
+      ("batch", opt(&f.batch), "samples per forward pass")
+      ("format", opt(&f.format), "png (one file each + manifest.csv) | npy (images.npy uint8 [N,C,H,W])")
+      ("embedder", po::value(&f.embedder), "also write embeddings.npy + items.csv for the identity index");
+  add_shard_flags(desc, sf);
+  if (!parse_command("rewind generate --generator G --count N --out DIR [options]", args, desc, common)) return 0;
+  RW_CHECK(f.format == "png" || f.format == "npy", Usage, "--format must be png or npy");
+  RW_CHECK(f.count > 0 && f.batch > 0, Usage, "--count and --batch must be positive");
+  io::RunRecord record("generate");
+  const nlohmann::json options = {{"generator", f.generator}, {"count", f.count}, {"out", f.out}, {"seed", f.seed},
+                                  {"batch", f.batch}, {"format", f.format}, {"embedder", f.embedder}};
+  record.options() = options;
+  record.set_seed(f.seed);
+  auto ran = run_sharded(sf, {"generate", f.out, options,
+                              [&](const std::string& dir, const dist::Shard& s) {
+                                if (!s.whole()) record.options()["shard"] = s.str();
+                                generate_part(f, record, dir, s);
+                              },
+                              [&](const std::vector<dist::Part>& parts) {
+                                io::RunRecord merged("generate");
+                                merged.options() = options;
+                                merged.options()["merge"] = true;
+                                merged.set_seed(f.seed);
+                                generate_merge(f, merged, parts);
+                                record = merged;
+                              }});
+  const std::string where = ran.merged || ran.shard.whole() ? f.out : dist::part_dir(f.out, ran.shard);
+  std::cout << (ran.merged ? "merged " + std::to_string(ran.parts) + " parts: " : std::string()) << "wrote "
+            << record.results().value("samples", int64_t(0)) << " samples to " << where << "\n";
   return 0;
 }
 

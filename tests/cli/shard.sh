@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sharded runs (#13): embed, index build (Flat and IVF), invert and audit run as --shard I/N one
+# Sharded runs (#13): embed, index build (Flat and IVF), invert, generate and audit run as --shard I/N one
 # after the other, then --merge, give the files one process gives (byte for byte: every process
 # uses --threads 1, see README "More than one machine"); a missing part and a part made with other
 # options are refused naming the part. With an MPI build and mpirun on the PATH, the same under
@@ -76,6 +76,18 @@ same "$TMP/i1/latents.npy" "$TMP/i3/latents.npy" "merged latents"
 same "$TMP/i1/targets.csv" "$TMP/i3/targets.csv" "merged targets.csv"
 same "$TMP/i1/recon/17.png" "$TMP/i3/recon/17.png" "merged reconstruction 17"
 same "$TMP/i1/pairs.png" "$TMP/i3/pairs.png" "merged pairs.png"
+
+# --- generate (+ embed): 3 shards, merge; the same samples, images and embeddings ---------------
+for fmt in png npy; do
+  G="--generator $TMP/m/g.pt --count 50 --batch 8 --embedder $TMP/m/e.pt --format $fmt"
+  R generate $G --out "$TMP/g1-$fmt" >/dev/null || bad "generate $fmt, one process"
+  for i in 0 1 2; do R generate $G --out "$TMP/g3-$fmt" --shard $i/3 >/dev/null || bad "generate $fmt shard $i/3"; done
+  expect_code 0 "generate $fmt --merge" -- "$REWIND" generate $G --out "$TMP/g3-$fmt" --merge -q
+  for f in latents.npy embeddings.npy items.csv; do same "$TMP/g1-$fmt/$f" "$TMP/g3-$fmt/$f" "merged generate $fmt $f"; done
+done
+same "$TMP/g1-png/manifest.csv" "$TMP/g3-png/manifest.csv" "merged generate manifest.csv"
+same "$TMP/g1-png/images/sample-000041.png" "$TMP/g3-png/images/sample-000041.png" "merged sample image"
+same "$TMP/g1-npy/images.npy" "$TMP/g3-npy/images.npy" "merged images.npy"
 
 # --- audit: two rounds of 2 shards, each merged; the report of one process ----------------------
 awk -F, 'NR==1 || substr($2,3)+0 < 15' "$M" > "$TMP/faces/own.csv"
