@@ -396,7 +396,7 @@ void draw_body(Painter& p, const FaceTraits& t) {
   if (t.collar == CollarStyle::kCrew) {
     shirt.insert(shirt.end(), {{-nw * 0.7, ys + 0.08}, {0, ys + 0.12}, {nw * 0.7, ys + 0.08}});
   } else if (t.collar == CollarStyle::kVNeck || t.collar == CollarStyle::kShirt) {
-    shirt.insert(shirt.end(), {{0, ys + 0.38}});
+    shirt.push_back({0, ys + 0.38});
   }
   p.fill(shirt, t.shirt, kFlat);
   const Bgr trim = shade(t.shirt, 0.75);

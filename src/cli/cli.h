@@ -80,6 +80,8 @@ EmbeddedData embed_manifest(models::Embedder& embedder, const io::Manifest& m, c
 
 /// The skipped items the parts recorded, added to the merged run's record (and their count).
 size_t adopt_part_skips(io::RunRecord& record, const std::vector<dist::Part>& parts);
+/// Copies results[key] of the first part into `record` for each key (what every part records alike).
+void copy_part_results(io::RunRecord& record, const std::vector<dist::Part>& parts, const std::vector<std::string>& keys);
 
 /// Rows of CSV files made by parts, merged in the order of a numeric column (the manifest row):
 /// returns the rows and, for each, (part index, row index within that part).
@@ -104,14 +106,18 @@ struct ShardFlags {
 void add_shard_flags(po::options_description& desc, ShardFlags& f);
 
 /// A command that can run as shards: `part` runs the rows of a shard into a folder (OUT itself
-/// for a whole run, OUT/part-I-of-N otherwise) and writes its run.json there, recording
-/// options["shard"]; `merge` combines the checked parts into OUT.
+/// for a whole run, OUT/part-I-of-N otherwise) and writes `record` as its run.json there;
+/// `merge` combines the checked parts into OUT and writes the merged record it is given.
 struct Sharded {
   std::string command;     ///< as run.json names it: "embed", "index build"
   std::string out;         ///< the user's --out
-  nlohmann::json options;  ///< the resolved options (the parts must have been made with the same)
+  io::RunRecord* record;   ///< the command's record: its options are what the parts must share;
+                           ///< a shard adds options["shard"]; a merge replaces it by the merged one
   std::function<void(const std::string& dir, const dist::Shard& shard)> part;
-  std::function<void(const std::vector<dist::Part>& parts)> merge;
+  /// `merged`: a fresh record of the command (options + "merge": true), with the parts' skipped
+  /// items and their summary (results["merged"]) already in it.
+  std::function<void(const std::vector<dist::Part>& parts, io::RunRecord& merged)> merge;
+  bool adopt_skips = true;  ///< false when the merge records the skipped items itself (audit)
 };
 /// --merge: checks and merges the parts. Else resolves the shard (flag, then the launcher's
 /// environment) and runs it; under MPI every rank then waits for the others and rank 0 merges.

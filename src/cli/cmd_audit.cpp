@@ -84,8 +84,7 @@ void audit_whole(AuditPaths& p, audit::AuditOptions& o, io::RunRecord& record, b
 
 /// One round of a sharded audit: this shard's part, or (--merge, MPI rank 0) the merge of the
 /// round's parts; the merge of round 2 writes the report. Returns the round.
-int64_t audit_round(const ShardFlags& sf, AuditPaths& p, audit::AuditOptions& o, io::RunRecord& record,
-                    const nlohmann::json& options) {
+int64_t audit_round(const ShardFlags& sf, AuditPaths& p, audit::AuditOptions& o, io::RunRecord& record) {
   const int64_t round = audit::audit_next_round(o.stage_dir);
   RW_CHECK(round > 0, Usage, p.out, "/.stages holds both merged rounds already: run the same command with --merge to "
            "write the report");
@@ -100,10 +99,9 @@ int64_t audit_round(const ShardFlags& sf, AuditPaths& p, audit::AuditOptions& o,
     if (!p.reference.empty()) l.reference = data::open_data(p.reference);
     return l;
   };
-  run_sharded(sf, {"audit", rounds, options,
+  run_sharded(sf, {"audit", rounds, &record,
                    [&](const std::string& dir, const dist::Shard& s) {
                      RW_CHECK(!s.whole(), Internal, "audit_round runs shards only");
-                     record.options()["shard"] = s.str();
                      record.results()["round"] = round;
                      io::ensure_dir(dir);
                      run_and_record(record, dir + "/run.json", [&] {
@@ -114,7 +112,7 @@ int64_t audit_round(const ShardFlags& sf, AuditPaths& p, audit::AuditOptions& o,
                      });
                      std::cout << "audit round " << round << " of 2, shard " << s.str() << " done (" << dir << ")\n";
                    },
-                   [&](const std::vector<dist::Part>& parts) {
+                   [&](const std::vector<dist::Part>& parts, io::RunRecord& merged) {
                      std::vector<std::string> dirs;
                      for (const auto& pt : parts) dirs.push_back(pt.dir + "/.stages");
                      {
@@ -126,16 +124,11 @@ int64_t audit_round(const ShardFlags& sf, AuditPaths& p, audit::AuditOptions& o,
                                  << ". Next: run the same shards again (latent recovery), then --merge\n";
                        return;
                      }
-                     io::RunRecord merged("audit");
-                     merged.set_seed(o.seed);
-                     merged.options() = options;
-                     merged.options()["merge"] = true;
-                     adopt_part_skips(merged, parts);
-                     merged.results()["merged"] = dist::parts_summary(parts);
                      o.resume = true;
                      audit::AuditResult r;
-                     audit_whole(p, o, merged, false, r);
-                   }});
+                     audit_whole(p, o, merged, false, r);  // records the skipped items of the merged stages
+                   },
+                   /*adopt_skips=*/false});
   return round;
 }
 
@@ -169,12 +162,13 @@ int audit_cmd(const Args& args) {
   }
   RW_CHECK(!demo, Usage, "the embedded demo runs in one process: shard the audit of your own data (--generator, --dataset, "
            "--embedder), or give --shard 0/1");
-  const nlohmann::json options = record.options();
+  const nlohmann::json options = record.options();  // both rounds' parts are made with these
   // under MPI both rounds run in one launch: rank 0 merges round 1 while the others wait
   const bool mpi = dist::mpi_active() && !sf.merge;
   for (int pass = 0; pass < (mpi ? 2 : 1); ++pass) {
     try {
-      audit_round(sf, p, o, record, options);
+      record.options() = options;
+      audit_round(sf, p, o, record);
     } catch (...) {
       if (mpi && pass == 0) dist::all_ok(false);
       throw;

@@ -309,7 +309,6 @@ int build_cmd(const Args& args) {
   if (extra.contains("recipe")) record.options()["recipe"] = extra["recipe"];
   RW_CHECK(f.append || sf.merge || (!fs::exists(f.out + "/manifest.json") && !fs::exists(f.out + "/index.faiss")), Usage,
            f.out, " already holds an index: pass --append to add to it, or choose another --out (or delete the folder)");
-  const nlohmann::json options = record.options();
   const std::string command = f.append ? "index build --append" : "index build";
   identity::CalibrationReport calib;
   auto whole = [&](io::RunRecord& rec, const std::function<Candidates(models::Embedder&)>& candidates) {
@@ -321,22 +320,14 @@ int build_cmd(const Args& args) {
       calib = index_candidates(f, ex, rec, *e, candidates(*e));
     });
   };
-  auto ran = run_sharded(sf, {command, f.out, options,
+  auto ran = run_sharded(sf, {command, f.out, &record,
                               [&](const std::string& dir, const dist::Shard& s) {
                                 if (s.whole())
                                   return whole(record, [&](models::Embedder& e) { return embed_candidates(f, e, record, s); });
-                                record.options()["shard"] = s.str();
                                 build_part(f, record, dir, s);
                               },
-                              [&](const std::vector<dist::Part>& parts) {
-                                io::RunRecord merged(command);
-                                merged.set_seed(o.seed);
-                                merged.options() = options;
-                                merged.options()["merge"] = true;
-                                adopt_part_skips(merged, parts);
-                                merged.results()["merged"] = dist::parts_summary(parts);
+                              [&](const std::vector<dist::Part>& parts, io::RunRecord& merged) {
                                 whole(merged, [&](models::Embedder& e) { return merged_candidates(parts, e); });
-                                record = merged;
                               }});
   if (!ran.merged && !ran.shard.whole()) {
     std::cout << "embedded " << record.results().value("added", 0) << " candidates of shard " << ran.shard.str()

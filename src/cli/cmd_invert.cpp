@@ -357,7 +357,6 @@ void invert_merge(const InvertPaths& p, const ganinv::InvertOptions& o, io::RunR
       first.push_back(io::load_image(m.resolve(size_t(std::stoll(merged.rows[i].back()))),
                                      {shape.channels, shape.height, io::ResizeMode::kCenterCrop}));
     const double median_mse = assemble(p.out, seg, torch::stack(first), o, shape);
-    adopt_part_skips(record, parts);
     int64_t nan_resets = 0;
     for (const auto& pt : parts) nan_resets += pt.record["results"].value("nan_resets", int64_t(0));
     record.results()["generator"] = g->describe();
@@ -365,7 +364,6 @@ void invert_merge(const InvertPaths& p, const ganinv::InvertOptions& o, io::RunR
     record.results()["median_mse"] = median_mse;
     record.results()["nan_resets"] = nan_resets;
     record.results()["latent_shape"] = {int64_t(rows.size()), rows[0].size(0)};
-    record.results()["merged"] = dist::parts_summary(parts);
   });
 }
 
@@ -384,21 +382,11 @@ int invert_cmd(const Args& args) {
                       {"embedder", p.embedder}, {"latent", o.latent}, {"batch", o.batch}, {"seed", o.seed},
                       {"refine", o.refine}, {"refine_steps", o.refine_steps}};
   record.set_seed(o.seed);
-  ShardFlags sf = p.shard;
-  const nlohmann::json options = record.options();
-  auto ran = run_sharded(sf, {"invert", p.out, options,
-                              [&](const std::string& dir, const dist::Shard& s) {
-                                if (!s.whole()) record.options()["shard"] = s.str();
-                                invert_part(p, o, record, dir, s);
-                              },
-                              [&](const std::vector<dist::Part>& parts) {
-                                io::RunRecord merged("invert");
-                                merged.options() = options;
-                                merged.options()["merge"] = true;
-                                merged.set_seed(o.seed);
-                                invert_merge(p, o, merged, parts);
-                                record = merged;
-                              }});
+  auto ran = run_sharded(p.shard, {"invert", p.out, &record,
+                                   [&](const std::string& dir, const dist::Shard& s) { invert_part(p, o, record, dir, s); },
+                                   [&](const std::vector<dist::Part>& parts, io::RunRecord& merged) {
+                                     invert_merge(p, o, merged, parts);
+                                   }});
   const std::string where = ran.merged || ran.shard.whole() ? p.out : dist::part_dir(p.out, ran.shard);
   std::printf("%sinverted %lld targets into %s; median MSE %.5f\n  latents.npy, targets.csv, recon/, pairs.png\n",
               ran.merged ? ("merged " + std::to_string(ran.parts) + " parts: ").c_str() : "",
@@ -511,12 +499,9 @@ void generate_merge(const GenerateFlags& f, io::RunRecord& record, const std::ve
     if (!e.empty()) {
       io::write_npy(f.out + "/embeddings.npy", torch::stack(e));
       io::write_file_atomic(f.out + "/items.csv", items);
-      record.results()["embedder"] = parts[0].record["results"].value("embedder", "");
-      record.results()["embedder_id"] = parts[0].record["results"].value("embedder_id", "");
     }
-    record.results()["generator"] = parts[0].record["results"].value("generator", "");
+    copy_part_results(record, parts, {"generator", "embedder", "embedder_id"});
     record.results()["samples"] = f.count;
-    record.results()["merged"] = dist::parts_summary(parts);
   });
 }
 
@@ -538,22 +523,13 @@ int generate_cmd(const Args& args) {
   RW_CHECK(f.format == "png" || f.format == "npy", Usage, "--format must be png or npy");
   RW_CHECK(f.count > 0 && f.batch > 0, Usage, "--count and --batch must be positive");
   io::RunRecord record("generate");
-  const nlohmann::json options = {{"generator", f.generator}, {"count", f.count}, {"out", f.out}, {"seed", f.seed},
-                                  {"batch", f.batch}, {"format", f.format}, {"embedder", f.embedder}};
-  record.options() = options;
+  record.options() = {{"generator", f.generator}, {"count", f.count}, {"out", f.out}, {"seed", f.seed},
+                      {"batch", f.batch}, {"format", f.format}, {"embedder", f.embedder}};
   record.set_seed(f.seed);
-  auto ran = run_sharded(sf, {"generate", f.out, options,
-                              [&](const std::string& dir, const dist::Shard& s) {
-                                if (!s.whole()) record.options()["shard"] = s.str();
-                                generate_part(f, record, dir, s);
-                              },
-                              [&](const std::vector<dist::Part>& parts) {
-                                io::RunRecord merged("generate");
-                                merged.options() = options;
-                                merged.options()["merge"] = true;
-                                merged.set_seed(f.seed);
+  auto ran = run_sharded(sf, {"generate", f.out, &record,
+                              [&](const std::string& dir, const dist::Shard& s) { generate_part(f, record, dir, s); },
+                              [&](const std::vector<dist::Part>& parts, io::RunRecord& merged) {
                                 generate_merge(f, merged, parts);
-                                record = merged;
                               }});
   const std::string where = ran.merged || ran.shard.whole() ? f.out : dist::part_dir(f.out, ran.shard);
   std::cout << (ran.merged ? "merged " + std::to_string(ran.parts) + " parts: " : std::string()) << "wrote "

@@ -92,12 +92,9 @@ void embed_merge(const EmbedFlags& f, io::RunRecord& record, const std::vector<d
     RW_CHECK(!rows.empty(), Input, "no image of ", f.data, " could be embedded; see the parts' run.json for the reasons");
     io::write_npy(f.out + "/embeddings.npy", torch::stack(rows));
     io::write_file_atomic(f.out + "/items.csv", items);
-    adopt_part_skips(record, parts);
     record.results()["embedded"] = rows.size();
     record.results()["dim"] = rows[0].size(0);
-    record.results()["embedder"] = parts[0].record["results"].value("embedder", "");
-    record.results()["embedder_id"] = parts[0].record["results"].value("embedder_id", "");
-    record.results()["merged"] = dist::parts_summary(parts);
+    copy_part_results(record, parts, {"embedder", "embedder_id"});
   });
 }
 
@@ -117,19 +114,11 @@ int embed_cmd(const Args& args) {
   add_shard_flags(desc, sf);
   if (!parse_command("rewind embed --embedder E --data MANIFEST|DIR --out DIR [options]", args, desc, common)) return 0;
   io::RunRecord record("embed");
-  const nlohmann::json options = {{"embedder", f.embedder}, {"data", f.data}, {"out", f.out}, {"crop", f.crop}, {"batch", f.batch}};
-  record.options() = options;
-  auto ran = run_sharded(sf, {"embed", f.out, options,
-                              [&](const std::string& dir, const dist::Shard& s) {
-                                if (!s.whole()) record.options()["shard"] = s.str();
-                                embed_part(f, record, dir, s);
-                              },
-                              [&](const std::vector<dist::Part>& parts) {
-                                io::RunRecord merged("embed");
-                                merged.options() = options;
-                                merged.options()["merge"] = true;
+  record.options() = {{"embedder", f.embedder}, {"data", f.data}, {"out", f.out}, {"crop", f.crop}, {"batch", f.batch}};
+  auto ran = run_sharded(sf, {"embed", f.out, &record,
+                              [&](const std::string& dir, const dist::Shard& s) { embed_part(f, record, dir, s); },
+                              [&](const std::vector<dist::Part>& parts, io::RunRecord& merged) {
                                 embed_merge(f, merged, parts);
-                                record = merged;
                               }});
   const std::string where = ran.merged || ran.shard.whole() ? f.out : dist::part_dir(f.out, ran.shard);
   std::cout << (ran.merged ? "merged " + std::to_string(ran.parts) + " parts: " : std::string()) << "wrote "

@@ -32,11 +32,20 @@ void remove_parts(const std::vector<dist::Part>& parts) {
 
 ShardedRun run_sharded(const ShardFlags& flags, const Sharded& c) {
   ShardedRun r;
+  const nlohmann::json options = c.record->options();
+  auto merge = [&](const std::vector<dist::Part>& parts) {
+    io::RunRecord merged = c.record->restarted();
+    merged.options()["merge"] = true;
+    if (c.adopt_skips) adopt_part_skips(merged, parts);
+    merged.results()["merged"] = dist::parts_summary(parts);
+    c.merge(parts, merged);
+    *c.record = merged;
+    remove_parts(parts);
+  };
   if (flags.merge) {
     RW_CHECK(flags.shard.empty(), Usage, "--merge combines the parts: give it without --shard");
-    auto parts = dist::collect_parts(c.out, c.command, c.options);
-    c.merge(parts);
-    remove_parts(parts);
+    auto parts = dist::collect_parts(c.out, c.command, options);
+    merge(parts);
     r.shard.count = int64_t(parts.size());
     r.merged = true;
     r.parts = parts.size();
@@ -48,6 +57,7 @@ ShardedRun run_sharded(const ShardFlags& flags, const Sharded& c) {
     return r;
   }
   const std::string dir = dist::part_dir(c.out, r.shard);
+  c.record->options()["shard"] = r.shard.str();
   log_info("shard ", r.shard.str(), " (from ", r.shard.source, "): writing ", dir);
   try {
     c.part(dir, r.shard);
@@ -63,9 +73,8 @@ ShardedRun run_sharded(const ShardFlags& flags, const Sharded& c) {
   if (r.shard.index != 0) return r;
   RW_CHECK(all, Input, "another rank failed, so nothing was merged: its ", c.out,
            "/part-I-of-N/run.json says why; rerun that shard, then the same command with --merge");
-  auto parts = dist::collect_parts(c.out, c.command, c.options, r.shard.count);
-  c.merge(parts);
-  remove_parts(parts);
+  auto parts = dist::collect_parts(c.out, c.command, options, r.shard.count);
+  merge(parts);
   r.merged = true;
   r.parts = parts.size();
   return r;
@@ -79,6 +88,13 @@ size_t adopt_part_skips(io::RunRecord& record, const std::vector<dist::Part>& pa
       ++n;
     }
   return n;
+}
+
+void copy_part_results(io::RunRecord& record, const std::vector<dist::Part>& parts, const std::vector<std::string>& keys) {
+  if (parts.empty()) return;
+  const auto& res = parts[0].record.value("results", nlohmann::json::object());
+  for (const auto& k : keys)
+    if (res.contains(k)) record.results()[k] = res[k];
 }
 
 MergedRows merge_csv_by(const std::vector<dist::Part>& parts, const std::string& file, const std::string& column,

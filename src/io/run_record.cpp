@@ -22,6 +22,14 @@ RunRecord::RunRecord(std::string command)
     : command_(std::move(command)), started_utc_(utc_now_iso()),
       start_(std::chrono::steady_clock::now()), last_(start_) {}
 
+RunRecord RunRecord::restarted() const {
+  RunRecord r(command_);
+  r.options_ = options_;
+  r.seed_ = seed_;
+  r.has_seed_ = has_seed_;
+  return r;
+}
+
 void RunRecord::mark(const std::string& stage) {
   auto now = std::chrono::steady_clock::now();
   timings_.emplace_back(stage, std::chrono::duration<double>(now - last_).count());

@@ -30,6 +30,9 @@ class RunRecord {
   void add_skip(const std::string& item, const std::string& reason);
   size_t skipped() const { return skips_.size(); }
 
+  /// A new record of the same command, options and seed, started now (a merge's record).
+  RunRecord restarted() const;
+
   nlohmann::json to_json() const;
   /// Writes the record to `json_path` atomically (status "ok", "cancelled" or "failed").
   /// Folders of outputs use DIR/run.json; a single-file output F uses F's stem + ".run.json".
