@@ -1,4 +1,5 @@
 // rewind index build | query | info
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
 #include <climits>
@@ -14,14 +15,17 @@
 #include <sstream>
 
 #include "cli.h"
+#include "rewind/core/build_info.h"
 #include "rewind/core/error.h"
 #include "rewind/core/log.h"
 #include "rewind/data/datasets.h"
 #include "rewind/identity/index.h"
+#include "rewind/identity/ivf_shards.h"
 #include "rewind/io/atomic_file.h"
 #include "rewind/io/csv.h"
 #include "rewind/io/npy.h"
 #include "rewind/io/run_record.h"
+#include "rewind/dist/dist.h"
 #include "rewind/models/native.h"
 #include "rewind/report/html.h"
 
@@ -82,7 +86,8 @@ struct BuildFlags {
   identity::IndexOptions index;
   std::string data, embedder, out, crop = "none", fars = fars_string(index.fars), dataset, recipe;
   int64_t batch = 64;
-  bool append = false;
+  int64_t train_sample = 0;
+  bool append = false, on_disk = false, train_only = false;
 };
 
 void add_build_flags(po::options_description& desc, BuildFlags& f) {
@@ -105,6 +110,12 @@ void add_build_flags(po::options_description& desc, BuildFlags& f) {
       ("batch", opt(&f.batch), "images per embedder forward pass")
       ("dataset", po::value(&f.dataset), "dataset name for items.csv (default: the manifest's folder name)")
       ("append", po::bool_switch(&f.append), "add the images to an existing index (same embedder); ids stay stable")
+      ("on-disk", po::bool_switch(&f.on_disk),
+       "IVF factories: keep the inverted lists in OUT/lists.ivfdata, memory-mapped by queries (indexes larger "
+       "than RAM); the quantizer is trained once on a sample (--train-only), shards add to it")
+      ("train-sample", opt(&f.train_sample), "IVF: vectors to train the quantizer on, rows drawn by --seed (0: 64 a list)")
+      ("train-only", po::bool_switch(&f.train_only),
+       "IVF: embed the training sample, train, write OUT/trained.faiss and stop; then run the shards")
       ("seed", opt(&o.seed), "calibration sampling seed");
 }
 
@@ -120,7 +131,8 @@ std::set<std::string> given_flags(const Args& args, const po::options_descriptio
 
 /// Reads a recipe into `o`, except the fields whose flag is in `given` (explicit flags win). Every
 /// key is checked, used or not. Returns the recipe's content.
-nlohmann::json apply_recipe(const std::string& path, const std::set<std::string>& given, identity::IndexOptions& o) {
+nlohmann::json apply_recipe(const std::string& path, const std::set<std::string>& given, identity::IndexOptions& o,
+                            nlohmann::json& extra_flags) {
   std::ifstream in(path);
   RW_CHECK(in.good(), Input, "recipe ", path, " cannot be read; the shipped recipes are in indexes/");
   nlohmann::json r = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
@@ -156,9 +168,14 @@ nlohmann::json apply_recipe(const std::string& path, const std::set<std::string>
     else if (key == "ef_construction") { auto x = count(key, v); if (use) o.hnsw_ef_construction = int(x); }
     else if (key == "nprobe") { auto x = count(key, v); if (use) o.ivf_nprobe = int(x); }
     else if (key == "calib_queries") { auto x = count(key, v); if (use) o.calib_queries = x; }
+    else if (key == "on_disk") {
+      RW_CHECK(v.is_boolean(), Input, "recipe ", path, ": 'on_disk' must be true or false, got ", v.dump());
+      if (use && v.get<bool>()) extra_flags["on_disk"] = true;
+    } else if (key == "train_sample") { auto x = count(key, v); if (use) extra_flags["train_sample"] = x; }
     else if (key == "suits") str(key, v);
     else RW_FAIL(Input, "recipe ", path, ": unknown key '", key,
-                 "' (known: factory, metric, fars, ef_search, ef_construction, nprobe, calib_queries, suits)");
+                 "' (known: factory, metric, fars, ef_search, ef_construction, nprobe, calib_queries, on_disk, "
+                 "train_sample, suits)");
   }
   return r;
 }
@@ -212,6 +229,25 @@ Candidates embed_candidates(const BuildFlags& f, models::Embedder& e, io::RunRec
   return c;
 }
 
+/// Calibrates and saves `idx` with `extra` (embedder, recipe, sources) merged into its manifest.
+identity::CalibrationReport finish_index(const BuildFlags& f, nlohmann::json extra, io::RunRecord& record,
+                                         identity::IdentityIndex& idx, size_t added, const std::string& dataset) {
+  auto calib = idx.calibrate(progress_fn());
+  progress_done();
+  record.mark("calibrate");
+  auto prev = idx.manifest();
+  nlohmann::json sources = prev.contains("sources") ? prev["sources"] : nlohmann::json::array();
+  sources.push_back({{"data", f.data}, {"dataset", dataset}, {"added", added},
+                     {"skipped", record.skipped()}, {"crop", f.crop}, {"at", io::utc_now_iso()}});
+  extra["sources"] = sources;
+  idx.save(f.out, extra);
+  record.results()["added"] = added;
+  record.results()["count"] = idx.size();
+  record.results()["layout"] = idx.layout();
+  record.results()["manifest"] = idx.manifest();
+  return calib;
+}
+
 /// Adds the candidates, calibrates and saves the index with `extra` (embedder, recipe, sources)
 /// merged into its manifest. Returns the calibration.
 identity::CalibrationReport index_candidates(const BuildFlags& f, nlohmann::json extra, io::RunRecord& record,
@@ -224,19 +260,15 @@ identity::CalibrationReport index_candidates(const BuildFlags& f, nlohmann::json
   progress_done();
   c = Candidates();  // the index holds its own copy: keep memory at one copy
   record.mark("index");
-  auto calib = idx->calibrate(progress_fn());
-  progress_done();
-  record.mark("calibrate");
-  auto prev = idx->manifest();
-  nlohmann::json sources = prev.contains("sources") ? prev["sources"] : nlohmann::json::array();
-  sources.push_back({{"data", f.data}, {"dataset", dataset}, {"added", added},
-                     {"skipped", record.skipped()}, {"crop", f.crop}, {"at", io::utc_now_iso()}});
-  extra["sources"] = sources;
-  idx->save(f.out, extra);
-  record.results()["added"] = added;
-  record.results()["count"] = idx->size();
-  record.results()["manifest"] = idx->manifest();
-  return calib;
+  return finish_index(f, extra, record, *idx, added, dataset);
+}
+
+/// items.csv of a part: the candidates with their manifest row.
+void write_part_items(const std::string& dir, const Candidates& c) {
+  std::string items = io::csv_line({"identity", "path", "dataset", "source_row"});
+  for (size_t i = 0; i < c.items.size(); ++i)
+    items += io::csv_line({c.items[i].identity, c.items[i].path, c.items[i].dataset, std::to_string(c.rows[i])});
+  io::write_file_atomic(dir + "/items.csv", items);
 }
 
 /// A shard of a build: its candidates' embeddings (candidates.npy) and items (items.csv with the
@@ -246,11 +278,8 @@ void build_part(const BuildFlags& f, io::RunRecord& record, const std::string& d
   run_and_record(record, dir + "/run.json", [&] {
     auto e = models::load_embedder(f.embedder);
     auto c = embed_candidates(f, *e, record, shard);
-    std::string items = io::csv_line({"identity", "path", "dataset", "source_row"});
-    for (size_t i = 0; i < c.items.size(); ++i)
-      items += io::csv_line({c.items[i].identity, c.items[i].path, c.items[i].dataset, std::to_string(c.rows[i])});
     io::write_npy(dir + "/candidates.npy", c.items.empty() ? torch::zeros({0, e->dim()}) : c.embeddings);
-    io::write_file_atomic(dir + "/items.csv", items);
+    write_part_items(dir, c);
     record.results()["added"] = c.items.size();
     record.results()["embedder_id"] = e->id();
   });
@@ -281,6 +310,180 @@ Candidates merged_candidates(const std::vector<dist::Part>& parts, const models:
   return c;
 }
 
+// ------------------------------------------------------------------------------------------------
+// IVF in shards: the quantizer trained once (OUT/trained.faiss), each shard adds its vectors under
+// their manifest rows, the merge joins the lists in row order (on disk with --on-disk)
+
+std::string trained_path(const BuildFlags& f) { return f.out + "/trained.faiss"; }
+
+/// What trained.faiss must have been made with for this build to add to it.
+nlohmann::json train_key(const BuildFlags& f, const models::Embedder& e) {
+  return {{"factory", f.index.factory}, {"metric", f.index.metric}, {"seed", f.index.seed}, {"train_sample", f.train_sample},
+          {"data", f.data}, {"crop", f.crop}, {"embedder_id", e.id()}};
+}
+
+/// Checks OUT/trained.faiss against its trained.json and this build; returns its content hash.
+std::string check_trained(const BuildFlags& f, const models::Embedder& e) {
+  const std::string t = trained_path(f), j = f.out + "/trained.json";
+  RW_CHECK(fs::exists(t), Usage, t, " is missing: IVF shards add to one trained index. Run the same command once with "
+           "--train-only (no --shard), then the shards");
+  nlohmann::json rec;
+  try {
+    rec = nlohmann::json::parse(io::read_file(j));
+  } catch (const nlohmann::json::exception& ex) {
+    RW_FAIL(Input, j, " is not valid JSON (", ex.what(), "); delete ", t, " and ", j, ", then run --train-only again");
+  }
+  const auto have = rec.value("key", nlohmann::json::object());
+  for (const auto& [k, v] : train_key(f, e).items())
+    RW_CHECK(have.value(k, nlohmann::json()) == v, Input, t, " was trained with other options (", k, " was ",
+             have.value(k, nlohmann::json()).dump(), ", here ", v.dump(), "): delete it and trained.json and run "
+             "--train-only again, or use another --out");
+  const std::string h = io::file_content_hash(t);
+  RW_CHECK(h == rec.value("fnv1a64", ""), Input, t, " does not match the hash in ", j,
+           " (damaged or replaced): delete both and run --train-only again");
+  return h;
+}
+
+/// Embeds the training sample (rows drawn by --seed), trains, writes trained.faiss + trained.json.
+void train_ivf(const BuildFlags& f, io::RunRecord& record) {
+  auto e = models::load_embedder(f.embedder);
+  auto m = data::open_data(f.data);
+  const int64_t nlist = identity::ivf_nlist(f.index.factory, e->dim(), f.index.metric);
+  const int64_t n = identity::ivf_train_sample_size(nlist, int64_t(m.entries.size()), f.train_sample);
+  auto gen = at::detail::createCPUGenerator(f.index.seed);
+  auto pick = std::get<0>(torch::randperm(int64_t(m.entries.size()), gen, torch::kLong).slice(0, 0, n).sort());
+  io::Manifest sample = m;
+  sample.entries.clear();
+  for (int64_t i = 0; i < n; ++i) sample.entries.push_back(m.entries[size_t(pick[i].item<int64_t>())]);
+  log_info("training ", f.index.factory, " on ", n, " of the ", m.entries.size(), " images of ", f.data);
+  auto emb = embed_manifest(*e, sample, f.crop, f.batch, &record, "train sample");
+  RW_CHECK(!emb.rows.empty(), Input, "no image of the training sample of ", f.data, " could be embedded");
+  record.mark("embed sample");
+  io::ensure_dir(f.out);
+  identity::ivf_train(f.index, emb.embeddings, trained_path(f));
+  record.mark("train");
+  nlohmann::json rec = {{"key", train_key(f, *e)}, {"sampled", n}, {"embedded", emb.rows.size()}, {"nlist", nlist},
+                        {"fnv1a64", io::file_content_hash(trained_path(f))}, {"build", build_string()}};
+  io::write_file_atomic(f.out + "/trained.json", io::dump_json(rec, 2) + "\n");
+  record.results()["trained"] = rec;
+}
+
+/// Trains once: in this process, or under MPI on rank 0 while the others wait.
+void train_once(const BuildFlags& f, io::RunRecord& like, const ShardFlags& sf) {
+  const bool mpi = dist::mpi_active();
+  const bool mine = !mpi || dist::resolve_shard(sf.shard).index == 0;
+  if (mine) {
+    io::RunRecord tr("index build --train-only");
+    tr.options() = like.options();
+    tr.set_seed(f.index.seed);
+    try {
+      run_and_record(tr, f.out + "/trained.run.json", [&] { train_ivf(f, tr); });
+    } catch (...) {
+      if (mpi) dist::all_ok(false);
+      throw;
+    }
+  }
+  RW_CHECK(dist::all_ok(true), Input, "rank 0 could not train ", trained_path(f), "; see ", f.out, "/trained.run.json");
+}
+
+/// A shard of an IVF build: its candidates added to a copy of the trained index (shard.faiss),
+/// keyed by manifest row, and their items.
+void build_ivf_part(const BuildFlags& f, io::RunRecord& record, const std::string& dir, const dist::Shard& shard) {
+  io::ensure_dir(dir);
+  run_and_record(record, dir + "/run.json", [&] {
+    auto e = models::load_embedder(f.embedder);
+    const std::string th = check_trained(f, *e);
+    auto c = embed_candidates(f, *e, record, shard);
+    write_part_items(dir, c);
+    std::vector<int64_t> keys(c.rows.begin(), c.rows.end());
+    identity::ivf_add_shard(trained_path(f), c.items.empty() ? torch::zeros({0, e->dim()}) : c.embeddings,
+                            torch::tensor(keys, torch::kLong), dir + "/shard.faiss");
+    record.mark("add");
+    record.results()["added"] = c.items.size();
+    record.results()["embedder_id"] = e->id();
+    record.results()["trained_fnv1a64"] = th;
+  });
+}
+
+/// Merges IVF shard files (keys: manifest rows, ascending with the items) into OUT, calibrated and saved.
+identity::CalibrationReport finish_ivf(const BuildFlags& f, const nlohmann::json& extra, io::RunRecord& record,
+                                       const std::vector<std::string>& files, const std::vector<int64_t>& keys,
+                                       const std::function<identity::Item(int64_t)>& item_of) {
+  RW_CHECK(!keys.empty(), Input, "no image of ", f.data, " could be embedded; see ", f.out, "/run.json for the reasons");
+  auto idx = identity::IdentityIndex::merge_ivf_shards(f.index, trained_path(f), files, keys, item_of,
+                                                       f.on_disk ? identity::IdentityIndex::next_lists_path(f.out) : "",
+                                                       progress_fn());
+  progress_done();
+  record.mark("merge lists");
+  return finish_index(f, extra, record, idx, keys.size(), item_of(0).dataset);
+}
+
+/// The whole IVF build in one process: train (unless trained), embed, add, merge.
+identity::CalibrationReport whole_ivf(const BuildFlags& f, nlohmann::json extra, io::RunRecord& record,
+                                      models::Embedder& e, const ShardFlags& sf) {
+  if (!fs::exists(trained_path(f))) train_once(f, record, sf);
+  check_trained(f, e);
+  auto c = embed_candidates(f, e, record, dist::Shard{});
+  const std::string tmp = f.out + "/.whole-shard.faiss";
+  std::vector<int64_t> keys(c.rows.begin(), c.rows.end());
+  if (!keys.empty()) identity::ivf_add_shard(trained_path(f), c.embeddings, torch::tensor(keys, torch::kLong), tmp);
+  record.mark("add");
+  c.embeddings = at::Tensor();
+  auto calib = finish_ivf(f, extra, record, {tmp}, keys, [&](int64_t i) -> identity::Item { return c.items[size_t(i)]; });
+  std::error_code ec;
+  fs::remove(tmp, ec);
+  return calib;
+}
+
+/// The IVF parts merged in manifest-row order, as one process would have added them.
+identity::CalibrationReport merge_ivf_parts(const BuildFlags& f, const nlohmann::json& extra, io::RunRecord& record,
+                                            const models::Embedder& e, const std::vector<dist::Part>& parts) {
+  const std::string th = check_trained(f, e);
+  std::vector<std::string> files;
+  for (const auto& p : parts) {
+    RW_CHECK(p.record["results"].value("embedder_id", "") == e.id() && p.record["results"].value("trained_fnv1a64", "") == th,
+             Input, "--merge: ", p.dir, " was made with another embedder or trained index; rerun shard ", p.shard.str());
+    files.push_back(p.dir + "/shard.faiss");
+  }
+  io::CsvRow header;
+  auto merged = merge_csv_by(parts, "items.csv", "source_row", &header);
+  std::vector<int64_t> keys;
+  for (const auto& r : merged.rows) keys.push_back(std::stoll(r[3]));
+  return finish_ivf(f, extra, record, files, keys, [&](int64_t i) -> identity::Item {
+    const auto& r = merged.rows[size_t(i)];
+    return {r[0], r[1], r[2]};
+  });
+}
+
+/// The build as one process, a shard, or a merge (run_sharded); `ivf`: through a trained index.
+ShardedRun run_build(const BuildFlags& f, const nlohmann::json& extra, io::RunRecord& record, const ShardFlags& sf,
+                     bool ivf, identity::CalibrationReport& calib) {
+  auto whole = [&](io::RunRecord& rec, const std::function<identity::CalibrationReport(models::Embedder&, const nlohmann::json&)>& build) {
+    io::ensure_dir(f.out);
+    run_and_record(rec, f.out + "/run.json", [&] {
+      auto e = models::load_embedder(f.embedder);
+      nlohmann::json ex = extra;
+      ex["embedder"] = embedder_record(*e, f.embedder);
+      calib = build(*e, ex);
+    });
+  };
+  const std::string command = f.append ? "index build --append" : "index build";
+  return run_sharded(sf, {command, f.out, &record,
+                          [&](const std::string& dir, const dist::Shard& s) {
+                            if (!s.whole()) return ivf ? build_ivf_part(f, record, dir, s) : build_part(f, record, dir, s);
+                            whole(record, [&](models::Embedder& e, const nlohmann::json& ex) {
+                              return ivf ? whole_ivf(f, ex, record, e, sf)
+                                         : index_candidates(f, ex, record, e, embed_candidates(f, e, record, s));
+                            });
+                          },
+                          [&](const std::vector<dist::Part>& parts, io::RunRecord& merged) {
+                            whole(merged, [&](models::Embedder& e, const nlohmann::json& ex) {
+                              return ivf ? merge_ivf_parts(f, ex, merged, e, parts)
+                                         : index_candidates(f, ex, merged, e, merged_candidates(parts, e));
+                            });
+                          }});
+}
+
 int build_cmd(const Args& args) {
   CommonOptions common;
   BuildFlags f;
@@ -292,12 +495,14 @@ int build_cmd(const Args& args) {
                      args, desc, common))
     return 0;
   f.index.fars = parse_fars(f.fars);
-  nlohmann::json extra = nlohmann::json::object();
+  nlohmann::json extra = nlohmann::json::object(), rflags = nlohmann::json::object();
   if (!f.recipe.empty()) {
     RW_CHECK(!f.append, Usage, "--recipe sets up a new index; --append keeps the settings ", f.out, " was built with");
     std::error_code ec;
     extra["recipe"] = {{"path", fs::absolute(f.recipe, ec).lexically_normal().string()},
-                       {"content", apply_recipe(f.recipe, given_flags(args, desc), f.index)}};
+                       {"content", apply_recipe(f.recipe, given_flags(args, desc), f.index, rflags)}};
+    f.on_disk = f.on_disk || rflags.value("on_disk", false);
+    f.train_sample = rflags.value("train_sample", f.train_sample);
   }
   const auto& o = f.index;
   io::RunRecord record(f.append ? "index build --append" : "index build");
@@ -309,28 +514,24 @@ int build_cmd(const Args& args) {
   if (extra.contains("recipe")) record.options()["recipe"] = extra["recipe"];
   RW_CHECK(f.append || sf.merge || (!fs::exists(f.out + "/manifest.json") && !fs::exists(f.out + "/index.faiss")), Usage,
            f.out, " already holds an index: pass --append to add to it, or choose another --out (or delete the folder)");
-  const std::string command = f.append ? "index build --append" : "index build";
+  const bool ivf = f.on_disk || f.train_only || fs::exists(trained_path(f));
+  RW_CHECK(!ivf || f.index.factory.find("IVF") != std::string::npos, Usage, "--on-disk and --train-only need an IVF "
+           "factory (--factory IVF4096,PQ32, or --recipe indexes/ivfpq-10m.json), got ", f.index.factory);
+  RW_CHECK(!ivf || !f.append, Usage, "--append adds to an index whose lists are in memory; rebuild an on-disk or "
+           "trained IVF index with the new images instead");
+  record.options()["on_disk"] = f.on_disk;
+  record.options()["train_sample"] = f.train_sample;
+  if (f.train_only) {
+    RW_CHECK(!sf.merge && (sf.shard.empty() || sf.shard == "0/1"), Usage, "--train-only runs once, not in shards");
+    train_once(f, record, sf);
+    std::cout << "trained " << f.index.factory << " into " << trained_path(f) << " (see " << f.out
+              << "/trained.json); next: the shards (--shard I/N), then --merge\n";
+    return 0;
+  }
   identity::CalibrationReport calib;
-  auto whole = [&](io::RunRecord& rec, const std::function<Candidates(models::Embedder&)>& candidates) {
-    io::ensure_dir(f.out);
-    run_and_record(rec, f.out + "/run.json", [&] {
-      auto e = models::load_embedder(f.embedder);
-      nlohmann::json ex = extra;
-      ex["embedder"] = embedder_record(*e, f.embedder);
-      calib = index_candidates(f, ex, rec, *e, candidates(*e));
-    });
-  };
-  auto ran = run_sharded(sf, {command, f.out, &record,
-                              [&](const std::string& dir, const dist::Shard& s) {
-                                if (s.whole())
-                                  return whole(record, [&](models::Embedder& e) { return embed_candidates(f, e, record, s); });
-                                build_part(f, record, dir, s);
-                              },
-                              [&](const std::vector<dist::Part>& parts, io::RunRecord& merged) {
-                                whole(merged, [&](models::Embedder& e) { return merged_candidates(parts, e); });
-                              }});
+  auto ran = run_build(f, extra, record, sf, ivf, calib);
   if (!ran.merged && !ran.shard.whole()) {
-    std::cout << "embedded " << record.results().value("added", 0) << " candidates of shard " << ran.shard.str()
+    std::cout << (ivf ? "added " : "embedded ") << record.results().value("added", 0) << " candidates of shard " << ran.shard.str()
               << " into " << dist::part_dir(f.out, ran.shard) << "\n";
     return 0;
   }
@@ -339,6 +540,7 @@ int build_cmd(const Args& args) {
             << record.results()["count"].get<int64_t>() << " in all) into " << f.out;
   if (record.skipped()) std::cout << "; " << record.skipped() << " images skipped (see " << f.out << "/run.json)";
   std::cout << "\n";
+  std::cout << "layout: " << record.results().value("layout", "") << "\n";
   print_calibration(std::cout, calib);
   return 0;
 }
@@ -386,7 +588,7 @@ void write_csv(const std::string& out, const std::vector<std::string>& header,
 
 /// One row per (query image, rank).
 QueryCounts write_image_matches(const std::string& out, const io::Manifest& m, const std::vector<size_t>& rows,
-                                const Results& res, const std::vector<identity::Item>& items, double thr) {
+                                const Results& res, const identity::IdentityIndex& idx, double thr) {
   QueryCounts c;
   c.queries = int64_t(rows.size());
   write_csv(out, {"query_path", "rank", "match_path", "identity", "similarity", "verdict", "query_identity"},
@@ -397,7 +599,7 @@ QueryCounts write_image_matches(const std::string& out, const io::Manifest& m, c
                 for (size_t r = 0; r < res[q].size(); ++r) {
                   const auto& mt = res[q][r];
                   if (mt.id < 0) continue;
-                  const auto& it = items[size_t(mt.id)];
+                  const auto it = idx.item(mt.id);
                   emit({qe.path, std::to_string(r + 1), it.path, it.identity, report::fmt(mt.similarity, 4),
                         mt.similarity > thr ? "match" : "no-match", qe.identity});
                   ++c.rows;
@@ -410,7 +612,7 @@ QueryCounts write_image_matches(const std::string& out, const io::Manifest& m, c
 /// One row per (query identity, candidate identity seen in its images' top-k): the best
 /// similarity over their images, and how many of the query identity's images saw the candidate.
 QueryCounts write_identity_matches(const std::string& out, const io::Manifest& m, const std::vector<size_t>& rows,
-                                   const Results& res, const std::vector<identity::Item>& items, double thr, int k) {
+                                   const Results& res, const identity::IdentityIndex& idx, double thr, int k) {
   std::map<std::string, std::map<std::string, std::pair<float, int>>> agg;
   std::vector<std::string> order;
   for (size_t q = 0; q < res.size(); ++q) {
@@ -420,7 +622,7 @@ QueryCounts write_identity_matches(const std::string& out, const io::Manifest& m
     std::set<std::string> seen;
     for (const auto& mt : res[q]) {
       if (mt.id < 0) continue;
-      const auto& id = items[size_t(mt.id)].identity;
+      const auto id = idx.item(mt.id).identity;
       auto& c = cand.emplace(id, std::make_pair(-2.0f, 0)).first->second;
       c.first = std::max(c.first, mt.similarity);
       if (seen.insert(id).second) ++c.second;
@@ -489,8 +691,8 @@ int query_cmd(const Args& args) {
     record.mark("embed");
     auto res = idx.search(emb.embeddings, k);
     record.mark("search");
-    c = identity_level ? write_identity_matches(out, m, emb.rows, res, idx.items(), thr, k)
-                       : write_image_matches(out, m, emb.rows, res, idx.items(), thr);
+    c = identity_level ? write_identity_matches(out, m, emb.rows, res, idx, thr, k)
+                       : write_image_matches(out, m, emb.rows, res, idx, thr);
     record.results()["queries"] = c.queries;
     record.results()["matched_rank1"] = c.matched;
   });
@@ -520,7 +722,7 @@ int info_cmd(const Args& args) {
     return 0;
   }
   std::map<std::string, int> ids;
-  for (const auto& it : idx.items()) ++ids[it.identity];
+  for (int64_t i = 0; i < idx.size(); ++i) ++ids[idx.item(i).identity];
   std::cout << "index      " << index_dir << "\n"
             << "count      " << idx.size() << " images of " << ids.size() << " identities\n"
             << "factory    " << m.value("factory", "") << " (" << m.value("metric", "") << ", " << idx.dim() << "-d)\n";

@@ -1,5 +1,6 @@
-// The only file in rewind that includes FAISS.
+// FAISS is included only in src/identity (this file, ivf_shards.cpp, index_impl.h).
 #include "rewind/identity/index.h"
+#include "index_impl.h"
 
 #include <sstream>
 #include <ATen/CPUGeneratorImpl.h>
@@ -11,6 +12,7 @@
 #include <faiss/IndexHNSW.h>
 #include <faiss/IndexPQ.h>
 #include <faiss/invlists/InvertedLists.h>
+#include <faiss/invlists/OnDiskInvertedLists.h>
 #include <faiss/IVFlib.h>
 #include <faiss/IndexIVF.h>
 #include <faiss/impl/FaissException.h>
@@ -39,30 +41,6 @@ using idx_t = faiss::Index::idx_t;
 
 constexpr int kFormat = 1;
 
-struct IdentityIndex::Impl {
-  int64_t dim = 0;
-  IndexOptions opt;
-  std::unique_ptr<faiss::Index> index;
-  std::vector<Item> items;
-  CalibrationReport calib;
-  bool calibrated = false;
-  nlohmann::json extra = nlohmann::json::object();
-  std::string created_utc;
-  int64_t generation = -1;                      ///< the folder generation it was loaded from (-1: never saved)
-  nlohmann::json files;                          ///< {index: {name, bytes, fnv1a64}, items: {...}} as loaded / saved
-  std::string integrity = "not saved";           ///< what load checked: "verified", "sizes only", "legacy"
-
-  bool l2() const { return opt.metric == "l2"; }
-
-  void apply_search_params() {
-    faiss::ParameterSpace ps;
-    ps.verbose = 0;
-    // set_index_parameter throws for parameters the index does not have; only set what applies.
-    if (auto* h = dynamic_cast<faiss::IndexHNSW*>(index.get())) h->hnsw.efSearch = opt.hnsw_ef_search;
-    if (auto* ivf = faiss::ivflib::try_extract_index_ivf(index.get())) ivf->nprobe = std::min<size_t>(opt.ivf_nprobe, ivf->nlist);
-  }
-};
-
 namespace {
 
 faiss::MetricType metric_of(const std::string& m) {
@@ -80,6 +58,78 @@ at::Tensor as_float_rows(const at::Tensor& x, int64_t dim, const char* what) {
 inline float to_similarity(float score, bool l2) { return l2 ? 1.0f - score / 2.0f : score; }
 
 }  // namespace
+
+// ------------------------------------------------------------------------------------------------
+// ItemTable
+
+ItemTable::ItemTable() : text_(io::csv_line({"id", "identity", "path", "dataset"})) {}
+
+void ItemTable::add(const Item& it) {
+  starts_.push_back(text_.size());
+  text_ += io::csv_line({std::to_string(starts_.size() - 1), it.identity, it.path, it.dataset});
+}
+
+Item ItemTable::get(int64_t i) const {
+  RW_CHECK(i >= 0 && i < size(), Internal, "item ", i, " of ", size());
+  const size_t a = starts_[size_t(i)], b = size_t(i) + 1 < starts_.size() ? starts_[size_t(i) + 1] : text_.size();
+  auto rows = io::parse_csv(text_.substr(a, b - a));
+  RW_CHECK(rows.size() == 1 && rows[0].size() >= 3, Internal, "items row ", i, " does not parse");
+  auto& r = rows[0];
+  return {std::move(r[1]), std::move(r[2]), r.size() > 3 ? std::move(r[3]) : std::string()};
+}
+
+ItemTable ItemTable::parse(std::string text, const std::string& source) {
+  ItemTable t;
+  t.text_ = std::move(text);
+  const std::string& s = t.text_;
+  const size_t n = s.size();
+  // the header: the first line
+  size_t pos = s.find('\n');
+  const std::string head = s.substr(0, pos == std::string::npos ? n : pos);
+  RW_CHECK(head.rfind("id,identity,path", 0) == 0, Input, source,
+           " must start with the header id,identity,path,dataset; rebuild the index");
+  pos = pos == std::string::npos ? n : pos + 1;
+  int64_t line = 2;
+  while (pos < n) {
+    if (s[pos] == '\n' || (s[pos] == '\r' && pos + 1 < n && s[pos + 1] == '\n')) {  // empty line
+      pos += s[pos] == '\n' ? 1 : 2;
+      ++line;
+      continue;
+    }
+    const size_t start = pos;
+    const int64_t first_line = line;
+    bool quoted = false;
+    int64_t fields = 1;
+    for (; pos < n; ++pos) {
+      const char c = s[pos];
+      if (c == '"') quoted = !quoted;  // "" inside quotes toggles twice
+      else if (c == '\n') {
+        ++line;
+        if (!quoted) break;
+      } else if (c == ',' && !quoted) ++fields;
+    }
+    RW_CHECK(!quoted, Input, source, " line ", first_line, " opens a quote that never closes; rebuild the index");
+    RW_CHECK(fields >= 3, Input, source, " line ", first_line, " has ", fields,
+             " fields, expected id,identity,path,dataset");
+    t.starts_.push_back(start);
+    if (pos < n) ++pos;  // past the newline
+  }
+  return t;
+}
+
+void check_embeddings(const at::Tensor& x) {
+  const int64_t n = x.size(0);
+  if (n == 0) return;
+  RW_CHECK(torch::isfinite(x).all().item<bool>(), Input,
+           "the embeddings contain NaN or infinite values: the embedder's outputs are broken (check the model file)");
+  const auto norms = x.norm(2, 1);
+  RW_CHECK((norms - 1).abs().max().item<float>() < 1e-3, Input, "the embeddings are not unit vectors (norms from ",
+           norms.min().item<float>(), " to ", norms.max().item<float>(), "): zero or degenerate embedder outputs");
+  RW_CHECK(n < 2 || (x - x[0]).abs().max().item<float>() > 1e-6, Input, "all ", n,
+           " embeddings are the same vector: the embedder's output is constant, so it cannot tell people apart");
+}
+
+// ------------------------------------------------------------------------------------------------
 
 IdentityIndex::IdentityIndex() : impl_(std::make_unique<Impl>()) {}
 IdentityIndex::~IdentityIndex() = default;
@@ -104,7 +154,7 @@ IdentityIndex::IdentityIndex(int64_t dim, const IndexOptions& options) : impl_(s
 
 int64_t IdentityIndex::dim() const { return impl_->dim; }
 int64_t IdentityIndex::size() const { return impl_->index ? int64_t(impl_->index->ntotal) : 0; }
-const std::vector<Item>& IdentityIndex::items() const { return impl_->items; }
+Item IdentityIndex::item(int64_t id) const { return impl_->items.get(id); }
 const IndexOptions& IdentityIndex::options() const { return impl_->opt; }
 const std::string& IdentityIndex::integrity() const { return impl_->integrity; }
 bool IdentityIndex::needs_training() const { return !impl_->index->is_trained; }
@@ -114,14 +164,9 @@ void IdentityIndex::add(const at::Tensor& embeddings, const std::vector<Item>& i
   const int64_t n = x.size(0);
   RW_CHECK(int64_t(items.size()) == n, Internal, "add: ", n, " vectors but ", items.size(), " items");
   if (n == 0) return;
-  // a broken embedder (NaN, zero or constant outputs) would build an index that matches everyone or no one
-  RW_CHECK(torch::isfinite(x).all().item<bool>(), Input,
-           "the embeddings contain NaN or infinite values: the embedder's outputs are broken (check the model file)");
-  const auto norms = x.norm(2, 1);
-  RW_CHECK((norms - 1).abs().max().item<float>() < 1e-3, Input, "the embeddings are not unit vectors (norms from ",
-           norms.min().item<float>(), " to ", norms.max().item<float>(), "): zero or degenerate embedder outputs");
-  RW_CHECK(n < 2 || (x - x[0]).abs().max().item<float>() > 1e-6, Input, "all ", n,
-           " embeddings are the same vector: the embedder's output is constant, so it cannot tell people apart");
+  RW_CHECK(impl_->lists_path.empty(), Usage, "this index keeps its lists on disk (built in shards): it cannot be added to; "
+           "rebuild it with the new images (rewind index build, sharded)");
+  check_embeddings(x);
   const float* p = x.data_ptr<float>();
   try {
     if (!impl_->index->is_trained) {
@@ -146,7 +191,7 @@ void IdentityIndex::add(const at::Tensor& embeddings, const std::vector<Item>& i
   } catch (const faiss::FaissException& e) {
     RW_FAIL(Internal, "FAISS failed adding vectors: ", e.what());
   }
-  impl_->items.insert(impl_->items.end(), items.begin(), items.end());
+  for (const auto& it : items) impl_->items.add(it);
   impl_->calibrated = false;
 }
 
@@ -236,12 +281,12 @@ const CalibrationReport& IdentityIndex::calibrate(const ProgressFn& progress) {
   std::vector<int64_t> labels(static_cast<size_t>(n));
   std::unordered_map<int64_t, int64_t> count;
   for (int64_t i = 0; i < n; ++i) {
-    auto it = label_of.emplace(im.items[size_t(i)].identity, int64_t(label_of.size())).first;
+    auto it = label_of.emplace(im.items.get(i).identity, int64_t(label_of.size())).first;
     labels[size_t(i)] = it->second;
     ++count[it->second];
   }
   RW_CHECK(label_of.size() >= 2, Input, "cannot calibrate thresholds: every item has the same identity '",
-           im.items[0].identity, "'; an index needs at least two identities");
+           im.items.get(0).identity, "'; an index needs at least two identities");
   int64_t max_per_id = 0;
   for (auto& [l, c] : count) max_per_id = std::max(max_per_id, c);
 
@@ -326,6 +371,31 @@ const CalibrationReport& IdentityIndex::calibrate(const ProgressFn& progress) {
   im.calib = rep;
   im.calibrated = true;
   return im.calib;
+}
+
+std::string IdentityIndex::layout() const {
+  const auto& im = *impl_;
+  std::ostringstream os;
+  os << im.opt.factory << ", " << size() << " vectors of " << im.dim << "-d";
+  auto* ivf = faiss::ivflib::try_extract_index_ivf(im.index.get());
+  if (!ivf) {
+    os << ", in memory";
+    return os.str();
+  }
+  std::vector<size_t> sizes(ivf->nlist);
+  for (size_t l = 0; l < ivf->nlist; ++l) sizes[l] = ivf->invlists->list_size(l);
+  std::sort(sizes.begin(), sizes.end());
+  os << "; " << ivf->nlist << " lists (vectors per list: min " << (sizes.empty() ? 0 : sizes.front()) << ", median "
+     << (sizes.empty() ? 0 : sizes[sizes.size() / 2]) << ", max " << (sizes.empty() ? 0 : sizes.back()) << "), "
+     << ivf->code_size << " B a code + 8 B an id, nprobe " << ivf->nprobe;
+  if (im.lists_path.empty()) {
+    os << "; lists in memory";
+  } else {
+    std::error_code ec;
+    os << "; lists on disk, memory-mapped: " << fs::path(im.lists_path).filename().string() << " ("
+       << fs::file_size(im.lists_path, ec) << " bytes)";
+  }
+  return os.str();
 }
 
 const CalibrationReport& IdentityIndex::calibration() const {
@@ -420,7 +490,8 @@ Generation current_generation(const std::string& dir) {
     const auto m = nlohmann::json::parse(io::read_file(dir + "/manifest.json"));
     g.number = m.value("generation", int64_t(0));
     if (m.contains("files")) {
-      for (const char* k : {"index", "items"}) g.files.push_back(m.at("files").at(k).at("name").get<std::string>());
+      for (const char* k : {"index", "items", "lists"})
+        if (m.at("files").contains(k)) g.files.push_back(m.at("files").at(k).at("name").get<std::string>());
     } else {
       g.files = {"index.faiss", "items.csv"};
     }
@@ -430,11 +501,18 @@ Generation current_generation(const std::string& dir) {
   return g;
 }
 
+faiss::OnDiskInvertedLists* on_disk_lists(faiss::Index* index) {
+  auto* ivf = faiss::ivflib::try_extract_index_ivf(index);
+  return ivf ? dynamic_cast<faiss::OnDiskInvertedLists*>(ivf->invlists) : nullptr;
+}
+
+}  // namespace
+
 std::string generation_file(const char* stem, const char* ext, int64_t gen) {
   return gen == 0 ? std::string(stem) + ext : std::string(stem) + ".g" + std::to_string(gen) + ext;
 }
 
-}  // namespace
+int64_t current_generation_number(const std::string& dir) { return current_generation(dir).number; }
 
 void IdentityIndex::save(const std::string& dir, const nlohmann::json& extra) const {
   io::ensure_dir(dir);
@@ -446,26 +524,39 @@ void IdentityIndex::save(const std::string& dir, const nlohmann::json& extra) co
   const Generation old = current_generation(dir);
   const int64_t gen = old.number + 1;
   const std::string iname = generation_file("index", ".faiss", gen), cname = generation_file("items", ".csv", gen);
+  // on-disk lists were written where the merge put them: this folder, under this generation's name
+  auto* od = on_disk_lists(impl_->index.get());
+  const std::string lname = od ? generation_file("lists", ".ivfdata", gen) : std::string();
+  if (od) {
+    std::error_code ec;
+    RW_CHECK(fs::equivalent(impl_->lists_path, dir + "/" + lname, ec), Usage, "an index whose lists are on disk (",
+             impl_->lists_path, ") is saved only into the folder it was merged for, as ", dir, "/", lname);
+  }
   io::write_via_temp(dir + "/" + iname, [&](const std::string& tmp) {
+    const std::string full = od ? od->filename : std::string();
+    if (od) od->filename = lname;  // the file records the bare name; load finds it beside index.faiss
     try {
       faiss::write_index(impl_->index.get(), tmp.c_str());
     } catch (const faiss::FaissException& e) {
+      if (od) od->filename = full;
       RW_FAIL(Input, "cannot write ", dir, "/", iname, ": ", e.what());
     }
+    if (od) od->filename = full;
     return true;
   });
   io::crash_point("index-save:index-written");
-  std::string items = io::csv_line({"id", "identity", "path", "dataset"});
-  for (size_t i = 0; i < impl_->items.size(); ++i) {
-    const auto& it = impl_->items[i];
-    items += io::csv_line({std::to_string(i), it.identity, it.path, it.dataset});
-  }
+  const std::string& items = impl_->items.text();
   io::write_file_atomic(dir + "/" + cname, items);
   io::crash_point("index-save:items-written");
   int64_t ibytes = 0;
   const std::string ihash = io::file_content_hash(dir + "/" + iname, &ibytes);
   impl_->files = {{"index", {{"name", iname}, {"bytes", ibytes}, {"fnv1a64", ihash}}},
                   {"items", {{"name", cname}, {"bytes", int64_t(items.size())}, {"fnv1a64", io::content_hash(items)}}}};
+  if (od) {
+    int64_t lbytes = 0;
+    const std::string lhash = io::file_content_hash(dir + "/" + lname, &lbytes);
+    impl_->files["lists"] = {{"name", lname}, {"bytes", lbytes}, {"fnv1a64", lhash}};
+  }
   impl_->generation = gen;
   auto m = manifest();
   m["checksum"] = manifest_checksum(m);
@@ -473,7 +564,7 @@ void IdentityIndex::save(const std::string& dir, const nlohmann::json& extra) co
   io::crash_point("index-save:manifest-switched");
   std::error_code ec;
   for (const auto& f : old.files)
-    if (f != iname && f != cname && plain_file_name(f)) fs::remove(dir + "/" + f, ec);
+    if (f != iname && f != cname && f != lname && plain_file_name(f)) fs::remove(dir + "/" + f, ec);
 }
 
 namespace {
@@ -485,6 +576,21 @@ int raw_metric(const faiss::Index* index) {
   static_assert(sizeof(raw) == sizeof(index->metric_type), "MetricType is an int");
   std::memcpy(&raw, &index->metric_type, sizeof raw);
   return raw;
+}
+
+// The lists' table of an on-disk index, checked against the file's size before it is mapped:
+// a damaged offset or size would otherwise be followed outside the mapping.
+void validate_on_disk_lists(const faiss::OnDiskInvertedLists& od, const std::string& ipath) {
+  auto bad = [&](const std::string& what) {
+    RW_FAIL(Input, ipath, " is damaged (", what, "); restore it from a backup or rebuild it with rewind index build");
+  };
+  if (od.lists.size() != od.nlist) bad("its on-disk list table has the wrong size");
+  const size_t entry = od.code_size + sizeof(idx_t);
+  for (const auto& l : od.lists) {
+    if (l.size > l.capacity || l.capacity > od.totsize / std::max<size_t>(entry, 1) || l.offset > od.totsize ||
+        l.capacity * entry > od.totsize - l.offset)
+      bad("an on-disk list outside its lists file");
+  }
 }
 
 // Structural checks of a FAISS index read from disk, before anything searches it: a damaged
@@ -582,7 +688,7 @@ IdentityIndex IdentityIndex::load(const std::string& dir, bool verify) {
            " is not a rewind index manifest; rebuild the index with rewind index build");
   // integrity: the manifest's own checksum, then each file's size and content hash, all before
   // FAISS parses a byte
-  std::string iname = "index.faiss", cname = "items.csv", integrity = "legacy";
+  std::string iname = "index.faiss", cname = "items.csv", integrity = "legacy", lname, lpath;
   nlohmann::json files;
   int64_t generation = 0;
   if (m.contains("checksum")) {
@@ -625,6 +731,18 @@ IdentityIndex IdentityIndex::load(const std::string& dir, bool verify) {
     };
     check("items", cpath, int64_t(items_text.size()), [&] { return io::content_hash(items_text); });
     check("index", ipath, int64_t(fs::file_size(ipath)), [&] { return io::file_content_hash(ipath); });
+    if (files.contains("lists")) {
+      try {
+        lname = files.at("lists").at("name").get<std::string>();
+      } catch (const nlohmann::json::exception& e) {
+        RW_FAIL(Input, mpath, " has a malformed lists entry (", e.what(), "); rebuild the index");
+      }
+      RW_CHECK(plain_file_name(lname), Input, mpath, " names a lists file outside its folder (", lname, "); rebuild the index");
+      lpath = dir + "/" + lname;
+      RW_CHECK(fs::is_regular_file(lpath), Input, lpath, " (the index's inverted lists) is missing; restore it or rebuild "
+               "the index with rewind index build");
+      check("lists", lpath, int64_t(fs::file_size(lpath)), [&] { return io::file_content_hash(lpath); });
+    }
   }
   IdentityIndex idx;
   auto& im = *idx.impl_;
@@ -669,7 +787,18 @@ IdentityIndex IdentityIndex::load(const std::string& dir, bool verify) {
     if (std::find(known.begin(), known.end(), it.key()) == known.end()) im.extra[it.key()] = it.value();
 
   try {
-    im.index.reset(faiss::read_index(ipath.c_str()));
+    // on-disk lists: FAISS reads the lists' table, rewind maps the file the manifest names
+    im.index.reset(faiss::read_index(ipath.c_str(), lpath.empty() ? 0 : faiss::IO_FLAG_SKIP_IVF_DATA | faiss::IO_FLAG_READ_ONLY));
+    if (!lpath.empty()) {
+      auto* od = on_disk_lists(im.index.get());
+      RW_CHECK(od, Input, mpath, " names a lists file but ", ipath, " keeps no lists on disk; rebuild the index");
+      RW_CHECK(od->totsize == size_t(fs::file_size(lpath)), Input, lpath, " is ", fs::file_size(lpath), " bytes but ", ipath,
+               " expects ", od->totsize, "; restore the folder or rebuild the index");
+      validate_on_disk_lists(*od, ipath);  // before a byte of the mapped file is read
+      od->filename = lpath;
+      if (od->totsize > 0) od->do_mmap();
+      im.lists_path = lpath;
+    }
   } catch (const faiss::FaissException& e) {
     RW_FAIL(Input, ipath, " is not a readable FAISS index (truncated or foreign file); rebuild it with rewind index build. FAISS said: ",
             e.what());
@@ -685,14 +814,7 @@ IdentityIndex IdentityIndex::load(const std::string& dir, bool verify) {
   im.generation = generation;
   im.files = files;
   im.integrity = integrity;
-  auto rows = io::parse_csv(items_text, cpath);
-  RW_CHECK(!rows.empty() && rows[0].size() >= 3 && rows[0][0] == "id", Input, cpath,
-           " must start with the header id,identity,path,dataset; rebuild the index");
-  for (size_t r = 1; r < rows.size(); ++r) {
-    const auto& row = rows[r];
-    RW_CHECK(row.size() >= 3, Input, cpath, " line ", r + 1, " has ", row.size(), " fields, expected id,identity,path,dataset");
-    im.items.push_back({row[1], row[2], row.size() > 3 ? row[3] : ""});
-  }
+  im.items = ItemTable::parse(std::move(items_text), cpath);
   RW_CHECK(int64_t(im.items.size()) == int64_t(im.index->ntotal), Input, cpath, " lists ", im.items.size(),
            " items but the index holds ", im.index->ntotal, " vectors; rebuild the index");
   im.apply_search_params();

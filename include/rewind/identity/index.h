@@ -12,10 +12,12 @@
 // On disk (one folder per index, DESIGN.md):
 //   index.faiss    the FAISS index (faiss::write_index)
 //   items.csv      id,identity,path,dataset
+//   lists.ivfdata  (IVF indexes merged from shards with their lists on disk) the inverted lists,
+//                  memory-mapped at query time: a query process holds the quantizer, not the codes
 //   manifest.json  format, embedder id and file hash, dim, metric, factory, count, build options,
 //                  calibration (pair and search thresholds per FAR), build, created time, and
-//                  integrity: the generation, the two files it names with their size and FNV-1a
-//                  hash, and a checksum of the manifest itself.
+//                  integrity: the generation, the files it names (index, items, lists) with their
+//                  size and FNV-1a hash, and a checksum of the manifest itself.
 // Each save after the first (--append) is a new generation: index.gN.faiss and items.gN.csv are
 // written beside the old files and manifest.json, which names them, is switched last by one
 // atomic rename; the old generation's files are removed after. A kill at any instant leaves
@@ -25,6 +27,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -99,7 +102,9 @@ class IdentityIndex {
 
   int64_t dim() const;
   int64_t size() const;
-  const std::vector<Item>& items() const;
+  /// The item with id `id` (0 <= id < size()); items are held as items.csv text and parsed on
+  /// demand, so a 10M-item index costs its file size in RAM.
+  Item item(int64_t id) const;
   const IndexOptions& options() const;
   /// True when the index must be trained before adding (IVF, PQ) and has not been.
   bool needs_training() const;
@@ -128,6 +133,22 @@ class IdentityIndex {
   /// stricter neighbour is used). Throws Error{kUsage} listing the calibrated FARs otherwise.
   double search_threshold(double far) const;
   double pair_threshold(double far) const;
+
+  /// How the index is laid out: type, count, and for IVF the list sizes, code size and whether
+  /// the lists are in memory or memory-mapped from a file (on-disk indexes, ivf_shards.h).
+  std::string layout() const;
+
+  /// Merges IVF shards (ivf_shards.h) into an index whose item `id` is item_of(id).
+  /// `keys[id]` is the key (ascending) that the shards stored for that item; every key must be in
+  /// exactly one shard. Lists go to `lists_path` (memory-mapped; the folder's next generation
+  /// name, see save) or stay in memory when it is "". The entries of each list are in id order,
+  /// so the index equals one built by adding the same vectors in one process.
+  static IdentityIndex merge_ivf_shards(const IndexOptions& options, const std::string& trained,
+                                        const std::vector<std::string>& shard_files, const std::vector<int64_t>& keys,
+                                        const std::function<Item(int64_t id)>& item_of, const std::string& lists_path,
+                                        const ProgressFn& progress = {});
+  /// The path `merge_ivf_shards` should write on-disk lists to for a save into `dir`.
+  static std::string next_lists_path(const std::string& dir);
 
   /// manifest.json as written (plus what `extra` added at save/load).
   nlohmann::json manifest() const;
