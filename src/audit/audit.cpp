@@ -18,12 +18,6 @@
 
 namespace rw::audit {
 
-namespace {
-bool fs_exists(const std::string& p) {
-  std::error_code ec;
-  return std::filesystem::exists(p, ec);
-}
-}  // namespace
 
 namespace {
 
@@ -342,41 +336,9 @@ AuditResult run(models::Generator& g, models::Embedder& e, const io::Manifest& d
 
 namespace {
 
-constexpr int64_t kSampleBatch = 256;  // SampleBank's default batch: the blocks samples are dealt in
-
-nlohmann::json part_fingerprint(nlohmann::json fp, const data::Shard& shard, int64_t round) {
-  fp["shard"] = shard.str();
-  fp["round"] = round;
-  return fp;
-}
-
-/// A part's stage folder, checked to be the one this run's options make (never created here).
-StageCache open_part(const std::string& dir, const nlohmann::json& fp, const data::Shard& shard, int64_t round) {
-  const std::string f = dir + "/fingerprint.json";
-  RW_CHECK(fs_exists(f), Input, "merge: ", dir, " holds no stages of round ", round, " (", f,
-           " is missing): run shard ", shard.str(), " again");
-  RW_CHECK(io::read_file(f) == io::dump_json(part_fingerprint(fp, shard, round), 1), Input, "merge: the stages in ", dir,
-           " were made with other options or inputs: rerun shard ", shard.str(), " with this command's options");
-  return StageCache(dir, part_fingerprint(fp, shard, round), true);
-}
-
-/// The recovery segments a cache holds, as one [n, 2 + D (+ d)] tensor sorted by manifest row.
-at::Tensor recovery_rows(const StageCache& c, const std::string& stage) {
-  std::vector<at::Tensor> segs;
-  at::Tensor t;
-  for (int64_t k = 0; c.load(stage + "-seg-" + std::to_string(k), &t); ++k) segs.push_back(t.to(torch::kFloat64));
-  if (segs.empty()) return at::Tensor();
-  auto all = torch::cat(segs);
-  return all.index_select(0, std::get<1>(all.select(1, 0).sort()));
-}
-
 }  // namespace
 
-int64_t audit_next_round(const std::string& stage_dir) {
-  if (!fs_exists(stage_dir + "/round-1.json")) return 1;
-  if (!fs_exists(stage_dir + "/round-2.json")) return 2;
-  return 0;
-}
+int64_t audit_next_round(const std::string& stage_dir) { return next_round(stage_dir, 2); }
 
 int64_t run_shard(models::Generator& g, models::Embedder& e, const io::Manifest& dataset, const io::Manifest* reference,
                   const AuditOptions& o, const data::Shard& shard, const std::string& part_stage_dir,
@@ -441,44 +403,9 @@ int64_t merge_shards(models::Generator& g, models::Embedder& e, const io::Manife
                  " has no '", name, "' stage; rerun that shard");
       save_embedded(run, name, merge_embedded(es));
     }
-    // samples are dealt in blocks of the bank's batch (SampleBank): walk them in order
-    std::vector<at::Tensor> ps(static_cast<size_t>(n));
-    std::vector<int64_t> want(static_cast<size_t>(n), 0), at_(static_cast<size_t>(n), 0), owner_of;
-    for (int64_t k = 0; k < o.samples; ++k) {
-      data::Shard sh;
-      sh.count = n;
-      sh.block = kSampleBatch;
-      sh.index = (k / kSampleBatch) % n;
-      owner_of.push_back(sh.index);
-      ++want[size_t(sh.index)];
-    }
-    for (int64_t i = 0; i < n; ++i) {
-      RW_CHECK(parts[size_t(i)].load("samples", &ps[size_t(i)]), Input, "merge: ", part_stage_dirs[size_t(i)],
-               " has no samples; rerun that shard");
-      RW_CHECK(ps[size_t(i)].dim() == 2 && ps[size_t(i)].size(0) == want[size_t(i)], Input, "merge: ",
-               part_stage_dirs[size_t(i)], " holds ", ps[size_t(i)].size(0), " samples, shard ", i, "/", n, " makes ",
-               want[size_t(i)], "; rerun that shard");
-    }
-    std::vector<at::Tensor> rows;
-    for (int64_t k = 0; k < o.samples; ++k) {
-      const size_t p = size_t(owner_of[size_t(k)]);
-      rows.push_back(ps[p][at_[p]++]);
-    }
-    run.save("samples", torch::stack(rows));
+    run.save("samples", merge_sample_parts(parts, part_stage_dirs, o.samples));
   } else {
-    std::vector<at::Tensor> segs;
-    for (int64_t i = 0; i < n; ++i) {
-      auto t = recovery_rows(parts[size_t(i)], "invert");
-      if (t.defined()) segs.push_back(t);
-    }
-    if (!segs.empty()) {
-      auto all = torch::cat(segs);
-      all = all.index_select(0, std::get<1>(all.select(1, 0).sort()));
-      // saved as the whole run saves them: segments of its stream's batch, in row order
-      const int64_t per = recovery_segment_size(o.invert);
-      for (int64_t k = 0; k * per < all.size(0); ++k)
-        run.save("invert-seg-" + std::to_string(k), all.slice(0, k * per, std::min(all.size(0), (k + 1) * per)));
-    }
+    merge_recovery_parts(parts, run, "invert", o.invert);
   }
   run.save_json("round-" + std::to_string(round), {{"shards", n}});
   report_progress(progress, {"merge", round, 2, ""});

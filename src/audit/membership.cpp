@@ -81,59 +81,55 @@ void aggregate_identities(MembershipResult& r, const io::Manifest* const sets[2]
   }
 }
 
-/// What one class's streamed pass keeps: which rows loaded, their identity-nn similarity, and the
-/// embeddings of the rows drawn for recovery (for recon-identity). Nothing else per image.
+/// What one class's streamed pass keeps: which rows loaded, their embeddings and image
+/// statistics. Nothing else per image; identity-nn is scored from the embeddings afterwards.
 struct ClassScan {
   std::vector<size_t> rows;
   std::vector<data::Skipped> skipped;
-  std::vector<double> nn;   ///< per row; empty without a sample bank
-  Embedded kept;            ///< embeddings of the loaded rows among `keep`
+  Embedded kept;            ///< embeddings of the loaded rows (with an embedder)
   at::Tensor stats;         ///< [rows, F] image statistics (image_statistics) for the blind baseline
 };
 
-ClassScan scan(data::ImageStream& s, models::Embedder* e, const SampleBank* bank, const std::vector<size_t>& keep) {
+ClassScan scan(data::ImageStream& s, models::Embedder* e) {
   torch::NoGradGuard ng;
   ClassScan out;
-  std::set<size_t> want(keep.begin(), keep.end());
-  at::Tensor buf = e ? torch::empty({int64_t(want.size()), e->dim()}) : at::Tensor();
-  int64_t n = 0;
   data::Batch b;
   out.rows.reserve(size_t(s.total()));
-  std::vector<at::Tensor> stats;
+  std::vector<at::Tensor> stats, embs;
   while (s.next(&b)) {
     out.rows.insert(out.rows.end(), b.rows.begin(), b.rows.end());
     stats.push_back(image_statistics(b.images));
-    if (!e || (!bank && want.empty())) continue;
-    auto emb = e->embed(b.images);
-    if (bank) {
-      std::vector<double> sim;
-      std::vector<int64_t> k;
-      bank->nearest(emb, &sim, &k);
-      out.nn.insert(out.nn.end(), sim.begin(), sim.end());
-    }
-    for (size_t j = 0; j < b.rows.size(); ++j)
-      if (want.count(b.rows[j])) {
-        buf[n++].copy_(emb[int64_t(j)]);
-        out.kept.rows.push_back(b.rows[j]);
-      }
+    if (!e) continue;
+    embs.push_back(e->embed(b.images));
+    out.kept.rows.insert(out.kept.rows.end(), b.rows.begin(), b.rows.end());
   }
-  out.kept.emb = buf.defined() ? buf.slice(0, 0, n).clone() : torch::empty({0, 0});
+  out.kept.emb = embs.empty() ? torch::empty({0, e ? e->dim() : 0}) : torch::cat(embs);
   out.stats = stats.empty() ? torch::empty({0, 0}, torch::kFloat64) : torch::cat(stats);
   out.skipped = s.skipped();
   return out;
 }
 
+/// identity-nn of each kept row: its best similarity to a sample, in chunks of a fixed size (the
+/// same arithmetic whether the embeddings came from one process or from shards).
+std::vector<double> nearest_samples(const SampleBank& bank, const at::Tensor& emb) {
+  std::vector<double> out, sim;
+  std::vector<int64_t> k;
+  for (int64_t a = 0; a < emb.size(0); a += 1024) {
+    bank.nearest(emb.slice(0, a, std::min(emb.size(0), a + 1024)), &sim, &k);
+    out.insert(out.end(), sim.begin(), sim.end());
+  }
+  return out;
+}
+
 bool load_scan(const StageCache& c, const std::string& name, ClassScan* out) {
   nlohmann::json meta;
-  at::Tensor rows, nn;
+  at::Tensor rows;
   // the json is written last: its presence marks the stage complete
-  if (!c.load_json(name + "-scan", &meta) || !c.load(name + "-scan-rows", &rows) || !c.load(name + "-scan-nn", &nn) ||
+  if (!c.load_json(name + "-scan", &meta) || !c.load(name + "-scan-rows", &rows) ||
       !c.load(name + "-scan-stats", &out->stats) || !load_embedded(c, name + "-kept", &out->kept))
     return false;
   out->rows = rows_from(rows);
   out->skipped = skipped_from(meta.at("skipped"));
-  auto d = nn.to(torch::kFloat64).contiguous();
-  out->nn.assign(d.data_ptr<double>(), d.data_ptr<double>() + d.numel());
   return true;
 }
 
@@ -141,9 +137,33 @@ void save_scan(const StageCache& c, const std::string& name, const ClassScan& s)
   if (!c.enabled()) return;
   save_embedded(c, name + "-kept", s.kept);
   c.save(name + "-scan-rows", rows_tensor(s.rows));
-  c.save(name + "-scan-nn", torch::tensor(s.nn, torch::kFloat64));
   c.save(name + "-scan-stats", s.stats);
   c.save_json(name + "-scan", {{"skipped", skipped_json(s.skipped)}});
+}
+
+/// The scans of a class's shards, in row order (one process's scan).
+ClassScan merge_scans(const std::vector<ClassScan>& parts) {
+  ClassScan out;
+  std::vector<std::pair<size_t, std::pair<size_t, int64_t>>> order;  // row -> (part, position)
+  std::vector<Embedded> kept;
+  for (size_t p = 0; p < parts.size(); ++p) {
+    RW_CHECK(parts[p].stats.size(0) == int64_t(parts[p].rows.size()), Input, "merge: a part holds ", parts[p].stats.size(0),
+             " image statistics for ", parts[p].rows.size(), " rows; rerun that shard");
+    for (size_t i = 0; i < parts[p].rows.size(); ++i) order.push_back({parts[p].rows[i], {p, int64_t(i)}});
+    out.skipped.insert(out.skipped.end(), parts[p].skipped.begin(), parts[p].skipped.end());
+    kept.push_back(parts[p].kept);
+  }
+  std::sort(order.begin(), order.end());
+  std::vector<at::Tensor> st;
+  for (const auto& [row, at] : order) {
+    out.rows.push_back(row);
+    st.push_back(parts[at.first].stats[at.second]);
+  }
+  std::sort(out.skipped.begin(), out.skipped.end(), [](const data::Skipped& a, const data::Skipped& b) { return a.row < b.row; });
+  out.stats = st.empty() ? torch::empty({0, 0}, torch::kFloat64) : torch::stack(st);
+  out.kept = merge_embedded(kept);
+  out.kept.skipped.clear();
+  return out;
 }
 
 /// Keeps at most ~2000 points of a ROC curve (first and last kept): the plots look the same and
@@ -186,18 +206,24 @@ void evaluate(MembershipResult& r, const MembershipOptions& o) {
   }
 }
 
-}  // namespace
+/// Which attacks run (and why the others do not), and the stage fingerprint of the run.
+struct Plan {
+  std::set<std::string> run;
+  std::map<std::string, std::string> not_run;
+  bool need_recovery = false;
+  nlohmann::json fp;
+};
 
-MembershipResult run_membership(models::Generator& g, models::Generator* gref, models::Embedder* e,
-                                const io::Manifest& members, const io::Manifest& nonmembers, const MembershipOptions& o,
-                                const ProgressFn& progress, io::RunRecord* record) {
+Plan plan(models::Generator& g, models::Generator* gref, models::Embedder* e, const io::Manifest& members,
+          const io::Manifest& nonmembers, const MembershipOptions& o) {
+  Plan p;
   auto want = parse_attacks(o.attacks);
   RW_CHECK(o.samples >= 1, Usage, "MembershipOptions::samples must be >= 1, got ", o.samples);
   RW_CHECK(o.recover_max >= 0, Usage, "MembershipOptions::recover_max must be >= 0, got ", o.recover_max);
   RW_CHECK(o.boot >= 0, Usage, "MembershipOptions::boot must be >= 0, got ", o.boot);
-  const bool need_recovery = want.count("recovery") || want.count("recon-identity") || (want.count("calibrated") && gref);
-  std::set<std::string> run;
-  std::map<std::string, std::string> not_run;
+  p.need_recovery = want.count("recovery") || want.count("recon-identity") || (want.count("calibrated") && gref);
+  auto& run = p.run;
+  auto& not_run = p.not_run;
   for (const auto& a : want) {
     if (a == "calibrated" && !gref)
       not_run[a] = "no reference generator given (GAN-Leaks' calibrated attack needs a generator trained on other data: "
@@ -209,12 +235,71 @@ MembershipResult run_membership(models::Generator& g, models::Generator* gref, m
   }
   RW_CHECK(!run.empty(), Usage, "no attack could run: MembershipOptions::attacks '", o.attacks,
            "' needs an embedder for identity-nn / recon-identity and a reference generator for calibrated");
-  nlohmann::json fp = {{"attacks", o.attacks}, {"samples", o.samples}, {"per_identity", o.per_identity},
-                       {"recover_max", o.recover_max}, {"seed", o.seed}, {"restarts", o.invert.restarts},
-                       {"steps", o.invert.loop.steps}, {"lr", o.invert.loop.lr}, {"generator", g.describe()},
-                       {"reference_generator", gref ? gref->describe() : ""}, {"embedder", e ? e->id() : ""},
-                       {"members", manifest_hash(members)}, {"nonmembers", manifest_hash(nonmembers)}};
-  StageCache cache(o.stage_dir, fp, o.resume);
+  p.fp = {{"attacks", o.attacks}, {"samples", o.samples}, {"per_identity", o.per_identity},
+          {"recover_max", o.recover_max}, {"seed", o.seed}, {"restarts", o.invert.restarts},
+          {"steps", o.invert.loop.steps}, {"lr", o.invert.loop.lr}, {"generator", g.describe()},
+          {"reference_generator", gref ? gref->describe() : ""}, {"embedder", e ? e->id() : ""},
+          {"members", manifest_hash(members)}, {"nonmembers", manifest_hash(nonmembers)}, {"batch", o.batch}};
+  return p;
+}
+
+/// The rows of class `lab` that are scanned (the first per_identity of each identity).
+std::vector<size_t> chosen_rows(const io::Manifest& m, const MembershipOptions& o) {
+  return first_per_identity(m, o.per_identity);
+}
+
+/// The rows of class `lab` that get latent recovery: a seeded draw of the chosen rows, those that loaded.
+std::vector<size_t> recovery_rows_of(const std::vector<size_t>& chosen, const ClassScan& sc, const MembershipOptions& o,
+                                     int lab) {
+  auto inv = draw(chosen, o.recover_max, mix_seed(o.seed, 0xD4A7ull, uint64_t(lab)));
+  std::set<size_t> ok(sc.rows.begin(), sc.rows.end());
+  std::vector<size_t> loaded;
+  for (size_t row : inv)
+    if (ok.count(row)) loaded.push_back(row);
+  return loaded;
+}
+
+/// A stream over `rows` of `m` at the generator's size; with a shard, only its blocks of `rows`
+/// (positions dealt in blocks of the batch, so each batch is one a single process makes).
+data::ImageStream class_stream(const io::Manifest& m, const std::vector<size_t>& rows, const models::ImageShape& shape,
+                               const MembershipOptions& o, const std::string& cls, const data::Shard& shard,
+                               const ProgressFn& progress) {
+  std::vector<size_t> mine;
+  const auto sh = shard.blocks_of(o.batch);
+  for (size_t k = 0; k < rows.size(); ++k)
+    if (sh.contains(int64_t(k))) mine.push_back(rows[k]);
+  data::StreamOptions so;
+  so.batch = o.batch;
+  so.stage = "load " + cls;
+  return data::ImageStream(m, std::move(mine), data::image_loader({shape.channels, shape.height, io::ResizeMode::kCenterCrop}),
+                           so, progress);
+}
+
+/// The embedder the scans need (identity-nn, recon-identity), else null.
+models::Embedder* scan_embedder(const Plan& p, models::Embedder* e) {
+  return p.run.count("identity-nn") || p.run.count("recon-identity") ? e : nullptr;
+}
+
+/// The sample bank: kept in the cache (a resumed or merged run does not generate it again).
+std::unique_ptr<SampleBank> sample_bank(models::Generator& g, models::Embedder& e, const MembershipOptions& o,
+                                        const StageCache& cache, const ProgressFn& progress) {
+  at::Tensor emb;
+  if (cache.load("samples", &emb)) return std::make_unique<SampleBank>(emb, o.seed);
+  auto bank = std::make_unique<SampleBank>(g, e, o.samples, o.seed, progress, kSampleBatch);
+  cache.save("samples", bank->embeddings());
+  return bank;
+}
+
+}  // namespace
+
+MembershipResult run_membership(models::Generator& g, models::Generator* gref, models::Embedder* e,
+                                const io::Manifest& members, const io::Manifest& nonmembers, const MembershipOptions& o,
+                                const ProgressFn& progress, io::RunRecord* record) {
+  const Plan pl = plan(g, gref, e, members, nonmembers, o);
+  const auto& run = pl.run;
+  const auto& not_run = pl.not_run;
+  const bool need_recovery = pl.need_recovery;
+  StageCache cache(o.stage_dir, pl.fp, o.resume);
   MembershipResult r;
   r.attacks.assign(run.begin(), run.end());
   r.skipped_attacks = not_run;
@@ -224,7 +309,7 @@ MembershipResult run_membership(models::Generator& g, models::Generator* gref, m
   // per class: embeddings of the chosen rows (this also finds the rows that load)
   std::unique_ptr<SampleBank> bank;
   if (run.count("identity-nn")) {
-    bank = std::make_unique<SampleBank>(g, *e, o.samples, o.seed, progress);
+    bank = sample_bank(g, *e, o, cache, progress);
     if (record) record->mark("samples");
   }
   int64_t position = 0;  // restart seeds: members first, then non-members, as one list
@@ -232,17 +317,11 @@ MembershipResult run_membership(models::Generator& g, models::Generator* gref, m
   for (int lab : {1, 0}) {
     const auto& m = *sets[lab];
     const std::string cls = lab ? "members" : "nonmembers";
-    auto chosen = first_per_identity(m, o.per_identity);
-    // the rows drawn for recovery are drawn from those chosen (a row that then fails to load is skipped)
-    auto inv = need_recovery ? draw(chosen, o.recover_max, mix_seed(o.seed, 0xD4A7ull, uint64_t(lab))) : std::vector<size_t>{};
+    const auto chosen = chosen_rows(m, o);
     ClassScan sc;
     if (!load_scan(cache, cls, &sc)) {
-      data::StreamOptions so;
-      so.batch = o.batch;
-      so.stage = "load " + cls;
-      data::ImageStream s(m, chosen, data::image_loader({shape.channels, shape.height, io::ResizeMode::kCenterCrop}), so,
-                          progress);
-      sc = scan(s, e, bank.get(), run.count("recon-identity") ? inv : std::vector<size_t>{});
+      auto s = class_stream(m, chosen, shape, o, cls, {}, progress);
+      sc = scan(s, scan_embedder(pl, e));
       save_scan(cache, cls, sc);
     }
     record_skips(record, sc.skipped);
@@ -257,16 +336,17 @@ MembershipResult run_membership(models::Generator& g, models::Generator* gref, m
       r.raw[a].resize(r.rows.size(), NAN);
       r.score[a].resize(r.rows.size(), NAN);
     }
-    if (run.count("identity-nn"))
-      for (size_t i = 0; i < sc.rows.size(); ++i) r.raw["identity-nn"][base + i] = r.score["identity-nn"][base + i] = sc.nn[i];
-    sc.nn = {};
+    if (run.count("identity-nn")) {
+      RW_CHECK(sc.kept.rows == sc.rows, Input, "membership: the kept ", cls, " scan in ", o.stage_dir,
+               " lost embeddings; remove the folder and run again");
+      const auto nn = nearest_samples(*bank, sc.kept.emb);
+      for (size_t i = 0; i < sc.rows.size(); ++i) r.raw["identity-nn"][base + i] = r.score["identity-nn"][base + i] = nn[i];
+    }
     if (sc.stats.size(0) == int64_t(sc.rows.size()))
       for (int64_t i = 0; i < sc.stats.size(0); ++i) stats.push_back(to_vector(sc.stats[i]));
     if (!need_recovery) continue;
-    std::vector<size_t> loaded;  // drawn rows that loaded for the scan
-    std::set<size_t> ok(sc.rows.begin(), sc.rows.end());
-    for (size_t row : inv)
-      if (ok.count(row)) loaded.push_back(row);
+    // the rows drawn for recovery are drawn from those chosen (a row that did not load is skipped)
+    const auto loaded = recovery_rows_of(chosen, sc, o, lab);
     auto rc = recover_rows(g, m, loaded, o.invert, e && run.count("recon-identity") ? e : nullptr, progress,
                            "invert " + cls, &cache, position);
     Recovery rc_ref;
@@ -307,6 +387,94 @@ MembershipResult run_membership(models::Generator& g, models::Generator* gref, m
                r.blind.m.auc.value, ", 95% CI ", r.blind.m.auc.lo, "-", r.blind.m.auc.hi, ")");
   }
   return r;
+}
+
+// ------------------------------------------------------------------------------------------------
+// sharded membership: round 1 scans (and samples), round 2 latent recovery
+
+int64_t membership_next_round(const std::string& stage_dir) { return next_round(stage_dir, 2); }
+
+int64_t run_membership_shard(models::Generator& g, models::Generator* gref, models::Embedder* e,
+                             const io::Manifest& members, const io::Manifest& nonmembers, const MembershipOptions& o,
+                             const data::Shard& shard, const std::string& part_stage_dir, const ProgressFn& progress,
+                             io::RunRecord* record) {
+  RW_CHECK(!shard.whole(), Internal, "run_membership_shard needs a shard of more than one");
+  const Plan pl = plan(g, gref, e, members, nonmembers, o);
+  const int64_t round = membership_next_round(o.stage_dir);
+  RW_CHECK(round > 0, Usage, "every round of this sharded membership run is merged already: run it with --merge to "
+           "write the report");
+  StageCache part(part_stage_dir, part_fingerprint(pl.fp, shard, round), o.resume);
+  const io::Manifest* sets[2] = {&nonmembers, &members};
+  if (round == 1) {
+    at::Tensor smp;
+    if (pl.run.count("identity-nn") && !part.load("samples", &smp))
+      part.save("samples", SampleBank(g, *e, o.samples, o.seed, progress, kSampleBatch, shard).embeddings());
+    for (int lab : {1, 0}) {
+      const std::string cls = lab ? "members" : "nonmembers";
+      ClassScan sc;
+      if (!load_scan(part, cls, &sc)) {
+        auto s = class_stream(*sets[lab], chosen_rows(*sets[lab], o), g.output_shape(), o, cls, shard, progress);
+        sc = scan(s, scan_embedder(pl, e));
+        save_scan(part, cls, sc);
+      }
+      record_skips(record, sc.skipped);
+    }
+  } else if (pl.need_recovery) {
+    StageCache merged(o.stage_dir, pl.fp, true);
+    int64_t position = 0;  // as run_membership: members first, then non-members
+    for (int lab : {1, 0}) {
+      const auto& m = *sets[lab];
+      const std::string cls = lab ? "members" : "nonmembers";
+      ClassScan sc;
+      RW_CHECK(load_scan(merged, cls, &sc), Input, o.stage_dir, " lacks the merged ", cls,
+               " scan of round 1: merge round 1 (--merge) before round 2");
+      const auto loaded = recovery_rows_of(chosen_rows(m, o), sc, o, lab);
+      auto rc = recover_rows(g, m, loaded, o.invert, e && pl.run.count("recon-identity") ? e : nullptr, progress,
+                             "invert " + cls, &part, position, shard);
+      record_skips(record, rc.skipped);
+      if (pl.run.count("calibrated"))
+        recover_rows(*gref, m, loaded, o.invert, nullptr, progress, "invert " + cls + " (reference)", &part, position, shard);
+      position += int64_t(loaded.size());
+    }
+  }
+  part.save_json("done", {{"round", round}, {"shard", shard.str()}});
+  return round;
+}
+
+int64_t merge_membership_shards(models::Generator& g, models::Generator* gref, models::Embedder* e,
+                                const io::Manifest& members, const io::Manifest& nonmembers,
+                                const MembershipOptions& o, const std::vector<std::string>& part_stage_dirs,
+                                const ProgressFn& progress) {
+  const Plan pl = plan(g, gref, e, members, nonmembers, o);
+  const int64_t round = membership_next_round(o.stage_dir), n = int64_t(part_stage_dirs.size());
+  RW_CHECK(round > 0, Usage, "every round of this sharded membership run is merged already");
+  std::vector<StageCache> parts;
+  for (int64_t i = 0; i < n; ++i) {
+    data::Shard sh;
+    sh.index = i;
+    sh.count = n;
+    parts.push_back(open_part(part_stage_dirs[size_t(i)], pl.fp, sh, round));
+    nlohmann::json done;
+    RW_CHECK(parts.back().load_json("done", &done), Input, "merge: shard ", sh.str(), " did not finish round ", round,
+             " (", part_stage_dirs[size_t(i)], "): run it again (with --resume it continues)");
+  }
+  StageCache run(o.stage_dir, pl.fp, true);
+  for (const char* cls : {"members", "nonmembers"}) {
+    if (round == 1) {
+      std::vector<ClassScan> scans(static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; ++i)
+        RW_CHECK(load_scan(parts[size_t(i)], cls, &scans[size_t(i)]), Input, "merge: ", part_stage_dirs[size_t(i)],
+                 " has no ", cls, " scan; rerun that shard");
+      save_scan(run, cls, merge_scans(scans));
+    } else {
+      merge_recovery_parts(parts, run, std::string("invert ") + cls, o.invert);
+      merge_recovery_parts(parts, run, std::string("invert ") + cls + " (reference)", o.invert);
+    }
+  }
+  if (round == 1 && pl.run.count("identity-nn")) run.save("samples", merge_sample_parts(parts, part_stage_dirs, o.samples));
+  run.save_json("round-" + std::to_string(round), {{"shards", n}});
+  report_progress(progress, {"merge", round, 2, ""});
+  return round;
 }
 
 }  // namespace rw::audit

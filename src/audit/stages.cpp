@@ -422,4 +422,69 @@ at::Tensor image_statistics(const at::Tensor& images) {
                     1);
 }
 
+// ------------------------------------------------------------------------------------------------
+// sharded pipelines
+
+int64_t next_round(const std::string& stage_dir, int64_t rounds) {
+  std::error_code ec;
+  for (int64_t r = 1; r <= rounds; ++r)
+    if (!std::filesystem::exists(stage_dir + "/round-" + std::to_string(r) + ".json", ec)) return r;
+  return 0;
+}
+
+nlohmann::json part_fingerprint(nlohmann::json fp, const data::Shard& shard, int64_t round) {
+  fp["shard"] = shard.str();
+  fp["round"] = round;
+  return fp;
+}
+
+StageCache open_part(const std::string& dir, const nlohmann::json& fp, const data::Shard& shard, int64_t round) {
+  const std::string f = dir + "/fingerprint.json";
+  std::error_code ec;
+  RW_CHECK(std::filesystem::exists(f, ec), Input, "merge: ", dir, " holds no stages of round ", round, " (", f,
+           " is missing): run shard ", shard.str(), " again");
+  RW_CHECK(io::read_file(f) == io::dump_json(part_fingerprint(fp, shard, round), 1), Input, "merge: the stages in ", dir,
+           " were made with other options or inputs: rerun shard ", shard.str(), " with this command's options");
+  return StageCache(dir, part_fingerprint(fp, shard, round), true);
+}
+
+at::Tensor merge_sample_parts(const std::vector<StageCache>& parts, const std::vector<std::string>& dirs, int64_t samples) {
+  const int64_t n = int64_t(parts.size());
+  // samples are dealt in blocks of the bank's batch (SampleBank): walk them in order
+  std::vector<at::Tensor> ps(static_cast<size_t>(n));
+  std::vector<int64_t> want(static_cast<size_t>(n), 0), at_(static_cast<size_t>(n), 0), owner_of;
+  for (int64_t k = 0; k < samples; ++k) {
+    const int64_t owner = (k / kSampleBatch) % n;
+    owner_of.push_back(owner);
+    ++want[size_t(owner)];
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    RW_CHECK(parts[size_t(i)].load("samples", &ps[size_t(i)]), Input, "merge: ", dirs[size_t(i)],
+             " has no samples; rerun that shard");
+    RW_CHECK(ps[size_t(i)].dim() == 2 && ps[size_t(i)].size(0) == want[size_t(i)], Input, "merge: ", dirs[size_t(i)],
+             " holds ", ps[size_t(i)].size(0), " samples, shard ", i, "/", n, " makes ", want[size_t(i)],
+             "; rerun that shard");
+  }
+  std::vector<at::Tensor> rows;
+  for (int64_t k = 0; k < samples; ++k) {
+    const size_t p = size_t(owner_of[size_t(k)]);
+    rows.push_back(ps[p][at_[p]++]);
+  }
+  return torch::stack(rows);
+}
+
+void merge_recovery_parts(const std::vector<StageCache>& parts, const StageCache& run, const std::string& stage,
+                          const ganinv::InvertOptions& o) {
+  std::vector<at::Tensor> segs;
+  at::Tensor t;
+  for (const auto& c : parts)
+    for (int64_t k = 0; c.load(stage + "-seg-" + std::to_string(k), &t); ++k) segs.push_back(t.to(torch::kFloat64));
+  if (segs.empty()) return;
+  auto all = torch::cat(segs);
+  all = all.index_select(0, std::get<1>(all.select(1, 0).sort()));
+  const int64_t per = recovery_segment_size(o);
+  for (int64_t k = 0; k * per < all.size(0); ++k)
+    run.save(stage + "-seg-" + std::to_string(k), all.slice(0, k * per, std::min(all.size(0), (k + 1) * per)));
+}
+
 }  // namespace rw::audit

@@ -129,6 +129,23 @@ struct ShardedRun {
 };
 ShardedRun run_sharded(const ShardFlags& flags, const Sharded& command);
 
+/// A pipeline sharded in rounds (audit, membership). Each call runs this process's shard of the
+/// next round into OUT/.rounds/R/part-I-of-N/, or (--merge; under MPI rank 0 once every rank is
+/// done) merges that round into the pipeline's stage cache; merging the last round calls
+/// `finish` with the merged record (the report). Under MPI all rounds run in one launch.
+struct Rounds {
+  std::string command, out;  ///< as run.json names it; the user's --out
+  io::RunRecord* record;     ///< the command's record (its options are what every part must share)
+  int64_t total = 2;
+  std::function<int64_t()> next;  ///< the next round to run, 0 when all are merged
+  /// runs `shard` of `round`, keeping its stages in `stage_dir`
+  std::function<void(const dist::Shard& shard, const std::string& stage_dir, int64_t round)> shard;
+  /// merges the round's parts (their stage folders, shard I at position I)
+  std::function<void(const std::vector<std::string>& stage_dirs, int64_t round)> merge;
+  std::function<void(io::RunRecord& merged)> finish;
+};
+void run_rounds(const ShardFlags& flags, const Rounds& r);
+
 struct Command {
   std::string name;
   std::string summary;

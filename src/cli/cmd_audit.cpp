@@ -82,13 +82,8 @@ void audit_whole(AuditPaths& p, audit::AuditOptions& o, io::RunRecord& record, b
   std::cout << "report: " << p.out << "/report.html (also report.json, report.csv)\n";
 }
 
-/// One round of a sharded audit: this shard's part, or (--merge, MPI rank 0) the merge of the
-/// round's parts; the merge of round 2 writes the report. Returns the round.
-int64_t audit_round(const ShardFlags& sf, AuditPaths& p, audit::AuditOptions& o, io::RunRecord& record) {
-  const int64_t round = audit::audit_next_round(o.stage_dir);
-  RW_CHECK(round > 0, Usage, p.out, "/.stages holds both merged rounds already: run the same command with --merge to "
-           "write the report");
-  const std::string rounds = p.out + "/.rounds/" + std::to_string(round);
+/// The sharded audit: two rounds (audit.h), the merge of round 2 writes the report.
+void audit_rounds(const ShardFlags& sf, AuditPaths& p, audit::AuditOptions& o, io::RunRecord& record) {
   struct Loaded {
     std::unique_ptr<models::Generator> g;
     std::unique_ptr<models::Embedder> e;
@@ -99,37 +94,21 @@ int64_t audit_round(const ShardFlags& sf, AuditPaths& p, audit::AuditOptions& o,
     if (!p.reference.empty()) l.reference = data::open_data(p.reference);
     return l;
   };
-  run_sharded(sf, {"audit", rounds, &record,
-                   [&](const std::string& dir, const dist::Shard& s) {
-                     RW_CHECK(!s.whole(), Internal, "audit_round runs shards only");
-                     record.results()["round"] = round;
-                     io::ensure_dir(dir);
-                     run_and_record(record, dir + "/run.json", [&] {
-                       auto l = load();
-                       audit::run_shard(*l.g, *l.e, l.dataset, p.reference.empty() ? nullptr : &l.reference, o, s,
-                                        dir + "/.stages", progress_fn(), &record);
-                       progress_done();
-                     });
-                     std::cout << "audit round " << round << " of 2, shard " << s.str() << " done (" << dir << ")\n";
-                   },
-                   [&](const std::vector<dist::Part>& parts, io::RunRecord& merged) {
-                     std::vector<std::string> dirs;
-                     for (const auto& pt : parts) dirs.push_back(pt.dir + "/.stages");
-                     {
-                       auto l = load();
-                       audit::merge_shards(*l.g, *l.e, l.dataset, p.reference.empty() ? nullptr : &l.reference, o, dirs);
-                     }
-                     if (round == 1) {
-                       std::cout << "audit round 1 of 2 merged (" << parts.size() << " shards) into " << o.stage_dir
-                                 << ". Next: run the same shards again (latent recovery), then --merge\n";
-                       return;
-                     }
-                     o.resume = true;
-                     audit::AuditResult r;
-                     audit_whole(p, o, merged, false, r);  // records the skipped items of the merged stages
-                   },
-                   /*adopt_skips=*/false});
-  return round;
+  run_rounds(sf, {"audit", p.out, &record, 2, [&] { return audit::audit_next_round(o.stage_dir); },
+                  [&](const dist::Shard& s, const std::string& stages, int64_t) {
+                    auto l = load();
+                    audit::run_shard(*l.g, *l.e, l.dataset, p.reference.empty() ? nullptr : &l.reference, o, s, stages,
+                                     progress_fn(), &record);
+                  },
+                  [&](const std::vector<std::string>& dirs, int64_t) {
+                    auto l = load();
+                    audit::merge_shards(*l.g, *l.e, l.dataset, p.reference.empty() ? nullptr : &l.reference, o, dirs);
+                  },
+                  [&](io::RunRecord& merged) {
+                    o.resume = true;
+                    audit::AuditResult r;
+                    audit_whole(p, o, merged, false, r);
+                  }});
 }
 
 int audit_cmd(const Args& args) {
@@ -162,21 +141,7 @@ int audit_cmd(const Args& args) {
   }
   RW_CHECK(!demo, Usage, "the embedded demo runs in one process: shard the audit of your own data (--generator, --dataset, "
            "--embedder), or give --shard 0/1");
-  const nlohmann::json options = record.options();  // both rounds' parts are made with these
-  // under MPI both rounds run in one launch: rank 0 merges round 1 while the others wait
-  const bool mpi = dist::mpi_active() && !sf.merge;
-  for (int pass = 0; pass < (mpi ? 2 : 1); ++pass) {
-    try {
-      record.options() = options;
-      audit_round(sf, p, o, record);
-    } catch (...) {
-      if (mpi && pass == 0) dist::all_ok(false);
-      throw;
-    }
-    if (mpi && pass == 0)
-      RW_CHECK(dist::all_ok(true), Input, "round 1 of the audit failed on a rank or in its merge (see ", p.out,
-               "/.rounds/1/part-I-of-N/run.json)");
-  }
+  audit_rounds(sf, p, o, record);
   return 0;
 }
 

@@ -333,8 +333,8 @@ std::string check_trained(const BuildFlags& f, const models::Embedder& e) {
   } catch (const nlohmann::json::exception& ex) {
     RW_FAIL(Input, j, " is not valid JSON (", ex.what(), "); delete ", t, " and ", j, ", then run --train-only again");
   }
-  const auto have = rec.value("key", nlohmann::json::object());
-  for (const auto& [k, v] : train_key(f, e).items())
+  const auto have = rec.value("key", nlohmann::json::object()), want = train_key(f, e);
+  for (const auto& [k, v] : want.items())
     RW_CHECK(have.value(k, nlohmann::json()) == v, Input, t, " was trained with other options (", k, " was ",
              have.value(k, nlohmann::json()).dump(), ", here ", v.dump(), "): delete it and trained.json and run "
              "--train-only again, or use another --out");
@@ -368,11 +368,12 @@ void train_ivf(const BuildFlags& f, io::RunRecord& record) {
   record.results()["trained"] = rec;
 }
 
-/// Trains once: in this process, or under MPI on rank 0 while the others wait.
-void train_once(const BuildFlags& f, io::RunRecord& like, const ShardFlags& sf) {
+/// Trains once: in this process, or under MPI on rank 0 while the others wait (every rank must
+/// call it). `if_missing`: only when OUT holds no trained index yet (rank 0 decides).
+void train_once(const BuildFlags& f, io::RunRecord& like, const ShardFlags& sf, bool if_missing = false) {
   const bool mpi = dist::mpi_active();
   const bool mine = !mpi || dist::resolve_shard(sf.shard).index == 0;
-  if (mine) {
+  if (mine && !(if_missing && fs::exists(trained_path(f)))) {
     io::RunRecord tr("index build --train-only");
     tr.options() = like.options();
     tr.set_seed(f.index.seed);
@@ -528,6 +529,8 @@ int build_cmd(const Args& args) {
               << "/trained.json); next: the shards (--shard I/N), then --merge\n";
     return 0;
   }
+  // under MPI rank 0 trains (unless trained) while the other ranks wait, then every rank adds its shard
+  if (ivf && !sf.merge && dist::mpi_active()) train_once(f, record, sf, /*if_missing=*/true);
   identity::CalibrationReport calib;
   auto ran = run_build(f, extra, record, sf, ivf, calib);
   if (!ran.merged && !ran.shard.whole()) {
@@ -725,7 +728,8 @@ int info_cmd(const Args& args) {
   for (int64_t i = 0; i < idx.size(); ++i) ++ids[idx.item(i).identity];
   std::cout << "index      " << index_dir << "\n"
             << "count      " << idx.size() << " images of " << ids.size() << " identities\n"
-            << "factory    " << m.value("factory", "") << " (" << m.value("metric", "") << ", " << idx.dim() << "-d)\n";
+            << "factory    " << m.value("factory", "") << " (" << m.value("metric", "") << ", " << idx.dim() << "-d)\n"
+            << "layout     " << idx.layout() << "\n";
   if (m.contains("embedder"))
     std::cout << "embedder   " << m["embedder"].value("describe", "") << "\n           " << m["embedder"].value("path", "")
               << " (" << m["embedder"].value("id", "") << ")\n";

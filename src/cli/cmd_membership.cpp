@@ -36,12 +36,50 @@ void bind(po::options_description& desc, MembershipPaths& p, audit::MembershipOp
   add_recovery_flags(desc, o.invert);
 }
 
+struct Models {
+  std::unique_ptr<models::Generator> g, gref;
+  std::unique_ptr<models::Embedder> e;
+  io::Manifest members, nonmembers;
+};
+Models load(const MembershipPaths& p) {
+  Models m;
+  m.g = models::load_generator(p.generator);
+  if (!p.embedder.empty()) m.e = models::load_embedder(p.embedder);
+  if (!p.reference_generator.empty()) m.gref = models::load_generator(p.reference_generator);
+  m.members = data::open_data(p.members);
+  m.nonmembers = data::open_data(p.nonmembers);
+  return m;
+}
+
+/// The whole analysis in this process (or its last step after a sharded run: every stage kept).
+void membership_whole(const MembershipPaths& p, const audit::MembershipOptions& o, io::RunRecord& record) {
+  audit::MembershipResult r;
+  run_and_record(record, p.out + "/run.json", [&] {
+    auto m = load(p);
+    r = audit::run_membership(*m.g, m.gref.get(), m.e.get(), m.members, m.nonmembers, o, progress_fn(), &record);
+    progress_done();
+    audit::write_membership_report(p.out, r, m.members, m.nonmembers, o, p.generator, record.options());
+    nlohmann::json j;
+    for (const auto& a : r.metrics) j[a.level][a.attack] = {{"auc", a.m.auc.value}, {"members", a.m.members}, {"nonmembers", a.m.nonmembers}};
+    record.results()["metrics"] = j;
+    record.results()["skipped_attacks"] = r.skipped_attacks;
+    record.results()["blind_baseline"] = {{"ran", r.blind.ran}, {"biased", r.blind.biased}, {"auc", r.blind.m.auc.value}};
+    std::error_code ec;
+    std::filesystem::remove_all(o.stage_dir, ec);  // finished: the stages are not needed any more
+    std::filesystem::remove_all(p.out + "/.rounds", ec);
+  });
+  for (const auto& line : audit::membership_summary(r)) std::cout << line << "\n";
+  std::cout << "wrote " << p.out << "/report.html, scores.csv, identity_scores.csv, report.json\n";
+}
+
 int membership_cmd(const Args& args) {
   CommonOptions common;
   MembershipPaths p;
   audit::MembershipOptions o;
+  ShardFlags sf;
   po::options_description desc("membership options");
   bind(desc, p, o);
+  add_shard_flags(desc, sf);
   if (!parse_command("rewind membership --generator G --members M --nonmembers M --out DIR [options]", args, desc, common))
     return 0;
   o.invert.seed = o.seed;
@@ -53,29 +91,28 @@ int membership_cmd(const Args& args) {
                       {"embedder", p.embedder}, {"reference_generator", p.reference_generator}, {"attacks", o.attacks},
                       {"samples", o.samples}, {"per_identity", o.per_identity}, {"recover_max", o.recover_max},
                       {"restarts", o.invert.restarts}, {"steps", o.invert.loop.steps}, {"lr", o.invert.loop.lr},
-                      {"optimizer", o.invert.loop.optimizer}};
+                      {"optimizer", o.invert.loop.optimizer}, {"batch", o.batch}, {"invert_batch", o.invert.batch},
+                      {"bootstrap", o.boot}, {"seed", o.seed}};
   io::ensure_dir(p.out);
-  audit::MembershipResult r;
-  run_and_record(record, p.out + "/run.json", [&] {
-    auto g = models::load_generator(p.generator);
-    std::unique_ptr<models::Embedder> e;
-    if (!p.embedder.empty()) e = models::load_embedder(p.embedder);
-    std::unique_ptr<models::Generator> gref;
-    if (!p.reference_generator.empty()) gref = models::load_generator(p.reference_generator);
-    auto members = data::open_data(p.members), nonmembers = data::open_data(p.nonmembers);
-    r = audit::run_membership(*g, gref.get(), e.get(), members, nonmembers, o, progress_fn(), &record);
-    progress_done();
-    audit::write_membership_report(p.out, r, members, nonmembers, o, p.generator, record.options());
-    nlohmann::json j;
-    for (const auto& a : r.metrics) j[a.level][a.attack] = {{"auc", a.m.auc.value}, {"members", a.m.members}, {"nonmembers", a.m.nonmembers}};
-    record.results()["metrics"] = j;
-    record.results()["skipped_attacks"] = r.skipped_attacks;
-    record.results()["blind_baseline"] = {{"ran", r.blind.ran}, {"biased", r.blind.biased}, {"auc", r.blind.m.auc.value}};
-    std::error_code ec;
-    std::filesystem::remove_all(o.stage_dir, ec);
-  });
-  for (const auto& line : audit::membership_summary(r)) std::cout << line << "\n";
-  std::cout << "wrote " << p.out << "/report.html, scores.csv, identity_scores.csv, report.json\n";
+  if (!sf.merge && dist::resolve_shard(sf.shard).whole()) {
+    membership_whole(p, o, record);
+    return 0;
+  }
+  // sharded: two rounds (membership.h); the merge of round 2 writes the report
+  run_rounds(sf, {"membership", p.out, &record, 2, [&] { return audit::membership_next_round(o.stage_dir); },
+                  [&](const dist::Shard& s, const std::string& stages, int64_t) {
+                    auto m = load(p);
+                    audit::run_membership_shard(*m.g, m.gref.get(), m.e.get(), m.members, m.nonmembers, o, s, stages,
+                                                progress_fn(), &record);
+                  },
+                  [&](const std::vector<std::string>& dirs, int64_t) {
+                    auto m = load(p);
+                    audit::merge_membership_shards(*m.g, m.gref.get(), m.e.get(), m.members, m.nonmembers, o, dirs);
+                  },
+                  [&](io::RunRecord& merged) {
+                    o.resume = true;
+                    membership_whole(p, o, merged);
+                  }});
   return 0;
 }
 

@@ -135,4 +135,57 @@ MergedRows merge_csv_by(const std::vector<dist::Part>& parts, const std::string&
   return m;
 }
 
+namespace {
+/// One round: this process's shard, or the merge of the round's parts.
+void one_round(const ShardFlags& sf, const Rounds& r) {
+  const int64_t round = r.next();
+  RW_CHECK(round > 0, Usage, r.out, " holds every merged round of this sharded ", r.command,
+           " already: run the same command with --merge to write the report");
+  r.record->results()["round"] = round;
+  run_sharded(sf, {r.command, r.out + "/.rounds/" + std::to_string(round), r.record,
+                   [&](const std::string& dir, const dist::Shard& s) {
+                     RW_CHECK(!s.whole(), Internal, "run_rounds runs shards only");
+                     io::ensure_dir(dir);
+                     run_and_record(*r.record, dir + "/run.json", [&] {
+                       r.shard(s, dir + "/.stages", round);
+                       progress_done();
+                     });
+                     std::cout << r.command << " round " << round << " of " << r.total << ", shard " << s.str()
+                               << " done (" << dir << ")\n";
+                   },
+                   [&](const std::vector<dist::Part>& parts, io::RunRecord& merged) {
+                     std::vector<std::string> dirs;
+                     for (const auto& pt : parts) dirs.push_back(pt.dir + "/.stages");
+                     r.merge(dirs, round);
+                     progress_done();
+                     if (round < r.total) {
+                       std::cout << r.command << " round " << round << " of " << r.total << " merged (" << parts.size()
+                                 << " shards). Next: run the same shards again, then --merge\n";
+                       return;
+                     }
+                     merged.results().erase("round");
+                     r.finish(merged);  // records the skipped items of the merged stages
+                   },
+                   /*adopt_skips=*/false});
+}
+}  // namespace
+
+void run_rounds(const ShardFlags& sf, const Rounds& r) {
+  const nlohmann::json options = r.record->options();  // every round's parts are made with these
+  // under MPI all rounds run in one launch: rank 0 merges a round while the others wait
+  const bool mpi = dist::mpi_active() && !sf.merge;
+  for (int64_t pass = 0; pass < (mpi ? r.total : 1); ++pass) {
+    try {
+      r.record->options() = options;
+      one_round(sf, r);
+    } catch (...) {
+      if (mpi && pass + 1 < r.total) dist::all_ok(false);
+      throw;
+    }
+    if (mpi && pass + 1 < r.total)
+      RW_CHECK(dist::all_ok(true), Input, "round ", pass + 1, " of the ", r.command, " failed on a rank or in its merge (see ",
+               r.out, "/.rounds/", pass + 1, "/part-I-of-N/run.json)");
+  }
+}
+
 }  // namespace rw::cli

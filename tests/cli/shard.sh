@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sharded runs (#13): embed, index build (Flat and IVF), invert, generate and audit run as --shard I/N one
+# Sharded runs (#13): embed, index build (Flat, IVF, IVF on disk), invert, generate, audit and membership run as --shard I/N one
 # after the other, then --merge, give the files one process gives (byte for byte: every process
 # uses --threads 1, see README "More than one machine"); a missing part and a part made with other
 # options are refused naming the part. With an MPI build and mpirun on the PATH, the same under
@@ -66,6 +66,33 @@ for fac in Flat IVF4,Flat; do
   same "$TMP/q-x1-$tag.csv" "$TMP/q-x2-$tag.csv" "query results of the merged $fac index"
 done
 
+# --- IVF on disk: trained once, 3 shards add, the merge writes lists.ivfdata; one process's files
+B="--data $M --embedder $TMP/m/e.pt --factory IVF4,Flat --batch 8 --on-disk"
+R index build $B --out "$TMP/d1" >/dev/null || bad "index build --on-disk, one process"
+expect_code 2 "a shard before --train-only" -- "$REWIND" index build $B --out "$TMP/d3" --shard 0/3
+expect_grep "trained.faiss is missing: IVF shards add to one trained index. Run the same command once with --train-only" \
+  "$TMP/err" "the missing trained index explained"
+expect_code 0 "index build --train-only" -- "$REWIND" index build $B --out "$TMP/d3" --train-only -q
+expect_code 3 "a shard on a trained index of other options" -- "$REWIND" index build $B --out "$TMP/d3" --seed 9 --shard 0/3
+expect_grep "was trained with other options (seed was 1, here 9)" "$TMP/err" "foreign trained index named"
+for i in 0 1 2; do R index build $B --out "$TMP/d3" --shard $i/3 >/dev/null || bad "index build --on-disk shard $i/3"; done
+expect_code 0 "index build --on-disk --merge" -- "$REWIND" index build $B --out "$TMP/d3" --merge -q
+expect_grep "merged 3 parts: indexed 100 images" "$TMP/out" "on-disk merge summary"
+expect_grep "lists on disk, memory-mapped: lists.ivfdata" "$TMP/out" "on-disk layout printed"
+for f in index.faiss lists.ivfdata items.csv; do same "$TMP/d1/$f" "$TMP/d3/$f" "merged on-disk $f"; done
+for x in d1 d3 x1-IVF4; do R index query --index "$TMP/$x" --data "$M" --k 10 --out "$TMP/q-$x.csv" >/dev/null || bad "query $x"; done
+same "$TMP/q-d1.csv" "$TMP/q-d3.csv" "query results of the merged on-disk index"
+same "$TMP/q-x1-IVF4.csv" "$TMP/q-d3.csv" "on-disk and in-memory IVF answer alike"
+expect_code 0 "index info of an on-disk index" -- "$REWIND" index info "$TMP/d3"
+expect_grep "layout     IVF4,Flat, 100 vectors" "$TMP/out" "index info shows the layout"
+# a trained index of other options, a damaged lists file, an append: refused, named
+printf 'x' | dd of="$TMP/d3/lists.ivfdata" bs=1 seek=5 conv=notrunc 2>/dev/null
+expect_code 3 "a damaged lists file" -- "$REWIND" index query --index "$TMP/d3" --data "$M" --out "$TMP/qq.csv"
+expect_grep "lists.ivfdata does not match the content hash" "$TMP/err" "damaged lists file named"
+expect_code 2 "--append to an on-disk index" -- "$REWIND" index build $B --out "$TMP/d1" --append
+expect_code 2 "--on-disk with a Flat factory" -- "$REWIND" index build --data "$M" --embedder "$TMP/m/e.pt" \
+  --on-disk --out "$TMP/d9"
+
 # --- invert: 3 shards, merge; the same latents, rows and pictures -------------------------------
 head -41 "$M" > "$TMP/faces/t40.csv"
 I="--generator $TMP/m/g.pt --targets $TMP/faces/t40.csv --steps 20 --restarts 2 --batch 8"
@@ -105,6 +132,23 @@ grep -q 'recovery' "$TMP/a1/report.csv" && ok || bad "report.csv carries the rec
 [ -e "$TMP/a2/.rounds" ] && bad "the rounds' parts were not cleaned up" || ok
 expect_code 2 "the demo is not sharded" -- "$REWIND" audit --out "$TMP/ad" --shard 0/2
 
+# --- membership: two rounds of 2 shards, each merged; the scores of one process -----------------
+awk -F, 'NR==1 || substr($2,3)+0 < 12' "$M" > "$TMP/faces/mem.csv"
+awk -F, 'NR==1 || substr($2,3)+0 >= 12' "$M" > "$TMP/faces/non.csv"
+MB="--generator $TMP/m/g.pt --members $TMP/faces/mem.csv --nonmembers $TMP/faces/non.csv --embedder $TMP/m/e.pt
+    --reference-generator $TMP/m/g.pt --samples 600 --steps 10 --recover-max 12 --invert-batch 4 --bootstrap 50 --batch 8"
+R membership $MB --out "$TMP/mb1" >/dev/null 2>&1 || bad "membership, one process"
+for i in 0 1; do R membership $MB --out "$TMP/mb2" --shard $i/2 >/dev/null 2>&1 || bad "membership round 1 shard $i/2"; done
+expect_code 0 "membership --merge, round 1" -- "$REWIND" membership $MB --out "$TMP/mb2" --merge -q
+expect_grep "membership round 1 of 2 merged" "$TMP/out" "membership round 1 merge says what is next"
+expect_code 2 "membership round 2 shard of other options" -- "$REWIND" membership $MB --out "$TMP/mb2" --seed 5 --shard 0/2
+expect_grep "were made with other options or inputs" "$TMP/err" "membership shard of other options explained"
+for i in 0 1; do R membership $MB --out "$TMP/mb2" --shard $i/2 >/dev/null 2>&1 || bad "membership round 2 shard $i/2"; done
+expect_code 0 "membership --merge, round 2" -- "$REWIND" membership $MB --out "$TMP/mb2" --merge -q
+for f in scores.csv identity_scores.csv; do same "$TMP/mb1/$f" "$TMP/mb2/$f" "merged membership $f"; done
+grep -q 'identity-nn' "$TMP/mb1/scores.csv" && grep -q 'calibrated' "$TMP/mb1/scores.csv" && ok || bad "scores.csv carries every attack"
+[ -e "$TMP/mb2/.rounds" ] || [ -e "$TMP/mb2/.stages" ] && bad "membership rounds not cleaned up" || ok
+
 # --- the same under mpirun (an MPI build) --------------------------------------------------------
 if command -v mpirun >/dev/null 2>&1 && "$REWIND" --version | grep -q "built with MPI"; then
   MPI="mpirun --allow-run-as-root --oversubscribe -np 2 -x REWIND_THREADS -x OMP_WAIT_POLICY"
@@ -114,10 +158,16 @@ if command -v mpirun >/dev/null 2>&1 && "$REWIND" --version | grep -q "built wit
   B="--data $M --embedder $TMP/m/e.pt --factory IVF4,Flat --batch 8"
   $MPI "$REWIND" index build $B --out "$TMP/mx" -q >"$TMP/mpi.log" 2>&1 || bad "mpirun index build: $(tail -3 "$TMP/mpi.log")"
   same "$TMP/x1-IVF4/index.faiss" "$TMP/mx/index.faiss" "mpirun IVF index"
+  # on disk: rank 0 trains while the other waits, both add, rank 0 merges
+  B="--data $M --embedder $TMP/m/e.pt --factory IVF4,Flat --batch 8 --on-disk"
+  $MPI "$REWIND" index build $B --out "$TMP/md" -q >"$TMP/mpi.log" 2>&1 || bad "mpirun index build --on-disk: $(tail -3 "$TMP/mpi.log")"
+  for f in index.faiss lists.ivfdata; do same "$TMP/d1/$f" "$TMP/md/$f" "mpirun on-disk $f"; done
   $MPI "$REWIND" invert $I --out "$TMP/mi" -q >"$TMP/mpi.log" 2>&1 || bad "mpirun invert: $(tail -3 "$TMP/mpi.log")"
   same "$TMP/i1/latents.npy" "$TMP/mi/latents.npy" "mpirun latents"
   $MPI "$REWIND" audit $A --out "$TMP/ma" -q >"$TMP/mpi.log" 2>&1 || bad "mpirun audit: $(tail -3 "$TMP/mpi.log")"
   same "$TMP/a1/report.csv" "$TMP/ma/report.csv" "mpirun audit report.csv"
+  $MPI "$REWIND" membership $MB --out "$TMP/mm" -q >"$TMP/mpi.log" 2>&1 || bad "mpirun membership: $(tail -3 "$TMP/mpi.log")"
+  same "$TMP/mb1/scores.csv" "$TMP/mm/scores.csv" "mpirun membership scores.csv"
   # a rank that fails stops the run with an error, not a hang
   timeout 120 $MPI "$REWIND" embed --embedder "$TMP/m/e.pt" --data "$TMP/nothing.csv" --out "$TMP/mf" -q >"$TMP/mpi.log" 2>&1
   code=$?

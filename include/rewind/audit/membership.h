@@ -64,11 +64,32 @@ struct MembershipResult {
 };
 
 /// `reference_generator` and `embedder` may be null (their attacks are then skipped). Memory: the
-/// images are streamed; identity-nn is scored batch by batch against the sample bank, and only the
-/// images drawn for latent recovery keep their embedding (for recon-identity).
+/// images are streamed; each scanned image keeps its embedding (d floats) and image statistics,
+/// from which identity-nn is scored against the sample bank in chunks.
 MembershipResult run_membership(models::Generator& g, models::Generator* reference_generator, models::Embedder* embedder,
                                 const io::Manifest& members, const io::Manifest& nonmembers, const MembershipOptions& o,
                                 const ProgressFn& progress = {}, io::RunRecord* record = nullptr);
+
+/// Sharded membership runs (several processes or machines) work in two rounds, as audits do
+/// (audit.h), each run as N shards and merged into o.stage_dir:
+///  1. the shard's blocks of each class's chosen rows (positions dealt in blocks of o.batch): image
+///     statistics and embeddings; its blocks of the samples (index dealt in blocks of kSampleBatch);
+///  2. with round 1 merged, the latent recovery of the shard's blocks of the rows drawn for it
+///     (seeded by their position in the whole list, as one process seeds them).
+/// Then run_membership with o.resume = true on o.stage_dir computes the scores, the metrics and
+/// the report from the kept stages; what it writes equals a one-process run when every process
+/// runs the same number of threads.
+int64_t membership_next_round(const std::string& stage_dir);
+/// Runs `shard`'s part of the next round into part_stage_dir (resumable with o.resume). Returns the round.
+int64_t run_membership_shard(models::Generator& g, models::Generator* reference_generator, models::Embedder* embedder,
+                             const io::Manifest& members, const io::Manifest& nonmembers, const MembershipOptions& o,
+                             const data::Shard& shard, const std::string& part_stage_dir, const ProgressFn& progress = {},
+                             io::RunRecord* record = nullptr);
+/// Merges the next round's parts (their stage folders, shard I at position I) into o.stage_dir.
+int64_t merge_membership_shards(models::Generator& g, models::Generator* reference_generator, models::Embedder* embedder,
+                                const io::Manifest& members, const io::Manifest& nonmembers,
+                                const MembershipOptions& o, const std::vector<std::string>& part_stage_dirs,
+                                const ProgressFn& progress = {});
 
 /// One line per image-level attack (AUC with interval and p-value, TPR at the lowest FPR the
 /// non-members resolve, n members / non-members) and one per attack that did not run, with why.

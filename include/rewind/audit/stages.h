@@ -134,6 +134,25 @@ Recovery recover_rows(models::Generator& g, const io::Manifest& m, const std::ve
 /// Targets per saved segment of recover_rows (the stream's batch for these options).
 int64_t recovery_segment_size(const ganinv::InvertOptions& o);
 
+// --- sharded pipelines (audit, membership): rounds of N shards, each round merged into the
+// pipeline's stage cache, after which the pipeline runs as one process on the kept stages
+
+/// SampleBank's batch in sharded pipelines: the blocks samples are dealt in.
+constexpr int64_t kSampleBatch = 256;
+/// The first round of 1..rounds not yet merged into `stage_dir` (round-R.json), 0 when all are.
+int64_t next_round(const std::string& stage_dir, int64_t rounds);
+/// A part's cache fingerprint: the run's, plus its shard and round.
+nlohmann::json part_fingerprint(nlohmann::json fp, const data::Shard& shard, int64_t round);
+/// A part's stage folder, checked to be the one this run's options make (never created here):
+/// Error{kInput} naming it and the shard to rerun otherwise.
+StageCache open_part(const std::string& dir, const nlohmann::json& fp, const data::Shard& shard, int64_t round);
+/// The sample embeddings of the parts (each SampleBank(..., kSampleBatch, shard i of n)) in sample order.
+at::Tensor merge_sample_parts(const std::vector<StageCache>& parts, const std::vector<std::string>& dirs, int64_t samples);
+/// The recovery segments of `stage` in the parts, saved into `run` as one process saves them
+/// (segments of recovery_segment_size, in row order).
+void merge_recovery_parts(const std::vector<StageCache>& parts, const StageCache& run, const std::string& stage,
+                          const ganinv::InvertOptions& o);
+
 /// A short stable hash of a manifest's rows (paths, identities, member labels): a resumed stage
 /// refuses a manifest whose rows changed.
 std::string manifest_hash(const io::Manifest& m);
