@@ -239,8 +239,9 @@ std::vector<std::vector<Match>> IdentityIndex::search(const at::Tensor& queries,
       // Compressed codes (PQ, SQ) give approximate scores that can pass 1 by their quantisation
       // error (IVF4096,PQ32 at 1M: up to 1.03), so they get a margin; damage gives 1e35.
       RW_CHECK(id < 0 || (std::isfinite(row[size_t(j)].similarity) && std::abs(row[size_t(j)].similarity) <= bound), Input,
-               "the index returned similarity ", row[size_t(j)].similarity, " (outside [-", bound, ", ", bound,
-               "]): its stored vectors are damaged; rebuild it with rewind index build");
+               "the index returned similarity ", row[size_t(j)].similarity, " (outside [-1, 1]",
+               bound > 1.01f ? ", more than compressed codes' error" : "",
+               "): its stored vectors are damaged; rebuild it with rewind index build");
     }
   }
   return out;

@@ -91,6 +91,15 @@ echo '{"ef_search": "lots"}' > "$TMP/bad-type.json"
 expect_code 3 "recipe with a wrong type" -- "$REWIND" index build --data "$TMP/faces/indexed.csv" --embedder "$TMP/m/e.pt" \
   --out "$TMP/ixb" --recipe "$TMP/bad-type.json"
 expect_grep "bad-type.json: 'ef_search' must be a positive integer" "$TMP/err" "wrong recipe type names the file and the key"
+# every shipped recipe is accepted (the factory overridden to suit the small set); on_disk is honoured
+for rcp in "$RECIPES"/*.json; do
+  name=$(basename "$rcp" .json)
+  expect_code 0 "shipped recipe $name" -- "$REWIND" index build --data "$TMP/faces/indexed.csv" --embedder "$TMP/m/e.pt" \
+    --out "$TMP/rc-$name" --recipe "$rcp" --factory IVF2,Flat -q
+done
+expect_code 0 "index info of the 10m recipe's build" -- "$REWIND" index info "$TMP/rc-ivfpq-10m"
+expect_grep "lists on disk, memory-mapped" "$TMP/out" "the 10m recipe keeps its lists on disk"
+[ -s "$TMP/rc-ivfpq-1m/lists.ivfdata" ] && bad "the 1m recipe wrote a lists file" || ok
 cp -r "$TMP/ix" "$TMP/ixt"; head -c 200 "$TMP/ix/index.g1.faiss" > "$TMP/ixt/index.g1.faiss"
 expect_code 3 "truncated index" -- "$REWIND" index info "$TMP/ixt"
 expect_grep "index.g1.faiss is 200 bytes" "$TMP/err" "truncated index named"
