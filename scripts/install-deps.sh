@@ -20,6 +20,9 @@ PKGS=(
   python3-torch
   clang libclang-rt-14-dev
   libopenmpi-dev openmpi-bin
+  libdlib-dev libdlib-data
+  # dlib's CMake config names these libraries' .so links; libdlib-dev does not pull their -dev packages
+  libblas-dev liblapack-dev libpng-dev libjpeg-dev libsqlite3-dev
 )
 # node + npm only to fetch face-api's weights (npm registry) into data-tools/face-api/node_modules
 command -v npm >/dev/null 2>&1 || PKGS+=(nodejs npm)

@@ -135,11 +135,17 @@ LoadedData load_images_of(io::Manifest m, const std::string& what, int channels,
   return d;
 }
 
+std::string resolve_crop(const std::string& crop, const models::ImageShape& shape) {
+  if (crop != "auto") return crop;
+  // dlib's face network (face-api's descriptor) wants dlib's own 150 px chips
+  return io::dlib_available() && shape.channels == 3 && shape.height == 150 && shape.width == 150 ? "dlib" : "none";
+}
+
 EmbeddedData embed_manifest(models::Embedder& e, const io::Manifest& m, const std::string& crop, int64_t batch,
                             io::RunRecord* record, const std::string& stage, const dist::Shard& shard) {
   RW_CHECK(batch > 0, Usage, "--batch must be positive");
   auto shape = e.input_shape();
-  io::FaceCropper cropper(io::parse_crop_mode(crop), shape.height, shape.channels);
+  io::FaceCropper cropper(io::parse_crop_mode(resolve_crop(crop, shape)), shape.height, shape.channels);
   EmbeddedData out;
   int64_t no_face = 0;  // written by the stream's worker thread only, read after it ends
   data::StreamOptions so;

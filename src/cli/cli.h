@@ -75,6 +75,14 @@ struct EmbeddedData {
   std::vector<size_t> rows;     ///< manifest entry of each embedding
   int64_t no_face = 0;          ///< detect mode: images with no face found (centre-cropped)
 };
+/// --crop's value for an embedder of input `shape`: "auto" is dlib for a 150 px RGB embedder (the
+/// face descriptor) in a build with dlib, else none; any other value as given.
+std::string resolve_crop(const std::string& crop, const models::ImageShape& shape);
+/// Help text of --crop, shared by every command that takes it.
+constexpr const char* kCropHelp =
+    "auto (dlib for the 150 px face descriptor, else none) | none (whole image) | center (centred square) | "
+    "detect (OpenCV Haar, a widened square) | dlib (alias align: dlib's HOG detector, 68 landmarks and dlib's "
+    "alignment, what dlib's face network expects)";
 EmbeddedData embed_manifest(models::Embedder& embedder, const io::Manifest& m, const std::string& crop, int64_t batch,
                             io::RunRecord* record, const std::string& stage = "embed", const dist::Shard& shard = {});
 

@@ -102,11 +102,13 @@ int crop_faces_cmd(const Args& args) {
       ("out", po::value(&o.out)->required(), "output folder: faces/<photo>-<k>.png and manifest.csv (one identity per face)")
       ("size", opt(&o.size), "crop side in pixels (150 = the face-api descriptor's input)")
       ("max-faces", opt(&o.max_faces), "at most this many faces per photo, largest first")
-      ("cascade", po::value(&o.cascade), "Haar cascade XML (default: Debian opencv-data's frontal face)");
+      ("crop", po::value(&o.crop), "dlib (alias align: dlib's HOG detector and alignment, the default when built with "
+       "dlib) | detect (OpenCV Haar, a widened square)")
+      ("cascade", po::value(&o.cascade), "Haar cascade XML for --crop detect (default: Debian opencv-data's frontal face)");
   if (!parse_command("rewind data crop-faces --data PHOTOS --out DIR [options]", args, desc, common)) return 0;
   auto r = data::crop_faces(o, progress_fn());
   progress_done();
-  std::cout << "wrote " << r.manifest << ": " << r.faces << " faces from " << r.photos << " photos";
+  std::cout << "wrote " << r.manifest << ": " << r.faces << " faces from " << r.photos << " photos (" << r.crop << ")";
   if (!r.no_face.empty()) std::cout << "; no face found in " << r.no_face.size() << " (first: " << r.no_face.front() << ")";
   std::cout << "\n";
   for (const auto& u : r.unreadable) std::cerr << "skipped: " << u << "\n";
@@ -118,7 +120,7 @@ const std::vector<Command>& data_commands() {
       {"synth-faces", "render synthetic identities (the embedded default data set)", synth_faces_cmd},
       {"fashion-mnist", "import Fashion-MNIST from Debian's dataset-fashion-mnist", fashion_mnist_cmd},
       {"import", "make a manifest for images on disk (folder / celeba / flat layouts)", import_cmd},
-      {"crop-faces", "one square crop per detected face in a set of photos (OpenCV Haar detector)", crop_faces_cmd},
+      {"crop-faces", "one crop per face in a set of photos (dlib's detector and alignment, or OpenCV Haar)", crop_faces_cmd},
   };
   return cmds;
 }

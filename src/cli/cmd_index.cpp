@@ -84,7 +84,7 @@ void print_calibration(std::ostream& os, const identity::CalibrationReport& c) {
 /// Flags of `index build`.
 struct BuildFlags {
   identity::IndexOptions index;
-  std::string data, embedder, out, crop = "none", fars = fars_string(index.fars), dataset, recipe;
+  std::string data, embedder, out, crop = "auto", fars = fars_string(index.fars), dataset, recipe;
   int64_t batch = 64;
   int64_t train_sample = 0;
   bool append = false, on_disk = false, train_only = false;
@@ -106,7 +106,7 @@ void add_build_flags(po::options_description& desc, BuildFlags& f) {
       ("ef-construction", opt(&o.hnsw_ef_construction), "HNSW build breadth")
       ("nprobe", opt(&o.ivf_nprobe), "IVF lists visited per query")
       ("calib-queries", opt(&o.calib_queries), "at most this many leave-identity-out searches for thresholds")
-      ("crop", opt(&f.crop), "none | center | detect (OpenCV Haar face detection)")
+      ("crop", opt(&f.crop), kCropHelp)
       ("batch", opt(&f.batch), "images per embedder forward pass")
       ("dataset", po::value(&f.dataset), "dataset name for items.csv (default: the manifest's folder name)")
       ("append", po::bool_switch(&f.append), "add the images to an existing index (same embedder); ids stay stable")
@@ -651,7 +651,7 @@ QueryCounts write_identity_matches(const std::string& out, const io::Manifest& m
 
 int query_cmd(const Args& args) {
   CommonOptions common;
-  std::string index_dir, data, out, embedder, crop = "none";
+  std::string index_dir, data, out, embedder, crop = "auto";
   int k = 5;
   double far = 1e-3;
   int64_t batch = 64;
@@ -668,7 +668,7 @@ int query_cmd(const Args& args) {
       ("identity-level", po::bool_switch(&identity_level),
        "one row per (query identity, candidate identity): best similarity over their images")
       ("embedder", po::value(&embedder), "embedder (default: the one recorded in the index manifest; must be the same file)")
-      ("crop", opt(&crop), "none | center | detect")
+      ("crop", opt(&crop), kCropHelp)
       ("batch", opt(&batch), "images per embedder forward pass")
       ("skip-hash-check", po::bool_switch(&skip_hash),
        "do not hash the index files on load (very large indexes); sizes and structure are still checked");

@@ -38,7 +38,7 @@ int convert_face_api_cmd(const Args& args) {
 }
 
 struct EmbedFlags {
-  std::string embedder, data, out, crop = "none";
+  std::string embedder, data, out, crop = "auto";
   int64_t batch = 64;
 };
 
@@ -108,8 +108,7 @@ int embed_cmd(const Args& args) {
       ("data", po::value(&f.data)->required(), "manifest, folder with manifest.csv, or folder of images")
       ("out", po::value(&f.out)->required(),
        "output folder: embeddings.npy [N,d] (L2-normalised), items.csv (row, path, identity, source_row), run.json")
-      ("crop", opt(&f.crop),
-       "none (whole image) | center (centred square) | detect (OpenCV Haar face detection)")
+      ("crop", opt(&f.crop), kCropHelp)
       ("batch", opt(&f.batch), "images per forward pass");
   add_shard_flags(desc, sf);
   if (!parse_command("rewind embed --embedder E --data MANIFEST|DIR --out DIR [options]", args, desc, common)) return 0;

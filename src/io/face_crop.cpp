@@ -9,6 +9,9 @@
 
 #include "rewind/core/error.h"
 #include "rewind/io/image.h"
+#ifdef REWIND_WITH_DLIB
+#include "dlib_align.h"
+#endif
 
 namespace rw::io {
 
@@ -21,7 +24,16 @@ CropMode parse_crop_mode(const std::string& s) {
   if (s == "none") return CropMode::kNone;
   if (s == "center") return CropMode::kCenter;
   if (s == "detect") return CropMode::kDetect;
-  RW_FAIL(Usage, "--crop must be none, center or detect, got '", s, "'");
+  if (s == "dlib" || s == "align") return CropMode::kDlib;
+  RW_FAIL(Usage, "--crop must be none, center, detect or dlib (align), got '", s, "'");
+}
+
+bool dlib_available() {
+#ifdef REWIND_WITH_DLIB
+  return true;
+#else
+  return false;
+#endif
 }
 
 struct FaceCropper::Impl {
@@ -29,6 +41,9 @@ struct FaceCropper::Impl {
   int size, channels;
   cv::CascadeClassifier cascade;
   std::mutex mu;  // CascadeClassifier is not thread-safe
+#ifdef REWIND_WITH_DLIB
+  std::unique_ptr<dlib_align::Aligner> aligner;
+#endif
 };
 
 FaceCropper::FaceCropper(CropMode mode, int size, int channels, const std::string& cascade)
@@ -41,6 +56,14 @@ FaceCropper::FaceCropper(CropMode mode, int size, int channels, const std::strin
     RW_CHECK(std::filesystem::exists(path), Input, "face detector '", path,
              "' not found: install Debian's opencv-data (apt-get install opencv-data) or use --crop center");
     RW_CHECK(impl_->cascade.load(path), Input, "face detector '", path, "' could not be loaded (corrupt cascade XML)");
+  }
+  if (mode == CropMode::kDlib) {
+#ifdef REWIND_WITH_DLIB
+    impl_->aligner = std::make_unique<dlib_align::Aligner>();
+#else
+    RW_FAIL(Usage, "--crop dlib: this rewind was built without dlib; install Debian's libdlib-dev and libdlib-data "
+            "(scripts/install-deps.sh does) and rebuild, or use --crop detect");
+#endif
   }
 }
 
@@ -89,12 +112,37 @@ std::vector<cv::Rect> detect(cv::CascadeClassifier& cascade, std::mutex& mu, con
   return faces;
 }
 
+#ifdef REWIND_WITH_DLIB
+/// dlib's aligned chips of the faces in `path` (largest first), as [C, size, size] in [-1,1].
+std::vector<at::Tensor> dlib_faces(const dlib_align::Aligner& a, const std::string& path, int size, int channels,
+                                   std::vector<FaceBox>* boxes) {
+  auto full = load_image(path, {3, 0, ResizeMode::kCenterCrop});  // [3,H,W], the size guard applies
+  auto hwc = to_hwc_u8(full);
+  std::vector<at::Tensor> out;
+  for (auto& f : a.faces(hwc.data(), int(full.size(1)), int(full.size(2)), size)) {
+    auto t = from_hwc_u8(f.chip.data(), size, size, 3);
+    if (channels == 1) t = (0.299 * t[0] + 0.587 * t[1] + 0.114 * t[2]).unsqueeze(0);
+    out.push_back(t);
+    if (boxes) boxes->push_back({f.left, f.top, f.width, f.height, f.confidence});
+  }
+  return out;
+}
+#endif
+
 }  // namespace
 
 at::Tensor FaceCropper::load(const std::string& path, bool* found) const {
   if (found) *found = true;
   if (impl_->mode == CropMode::kNone) return load_image(path, {impl_->channels, impl_->size, ResizeMode::kStretch});
   if (impl_->mode == CropMode::kCenter) return load_image(path, {impl_->channels, impl_->size, ResizeMode::kCenterCrop});
+#ifdef REWIND_WITH_DLIB
+  if (impl_->mode == CropMode::kDlib) {
+    auto faces = dlib_faces(*impl_->aligner, path, impl_->size, impl_->channels, nullptr);
+    if (!faces.empty()) return faces.front();
+    if (found) *found = false;
+    return load_image(path, {impl_->channels, impl_->size, ResizeMode::kCenterCrop});
+  }
+#endif
   // detect: the largest face on the native-size image, a widened square around it
   std::vector<uint8_t> store;
   cv::Mat rgb;
@@ -106,13 +154,19 @@ at::Tensor FaceCropper::load(const std::string& path, bool* found) const {
   return crop_face(rgb, faces.front(), impl_->size, impl_->channels);
 }
 
-std::vector<at::Tensor> FaceCropper::load_faces(const std::string& path) const {
-  RW_CHECK(impl_->mode == CropMode::kDetect, Usage, "FaceCropper::load_faces needs detect mode");
+std::vector<at::Tensor> FaceCropper::load_faces(const std::string& path, std::vector<FaceBox>* boxes) const {
+  RW_CHECK(impl_->mode == CropMode::kDetect || impl_->mode == CropMode::kDlib, Usage,
+           "FaceCropper::load_faces needs detect or dlib mode");
+#ifdef REWIND_WITH_DLIB
+  if (impl_->mode == CropMode::kDlib) return dlib_faces(*impl_->aligner, path, impl_->size, impl_->channels, boxes);
+#endif
   std::vector<uint8_t> store;
   cv::Mat rgb;
   std::vector<at::Tensor> out;
-  for (const auto& f : detect(impl_->cascade, impl_->mu, path, &store, &rgb))
+  for (const auto& f : detect(impl_->cascade, impl_->mu, path, &store, &rgb)) {
     out.push_back(crop_face(rgb, f, impl_->size, impl_->channels));
+    if (boxes) boxes->push_back({f.x, f.y, f.width, f.height, 0.0});
+  }
   return out;
 }
 

@@ -282,3 +282,58 @@ TEST(FaceDescriptor, DISABLED_Timing) {
                 best, best / batch, torch::get_num_threads());
   }
 }
+
+#if defined(REWIND_WITH_DLIB) && defined(REWIND_WITH_OPENCV)
+#include <dlib/image_io.h>
+#include <dlib/image_processing.h>
+#include <dlib/image_processing/frontal_face_detector.h>
+
+#include "rewind/io/face_crop.h"
+#include "rewind/io/image.h"
+
+// --crop dlib is dlib's own pipeline: the photo decoded by dlib, dlib's HOG detector, the 68-point
+// model, get_face_chip_details(shape, 150, 0.25) and extract_image_chip, run here directly, give
+// each face the descriptor the cropper's chip gives (cosine >= 0.99; the acceptance rule).
+TEST(FaceDescriptor, DlibCropIsDlibsOwnPipeline) {
+  const auto dir = face_api_dir();
+  SKIP_WITHOUT_FACE_API(dir);
+  const std::string photo = (fs::path(dir) / ".." / "demo" / "sample6.jpg").lexically_normal().string();
+  const std::string model = "/usr/share/dlib/shape_predictor_68_face_landmarks.dat";
+  if (!fs::exists(photo)) GTEST_SKIP() << photo << " not found (face-api's demo photos)";
+  if (!fs::exists(model)) GTEST_SKIP() << model << " not found: apt-get install libdlib-data";
+  dlib::matrix<dlib::rgb_pixel> img;
+  dlib::load_image(img, photo);
+  auto detector = dlib::get_frontal_face_detector();
+  dlib::shape_predictor sp;
+  dlib::deserialize(model) >> sp;
+  auto rects = detector(img);
+  std::stable_sort(rects.begin(), rects.end(), [](const auto& a, const auto& b) { return a.area() > b.area(); });
+  std::vector<torch::Tensor> ref;
+  for (const auto& r : rects) {
+    dlib::matrix<dlib::rgb_pixel> chip;
+    dlib::extract_image_chip(img, dlib::get_face_chip_details(sp(img, r), kSize, 0.25), chip);
+    std::vector<uint8_t> hwc;
+    for (long y = 0; y < chip.nr(); ++y)
+      for (long x = 0; x < chip.nc(); ++x) hwc.insert(hwc.end(), {chip(y, x).red, chip(y, x).green, chip(y, x).blue});
+    ref.push_back(io::from_hwc_u8(hwc.data(), kSize, kSize, 3));
+  }
+  io::FaceCropper cropper(io::CropMode::kDlib, kSize);
+  std::vector<io::FaceBox> boxes;
+  auto got = cropper.load_faces(photo, &boxes);
+  ASSERT_GE(ref.size(), 2u) << "dlib finds the faces of " << photo;
+  ASSERT_EQ(got.size(), ref.size());
+  ASSERT_EQ(boxes.size(), ref.size());
+  for (size_t k = 0; k < rects.size(); ++k) EXPECT_EQ(boxes[k].x, rects[k].left());
+  // the raw network takes pixels in [0, 255] (the embedder wrapper maps rewind's [-1, 1] to them)
+  auto a = torch::nn::functional::normalize(run(shared_net(dir), (torch::stack(got) + 1) * 127.5),
+                                            torch::nn::functional::NormalizeFuncOptions().dim(1));
+  auto b = torch::nn::functional::normalize(run(shared_net(dir), (torch::stack(ref) + 1) * 127.5),
+                                            torch::nn::functional::NormalizeFuncOptions().dim(1));
+  auto cos = (a * b).sum(1);
+  const double worst = cos.min().item<double>();
+  std::printf("[ dlib pipeline ] %zu faces, cosine to dlib's own chips: min %.6f\n", ref.size(), worst);
+  EXPECT_GE(worst, 0.99);
+  // and the chips are the faces' own: different people, different descriptors
+  EXPECT_LT((a[0] * a[1]).sum().item<double>(), 0.95);
+}
+#endif

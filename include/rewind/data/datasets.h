@@ -89,19 +89,24 @@ struct ImportResult {
 ImportResult import_dataset(const ImportOptions& opt);
 
 // ---------------------------------------------------------------------------------------------
-// Real photos -> one square crop per face (OpenCV's Haar detector, Debian's opencv-data), with a
-// manifest: OUT/faces/<photo>-<k>.png, identity "<photo's identity>-<k>" (faces in a group photo
-// are different people; k = 0 is the largest). Unreadable photos are skipped and reported.
+// Real photos -> one crop per face (dlib: HOG detector + dlib's alignment; detect: OpenCV's Haar
+// detector, a widened square), with a manifest: OUT/faces/<photo>-<k>.png, identity
+// "<photo's identity>-<k>" (faces in a group photo are different people; k = 0 is the largest),
+// and columns photo, face, box_x, box_y, box_w, box_h, score (the detector's box in the photo).
+// Unreadable photos are skipped and reported.
 struct CropFacesOptions {
   std::string data;       ///< photos: manifest, folder with manifest.csv, or image folder (required)
   std::string out;        ///< output folder (required)
   int size = 150;         ///< crop side in pixels (150: the face-api descriptor's input)
   int64_t max_faces = 16; ///< at most this many faces per photo (largest first)
   std::string cascade;    ///< Haar cascade XML; "" = Debian's haarcascade_frontalface_default.xml
+  std::string crop;       ///< dlib | detect; "" = dlib when this build has it, else detect
 };
 
 struct CropFacesResult {
   std::string manifest;
+  std::string crop;       ///< the detector used: dlib | detect
+  std::string contact_sheet;  ///< OUT/contact-sheet.png: every face, 8 a row, in manifest order
   int64_t photos = 0, faces = 0;
   std::vector<std::string> no_face;  ///< photos read in which no face was found
   std::vector<std::string> unreadable;  ///< photos that could not be read: the error, naming the file
