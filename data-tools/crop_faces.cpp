@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <set>
 
 #include "rewind/core/error.h"
 #include "rewind/data/datasets.h"
@@ -31,6 +32,7 @@ CropFacesResult crop_faces(const CropFacesOptions& o, const ProgressFn& progress
   out.base_dir = o.out;
   out.extra_columns = {"photo", "face", "box_x", "box_y", "box_w", "box_h", "score"};
   r.manifest = (fs::path(o.out) / "manifest.csv").string();
+  std::set<std::string> stems;
   for (size_t i = 0; i < src.entries.size(); ++i) {
     const auto& en = src.entries[i];
     const std::string path = src.resolve(i);
@@ -49,7 +51,9 @@ CropFacesResult crop_faces(const CropFacesOptions& o, const ProgressFn& progress
       r.no_face.push_back(path);
       continue;
     }
-    const std::string stem = fs::path(en.path).stem().string();
+    // photos of one name in two folders must not overwrite each other's faces
+    std::string stem = fs::path(en.path).stem().string();
+    if (!stems.insert(stem).second) stem += "~" + std::to_string(i);
     for (size_t k = 0; k < faces.size() && int64_t(k) < o.max_faces; ++k) {
       const std::string rel = "faces/" + stem + "-" + std::to_string(k) + ".png";
       io::save_image(o.out + "/" + rel, faces[k]);
@@ -60,6 +64,8 @@ CropFacesResult crop_faces(const CropFacesOptions& o, const ProgressFn& progress
       ++r.faces;
     }
   }
+  RW_CHECK(r.photos > 0, Input, "none of the ", r.unreadable.size(), " photos of ", o.data, " could be read; first: ",
+           r.unreadable.empty() ? std::string("(none listed)") : r.unreadable.front());
   RW_CHECK(r.faces > 0, Input, "no face was found in ", o.data, " (", r.photos, " photos read",
            r.unreadable.empty() ? std::string() : ", " + std::to_string(r.unreadable.size()) + " unreadable",
            "); the detectors want frontal faces (dlib: at least ~40 px; Haar: a tenth of the image side)");

@@ -383,16 +383,7 @@ int64_t merge_shards(models::Generator& g, models::Embedder& e, const io::Manife
   const auto fp = audit_fingerprint(g, e, dataset, reference, o);
   const int64_t round = audit_next_round(o.stage_dir), n = int64_t(part_stage_dirs.size());
   RW_CHECK(round > 0, Usage, "every round of this sharded audit is merged already");
-  std::vector<StageCache> parts;
-  for (int64_t i = 0; i < n; ++i) {
-    data::Shard s;
-    s.index = i;
-    s.count = n;
-    parts.push_back(open_part(part_stage_dirs[size_t(i)], fp, s, round));
-    nlohmann::json done;
-    RW_CHECK(parts.back().load_json("done", &done), Input, "merge: shard ", s.str(), " did not finish round ", round,
-             " (", part_stage_dirs[size_t(i)], "): run it again (with --resume it continues)");
-  }
+  const auto parts = open_finished_parts(part_stage_dirs, fp, round);
   StageCache run(o.stage_dir, fp, true);
   if (round == 1) {
     for (const char* name : {"dataset", "reference"}) {

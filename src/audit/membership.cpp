@@ -448,16 +448,7 @@ int64_t merge_membership_shards(models::Generator& g, models::Generator* gref, m
   const Plan pl = plan(g, gref, e, members, nonmembers, o);
   const int64_t round = membership_next_round(o.stage_dir), n = int64_t(part_stage_dirs.size());
   RW_CHECK(round > 0, Usage, "every round of this sharded membership run is merged already");
-  std::vector<StageCache> parts;
-  for (int64_t i = 0; i < n; ++i) {
-    data::Shard sh;
-    sh.index = i;
-    sh.count = n;
-    parts.push_back(open_part(part_stage_dirs[size_t(i)], pl.fp, sh, round));
-    nlohmann::json done;
-    RW_CHECK(parts.back().load_json("done", &done), Input, "merge: shard ", sh.str(), " did not finish round ", round,
-             " (", part_stage_dirs[size_t(i)], "): run it again (with --resume it continues)");
-  }
+  const auto parts = open_finished_parts(part_stage_dirs, pl.fp, round);
   StageCache run(o.stage_dir, pl.fp, true);
   for (const char* cls : {"members", "nonmembers"}) {
     if (round == 1) {

@@ -315,7 +315,12 @@ Recovery recover_rows(models::Generator& g, const io::Manifest& m, const std::ve
       at::Tensor e;
       torch::NoGradGuard ng;
       auto err = (r.recon - b.images).pow(2).flatten(1).mean(1);
-      if (embedder) e = embedder->embed(r.recon);
+      if (embedder) {  // embedded a chunk at a time: the same batches whatever the shard
+        std::vector<at::Tensor> es;
+        for (int64_t a = 0; a < r.recon.size(0); a += per_chunk)
+          es.push_back(embedder->embed(r.recon.slice(0, a, std::min(r.recon.size(0), a + per_chunk))));
+        e = torch::cat(es);
+      }
       out.nan_resets += r.nan_resets;
       mse.push_back(err);
       lat.push_back(r.latents.detach());
@@ -446,6 +451,20 @@ StageCache open_part(const std::string& dir, const nlohmann::json& fp, const dat
   RW_CHECK(io::read_file(f) == io::dump_json(part_fingerprint(fp, shard, round), 1), Input, "merge: the stages in ", dir,
            " were made with other options or inputs: rerun shard ", shard.str(), " with this command's options");
   return StageCache(dir, part_fingerprint(fp, shard, round), true);
+}
+
+std::vector<StageCache> open_finished_parts(const std::vector<std::string>& dirs, const nlohmann::json& fp, int64_t round) {
+  std::vector<StageCache> parts;
+  for (size_t i = 0; i < dirs.size(); ++i) {
+    data::Shard s;
+    s.index = int64_t(i);
+    s.count = int64_t(dirs.size());
+    parts.push_back(open_part(dirs[i], fp, s, round));
+    nlohmann::json done;
+    RW_CHECK(parts.back().load_json("done", &done), Input, "merge: shard ", s.str(), " did not finish round ", round,
+             " (", dirs[i], "): run it again (with --resume it continues)");
+  }
+  return parts;
 }
 
 at::Tensor merge_sample_parts(const std::vector<StageCache>& parts, const std::vector<std::string>& dirs, int64_t samples) {

@@ -91,6 +91,13 @@ size_t adopt_part_skips(io::RunRecord& record, const std::vector<dist::Part>& pa
 /// Copies results[key] of the first part into `record` for each key (what every part records alike).
 void copy_part_results(io::RunRecord& record, const std::vector<dist::Part>& parts, const std::vector<std::string>& keys);
 
+/// Records the content hash of each of `files` (names in the part folder `dir`) in the part's
+/// record (results["part_files"]); run_sharded checks them before a merge reads a byte.
+void record_part_files(io::RunRecord& record, const std::string& dir, const std::vector<std::string>& files);
+/// The hash of a data option's rows (manifest, folder with manifest.csv, or image folder): shards
+/// and merges of other rows are then refused as made with other options.
+std::string data_rows_hash(const std::string& data);
+
 /// Rows of CSV files made by parts, merged in the order of a numeric column (the manifest row):
 /// returns the rows and, for each, (part index, row index within that part).
 struct MergedRows {

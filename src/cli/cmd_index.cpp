@@ -88,6 +88,7 @@ struct BuildFlags {
   int64_t batch = 64;
   int64_t train_sample = 0;
   bool append = false, on_disk = false, train_only = false;
+  std::string data_hash;  ///< data_rows_hash(data), for sharded and trained builds
 };
 
 void add_build_flags(po::options_description& desc, BuildFlags& f) {
@@ -280,6 +281,7 @@ void build_part(const BuildFlags& f, io::RunRecord& record, const std::string& d
     auto c = embed_candidates(f, *e, record, shard);
     io::write_npy(dir + "/candidates.npy", c.items.empty() ? torch::zeros({0, e->dim()}) : c.embeddings);
     write_part_items(dir, c);
+    record_part_files(record, dir, {"candidates.npy", "items.csv"});
     record.results()["added"] = c.items.size();
     record.results()["embedder_id"] = e->id();
   });
@@ -319,7 +321,7 @@ std::string trained_path(const BuildFlags& f) { return f.out + "/trained.faiss";
 /// What trained.faiss must have been made with for this build to add to it.
 nlohmann::json train_key(const BuildFlags& f, const models::Embedder& e) {
   return {{"factory", f.index.factory}, {"metric", f.index.metric}, {"seed", f.index.seed}, {"train_sample", f.train_sample},
-          {"data", f.data}, {"crop", f.crop}, {"embedder_id", e.id()}};
+          {"data", f.data}, {"data_rows_hash", f.data_hash}, {"crop", f.crop}, {"embedder_id", e.id()}};
 }
 
 /// Checks OUT/trained.faiss against its trained.json and this build; returns its content hash.
@@ -399,6 +401,7 @@ void build_ivf_part(const BuildFlags& f, io::RunRecord& record, const std::strin
     std::vector<int64_t> keys(c.rows.begin(), c.rows.end());
     identity::ivf_add_shard(trained_path(f), c.items.empty() ? torch::zeros({0, e->dim()}) : c.embeddings,
                             torch::tensor(keys, torch::kLong), dir + "/shard.faiss");
+    record_part_files(record, dir, {"shard.faiss", "items.csv"});
     record.mark("add");
     record.results()["added"] = c.items.size();
     record.results()["embedder_id"] = e->id();
@@ -516,10 +519,15 @@ int build_cmd(const Args& args) {
   RW_CHECK(f.append || sf.merge || (!fs::exists(f.out + "/manifest.json") && !fs::exists(f.out + "/index.faiss")), Usage,
            f.out, " already holds an index: pass --append to add to it, or choose another --out (or delete the folder)");
   const bool ivf = f.on_disk || f.train_only || fs::exists(trained_path(f));
+  RW_CHECK(!ivf || !f.append, Usage, "--append adds to an index whose lists are in memory; ", f.out, " was built in "
+           "shards from a trained index (or is asked to be): rebuild it with the new images instead");
   RW_CHECK(!ivf || f.index.factory.find("IVF") != std::string::npos, Usage, "--on-disk and --train-only need an IVF "
            "factory (--factory IVF4096,PQ32, or --recipe indexes/ivfpq-10m.json), got ", f.index.factory);
-  RW_CHECK(!ivf || !f.append, Usage, "--append adds to an index whose lists are in memory; rebuild an on-disk or "
-           "trained IVF index with the new images instead");
+  RW_CHECK(f.train_sample >= 0, Usage, "--train-sample must be >= 0 (0: 64 a list), got ", f.train_sample);
+  if (ivf || sf.merge || !dist::resolve_shard(sf.shard).whole()) {
+    f.data_hash = data_rows_hash(f.data);
+    record.options()["data_rows_hash"] = f.data_hash;
+  }
   record.options()["on_disk"] = f.on_disk;
   record.options()["train_sample"] = f.train_sample;
   if (f.train_only) {

@@ -7,6 +7,8 @@
 #include "cli.h"
 #include "rewind/core/error.h"
 #include "rewind/core/log.h"
+#include "rewind/audit/stages.h"
+#include "rewind/data/datasets.h"
 #include "rewind/io/atomic_file.h"
 
 namespace rw::cli {
@@ -21,7 +23,26 @@ void add_shard_flags(po::options_description& desc, ShardFlags& f) {
        "written it");
 }
 
+void record_part_files(io::RunRecord& record, const std::string& dir, const std::vector<std::string>& files) {
+  auto& j = record.results()["part_files"];
+  for (const auto& f : files) j[f] = io::file_content_hash(dir + "/" + f);
+}
+
+std::string data_rows_hash(const std::string& data) { return audit::manifest_hash(data::open_data(data)); }
+
 namespace {
+/// A part's files against the hashes its run.json recorded (what a damaged or replaced part file
+/// would otherwise merge silently).
+void check_part_files(const dist::Part& p) {
+  const auto files = p.record.value("results", nlohmann::json::object()).value("part_files", nlohmann::json::object());
+  for (auto it = files.begin(); it != files.end(); ++it) {
+    const std::string path = p.dir + "/" + it.key();
+    RW_CHECK(std::filesystem::is_regular_file(path), Input, "--merge: ", path, " is missing; rerun shard ", p.shard.str());
+    RW_CHECK(io::file_content_hash(path) == it.value().get<std::string>(), Input, "--merge: ", path,
+             " is not the file shard ", p.shard.str(), " wrote (damaged or replaced); rerun that shard");
+  }
+}
+
 /// After a merge the parts are copies of what OUT now holds (the merged run.json lists them, with
 /// their timings): removed, so a sharded run costs the disk of one.
 void remove_parts(const std::vector<dist::Part>& parts) {
@@ -34,6 +55,7 @@ ShardedRun run_sharded(const ShardFlags& flags, const Sharded& c) {
   ShardedRun r;
   const nlohmann::json options = c.record->options();
   auto merge = [&](const std::vector<dist::Part>& parts) {
+    for (const auto& p : parts) check_part_files(p);
     io::RunRecord merged = c.record->restarted();
     merged.options()["merge"] = true;
     if (c.adopt_skips) adopt_part_skips(merged, parts);

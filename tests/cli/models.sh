@@ -124,6 +124,14 @@ if [ -f "$FACE_API/model/face_recognition_model-weights_manifest.json" ]; then
   mkdir -p "$TMP/photos" && cp "$FACE_API"/demo/sample*.jpg "$TMP/photos/"
   expect_code 0 "crop faces" -- "$REWIND" data crop-faces --data "$TMP/photos" --out "$TMP/real" -q
   expect_grep "faces from 6 photos" "$TMP/out" "crop-faces summary"
+  [ -s "$TMP/real/contact-sheet.png" ] && ok || bad "crop-faces writes a contact sheet"
+  # two photos of one name in two folders keep their faces apart
+  mkdir -p "$TMP/dup/a" "$TMP/dup/b" && cp "$FACE_API/demo/sample2.jpg" "$TMP/dup/a/x.jpg" && cp "$FACE_API/demo/sample4.jpg" "$TMP/dup/b/x.jpg"
+  expect_code 0 "crop faces of same-named photos" -- "$REWIND" data crop-faces --data "$TMP/dup" --out "$TMP/cdup" -q
+  [ "$(ls "$TMP/cdup/faces" | wc -l)" = "$(($(wc -l < "$TMP/cdup/manifest.csv") - 1))" ] && ok || bad "same-named photos overwrote faces"
+  printf 'not a jpeg' > "$TMP/dup/bad.jpg" && mkdir -p "$TMP/onlybad" && cp "$TMP/dup/bad.jpg" "$TMP/onlybad/"
+  expect_code 3 "crop faces of unreadable photos only" -- "$REWIND" data crop-faces --data "$TMP/onlybad" --out "$TMP/cbad"
+  expect_grep "could be read; first: image" "$TMP/err" "the unreadable photo and its reason named"
   expect_code 0 "real-photo audit" -- "$REWIND" audit --generator "$REPO/data-tools/demo/generator.pt" \
     --dataset "$TMP/real/manifest.csv" --embedder "$TMP/m/face.pt" --samples 300 --restarts 1 --steps 5 \
     --out "$TMP/areal" -q

@@ -46,6 +46,18 @@ expect_code 3 "merge of an invert part as embed" -- "$REWIND" invert --generator
   --out "$TMP/e6" --merge
 expect_code 2 "a bad --shard" -- "$REWIND" embed $E --out "$TMP/e4" --shard 3/3
 expect_grep "need 0 <= I < N" "$TMP/err" "bad shard explained"
+# a part file damaged after its shard finished, a manifest changed between shards: refused, named
+for i in 0 1; do R embed $E --out "$TMP/e7" --shard $i/2 >/dev/null; done
+printf 'x' | dd of="$TMP/e7/part-0-of-2/embeddings.npy" bs=1 seek=200 conv=notrunc 2>/dev/null
+expect_code 3 "merge of a damaged part" -- "$REWIND" embed $E --out "$TMP/e7" --merge
+expect_grep "part-0-of-2/embeddings.npy is not the file shard 0/2 wrote" "$TMP/err" "damaged part file named"
+cp "$M" "$TMP/faces/m8.csv"
+R embed --embedder "$TMP/m/e.pt" --data "$TMP/faces/m8.csv" --batch 8 --out "$TMP/e8" --shard 0/2 >/dev/null
+(head -1 "$M"; tail -n +2 "$M" | sort -r) > "$TMP/faces/m8.csv"
+R embed --embedder "$TMP/m/e.pt" --data "$TMP/faces/m8.csv" --batch 8 --out "$TMP/e8" --shard 1/2 >/dev/null
+expect_code 3 "merge of shards of two different manifests" -- "$REWIND" embed --embedder "$TMP/m/e.pt" \
+  --data "$TMP/faces/m8.csv" --batch 8 --out "$TMP/e8" --merge
+expect_grep "data_rows_hash was" "$TMP/err" "changed manifest named"
 # the launcher's environment is a shard too (a Slurm job array numbered from 1)
 expect_code 0 "embed shard from a Slurm array" -- env SLURM_ARRAY_TASK_ID=2 SLURM_ARRAY_TASK_MIN=1 SLURM_ARRAY_TASK_COUNT=2 \
   "$REWIND" embed $E --out "$TMP/e5" -q
@@ -136,7 +148,7 @@ expect_code 2 "the demo is not sharded" -- "$REWIND" audit --out "$TMP/ad" --sha
 awk -F, 'NR==1 || substr($2,3)+0 < 12' "$M" > "$TMP/faces/mem.csv"
 awk -F, 'NR==1 || substr($2,3)+0 >= 12' "$M" > "$TMP/faces/non.csv"
 MB="--generator $TMP/m/g.pt --members $TMP/faces/mem.csv --nonmembers $TMP/faces/non.csv --embedder $TMP/m/e.pt
-    --reference-generator $TMP/m/g.pt --samples 600 --steps 10 --recover-max 12 --invert-batch 4 --bootstrap 50 --batch 8"
+    --reference-generator $TMP/m/g.pt --samples 600 --steps 10 --recover-max 8 --invert-batch 4 --bootstrap 50 --batch 8"
 R membership $MB --out "$TMP/mb1" >/dev/null 2>&1 || bad "membership, one process"
 for i in 0 1; do R membership $MB --out "$TMP/mb2" --shard $i/2 >/dev/null 2>&1 || bad "membership round 1 shard $i/2"; done
 expect_code 0 "membership --merge, round 1" -- "$REWIND" membership $MB --out "$TMP/mb2" --merge -q

@@ -146,6 +146,9 @@ nlohmann::json part_fingerprint(nlohmann::json fp, const data::Shard& shard, int
 /// A part's stage folder, checked to be the one this run's options make (never created here):
 /// Error{kInput} naming it and the shard to rerun otherwise.
 StageCache open_part(const std::string& dir, const nlohmann::json& fp, const data::Shard& shard, int64_t round);
+/// The parts of `round` (stage folders, shard i of n at position i), each opened with open_part
+/// and checked to have finished the round (Error{kInput} naming the shard to run again).
+std::vector<StageCache> open_finished_parts(const std::vector<std::string>& dirs, const nlohmann::json& fp, int64_t round);
 /// The sample embeddings of the parts (each SampleBank(..., kSampleBatch, shard i of n)) in sample order.
 at::Tensor merge_sample_parts(const std::vector<StageCache>& parts, const std::vector<std::string>& dirs, int64_t samples);
 /// The recovery segments of `stage` in the parts, saved into `run` as one process saves them
