@@ -43,7 +43,7 @@ bool parse_command(const std::string& usage, const Args& args, po::options_descr
   if (pos) parser.positional(*pos);
   po::store(parser.run(), vm);
   if (vm.count("help") && vm["help"].as<bool>()) {
-    std::cout << "usage: " << usage << "\n\n" << all << "\n";
+    std::cout << "usage: " << usage << "\n\n" << desc << "\n" << general << "\n";
     return false;
   }
   po::notify(vm);

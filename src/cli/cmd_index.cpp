@@ -762,7 +762,8 @@ int cmd_index(const Args& args) {
         << "usage: rewind index build|query|info [options]\n\n"
            "  build   embed candidate images and index them (FAISS), calibrating match thresholds\n"
            "  query   top-k identity matches for query images, with verdicts at a calibrated FAR\n"
-           "  info    what an index holds: count, embedder, factory, thresholds\n";
+           "  info    what an index holds: count, embedder, factory, layout, thresholds\n\n"
+           "'rewind index <command> --help' shows each command's options.\n";
     return args.empty() ? 2 : 0;
   }
   Args rest(args.begin() + 1, args.end());

@@ -136,7 +136,8 @@ int cmd_convert(const Args& args) {
   if (args.empty() || args[0] == "--help" || args[0] == "-h") {
     (args.empty() ? std::cerr : std::cout)
         << "usage: rewind convert face-api --out FILE [--from DIR]\n\n"
-           "  face-api   the dlib face ResNet (128-d) from the npm package @vladmandic/face-api\n";
+           "  face-api   the dlib face ResNet (128-d) from the npm package @vladmandic/face-api\n\n"
+           "'rewind convert face-api --help' shows its options.\n";
     return args.empty() ? 2 : 0;
   }
   if (args[0] == "face-api") return convert_face_api_cmd(Args(args.begin() + 1, args.end()));

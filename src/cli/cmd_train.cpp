@@ -275,6 +275,7 @@ int cmd_train(const Args& args) {
     auto& os = args.empty() ? std::cerr : std::cout;
     os << "usage: rewind train <model> [options]\n\nmodels:\n";
     for (const auto& c : cmds) os << "  " << c.name << std::string(14 - c.name.size(), ' ') << c.summary << "\n";
+    os << "\n'rewind train <model> --help' shows each model's options.\n";
     return args.empty() ? 2 : 0;
   }
   for (const auto& c : cmds)
