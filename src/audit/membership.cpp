@@ -243,7 +243,7 @@ Plan plan(models::Generator& g, models::Generator* gref, models::Embedder* e, co
   return p;
 }
 
-/// The rows of class `lab` that are scanned (the first per_identity of each identity).
+/// The rows of a class that are scanned (the first per_identity of each identity).
 std::vector<size_t> chosen_rows(const io::Manifest& m, const MembershipOptions& o) {
   return first_per_identity(m, o.per_identity);
 }
@@ -259,11 +259,15 @@ std::vector<size_t> recovery_rows_of(const std::vector<size_t>& chosen, const Cl
   return loaded;
 }
 
-/// A stream over `rows` of `m` at the generator's size; with a shard, only its blocks of `rows`
-/// (positions dealt in blocks of the batch, so each batch is one a single process makes).
-data::ImageStream class_stream(const io::Manifest& m, const std::vector<size_t>& rows, const models::ImageShape& shape,
-                               const MembershipOptions& o, const std::string& cls, const data::Shard& shard,
-                               const ProgressFn& progress) {
+/// The scan of class `cls` (the chosen rows of `m`): kept in `cache`, else streamed at the
+/// generator's size and saved there. With a shard, only its blocks of the chosen rows (positions
+/// dealt in blocks of the batch, so each batch is one a single process makes).
+ClassScan scan_class(const StageCache& cache, const io::Manifest& m, const std::string& cls, const Plan& pl,
+                     models::Embedder* e, const models::ImageShape& shape, const MembershipOptions& o,
+                     const data::Shard& shard, const ProgressFn& progress) {
+  ClassScan sc;
+  if (load_scan(cache, cls, &sc)) return sc;
+  const auto rows = chosen_rows(m, o);
   std::vector<size_t> mine;
   const auto sh = shard.blocks_of(o.batch);
   for (size_t k = 0; k < rows.size(); ++k)
@@ -271,13 +275,12 @@ data::ImageStream class_stream(const io::Manifest& m, const std::vector<size_t>&
   data::StreamOptions so;
   so.batch = o.batch;
   so.stage = "load " + cls;
-  return data::ImageStream(m, std::move(mine), data::image_loader({shape.channels, shape.height, io::ResizeMode::kCenterCrop}),
-                           so, progress);
-}
-
-/// The embedder the scans need (identity-nn, recon-identity), else null.
-models::Embedder* scan_embedder(const Plan& p, models::Embedder* e) {
-  return p.run.count("identity-nn") || p.run.count("recon-identity") ? e : nullptr;
+  data::ImageStream s(m, std::move(mine), data::image_loader({shape.channels, shape.height, io::ResizeMode::kCenterCrop}),
+                      so, progress);
+  // the embedder only when an attack uses the embeddings (identity-nn, recon-identity)
+  sc = scan(s, pl.run.count("identity-nn") || pl.run.count("recon-identity") ? e : nullptr);
+  save_scan(cache, cls, sc);
+  return sc;
 }
 
 /// The sample bank: kept in the cache (a resumed or merged run does not generate it again).
@@ -318,12 +321,7 @@ MembershipResult run_membership(models::Generator& g, models::Generator* gref, m
     const auto& m = *sets[lab];
     const std::string cls = lab ? "members" : "nonmembers";
     const auto chosen = chosen_rows(m, o);
-    ClassScan sc;
-    if (!load_scan(cache, cls, &sc)) {
-      auto s = class_stream(m, chosen, shape, o, cls, {}, progress);
-      sc = scan(s, scan_embedder(pl, e));
-      save_scan(cache, cls, sc);
-    }
+    const ClassScan sc = scan_class(cache, m, cls, pl, e, shape, o, {}, progress);
     record_skips(record, sc.skipped);
     r.skipped.insert(r.skipped.end(), sc.skipped.begin(), sc.skipped.end());
     if (!sc.skipped.empty()) log_warn(sc.skipped.size(), " ", cls, " images skipped (run.json); first: ", sc.skipped.front().reason);
@@ -411,13 +409,7 @@ int64_t run_membership_shard(models::Generator& g, models::Generator* gref, mode
       part.save("samples", SampleBank(g, *e, o.samples, o.seed, progress, kSampleBatch, shard).embeddings());
     for (int lab : {1, 0}) {
       const std::string cls = lab ? "members" : "nonmembers";
-      ClassScan sc;
-      if (!load_scan(part, cls, &sc)) {
-        auto s = class_stream(*sets[lab], chosen_rows(*sets[lab], o), g.output_shape(), o, cls, shard, progress);
-        sc = scan(s, scan_embedder(pl, e));
-        save_scan(part, cls, sc);
-      }
-      record_skips(record, sc.skipped);
+      record_skips(record, scan_class(part, *sets[lab], cls, pl, e, g.output_shape(), o, shard, progress).skipped);
     }
   } else if (pl.need_recovery) {
     StageCache merged(o.stage_dir, pl.fp, true);

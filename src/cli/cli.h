@@ -119,6 +119,8 @@ struct ShardFlags {
   bool merge = false;  ///< combine the finished parts instead of running
 };
 void add_shard_flags(po::options_description& desc, ShardFlags& f);
+/// Whether this run is a shard or a merge (--merge, --shard I/N with N > 1, or the launcher's rank).
+bool sharded(const ShardFlags& f);
 
 /// A command that can run as shards: `part` runs the rows of a shard into a folder (OUT itself
 /// for a whole run, OUT/part-I-of-N otherwise) and writes `record` as its run.json there;

@@ -133,8 +133,7 @@ int audit_cmd(const Args& args) {
   io::RunRecord record(demo ? "audit (embedded demo)" : "audit");
   record.set_seed(o.seed);
   record.options() = options_json(p, o, demo);
-  const bool sharded = sf.merge || !dist::resolve_shard(sf.shard).whole();
-  if (!sharded) {
+  if (!sharded(sf)) {
     audit::AuditResult r;
     audit_whole(p, o, record, demo, r);
     return 0;

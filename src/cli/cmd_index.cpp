@@ -287,15 +287,20 @@ void build_part(const BuildFlags& f, io::RunRecord& record, const std::string& d
   });
 }
 
+/// Error{kInput} unless `p` was embedded with `e` (the same file).
+void check_part_embedder(const dist::Part& p, const models::Embedder& e) {
+  RW_CHECK(p.record["results"].value("embedder_id", "") == e.id(), Input, "--merge: ", p.dir,
+           " was embedded with another embedder file (", p.record["results"].value("embedder_id", "?"), ", here ", e.id(),
+           "); rerun that shard");
+}
+
 /// The parts' candidates in manifest order, as one process would have embedded them.
 Candidates merged_candidates(const std::vector<dist::Part>& parts, const models::Embedder& e) {
   io::CsvRow header;
   auto merged = merge_csv_by(parts, "items.csv", "source_row", &header);
   std::vector<at::Tensor> embs, rows;
   for (const auto& p : parts) {
-    RW_CHECK(p.record["results"].value("embedder_id", "") == e.id(), Input, "--merge: ", p.dir,
-             " was embedded with another embedder file (", p.record["results"].value("embedder_id", "?"), ", here ", e.id(),
-             "); rerun that shard");
+    check_part_embedder(p, e);
     embs.push_back(io::read_npy(p.dir + "/candidates.npy"));
   }
   Candidates c;
@@ -445,8 +450,9 @@ identity::CalibrationReport merge_ivf_parts(const BuildFlags& f, const nlohmann:
   const std::string th = check_trained(f, e);
   std::vector<std::string> files;
   for (const auto& p : parts) {
-    RW_CHECK(p.record["results"].value("embedder_id", "") == e.id() && p.record["results"].value("trained_fnv1a64", "") == th,
-             Input, "--merge: ", p.dir, " was made with another embedder or trained index; rerun shard ", p.shard.str());
+    check_part_embedder(p, e);
+    RW_CHECK(p.record["results"].value("trained_fnv1a64", "") == th, Input, "--merge: ", p.dir,
+             " added to another trained index than ", trained_path(f), "; rerun shard ", p.shard.str());
     files.push_back(p.dir + "/shard.faiss");
   }
   io::CsvRow header;
@@ -524,7 +530,7 @@ int build_cmd(const Args& args) {
   RW_CHECK(!ivf || f.index.factory.find("IVF") != std::string::npos, Usage, "--on-disk and --train-only need an IVF "
            "factory (--factory IVF4096,PQ32, or --recipe indexes/ivfpq-10m.json), got ", f.index.factory);
   RW_CHECK(f.train_sample >= 0, Usage, "--train-sample must be >= 0 (0: 64 a list), got ", f.train_sample);
-  if (ivf || sf.merge || !dist::resolve_shard(sf.shard).whole()) {
+  if (ivf || sharded(sf)) {
     f.data_hash = data_rows_hash(f.data);
     record.options()["data_rows_hash"] = f.data_hash;
   }

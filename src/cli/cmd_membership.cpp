@@ -94,7 +94,7 @@ int membership_cmd(const Args& args) {
                       {"optimizer", o.invert.loop.optimizer}, {"batch", o.batch}, {"invert_batch", o.invert.batch},
                       {"bootstrap", o.boot}, {"seed", o.seed}};
   io::ensure_dir(p.out);
-  if (!sf.merge && dist::resolve_shard(sf.shard).whole()) {
+  if (!sharded(sf)) {
     membership_whole(p, o, record);
     return 0;
   }

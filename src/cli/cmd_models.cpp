@@ -115,7 +115,7 @@ int embed_cmd(const Args& args) {
   if (!parse_command("rewind embed --embedder E --data MANIFEST|DIR --out DIR [options]", args, desc, common)) return 0;
   io::RunRecord record("embed");
   record.options() = {{"embedder", f.embedder}, {"data", f.data}, {"out", f.out}, {"crop", f.crop}, {"batch", f.batch}};
-  if (sf.merge || !dist::resolve_shard(sf.shard).whole()) record.options()["data_rows_hash"] = data_rows_hash(f.data);
+  if (sharded(sf)) record.options()["data_rows_hash"] = data_rows_hash(f.data);
   auto ran = run_sharded(sf, {"embed", f.out, &record,
                               [&](const std::string& dir, const dist::Shard& s) { embed_part(f, record, dir, s); },
                               [&](const std::vector<dist::Part>& parts, io::RunRecord& merged) {

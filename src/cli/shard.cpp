@@ -23,6 +23,8 @@ void add_shard_flags(po::options_description& desc, ShardFlags& f) {
        "written it");
 }
 
+bool sharded(const ShardFlags& f) { return f.merge || !dist::resolve_shard(f.shard).whole(); }
+
 void record_part_files(io::RunRecord& record, const std::string& dir, const std::vector<std::string>& files) {
   auto& j = record.results()["part_files"];
   for (const auto& f : files) j[f] = io::file_content_hash(dir + "/" + f);
@@ -185,7 +187,6 @@ void one_round(const ShardFlags& sf, const Rounds& r) {
                                  << " shards). Next: run the same shards again, then --merge\n";
                        return;
                      }
-                     merged.results().erase("round");
                      r.finish(merged);  // records the skipped items of the merged stages
                    },
                    /*adopt_skips=*/false});

@@ -41,8 +41,6 @@ using idx_t = faiss::Index::idx_t;
 
 constexpr int kFormat = 1;
 
-namespace {
-
 faiss::MetricType metric_of(const std::string& m) {
   if (m == "cosine" || m == "ip") return faiss::METRIC_INNER_PRODUCT;
   if (m == "l2") return faiss::METRIC_L2;
@@ -53,6 +51,19 @@ at::Tensor as_float_rows(const at::Tensor& x, int64_t dim, const char* what) {
   RW_CHECK(x.dim() == 2 && x.size(1) == dim, Input, what, " must be [n, ", dim, "], got ", x.sizes());
   return x.detach().to(torch::kCPU, torch::kFloat32).contiguous();
 }
+
+void write_index_atomic(const faiss::Index* index, const std::string& path) {
+  io::write_via_temp(path, [&](const std::string& tmp) {
+    try {
+      faiss::write_index(index, tmp.c_str());
+    } catch (const faiss::FaissException& e) {
+      RW_FAIL(Input, "cannot write ", path, ": ", e.what());
+    }
+    return true;
+  });
+}
+
+namespace {
 
 // Converts a FAISS score to cosine similarity.
 inline float to_similarity(float score, bool l2) { return l2 ? 1.0f - score / 2.0f : score; }
@@ -539,20 +550,19 @@ void IdentityIndex::save(const std::string& dir, const nlohmann::json& extra) co
   }
   // an on-disk index takes no appends and is not calibrated again: its direct map (8 B a vector
   // in every query process's RAM) is dropped
-  if (od)
-    if (auto* ivf = faiss::ivflib::try_extract_index_ivf(impl_->index.get())) ivf->set_direct_map_type(faiss::DirectMap::NoMap);
-  io::write_via_temp(dir + "/" + iname, [&](const std::string& tmp) {
+  if (od) faiss::ivflib::extract_index_ivf(impl_->index.get())->set_direct_map_type(faiss::DirectMap::NoMap);
+  {
+    // the file records the lists' bare name (load finds them beside index.faiss); the mapping keeps its path
     const std::string full = od ? od->filename : std::string();
-    if (od) od->filename = lname;  // the file records the bare name; load finds it beside index.faiss
+    if (od) od->filename = lname;
     try {
-      faiss::write_index(impl_->index.get(), tmp.c_str());
-    } catch (const faiss::FaissException& e) {
+      write_index_atomic(impl_->index.get(), dir + "/" + iname);
+    } catch (...) {
       if (od) od->filename = full;
-      RW_FAIL(Input, "cannot write ", dir, "/", iname, ": ", e.what());
+      throw;
     }
     if (od) od->filename = full;
-    return true;
-  });
+  }
   io::crash_point("index-save:index-written");
   const std::string& items = impl_->items.text();
   io::write_file_atomic(dir + "/" + cname, items);

@@ -65,6 +65,13 @@ struct IdentityIndex::Impl {
   }
 };
 
+/// "cosine" (or "ip") -> inner product, "l2" -> L2; Error{kUsage} otherwise.
+faiss::MetricType metric_of(const std::string& m);
+/// `x` checked to be [n, dim] (Error{kInput} naming `what`), as contiguous float32 on the CPU.
+at::Tensor as_float_rows(const at::Tensor& x, int64_t dim, const char* what);
+/// faiss::write_index to `path` through a temporary file and an atomic rename; Error{kInput} on failure.
+void write_index_atomic(const faiss::Index* index, const std::string& path);
+
 /// Throws Error{kInput} when `x` [n, d] holds non-finite values, non-unit rows or one repeated
 /// vector (a broken embedder would build an index that matches everyone or no one).
 void check_embeddings(const at::Tensor& x);

@@ -31,12 +31,6 @@ namespace {
 namespace fs = std::filesystem;
 using idx_t = faiss::Index::idx_t;
 
-faiss::MetricType metric_of(const std::string& m) {
-  if (m == "cosine" || m == "ip") return faiss::METRIC_INNER_PRODUCT;
-  if (m == "l2") return faiss::METRIC_L2;
-  RW_FAIL(Usage, "unknown metric '", m, "' (use cosine or l2)");
-}
-
 std::unique_ptr<faiss::Index> make(const std::string& factory, int64_t dim, const std::string& metric) {
   try {
     return std::unique_ptr<faiss::Index>(faiss::index_factory(int(dim), factory.c_str(), metric_of(metric)));
@@ -61,22 +55,6 @@ std::unique_ptr<faiss::Index> read(const std::string& path, int flags = 0) {
   } catch (const std::exception& e) {
     RW_FAIL(Input, path, " is not a readable FAISS index (a size field is damaged: ", e.what(), ")");
   }
-}
-
-void write(const faiss::Index* index, const std::string& path) {
-  io::write_via_temp(path, [&](const std::string& tmp) {
-    try {
-      faiss::write_index(index, tmp.c_str());
-    } catch (const faiss::FaissException& e) {
-      RW_FAIL(Input, "cannot write ", path, ": ", e.what());
-    }
-    return true;
-  });
-}
-
-at::Tensor rows(const at::Tensor& v, int64_t d, const char* what) {
-  RW_CHECK(v.dim() == 2 && v.size(1) == d, Input, what, " must be [n, ", d, "], got ", v.sizes());
-  return v.detach().to(torch::kCPU, torch::kFloat32).contiguous();
 }
 
 /// One list's entries gathered from the shards, in id order.
@@ -105,7 +83,7 @@ void ivf_train(const IndexOptions& options, const at::Tensor& sample, const std:
   auto* ivf = ivf_of(index.get(), "'" + options.factory + "'");
   RW_CHECK(sample.size(0) >= int64_t(ivf->nlist), Input, "training ", options.factory, " needs at least ", ivf->nlist,
            " vectors (FAISS advises 39 a list), got ", sample.size(0), ": use fewer lists or a larger sample");
-  auto x = rows(sample, d, "the training sample");
+  auto x = as_float_rows(sample, d, "the training sample");
   check_embeddings(x);
   ivf->cp.seed = int(options.seed);
   // polysemous training (FAISS's default for "PQ" in a factory string) reorders PQ centroids for
@@ -117,7 +95,7 @@ void ivf_train(const IndexOptions& options, const at::Tensor& sample, const std:
   } catch (const faiss::FaissException& e) {
     RW_FAIL(Input, "FAISS could not train ", options.factory, ": ", e.what());
   }
-  write(index.get(), path);
+  write_index_atomic(index.get(), path);
 }
 
 void ivf_add_shard(const std::string& trained, const at::Tensor& vectors, const at::Tensor& keys, const std::string& path) {
@@ -125,7 +103,7 @@ void ivf_add_shard(const std::string& trained, const at::Tensor& vectors, const 
   ivf_of(index.get(), trained);
   RW_CHECK(index->is_trained, Input, trained, " is not trained; make it with ivf_train (rewind index build --train-only)");
   RW_CHECK(index->ntotal == 0, Input, trained, " already holds ", index->ntotal, " vectors: give the empty trained index");
-  auto x = rows(vectors, index->d, "a shard's vectors");
+  auto x = as_float_rows(vectors, index->d, "a shard's vectors");
   auto k = keys.to(torch::kCPU, torch::kLong).contiguous();
   RW_CHECK(k.dim() == 1 && k.size(0) == x.size(0), Input, "a shard needs one key per vector: ", k.sizes(), " for ",
            x.size(0));
@@ -140,7 +118,7 @@ void ivf_add_shard(const std::string& trained, const at::Tensor& vectors, const 
       RW_FAIL(Internal, "FAISS failed adding a shard's vectors: ", e.what());
     }
   }
-  write(index.get(), path);
+  write_index_atomic(index.get(), path);
 }
 
 std::string IdentityIndex::next_lists_path(const std::string& dir) {

@@ -409,6 +409,17 @@ struct ShardedIvf {
   TempDir dir;
   identity::IndexOptions opt;
   std::vector<int64_t> keys;
+  std::string trained() const { return dir.path() + "/trained.faiss"; }
+  /// Trains opt.factory on `x`; row i is keyed i * 3 + 1 (as shard_files adds it).
+  void train(const at::Tensor& x) {
+    identity::ivf_train(opt, x, trained());
+    keys.clear();
+    for (int64_t i = 0; i < x.size(0); ++i) keys.push_back(i * 3 + 1);
+  }
+  static identity::Item item_of(int64_t i) { return {"id" + std::to_string(i / 4), "img" + std::to_string(i), "t"}; }
+  identity::IdentityIndex merge(const std::vector<std::string>& files, const std::string& lists_path) {
+    return identity::IdentityIndex::merge_ivf_shards(opt, trained(), files, keys, item_of, lists_path);
+  }
   std::vector<std::string> shard_files(const at::Tensor& x, int64_t nshards) {
     std::vector<std::string> files;
     for (int64_t s = 0; s < nshards; ++s) {
@@ -417,7 +428,7 @@ struct ShardedIvf {
         if ((i / 7) % nshards == s) rows.push_back(i);
       auto r = torch::tensor(rows, torch::kLong);
       files.push_back(dir.path() + "/s" + std::to_string(nshards) + "-" + std::to_string(s) + ".faiss");
-      identity::ivf_add_shard(dir.path() + "/trained.faiss", x.index_select(0, r), r * 3 + 1, files.back());
+      identity::ivf_add_shard(trained(), x.index_select(0, r), r * 3 + 1, files.back());
     }
     return files;
   }
@@ -430,14 +441,10 @@ TEST(IvfShards, MergedEqualsOneShardAndFindsPlantedNeighbours) {
   t.opt.factory = "IVF16,Flat";
   t.opt.ivf_nprobe = 16;  // all lists: exact, so the brute-force reference applies
   auto x = clustered(60, 4, 24, 0.3, 5);
-  identity::ivf_train(t.opt, x, t.dir.path() + "/trained.faiss");
-  for (int64_t i = 0; i < x.size(0); ++i) t.keys.push_back(i * 3 + 1);
-  auto item_of = [](int64_t i) { return identity::Item{"id" + std::to_string(i / 4), "img" + std::to_string(i), "t"}; };
+  t.train(x);
   const std::string d1 = t.dir.path() + "/one", d3 = t.dir.path() + "/three";
-  auto one = identity::IdentityIndex::merge_ivf_shards(t.opt, t.dir.path() + "/trained.faiss", t.shard_files(x, 1), t.keys,
-                                                       item_of, identity::IdentityIndex::next_lists_path(d1));
-  auto three = identity::IdentityIndex::merge_ivf_shards(t.opt, t.dir.path() + "/trained.faiss", t.shard_files(x, 3),
-                                                         t.keys, item_of, identity::IdentityIndex::next_lists_path(d3));
+  auto one = t.merge(t.shard_files(x, 1), identity::IdentityIndex::next_lists_path(d1));
+  auto three = t.merge(t.shard_files(x, 3), identity::IdentityIndex::next_lists_path(d3));
   EXPECT_EQ(three.size(), 240);
   auto q = torch::nn::functional::normalize(x.slice(0, 0, 30) + 0.01 * unit_rows(30, 24, 9),
                                             torch::nn::functional::NormalizeFuncOptions().dim(1));
@@ -469,29 +476,21 @@ TEST(IvfShards, DamagedOrForeignShardsAreRefused) {
   ShardedIvf t;
   t.opt.factory = "IVF8,Flat";
   auto x = clustered(30, 4, 16, 0.3, 6);
-  identity::ivf_train(t.opt, x, t.dir.path() + "/trained.faiss");
-  for (int64_t i = 0; i < x.size(0); ++i) t.keys.push_back(i * 3 + 1);
-  auto item_of = [](int64_t i) { return identity::Item{"id" + std::to_string(i / 4), "p", "t"}; };
+  t.train(x);
   auto files = t.shard_files(x, 2);
   // a missing shard, a repeated shard
-  EXPECT_THROW(identity::IdentityIndex::merge_ivf_shards(t.opt, t.dir.path() + "/trained.faiss", {files[0]}, t.keys, item_of, ""),
-               Error);
-  EXPECT_THROW(identity::IdentityIndex::merge_ivf_shards(t.opt, t.dir.path() + "/trained.faiss", {files[0], files[0], files[1]},
-                                                         t.keys, item_of, ""),
-               Error);
+  EXPECT_THROW(t.merge({files[0]}, ""), Error);
+  EXPECT_THROW(t.merge({files[0], files[0], files[1]}, ""), Error);
   // keys the items do not have
-  auto other = t.keys;
-  other.back() += 1;
-  EXPECT_THROW(identity::IdentityIndex::merge_ivf_shards(t.opt, t.dir.path() + "/trained.faiss", files, other, item_of, ""),
-               Error);
+  t.keys.back() += 1;
+  EXPECT_THROW(t.merge(files, ""), Error);
   // a shard of another trained index (other list count)
   identity::IndexOptions o4 = t.opt;
   o4.factory = "IVF4,Flat";
   identity::ivf_train(o4, x, t.dir.path() + "/trained4.faiss");
   identity::ivf_add_shard(t.dir.path() + "/trained4.faiss", x.slice(0, 0, 5), torch::arange(5, torch::kLong), t.dir.path() + "/f.faiss");
-  EXPECT_THROW(identity::IdentityIndex::merge_ivf_shards(t.opt, t.dir.path() + "/trained.faiss", {t.dir.path() + "/f.faiss"},
-                                                         {0, 1, 2, 3, 4}, item_of, ""),
-               Error);
+  t.keys = {0, 1, 2, 3, 4};
+  EXPECT_THROW(t.merge({t.dir.path() + "/f.faiss"}, ""), Error);
   // not IVF, too small a sample, a NaN vector
   identity::IndexOptions flat;
   EXPECT_THROW(identity::ivf_train(flat, x, t.dir.path() + "/x.faiss"), Error);
@@ -509,12 +508,9 @@ TEST(IvfShards, DamagedListsFileIsAnErrorNeverACrash) {
   ShardedIvf t;
   t.opt.factory = "IVF8,Flat";
   auto x = clustered(30, 4, 16, 0.3, 7);
-  identity::ivf_train(t.opt, x, t.dir.path() + "/trained.faiss");
-  for (int64_t i = 0; i < x.size(0); ++i) t.keys.push_back(i * 3 + 1);
-  auto item_of = [](int64_t i) { return identity::Item{"id" + std::to_string(i / 4), "p", "t"}; };
+  t.train(x);
   const std::string d = t.dir.path() + "/idx";
-  auto idx = identity::IdentityIndex::merge_ivf_shards(t.opt, t.dir.path() + "/trained.faiss", t.shard_files(x, 2), t.keys,
-                                                       item_of, identity::IdentityIndex::next_lists_path(d));
+  auto idx = t.merge(t.shard_files(x, 2), identity::IdentityIndex::next_lists_path(d));
   idx.calibrate();
   idx.save(d);
   const std::string lists = d + "/lists.ivfdata", good = read_bytes(lists);
