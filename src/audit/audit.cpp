@@ -255,8 +255,7 @@ nlohmann::json audit_fingerprint(const models::Generator& g, const models::Embed
                                  const io::Manifest* reference, const AuditOptions& o) {
   return {{"samples", o.samples}, {"seed", o.seed}, {"per_identity", o.per_identity},
           {"recover_top", o.recover_top}, {"recover_control", o.recover_control}, {"batch", o.batch},
-          {"restarts", o.invert.restarts}, {"steps", o.invert.loop.steps}, {"lr", o.invert.loop.lr},
-          {"optimizer", o.invert.loop.optimizer}, {"generator", g.describe()}, {"embedder", e.id()},
+          {"recovery", recovery_fingerprint(o.invert)}, {"generator", g.describe()}, {"embedder", e.id()},
           {"dataset", manifest_hash(dataset)}, {"reference", reference ? manifest_hash(*reference) : ""}};
 }
 

@@ -29,7 +29,8 @@ struct Pictures {
   std::vector<at::Tensor> image, sample, recon;
 };
 
-Pictures pictures(const AuditResult& r, size_t k, models::Generator& g, const io::Manifest& m, uint64_t seed) {
+Pictures pictures(const AuditResult& r, size_t k, models::Generator& g, const io::Manifest& m, uint64_t seed,
+                  const std::string& latent) {
   Pictures p;
   torch::NoGradGuard ng;
   const auto shape = g.output_shape();
@@ -53,7 +54,8 @@ Pictures pictures(const AuditResult& r, size_t k, models::Generator& g, const io
     p.image.push_back(it == loaded.end() ? at::Tensor() : it->second);
     p.sample.push_back(ev.nn_sample >= 0 ? smp[int64_t(i)] : at::Tensor());
     p.recon.push_back(ev.recovered_index >= 0
-                          ? g.generate(r.recovery.latents.slice(0, ev.recovered_index, ev.recovered_index + 1)).clamp(-1, 1)[0]
+                          ? ganinv::render(g, latent, r.recovery.latents.slice(0, ev.recovered_index, ev.recovered_index + 1))
+                                .clamp(-1, 1)[0]
                           : at::Tensor());
   }
   return p;
@@ -220,7 +222,7 @@ void write_audit_report(const std::string& out, const AuditResult& r, const Audi
                         const io::Manifest& dataset, const std::string& dataset_name, const nlohmann::json& options_json) {
   write_csv_json(out, r, o, dataset, options_json);
   const size_t shown = std::min(r.identities.size(), size_t(std::max<int64_t>(0, o.top)));
-  auto pics = pictures(r, std::max(shown, std::min<size_t>(16, r.identities.size())), g, dataset, o.seed);
+  auto pics = pictures(r, std::max(shown, std::min<size_t>(16, r.identities.size())), g, dataset, o.seed, o.invert.latent);
   report::HtmlReport html("rewind audit: does this GAN reproduce your people?");
   html.summary(summary_lines(r, o, dataset_name));
   html.heading("Top identities");
@@ -252,8 +254,10 @@ void write_audit_report(const std::string& out, const AuditResult& r, const Audi
                  (o.recover_top < 0 ? std::string("all") : std::to_string(o.recover_top)) + " highest by identity-nn, plus " +
                  std::to_string(o.recover_control) + " drawn at random from the rest as a control; " +
                  std::to_string(o.invert.restarts) + " restarts x " + std::to_string(o.invert.loop.steps) +
-                 " Adam steps); a recovery error far below the median of the recovered images "
-                 "(z = (median - error) / (1.4826 MAD)) is supporting evidence: training images are usually rebuilt better.");
+                 " " + (o.invert.loop.optimizer == "lbfgs" ? "L-BFGS" : "Adam") +
+                 " steps); a recovery error far below the median of the recovered images "
+                 "(z = (median - error) / (1.4826 MAD)) is supporting evidence: training images are usually rebuilt better. " +
+                 ganinv::latent_space_note(o.invert.latent));
   html.heading("Thresholds");
   html.paragraph("Verdict threshold " + fmt(r.threshold.value, 4) + ": " + r.threshold.method + "." +
                  (r.threshold.resolved ? "" : " Not resolved: " + r.threshold.reason + "."));

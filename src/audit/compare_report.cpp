@@ -69,7 +69,7 @@ std::vector<std::vector<std::string>> picture_rows(const CompareResult& r, const
   std::vector<std::vector<std::string>> out;
   for (size_t k = 0; k < n; ++k) {
     const auto& id = r.identities[k];
-    auto rec = g.generate(r.recovery.latents.slice(0, int64_t(k), int64_t(k) + 1)).clamp(-1, 1)[0];
+    auto rec = ganinv::render(g, o.invert.latent, r.recovery.latents.slice(0, int64_t(k), int64_t(k) + 1)).clamp(-1, 1)[0];
     auto it = photos.find(id.photo_row);
     std::vector<std::string> row = {report::escape(id.identity),
                                     it == photos.end() ? "" : report::img_png(png(it->second), "photo", 64),

@@ -236,8 +236,8 @@ Plan plan(models::Generator& g, models::Generator* gref, models::Embedder* e, co
   RW_CHECK(!run.empty(), Usage, "no attack could run: MembershipOptions::attacks '", o.attacks,
            "' needs an embedder for identity-nn / recon-identity and a reference generator for calibrated");
   p.fp = {{"attacks", o.attacks}, {"samples", o.samples}, {"per_identity", o.per_identity},
-          {"recover_max", o.recover_max}, {"seed", o.seed}, {"restarts", o.invert.restarts},
-          {"steps", o.invert.loop.steps}, {"lr", o.invert.loop.lr}, {"generator", g.describe()},
+          {"recover_max", o.recover_max}, {"seed", o.seed}, {"recovery", recovery_fingerprint(o.invert)},
+          {"generator", g.describe()},
           {"reference_generator", gref ? gref->describe() : ""}, {"embedder", e ? e->id() : ""},
           {"members", manifest_hash(members)}, {"nonmembers", manifest_hash(nonmembers)}, {"batch", o.batch}};
   return p;

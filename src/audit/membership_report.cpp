@@ -190,7 +190,8 @@ void write_membership_report(const std::string& out, const MembershipResult& r, 
                  "same error under a reference generator trained on other data (GAN-Leaks, Chen et al. 2020); "
                  "identity-nn: best identity similarity between the target and " + std::to_string(o.samples) +
                  " generated samples (Webster et al. 2021); recon-identity: identity similarity between the target and "
-                 "its own reconstruction. MRE-gap = (median non-member error - median member error) / median non-member error.");
+                 "its own reconstruction. MRE-gap = (median non-member error - median member error) / median non-member error. " +
+                 ganinv::latent_space_note(o.invert.latent));
   if (!r.skipped.empty()) html.paragraph(std::to_string(r.skipped.size()) + " images skipped (listed in run.json).");
   html.details("run options", io::dump_json(options_json, 2));
   html.write(out + "/report.html");

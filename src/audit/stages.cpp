@@ -259,6 +259,20 @@ void save_embedded(const StageCache& c, const std::string& name, const Embedded&
 }
 
 // ------------------------------------------------------------------------------------------------
+/// Values in one target's latent (flattened: w+ rows are [num_ws * w_dim]).
+static int64_t latent_numel(models::Generator& g, const std::string& latent) {
+  int64_t n = 1;
+  for (auto s : ganinv::latent_shape(g, latent)) n *= s;
+  return n;
+}
+
+nlohmann::json recovery_fingerprint(const ganinv::InvertOptions& o) {
+  return {{"restarts", o.restarts}, {"steps", o.loop.steps}, {"lr", o.loop.lr}, {"optimizer", o.loop.optimizer},
+          {"schedule", o.loop.schedule}, {"latent", o.latent}, {"w_start", o.w_start},
+          {"weights", {o.w_mse, o.w_l1, o.w_ssim, o.w_identity, o.w_prior, o.w_feature}},
+          {"feature_net", o.feature_net ? o.feature_net->describe() : ""}, {"scales", o.scales}};
+}
+
 int64_t recovery_segment_size(const ganinv::InvertOptions& o) {
   const int64_t budget = o.batch > 0 ? o.batch : 64;
   // chunks of whole invert chunks, so that a streamed run equals one in-memory invert() call
@@ -293,8 +307,8 @@ Recovery recover_rows(models::Generator& g, const io::Manifest& m, const std::ve
     const std::string name = stage + "-seg-" + std::to_string(seg++);
     at::Tensor saved;
     if (cache && cache->load(name, &saved)) {
-      // [n, 2 + D (+ d)]: row, mse, latent, recon embedding
-      const int64_t D = g.latent_dim();
+      // [n, 2 + D (+ d)]: row, mse, latent (flattened), recon embedding
+      const int64_t D = latent_numel(g, o.latent);
       saved = saved.to(torch::kFloat64);
       RW_CHECK(saved.size(0) == b.size(), Input, "resume: stage segment ", name, " holds ", saved.size(0),
                " targets, expected ", b.size(), "; rerun without resume");
@@ -323,11 +337,11 @@ Recovery recover_rows(models::Generator& g, const io::Manifest& m, const std::ve
       }
       out.nan_resets += r.nan_resets;
       mse.push_back(err);
-      lat.push_back(r.latents.detach());
+      lat.push_back(r.latents.detach().flatten(1));
       if (embedder) remb.push_back(e);
       if (cache) {
         std::vector<at::Tensor> cols = {torch::tensor(std::vector<int64_t>(b.rows.begin(), b.rows.end())).to(torch::kFloat64).unsqueeze(1),
-                                        err.to(torch::kFloat64).unsqueeze(1), r.latents.detach().to(torch::kFloat64)};
+                                        err.to(torch::kFloat64).unsqueeze(1), r.latents.detach().flatten(1).to(torch::kFloat64)};
         if (embedder) cols.push_back(e.to(torch::kFloat64));
         cache->save(name, torch::cat(cols, 1));
       }
@@ -336,7 +350,7 @@ Recovery recover_rows(models::Generator& g, const io::Manifest& m, const std::ve
     report_progress(inner, {stage, int64_t(out.rows.size()), total, ""});
   }
   out.skipped = stream.skipped();
-  const auto D = g.latent_dim();
+  const auto D = latent_numel(g, o.latent);
   out.mse = mse.empty() ? torch::empty({0}) : torch::cat(mse);
   out.latents = lat.empty() ? torch::empty({0, D}) : torch::cat(lat);
   if (embedder) out.recon_emb = remb.empty() ? torch::empty({0, embedder->dim()}) : torch::cat(remb);

@@ -86,13 +86,64 @@ void run_and_record(io::RunRecord& record, const std::string& json_path, const s
   }
 }
 
-void add_recovery_flags(po::options_description& desc, ganinv::InvertOptions& o) {
+/// "mse=1,ssim=0.5,identity=0.1" -> weights on o. Unknown names are usage errors.
+void parse_loss(const std::string& spec, ganinv::InvertOptions& o) {
+  o.w_mse = o.w_l1 = o.w_ssim = o.w_identity = o.w_prior = o.w_feature = 0;
+  std::stringstream ss(spec);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    if (item.empty()) continue;
+    auto eq = item.find('=');
+    std::string name = item.substr(0, eq);
+    double w = 1.0;
+    if (eq != std::string::npos) {
+      try {
+        w = std::stod(item.substr(eq + 1));
+      } catch (...) {
+        RW_FAIL(Usage, "--loss: bad weight in '", item, "' (write name=weight, e.g. mse=1,ssim=0.5)");
+      }
+    }
+    if (name == "mse") o.w_mse = w;
+    else if (name == "l1") o.w_l1 = w;
+    else if (name == "ssim") o.w_ssim = w;
+    else if (name == "identity") o.w_identity = w;
+    else if (name == "prior") o.w_prior = w;
+    else if (name == "feature") o.w_feature = w;
+    else RW_FAIL(Usage, "--loss: unknown term '", name, "' (terms: mse, l1, ssim, identity, prior, feature)");
+    RW_CHECK(std::isfinite(w) && w >= 0, Usage, "--loss: the weight in '", item, "' must be a finite number >= 0");
+  }
+  RW_CHECK(o.w_mse + o.w_l1 + o.w_ssim + o.w_identity + o.w_feature > 0, Usage,
+           "--loss needs at least one image term (mse, l1, ssim, identity or feature)");
+}
+
+void add_recovery_flags(po::options_description& desc, ganinv::InvertOptions& o, RecoveryLoss& l) {
   desc.add_options()
       ("restarts", opt(&o.restarts), "latent recovery: random starts per target")
       ("steps", opt(&o.loop.steps), "latent recovery: optimiser steps")
       ("lr", opt(&o.loop.lr), "latent recovery: learning rate")
       ("optimizer", opt(&o.loop.optimizer), "latent recovery: adam | lbfgs")
-      ("invert-batch", opt(&o.batch), "latent recovery: targets x restarts per chunk; 0 = auto");
+      ("latent", opt(&o.latent), "latent recovery: z | w | w+ (w, w+: style-based generators; w+ recovers non-members too)")
+      ("invert-batch", opt(&o.batch), "latent recovery: targets x restarts per chunk; 0 = auto")
+      ("recovery-loss", opt(&l.loss), "latent recovery: weighted terms as invert's --loss (mse, l1, ssim, feature, ...)")
+      ("feature-net", po::value(&l.feature_net), "latent recovery: network of the feature term (face descriptor, classifier "
+       "or discriminator)")
+      ("feature-layer", po::value(&l.feature_layer), "latent recovery: its layer (face descriptor: conv32 ... conv256_out)");
+}
+
+nlohmann::json recovery_options(const RecoveryLoss& l, const ganinv::InvertOptions& o) {
+  return {{"latent", o.latent}, {"recovery_loss", l.loss}, {"feature_net", l.feature_net},
+          {"feature_layer", l.feature_layer}, {"optimizer", o.loop.optimizer}};
+}
+
+void apply_recovery_loss(const RecoveryLoss& l, ganinv::InvertOptions& o) {
+  parse_loss(l.loss, o);
+  RW_CHECK(o.w_identity <= 0, Usage, "--recovery-loss: the identity term is for `rewind invert --embedder`; use mse, l1, "
+           "ssim or feature here");
+  RW_CHECK(o.w_feature <= 0 || !l.feature_net.empty(), Usage,
+           "a feature term needs --feature-net FILE --feature-layer NAME");
+  RW_CHECK(o.w_feature > 0 || l.feature_net.empty(), Usage,
+           "--feature-net is used by the feature term only: add feature=W to the loss (e.g. mse=1,feature=0.1)");
+  if (o.w_feature > 0) o.feature_net = models::load_feature_net(l.feature_net, l.feature_layer);
 }
 
 std::string demo_dir() {

@@ -107,8 +107,21 @@ struct MergedRows {
 MergedRows merge_csv_by(const std::vector<dist::Part>& parts, const std::string& file, const std::string& column,
                         io::CsvRow* header);
 
-/// --restarts --steps --lr --optimizer --invert-batch bound to a pipeline's latent-recovery options.
-void add_recovery_flags(po::options_description& desc, ganinv::InvertOptions& o);
+/// "mse=1,ssim=0.5,feature=0.1" -> the loss weights on o (the others 0). Unknown names, bad or
+/// negative weights, and a loss without an image term are usage errors.
+void parse_loss(const std::string& spec, ganinv::InvertOptions& o);
+
+/// The recovery loss as flags: --recovery-loss SPEC --feature-net FILE --feature-layer NAME.
+struct RecoveryLoss {
+  std::string loss = "mse=1", feature_net, feature_layer;
+};
+/// --restarts --steps --lr --optimizer --latent --invert-batch --recovery-loss --feature-net
+/// --feature-layer bound to a pipeline's latent-recovery options; apply_recovery_loss after parsing.
+void add_recovery_flags(po::options_description& desc, ganinv::InvertOptions& o, RecoveryLoss& l);
+/// Parses l.loss into o and loads the feature net it needs.
+void apply_recovery_loss(const RecoveryLoss& l, ganinv::InvertOptions& o);
+/// The recovery's latent space and loss as run.json options.
+nlohmann::json recovery_options(const RecoveryLoss& l, const ganinv::InvertOptions& o);
 
 /// The shipped demo models' folder (see audit::find_demo_dir); "" when not found.
 std::string demo_dir();

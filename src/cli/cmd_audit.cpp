@@ -15,6 +15,7 @@ namespace rw::cli {
 namespace {
 
 struct AuditPaths {
+  RecoveryLoss rloss;  ///< --recovery-loss --feature-net --feature-layer
   std::string generator, dataset, out = "out/audit", embedder, reference;
   bool resume = false;
 };
@@ -37,14 +38,16 @@ void bind(po::options_description& desc, AuditPaths& p, audit::AuditOptions& o) 
       ("batch", opt(&o.batch), "images per embedder pass")
       ("seed", opt(&o.seed), "seed (samples, restarts, control draw)")
       ("resume", po::bool_switch(&p.resume), "continue the stages an interrupted run left in --out (same options)");
-  add_recovery_flags(desc, o.invert);
+  add_recovery_flags(desc, o.invert, p.rloss);
 }
 
 nlohmann::json options_json(const AuditPaths& p, const audit::AuditOptions& o, bool demo) {
-  return {{"generator", p.generator}, {"dataset", p.dataset}, {"embedder", p.embedder}, {"reference", p.reference},
+  nlohmann::json j = {{"generator", p.generator}, {"dataset", p.dataset}, {"embedder", p.embedder}, {"reference", p.reference},
           {"samples", o.samples}, {"far", o.far}, {"per_identity", o.per_identity}, {"recover_top", o.recover_top},
           {"recover_control", o.recover_control}, {"restarts", o.invert.restarts}, {"steps", o.invert.loop.steps},
           {"lr", o.invert.loop.lr}, {"seed", o.seed}, {"demo", demo}};
+  j.update(recovery_options(p.rloss, o.invert));
+  return j;
 }
 
 /// The whole audit in this process (or its last step after a sharded run: every stage kept).
@@ -127,6 +130,7 @@ int audit_cmd(const Args& args) {
   RW_CHECK(demo || (!p.generator.empty() && !p.dataset.empty() && !p.embedder.empty()), Usage,
            "audit needs --generator, --dataset and --embedder together (or none of them for the embedded demo)");
   o.invert.seed = o.seed;
+  apply_recovery_loss(p.rloss, o.invert);
   o.stage_dir = p.out + "/.stages";
   o.resume = p.resume;
   io::ensure_dir(p.out);

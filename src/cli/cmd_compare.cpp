@@ -15,6 +15,7 @@ namespace rw::cli {
 namespace {
 
 struct ComparePaths {
+  RecoveryLoss rloss;  ///< --recovery-loss --feature-net --feature-layer
   std::string generator, classifier, dataset, embedder, reference, out = "out/compare";
 };
 
@@ -33,7 +34,7 @@ void bind(po::options_description& desc, ComparePaths& p, audit::CompareOptions&
       ("wb-steps", opt(&o.wb_steps), "white-box inversion steps per split")
       ("pictures", opt(&o.pictures), "identities shown with pictures in report.html")
       ("seed", opt(&o.seed), "seed");
-  add_recovery_flags(desc, o.invert);
+  add_recovery_flags(desc, o.invert, p.rloss);
 }
 
 std::vector<std::string> class_names_of(const std::string& classifier) {
@@ -56,6 +57,7 @@ int compare_cmd(const Args& args) {
   RW_CHECK(demo || (!p.generator.empty() && !p.classifier.empty() && !p.dataset.empty() && !p.embedder.empty()), Usage,
            "compare needs --generator, --classifier, --dataset and --embedder together (or none for the embedded demo)");
   o.invert.seed = o.seed;
+  apply_recovery_loss(p.rloss, o.invert);
   io::ensure_dir(p.out);
   io::RunRecord record(demo ? "compare (embedded demo)" : "compare");
   record.set_seed(o.seed);
@@ -71,6 +73,7 @@ int compare_cmd(const Args& args) {
                         {"embedder", p.embedder}, {"reference", p.reference}, {"splits", o.splits},
                         {"defense", o.defenses}, {"samples", o.samples}, {"far", o.far}, {"wb_steps", o.wb_steps},
                         {"restarts", o.invert.restarts}, {"steps", o.invert.loop.steps}, {"seed", o.seed}, {"demo", demo}};
+    record.options().update(recovery_options(p.rloss, o.invert));
     auto g = models::load_generator(p.generator);
     auto e = models::load_embedder(p.embedder);
     auto c = models::load_classifier(p.classifier);

@@ -30,37 +30,10 @@ namespace rw::cli {
 
 namespace {
 
-/// "mse=1,ssim=0.5,identity=0.1" -> weights on o. Unknown names are usage errors.
-void parse_loss(const std::string& spec, ganinv::InvertOptions& o) {
-  o.w_mse = o.w_l1 = o.w_ssim = o.w_identity = o.w_prior = 0;
-  std::stringstream ss(spec);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    if (item.empty()) continue;
-    auto eq = item.find('=');
-    std::string name = item.substr(0, eq);
-    double w = 1.0;
-    if (eq != std::string::npos) {
-      try {
-        w = std::stod(item.substr(eq + 1));
-      } catch (...) {
-        RW_FAIL(Usage, "--loss: bad weight in '", item, "' (write name=weight, e.g. mse=1,ssim=0.5)");
-      }
-    }
-    if (name == "mse") o.w_mse = w;
-    else if (name == "l1") o.w_l1 = w;
-    else if (name == "ssim") o.w_ssim = w;
-    else if (name == "identity") o.w_identity = w;
-    else if (name == "prior") o.w_prior = w;
-    else RW_FAIL(Usage, "--loss: unknown term '", name, "' (terms: mse, l1, ssim, identity, prior)");
-  }
-  RW_CHECK(o.w_mse + o.w_l1 + o.w_ssim + o.w_identity > 0, Usage, "--loss needs at least one image term (mse, l1, ssim or identity)");
-}
-
 std::string fmt6(double v) { return report::fmt_g(v, 6); }
 
 struct InvertPaths {
-  std::string generator, targets, out, embedder, loss = "mse=1";
+  std::string generator, targets, out, embedder, loss = "mse=1", feature_net, feature_layer;
   bool resume = false;
   ShardFlags shard;
 };
@@ -78,9 +51,16 @@ void bind(po::options_description& desc, InvertPaths& p, ganinv::InvertOptions& 
       ("patience", opt(&o.loop.patience),
        "stop a chunk early after N steps without relative improvement > 1e-4; 0 = never")
       ("loss", opt(&p.loss),
-       "weighted terms: mse, l1, ssim (1-SSIM), identity (1-cos, needs --embedder), prior ((|z|^2-D)/D)^2")
+       "weighted terms: mse, l1, ssim (1-SSIM), identity (1-cos, needs --embedder), prior ((|z|^2-D)/D)^2, "
+       "feature (perceptual distance at --feature-layer of --feature-net)")
       ("embedder", po::value(&p.embedder), "embedder for the identity term")
-      ("latent", opt(&o.latent), "z | w (generators with mapping/synthesis)")
+      ("feature-net", po::value(&p.feature_net), "network for the feature term: the face descriptor (convert face-api), "
+       "a classifier or a discriminator")
+      ("feature-layer", po::value(&p.feature_layer), "its layer: conv32 | conv64 | conv128 | conv256 | conv256_out for "
+       "the face descriptor, a split point for a classifier")
+      ("scales", opt(&o.scales), "pixel loss averaged over this many resolutions; 0 = auto (3 above 128 px, else 1)")
+      ("latent", opt(&o.latent), "z | w | w+ (w: generators with mapping/synthesis; w+: one w per layer, needs num_ws)")
+      ("w-start", opt(&o.w_start), "w, w+: mapped (each restart at mapping(z)) | mean (restart 0 at the mean W)")
       ("batch", opt(&o.batch), "max targets x restarts optimised at once; 0 = auto (64 on CPU, 1024 on CUDA)")
       ("seed", opt(&o.seed), "seed (restart r of target i is seeded by (seed, i, r))")
       ("refine", opt(&o.refine),
@@ -138,7 +118,7 @@ Segments open_segments(const std::string& out, const std::string& opts_dump, boo
       at::Tensor lat;
       try {
         lat = io::read_npy(base + ".npy");
-        why = lat.dim() == 2 ? check_segment(csv, lat, s.done, columns) : "latents are not [n, d]";
+        why = lat.dim() >= 2 ? check_segment(csv, lat, s.done, columns) : "latents are not [n, ...]";
       } catch (const Error& e) {
         why = e.message();
       }
@@ -311,7 +291,9 @@ void invert_part(const InvertPaths& p, const ganinv::InvertOptions& o, io::RunRe
     record.results()["targets"] = n_targets;
     record.results()["resumed_from"] = resumed;
     record.results()["median_mse"] = median_mse;
-    record.results()["latent_shape"] = {n_targets, seg.latents.empty() ? int64_t(0) : seg.latents[0].size(1)};
+    auto shape = ganinv::latent_shape(*g, o.latent);
+    shape.insert(shape.begin(), n_targets);
+    record.results()["latent_shape"] = shape;
     fs::remove_all(seg.dir);
   });
 }
@@ -334,7 +316,7 @@ void invert_merge(const InvertPaths& p, const ganinv::InvertOptions& o, io::RunR
     std::vector<at::Tensor> rows;
     for (size_t i = 0; i < merged.rows.size(); ++i) {
       const auto [k, r] = merged.from[i];
-      RW_CHECK(lat[k].dim() == 2 && int64_t(r) < lat[k].size(0), Input, "--merge: ", parts[k].dir,
+      RW_CHECK(lat[k].dim() >= 2 && int64_t(r) < lat[k].size(0), Input, "--merge: ", parts[k].dir,
                "/latents.npy has fewer rows than its targets.csv; rerun shard ", parts[k].shard.str());
       rows.push_back(lat[k][int64_t(r)]);
       for (const char* sub : {"recon", "refined"}) {
@@ -375,11 +357,14 @@ int invert_cmd(const Args& args) {
   bind(desc, p, o);
   if (!parse_command("rewind invert --generator G --targets MANIFEST|DIR --out DIR [options]", args, desc, common)) return 0;
   parse_loss(p.loss, o);
+  RW_CHECK(o.w_feature <= 0 || !p.feature_net.empty(), Usage, "--loss feature=W needs --feature-net FILE --feature-layer NAME");
+  if (o.w_feature > 0) o.feature_net = models::load_feature_net(p.feature_net, p.feature_layer);
   io::RunRecord record("invert");
   record.options() = {{"generator", p.generator}, {"targets", p.targets}, {"out", p.out}, {"restarts", o.restarts},
                       {"steps", o.loop.steps}, {"optimizer", o.loop.optimizer}, {"lr", o.loop.lr},
                       {"schedule", o.loop.schedule}, {"patience", o.loop.patience}, {"loss", p.loss},
-                      {"embedder", p.embedder}, {"latent", o.latent}, {"batch", o.batch}, {"seed", o.seed},
+                      {"feature_net", p.feature_net}, {"feature_layer", p.feature_layer}, {"scales", o.scales},
+                      {"embedder", p.embedder}, {"latent", o.latent}, {"w_start", o.w_start}, {"batch", o.batch}, {"seed", o.seed},
                       {"refine", o.refine}, {"refine_steps", o.refine_steps}};
   record.set_seed(o.seed);
   auto ran = run_sharded(p.shard, {"invert", p.out, &record,

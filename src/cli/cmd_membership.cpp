@@ -13,6 +13,7 @@ namespace rw::cli {
 namespace {
 
 struct MembershipPaths {
+  RecoveryLoss rloss;  ///< --recovery-loss --feature-net --feature-layer
   std::string generator, members, nonmembers, out, embedder, reference_generator;
   bool resume = false;
 };
@@ -33,7 +34,7 @@ void bind(po::options_description& desc, MembershipPaths& p, audit::MembershipOp
       ("batch", opt(&o.batch), "images per embedder pass")
       ("seed", opt(&o.seed), "seed (samples, restarts, draws, bootstrap)")
       ("resume", po::bool_switch(&p.resume), "continue the stages an interrupted run left in --out (same options)");
-  add_recovery_flags(desc, o.invert);
+  add_recovery_flags(desc, o.invert, p.rloss);
 }
 
 struct Models {
@@ -83,6 +84,7 @@ int membership_cmd(const Args& args) {
   if (!parse_command("rewind membership --generator G --members M --nonmembers M --out DIR [options]", args, desc, common))
     return 0;
   o.invert.seed = o.seed;
+  apply_recovery_loss(p.rloss, o.invert);
   o.stage_dir = p.out + "/.stages";
   o.resume = p.resume;
   io::RunRecord record("membership");
@@ -93,6 +95,7 @@ int membership_cmd(const Args& args) {
                       {"restarts", o.invert.restarts}, {"steps", o.invert.loop.steps}, {"lr", o.invert.loop.lr},
                       {"optimizer", o.invert.loop.optimizer}, {"batch", o.batch}, {"invert_batch", o.invert.batch},
                       {"bootstrap", o.boot}, {"seed", o.seed}};
+  record.options().update(recovery_options(p.rloss, o.invert));
   io::ensure_dir(p.out);
   if (!sharded(sf)) {
     membership_whole(p, o, record);

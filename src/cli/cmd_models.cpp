@@ -23,15 +23,19 @@ namespace {
 
 int convert_face_api_cmd(const Args& args) {
   CommonOptions common;
-  std::string from = models::default_face_api_dir(), out;
+  const auto search = models::find_face_api_dir();
+  std::string from = search.found, out;
   po::options_description desc("convert face-api options");
   desc.add_options()
       ("from", opt(&from),
        "face-api's model/ folder (set up with: npm ci --prefix data-tools/face-api)")
       ("out", po::value(&out)->required(), "native embedder file to write");
   if (!parse_command("rewind convert face-api --out FILE [--from DIR]", args, desc, common)) return 0;
-  RW_CHECK(!from.empty(), Usage, "face-api's model folder was not found: run `npm ci --prefix data-tools/face-api` "
-           "in the repository, or pass --from DIR");
+  std::string where;
+  for (size_t i = 0; i < search.searched.size() && i < 4; ++i) where += (i ? ", " : "") + search.searched[i];
+  if (search.searched.size() > 4) where += " and " + std::to_string(search.searched.size() - 4) + " parents";
+  RW_CHECK(!from.empty(), Usage, "face-api's model folder (face_recognition_model-weights_manifest.json) was not found; "
+           "searched ", where, ". Run `npm ci --prefix data-tools/face-api` in rewind's source tree, or pass --from DIR");
   models::convert_face_api(from, out);
   std::cout << "wrote " << out << " (dlib face ResNet, 128-d, from " << from << ")\n";
   return 0;

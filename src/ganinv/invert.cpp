@@ -10,13 +10,13 @@
 namespace rw::ganinv {
 
 const std::vector<std::string>& term_names() {
-  static const std::vector<std::string> names = {"mse", "l1", "dssim", "identity", "prior"};
+  static const std::vector<std::string> names = {"mse", "l1", "dssim", "identity", "prior", "feature"};
   return names;
 }
 
 namespace {
 
-/// Deterministic start for restart r of the target with seed id `id`: depends only on (seed, id, r).
+/// Deterministic z for restart r of the target with seed id `id`: depends only on (seed, id, r).
 at::Tensor start_latents(const std::vector<int64_t>& ids, int64_t restarts, int64_t d, uint64_t seed) {
   const int64_t count = int64_t(ids.size());
   auto out = torch::empty({count * restarts, d});
@@ -28,37 +28,97 @@ at::Tensor start_latents(const std::vector<int64_t>& ids, int64_t restarts, int6
   return out;
 }
 
+/// z draws [B, latent_dim] -> starting points in `o.latent` space [B, ...latent_shape]; `restart`
+/// [B] says which restart each row is (restart 0 starts at the mean W when w_start = mean).
+at::Tensor to_space(models::Generator& g, const InvertOptions& o, const at::Tensor& z, const std::vector<int64_t>& restart) {
+  if (o.latent == "z") return z;
+  torch::NoGradGuard ng;
+  auto w = g.mapping(z);
+  if (o.w_start == "mean") {
+    auto avg = g.w_avg().to(w.device()).unsqueeze(0);
+    w = avg + 0.5 * (w - avg);
+    for (size_t j = 0; j < restart.size(); ++j)
+      if (restart[j] == 0) w[int64_t(j)].copy_(avg[0]);
+  }
+  if (o.latent == "w+") w = w.unsqueeze(1).expand({-1, g.num_ws(), -1});
+  return w.contiguous();
+}
+
 struct Problem {
   models::Generator& g;
   const InvertOptions& o;
   models::Embedder* emb;
   at::Tensor targets;      // [B, C, H, W] (repeated per restart)
   at::Tensor target_emb;   // [B, d] or undefined
+  at::Tensor target_feat;  // [B, ...] features of the targets at the feature layer, or undefined
   int64_t d;
-  at::Tensor wvec;         // [5] term weights on the targets' device
+  int64_t scales = 1;      // resolutions of the optimised pixel term
+  at::Tensor wvec;         // [6] term weights on the targets' device
 
-  at::Tensor render(const at::Tensor& v) { return o.latent == "w" ? g.synthesis(v) : g.generate(v); }
+  at::Tensor render(const at::Tensor& v) { return o.latent == "z" ? g.generate(v) : g.synthesis(v); }
 
-  /// [B, 5] unweighted terms; only the terms with weight > 0 are computed (others 0), plus MSE always.
-  at::Tensor terms(const at::Tensor& v, const at::Tensor& x) {
+  /// [B, 6] unweighted terms; only the terms with weight > 0 are computed (others 0), plus MSE
+  /// always. `objective`: the pixel MSE over `scales` resolutions (what is optimised), else at full
+  /// resolution (what is reported).
+  at::Tensor terms(const at::Tensor& v, const at::Tensor& x, bool objective = false) {
     const int64_t b = v.size(0);
     auto zero = torch::zeros({b}, v.options().requires_grad(false));
-    auto t_mse = optim::mse(x, targets);
+    auto t_mse = objective && scales > 1 ? optim::multiscale_mse(x, targets, scales) : optim::mse(x, targets);
     auto t_l1 = o.w_l1 > 0 ? optim::l1(x, targets) : zero;
     auto t_ssim = o.w_ssim > 0 ? 1.0 - optim::ssim(x, targets) : zero;
     auto t_id = (o.w_identity > 0 && emb) ? 1.0 - (emb->embed(x) * target_emb).sum(1) : zero;
     auto t_prior = o.w_prior > 0 ? ((v.flatten(1).pow(2).sum(1) - double(d)) / double(d)).pow(2) : zero;
-    return torch::stack({t_mse, t_l1, t_ssim, t_id, t_prior}, 1);
+    auto t_feat = target_feat.defined() ? optim::feature_distance(o.feature_net->features(x), target_feat) : zero;
+    return torch::stack({t_mse, t_l1, t_ssim, t_id, t_prior, t_feat}, 1);
   }
 
   at::Tensor weighted(const at::Tensor& t) {
     if (!wvec.defined())
-      wvec = torch::tensor({o.w_mse, o.w_l1, o.w_ssim, o.w_identity, o.w_prior}, torch::kFloat32).to(t.device());
+      wvec = torch::tensor({o.w_mse, o.w_l1, o.w_ssim, o.w_identity, o.w_prior, o.w_feature}, torch::kFloat32)
+                 .to(t.device());
     return (t * wvec).sum(1);
+  }
+
+  /// The targets' embeddings and features (fixed during the optimisation).
+  void prepare() {
+    torch::NoGradGuard ng;
+    if (o.w_identity > 0 && emb) target_emb = emb->embed(targets);
+    if (o.w_feature > 0) target_feat = o.feature_net->features(targets);
   }
 };
 
 }  // namespace
+
+std::vector<int64_t> latent_shape(models::Generator& g, const std::string& latent) {
+  RW_CHECK(latent == "z" || latent == "w" || latent == "w+", Usage, "--latent must be z, w or w+, got '", latent, "'");
+  if (latent == "z") return {g.latent_dim()};
+  RW_CHECK(g.has_mapping(), Usage, g.describe(), " has no mapping(z) / synthesis(w) methods: use --latent z");
+  if (latent == "w") return {g.w_dim()};
+  RW_CHECK(g.num_ws() > 0, Usage, g.describe(),
+           " has no attribute num_ws (its synthesis takes one w): use --latent w or z, not w+");
+  return {g.num_ws(), g.w_dim()};
+}
+
+std::string latent_space_note(const std::string& latent) {
+  if (latent == "w")
+    return "Latent space searched: W (the mapping network's output; one style for every layer).";
+  if (latent == "w+")
+    return "Latent space searched: W+ (one style per synthesis layer). Caution: W+ is expressive enough to reconstruct "
+           "images the generator never saw (Abdal et al. 2019, Image2StyleGAN; Roich et al. 2022, PTI), so non-members "
+           "are recovered well too and a low error in W+ is weak evidence of membership: compare with z or W.";
+  return "Latent space searched: z (the generator's input).";
+}
+
+at::Tensor render(models::Generator& g, const std::string& latent, const at::Tensor& v) {
+  auto shape = latent_shape(g, latent);
+  int64_t numel = 1;
+  for (auto s : shape) numel *= s;
+  RW_CHECK(v.dim() >= 2 && v[0].numel() == numel, Input, "latents of shape ", v.sizes(), " do not fit --latent ", latent,
+           " of ", g.describe(), " (", numel, " values a target): were they recovered in another latent space?");
+  shape.insert(shape.begin(), v.size(0));
+  auto x = v.reshape(shape);
+  return latent == "z" ? g.generate(x) : g.synthesis(x);
+}
 
 InvertResult invert(models::Generator& g, const at::Tensor& targets, const InvertOptions& o,
                     models::Embedder* embedder, const ProgressFn& progress, const ChunkFn& on_chunk,
@@ -69,9 +129,14 @@ InvertResult invert(models::Generator& g, const at::Tensor& targets, const Inver
            Input, "targets are ", targets.sizes(), ", the generator makes [N,", shape.channels, ",", shape.height, ",",
            shape.width, "]: load them at the generator's size and channels");
   RW_CHECK(o.restarts >= 1, Usage, "--restarts must be >= 1");
-  RW_CHECK(o.latent == "z" || o.latent == "w", Usage, "--latent must be z or w, got '", o.latent, "'");
-  RW_CHECK(o.latent == "z" || g.has_mapping(), Usage, g.describe(), " has no mapping/synthesis: use --latent z");
+  latent_shape(g, o.latent);  // checks that the generator has this latent space
+  RW_CHECK(o.w_start == "mapped" || o.w_start == "mean", Usage, "--w-start must be mapped or mean, got '", o.w_start, "'");
+  RW_CHECK(o.w_prior <= 0 || o.latent == "z", Usage,
+           "the prior loss term assumes z ~ N(0, I): use it with --latent z only (got --latent ", o.latent, ")");
   RW_CHECK(o.w_identity <= 0 || embedder, Usage, "the identity loss needs --embedder");
+  RW_CHECK(o.w_feature <= 0 || o.feature_net, Usage, "the feature loss needs --feature-net FILE --feature-layer NAME");
+  RW_CHECK(o.scales >= 0, Usage, "--scales must be >= 0 (0 = automatic), got ", o.scales);
+  const int64_t scales = o.scales > 0 ? o.scales : (std::max(shape.height, shape.width) > 128 ? 3 : 1);
   RW_CHECK(o.refine == "none" || o.refine == "pixel", Usage, "--refine must be none or pixel, got '", o.refine, "'");
   RW_CHECK(o.loop.optimizer == "adam" || o.loop.optimizer == "lbfgs", Usage, "--optimizer must be adam or lbfgs, got '",
            o.loop.optimizer, "'");
@@ -93,19 +158,13 @@ InvertResult invert(models::Generator& g, const at::Tensor& targets, const Inver
   for (int64_t c = 0; c < chunks; ++c) {
     const int64_t first = c * per_chunk, count = std::min(per_chunk, n - first);
     auto tgt = targets.slice(0, first, first + count).repeat_interleave(o.restarts, 0);
-    Problem p{g, o, embedder, tgt, {}, d, {}};
-    if (o.w_identity > 0 && embedder) {
-      torch::NoGradGuard ng;
-      p.target_emb = embedder->embed(tgt);
-    }
+    Problem p{g, o, embedder, tgt, {}, {}, d, scales, {}};
+    p.prepare();
     std::vector<int64_t> ids(static_cast<size_t>(count));
     for (int64_t k = 0; k < count; ++k) ids[size_t(k)] = seed_id(first + k);
-    auto z0 = start_latents(ids, o.restarts, d, o.seed).to(dev);
-    at::Tensor init = z0;
-    if (o.latent == "w") {
-      torch::NoGradGuard ng;
-      init = g.mapping(z0);
-    }
+    std::vector<int64_t> restart_of(size_t(count * o.restarts));
+    for (size_t j = 0; j < restart_of.size(); ++j) restart_of[j] = int64_t(j) % o.restarts;
+    at::Tensor init = to_space(g, o, start_latents(ids, o.restarts, d, o.seed).to(dev), restart_of);
     // a restart whose loss went NaN/Inf restarts from a fresh draw of its own (seed, id, restart):
     // like the starts, it does not depend on which other targets share the chunk
     auto reset = [&](const at::Tensor& bad, at::Tensor& v) {
@@ -116,12 +175,11 @@ InvertResult invert(models::Generator& g, const at::Tensor& targets, const Inver
         if (!f[j]) continue;
         auto gen = at::detail::createCPUGenerator(
             mix_seed(o.seed ^ 0xBADull, uint64_t(ids[size_t(j / o.restarts)]), uint64_t(j % o.restarts)));
-        auto fresh = torch::randn({1, d}, gen).to(dev);
-        if (o.latent == "w") fresh = g.mapping(fresh);
+        auto fresh = to_space(g, o, torch::randn({1, d}, gen).to(dev), {1});  // a fresh draw, never the mean
         v[j].copy_(fresh[0]);
       }
     };
-    auto objective = [&](const at::Tensor& v) { return p.weighted(p.terms(v, p.render(v))); };
+    auto objective = [&](const at::Tensor& v) { return p.weighted(p.terms(v, p.render(v), true)); };
     const int64_t base = c * (o.loop.steps + (o.refine == "pixel" ? o.refine_steps : 0));
     // Adam without early stopping runs fused (device-side state; capturable in a CUDA graph);
     // L-BFGS and early stopping go through the generic loop.
@@ -135,8 +193,9 @@ InvertResult invert(models::Generator& g, const at::Tensor& targets, const Inver
       auto rows = torch::arange(count, torch::kLong).to(dev) * o.restarts + best;
       auto v = res.best_vars.index_select(0, rows);
       auto x = p.render(v);
-      Problem pb{g, o, embedder, targets.slice(0, first, first + count), {}, d, {}};
+      Problem pb{g, o, embedder, targets.slice(0, first, first + count), {}, {}, d, 1, {}};
       if (p.target_emb.defined()) pb.target_emb = p.target_emb.index_select(0, rows);
+      if (p.target_feat.defined()) pb.target_feat = p.target_feat.index_select(0, rows);
       part.latents = v;
       part.recon = x;
       part.terms = pb.terms(v, x);

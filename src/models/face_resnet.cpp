@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -99,21 +100,37 @@ FaceResNetImpl::FaceResNetImpl() {
   fc = register_parameter("fc", torch::zeros({256, kDim}));
 }
 
-torch::Tensor FaceResNetImpl::forward(torch::Tensor x) {
+const std::vector<std::string>& FaceResNetImpl::stage_names() {
+  static const std::vector<std::string> names = {"conv32", "conv64", "conv128", "conv256", "conv256_out"};
+  return names;
+}
+
+torch::Tensor FaceResNetImpl::features(torch::Tensor x, const std::string& stage) {
   RW_CHECK(x.dim() == 4 && x.size(1) == 3 && x.size(2) == kInputSize && x.size(3) == kInputSize, Usage,
            "face_resnet expects [N, 3, 150, 150] RGB in 0..255, got ", x.sizes());
+  const auto& names = stage_names();
+  const auto last = std::find(names.begin(), names.end(), stage);
+  RW_CHECK(stage.empty() || last != names.end(), Usage, "face_resnet has no stage '", stage,
+           "'; stages: conv32, conv64, conv128, conv256, conv256_out");
   auto mean = torch::tensor({122.782f, 117.001f, 104.298f}, x.options().dtype(torch::kFloat32)).view({1, 3, 1, 1});
   // Channels-last: oneDNN's convolutions run ~10% faster on CPU; results agree to ~1e-7.
   auto out = (x.to(torch::kFloat32) - mean).div(255.0).contiguous(torch::MemoryFormat::ChannelsLast);
   out = conv32_down(out);
   out = torch::max_pool2d(out, 3, 2);
   out = conv32_3(conv32_2(conv32_1(out)));
+  if (stage == "conv32") return out;
   out = conv64_3(conv64_2(conv64_1(conv64_down(out))));
+  if (stage == "conv64") return out;
   out = conv128_2(conv128_1(conv128_down(out)));
+  if (stage == "conv128") return out;
   out = conv256_2(conv256_1(conv256_down(out)));
+  if (stage == "conv256") return out;
   out = conv256_down_out(out);
+  if (stage == "conv256_out") return out;
   return out.mean({2, 3}).matmul(fc);
 }
+
+torch::Tensor FaceResNetImpl::forward(torch::Tensor x) { return features(std::move(x), ""); }
 
 // ---------------------------------------------------------------------------------------------
 namespace {
@@ -297,24 +314,33 @@ FaceResNet load_face_resnet_native(const std::string& path) {
   return net;
 }
 
-std::string default_face_api_dir() {
+FaceApiSearch find_face_api_dir() {
   const fs::path rel = fs::path("data-tools") / "face-api" / "node_modules" / "@vladmandic" / "face-api" / "model";
-  auto ok = [](const fs::path& d) {
+  FaceApiSearch out;
+  auto try_dir = [&](const fs::path& d) {
     std::error_code ec;
-    return fs::is_regular_file(d / kManifest, ec);
+    out.searched.push_back(d.lexically_normal().string());
+    if (!fs::is_regular_file(d / kManifest, ec)) return false;
+    out.found = fs::absolute(d, ec).lexically_normal().string();
+    return true;
   };
-  if (const char* env = std::getenv("REWIND_FACE_API_DIR"); env && *env) {
-    if (ok(env)) return fs::absolute(env).lexically_normal().string();
-  }
+  if (const char* env = std::getenv("REWIND_FACE_API_DIR"); env && *env)
+    if (try_dir(env)) return out;
+  // next to the executable (a build folder inside the source tree, or an install prefix), then the
+  // current folder; each and its parents
   std::error_code ec;
-  fs::path dir = fs::current_path(ec);
-  if (ec) return "";
-  for (int i = 0; i < 16 && !dir.empty(); ++i) {
-    if (ok(dir / rel)) return (dir / rel).lexically_normal().string();
-    if (dir == dir.parent_path()) break;
-    dir = dir.parent_path();
-  }
-  return "";
+  std::vector<fs::path> roots;
+  if (auto exe = fs::read_symlink("/proc/self/exe", ec); !ec) roots.push_back(exe.parent_path());
+  if (auto cwd = fs::current_path(ec); !ec) roots.push_back(cwd);
+  for (fs::path dir : roots)
+    for (int i = 0; i < 16 && !dir.empty(); ++i) {
+      if (try_dir(dir / rel) || try_dir(dir / "share" / "rewind" / "face-api" / "model")) return out;
+      if (dir == dir.parent_path()) break;
+      dir = dir.parent_path();
+    }
+  return out;
 }
+
+std::string default_face_api_dir() { return find_face_api_dir().found; }
 
 }  // namespace rw::models

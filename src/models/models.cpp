@@ -1,10 +1,12 @@
 // Loaders and adapters for the three model contracts (native files and TorchScript).
 #include "rewind/models/models.h"
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/script.h>
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <mutex>
 
 #include "rewind/core/error.h"
 #include "rewind/core/log.h"
@@ -23,6 +25,7 @@ at::Tensor Generator::mapping(const at::Tensor&) {
 at::Tensor Generator::synthesis(const at::Tensor&) {
   RW_FAIL(Model, describe(), " has no synthesis network: use --latent z");
 }
+at::Tensor Generator::w_avg() { RW_FAIL(Model, describe(), " has no mapping network, so no mean W: use --latent z"); }
 
 void check_split(const SplitClassifier& c, const std::string& split) {
   auto names = c.split_points();
@@ -163,37 +166,91 @@ class ScriptGenerator : public Generator {
              "' has no attribute latent_dim: add `self.latent_dim: int = D` in __init__ before scripting");
     auto ld = m_.attr("latent_dim");
     RW_CHECK(ld.isInt() && ld.toInt() > 0, Model, "TorchScript generator '", path, "': latent_dim must be a positive int");
-    latent_dim_ = ld.toInt();
+    latent_dim_ = w_dim_ = ld.toInt();
     has_mapping_ = m_.find_method("mapping").has_value() && m_.find_method("synthesis").has_value();
+    if (m_.hasattr("num_ws")) {
+      auto nw = m_.attr("num_ws");
+      RW_CHECK(nw.isInt() && nw.toInt() > 0, Model, "TorchScript generator '", path, "': num_ws must be a positive int");
+      RW_CHECK(has_mapping_, Model, "TorchScript generator '", path,
+               "' has num_ws but no mapping(z) and synthesis(ws) methods (mark them @torch.jit.export)");
+      num_ws_ = nw.toInt();
+    }
+    if (m_.hasattr("w_avg")) {
+      auto wa = m_.attr("w_avg");
+      RW_CHECK(wa.isTensor(), Model, "TorchScript generator '", path, "': w_avg must be a tensor [w_dim]");
+      w_avg_ = wa.toTensor().detach().to(torch::kFloat32);
+      own_w_avg_ = true;
+    }
     freeze(m_);
   }
   int64_t latent_dim() const override { return latent_dim_; }
   ImageShape output_shape() const override { return shape_; }
   at::Tensor generate(const at::Tensor& z) override {
-    return guarded(path_, "forward(z)", [&] { return m_.forward({z}).toTensor(); });
+    return guarded(path_, "forward(z)", [&] { return call("forward", z); });
   }
   bool has_mapping() const override { return has_mapping_; }
+  int64_t w_dim() const override { return w_dim_; }
+  int64_t num_ws() const override { return num_ws_; }
   at::Tensor mapping(const at::Tensor& z) override {
     if (!has_mapping_) return Generator::mapping(z);
-    return guarded(path_, "mapping(z)", [&] { return m_.get_method("mapping")({z}).toTensor(); });
+    auto w = guarded(path_, "mapping(z)", [&] { return call("mapping", z); });
+    return w.dim() == 3 ? w.select(1, 0) : w;  // StyleGAN2-ADA broadcasts w to [N, num_ws, w_dim]
   }
   at::Tensor synthesis(const at::Tensor& w) override {
     if (!has_mapping_) return Generator::synthesis(w);
-    return guarded(path_, "synthesis(w)", [&] { return m_.get_method("synthesis")({w}).toTensor(); });
+    at::Tensor ws = w;
+    if (num_ws_ > 0 && w.dim() == 2) ws = w.unsqueeze(1).expand({-1, num_ws_, -1});
+    RW_CHECK(num_ws_ > 0 || w.dim() == 2, Usage, describe(),
+             " has no attribute num_ws, so its synthesis takes one w [N, w_dim]: use --latent w or z, not w+");
+    return guarded(path_, "synthesis(ws)", [&] { return call("synthesis", ws); });
   }
-  void to(const c10::Device& d) override { m_.to(d); }
+  at::Tensor w_avg() override {
+    if (!has_mapping_) return Generator::w_avg();
+    if (!w_avg_.defined()) {  // the mean of mapping() over 10000 seeded z
+      torch::NoGradGuard ng;
+      auto gen = at::detail::createCPUGenerator(0x5eed);
+      at::Tensor sum = torch::zeros({w_dim_}, torch::kFloat64);
+      for (int k = 0; k < 10; ++k)
+        sum += mapping(torch::randn({1000, latent_dim_}, gen).to(device_)).to(torch::kCPU, torch::kFloat64).sum(0);
+      w_avg_ = (sum / 10000.0).to(torch::kFloat32);
+    }
+    return w_avg_.to(device_);
+  }
+  void to(const c10::Device& d) override {
+    m_.to(d);
+    device_ = d;
+  }
   std::string describe() const override {
+    std::string style;
+    if (has_mapping_)
+      style = num_ws_ ? ", style-based: w " + std::to_string(w_dim_) + " x " + std::to_string(num_ws_) + " layers"
+                      : ", mapping: w " + std::to_string(w_dim_);
     return "TorchScript generator " + fs::path(path_).filename().string() + " (latent " + std::to_string(latent_dim_) +
            ", " + std::to_string(shape_.channels) + "x" + std::to_string(shape_.height) + "x" +
-           std::to_string(shape_.width) + ")";
+           std::to_string(shape_.width) + style + ")";
   }
   void set_shape(const ImageShape& s) { shape_ = s; }
+  void set_w_dim(int64_t d) { w_dim_ = d; }
+  bool has_own_w_avg() const { return own_w_avg_; }
 
  private:
+  /// One method call, after reseeding torch's global generator: noise drawn inside the model is the
+  /// same at every call (an optimisation needs a fixed function).
+  at::Tensor call(const char* method, const at::Tensor& x) {
+    if (!x.is_cuda()) {  // CPU only: reseeding CUDA's generator would break CUDA graph capture
+      auto gen = at::detail::getDefaultCPUGenerator();
+      std::lock_guard<std::mutex> lock(gen.mutex());
+      gen.set_current_seed(kNoiseSeed);
+    }
+    return m_.get_method(method)({x}).toTensor();
+  }
+  static constexpr uint64_t kNoiseSeed = 0x6e6f697365;  // "noise"
   torch::jit::Module m_;
   std::string path_;
-  int64_t latent_dim_ = 0;
-  bool has_mapping_ = false;
+  int64_t latent_dim_ = 0, w_dim_ = 0, num_ws_ = 0;
+  bool has_mapping_ = false, own_w_avg_ = false;
+  at::Tensor w_avg_;
+  c10::Device device_ = c10::kCPU;
   ImageShape shape_;
 };
 
@@ -515,6 +572,29 @@ void check_kind(const std::string& path, const nlohmann::json& arch, const std::
            "; pass it to the right option instead of ", flag);
 }
 
+/// mapping(z) -> [N, w_dim], synthesis of one w and of ws [N, num_ws, w_dim] -> the probe's images,
+/// w_avg [w_dim]: the style-based contract, checked once at load with the file named.
+void check_style_contract(const std::string& path, ScriptGenerator& g, const at::Tensor& x) {
+  const auto z = probe_latents(2, g.latent_dim()).to(x.device());
+  auto w = g.mapping(z);
+  RW_CHECK(w.dim() == 2 && w.size(0) == 2, Model, "generator '", path, "': mapping(z) for z [2,", g.latent_dim(),
+           "] returns ", shape_str(w), ", expected [2, w_dim] or [2, num_ws, w_dim]");
+  g.set_w_dim(w.size(1));
+  auto y = g.synthesis(w);
+  RW_CHECK(y.sizes() == x.sizes(), Model, "generator '", path, "': synthesis(mapping(z)) is ", shape_str(y),
+           ", forward(z) is ", shape_str(x));
+  if (g.num_ws() > 0) {
+    auto ws = w.unsqueeze(1).expand({-1, g.num_ws(), -1}).contiguous();
+    auto y2 = g.synthesis(ws);
+    RW_CHECK(y2.sizes() == x.sizes(), Model, "generator '", path, "': synthesis(ws [2,", g.num_ws(), ",", w.size(1),
+             "]) is ", shape_str(y2), "; with num_ws set, synthesis must take [N, num_ws, w_dim]");
+  }
+  if (!g.has_own_w_avg()) return;
+  auto wa = g.w_avg();
+  RW_CHECK(wa.dim() == 1 && wa.size(0) == w.size(1), Model, "generator '", path, "': w_avg is ", shape_str(wa),
+           ", expected [", w.size(1), "] (w_dim)");
+}
+
 }  // namespace
 
 std::unique_ptr<Generator> load_generator(const std::string& path, const c10::Device& device) {
@@ -548,7 +628,9 @@ std::unique_ptr<Generator> load_generator(const std::string& path, const c10::De
   float lo = x.min().item<float>(), hi = x.max().item<float>();
   RW_CHECK(lo >= -1.01f && hi <= 1.01f, Model, "generator '", path, "' output ranges over [", lo, ", ", hi,
            "], expected [-1,1]: end the network with tanh, or rescale (x*2-1 for [0,1] outputs) before exporting");
-  if (auto* s = dynamic_cast<ScriptGenerator*>(g.get())) s->set_shape({int(x.size(1)), int(x.size(2)), int(x.size(3))});
+  auto* sg = dynamic_cast<ScriptGenerator*>(g.get());
+  if (sg) sg->set_shape({int(x.size(1)), int(x.size(2)), int(x.size(3))});
+  if (sg && g->has_mapping()) check_style_contract(path, *sg, x);
   return g;
 }
 

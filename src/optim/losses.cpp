@@ -57,3 +57,26 @@ at::Tensor total_variation(const at::Tensor& x) {
 }
 
 }  // namespace rw::optim
+
+namespace rw::optim {
+
+at::Tensor feature_distance(const at::Tensor& a, const at::Tensor& b) {
+  RW_CHECK(a.dim() >= 2 && a.sizes() == b.sizes(), Internal, "feature_distance: features must be equal [N, C, ...], got ",
+           a.sizes(), " and ", b.sizes());
+  auto unit = [](const at::Tensor& f) { return f / (f.pow(2).sum(1, true).sqrt() + 1e-10); };
+  auto d = (unit(a) - unit(b)).pow(2).sum(1);  // [N, ...] squared distance of unit channel vectors
+  return d.dim() == 1 ? d : d.flatten(1).mean(1);
+}
+
+at::Tensor multiscale_mse(const at::Tensor& x, const at::Tensor& y, int64_t scales) {
+  check_pair(x, y);
+  at::Tensor a = x, b = y, sum = mse(x, y);
+  for (int64_t s = 1; s < scales && a.size(2) >= 2 && a.size(3) >= 2; ++s) {
+    a = torch::avg_pool2d(a, 2);
+    b = torch::avg_pool2d(b, 2);
+    sum = sum + mse(a, b);
+  }
+  return sum / double(scales);
+}
+
+}  // namespace rw::optim

@@ -12,6 +12,7 @@
 
 #include "rewind/core/error.h"
 #include "rewind/models/face_resnet.h"
+#include "rewind/models/models.h"
 #include "rewind/models/native.h"
 #include "test_util.h"
 
@@ -181,6 +182,17 @@ TEST(FaceDescriptor, NativeRoundTrip) {
   auto x = synthetic_input(2);
   EXPECT_TRUE(torch::equal(run(loaded, x), run(shared_net(dir), x)));
   for (const auto& p : loaded->parameters()) EXPECT_FALSE(p.requires_grad());
+
+  // the feature net for perceptual losses: its residual groups, and the last one pooled is forward()
+  auto f = models::load_feature_net(path, "conv64");
+  auto img = x / 127.5 - 1.0;  // [-1, 1]
+  EXPECT_EQ(f->features(img).sizes(), (std::vector<int64_t>{1, 64, 17, 17}));
+  const std::vector<std::vector<int64_t>> shapes = {{1, 32, 35, 35}, {1, 64, 17, 17}, {1, 128, 8, 8}, {1, 256, 4, 4},
+                                                    {1, 256, 2, 2}};
+  for (size_t i = 0; i < shapes.size(); ++i)
+    EXPECT_EQ(loaded->features(x, models::FaceResNetImpl::stage_names()[i]).sizes(), shapes[i]);
+  EXPECT_TRUE(torch::allclose(loaded->features(x, "conv256_out").mean({2, 3}).matmul(loaded->fc), run(loaded, x), 1e-5, 1e-5));
+  EXPECT_THROW(models::load_feature_net(path, "conv7"), Error);
 }
 
 TEST(FaceDescriptor, GradientsReachTheInput) {

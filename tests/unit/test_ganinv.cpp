@@ -200,7 +200,7 @@ TEST(Invert, ExtraTermsAndRefineAndErrors) {
   auto r = ganinv::invert(*g, targets, o);
   EXPECT_GT(r.terms.select(1, 2).min().item<float>(), 0.0f);  // 1 - SSIM
   EXPECT_GT(r.terms.select(1, 1).min().item<float>(), 0.0f);  // L1
-  auto w = torch::tensor({1.0, 0.2, 0.5, 0.0, 0.1}, torch::kFloat32);
+  auto w = torch::tensor({1.0, 0.2, 0.5, 0.0, 0.1, 0.0}, torch::kFloat32);
   EXPECT_TRUE(torch::allclose(r.loss, (r.terms * w).sum(1), 1e-5, 1e-5));
   ASSERT_TRUE(r.refined.defined());
   EXPECT_TRUE((r.refined_mse < r.terms.select(1, 0)).all().item<bool>());  // the residual explains more

@@ -86,7 +86,7 @@ class SampleBank {
 struct Recovery {
   std::vector<size_t> rows;   ///< manifest rows recovered (those that loaded), in recovery order
   at::Tensor mse;             ///< [n] per-target MSE of G(latent) to the target (the recovery error)
-  at::Tensor latents;         ///< [n, D]
+  at::Tensor latents;         ///< [n, D]: the options' latent space, flattened (ganinv::render takes it)
   at::Tensor recon_emb;       ///< [n, d] embedding of G(latent); undefined without an embedder
   std::vector<data::Skipped> skipped;
   int64_t nan_resets = 0;
@@ -120,6 +120,10 @@ at::Tensor rows_tensor(const std::vector<size_t>& rows);
 std::vector<size_t> rows_from(const at::Tensor& t);
 nlohmann::json skipped_json(const std::vector<data::Skipped>& s);
 std::vector<data::Skipped> skipped_from(const nlohmann::json& j);
+
+/// What a latent recovery's results depend on (for stage fingerprints): steps, lr, optimiser,
+/// restarts, latent space and start, loss weights, feature net and scales.
+nlohmann::json recovery_fingerprint(const ganinv::InvertOptions& o);
 
 /// Recovers `rows` of `m` (in that order); targets are streamed in chunks of the invert batch.
 /// Restart r of rows[k] is seeded by (o.seed, first_index + k, r), as `rewind invert` seeds its

@@ -2,13 +2,15 @@
 // (Webster et al. CVPR 2019; GAN-Leaks CCS 2020). All targets x restarts are optimised as one
 // batch (chunked to a memory budget); the best restart per target is kept. Torch-only.
 //
-// Shapes: targets [N, C, H, W] in [-1, 1] with the generator's C, H, W; latents [N, D] (z or w),
-// [N, L, D] for w+; reconstructions [N, C, H, W].
+// Shapes: targets [N, C, H, W] in [-1, 1] with the generator's C, H, W; latents [N, latent_dim]
+// (z), [N, w_dim] (w) or [N, num_ws, w_dim] (w+: one style per synthesis layer, Abdal et al.'s
+// Image2StyleGAN); reconstructions [N, C, H, W].
 #pragma once
 
 #include <ATen/core/Tensor.h>
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -19,7 +21,7 @@
 namespace rw::ganinv {
 
 /// Names of the loss terms, in the column order of InvertResult::terms.
-const std::vector<std::string>& term_names();  // mse, l1, dssim, identity, prior
+const std::vector<std::string>& term_names();  // mse, l1, dssim, identity, prior, feature
 
 struct InvertOptions {
   int64_t restarts = 4;       ///< random starts per target; the best is kept
@@ -28,8 +30,16 @@ struct InvertOptions {
   double w_l1 = 0.0;          ///< weight of the pixel L1
   double w_ssim = 0.0;        ///< weight of (1 - SSIM)
   double w_identity = 0.0;    ///< weight of (1 - cosine) between embeddings (needs an embedder)
-  double w_prior = 0.0;       ///< weight of GAN-Leaks' latent prior ((|z|^2 - D) / D)^2 (z space)
-  std::string latent = "z";   ///< z | w (mapping/synthesis generators)
+  double w_prior = 0.0;       ///< weight of GAN-Leaks' latent prior ((|z|^2 - D) / D)^2 (z space only)
+  double w_feature = 0.0;     ///< weight of the perceptual distance (optim::feature_distance) at
+                              ///< feature_net's layer (needs feature_net)
+  std::shared_ptr<models::FeatureNet> feature_net;  ///< for w_feature (the CLI loads --feature-net)
+  int64_t scales = 0;         ///< pixel terms optimised as the mean over this many resolutions
+                              ///< (optim::multiscale_mse); 0 = auto: 3 for images over 128 px, else 1.
+                              ///< Reported MSEs are always at full resolution
+  std::string latent = "z";   ///< z | w | w+ (w, w+: generators with mapping/synthesis; w+: with num_ws)
+  std::string w_start = "mapped";  ///< w, w+: mapped (restart r starts at mapping(z_r)) | mean (restart 0
+                                   ///< at the mean W as projectors start, the others at w_avg + 0.5 (mapping(z_r) - w_avg))
   int64_t batch = 0;          ///< max targets x restarts optimised at once; 0 = auto: 64 on CPU (the
                               ///< fastest per image-step on 2 cores: caches), 1024 on CUDA
   uint64_t seed = 1;          ///< restart r of target i starts from a seed of (seed, id of i, r): results
@@ -46,12 +56,24 @@ struct InvertResult {
   at::Tensor recon;     ///< [N, C, H, W] G(latent): the latent-only reconstruction
   at::Tensor refined;   ///< [N, C, H, W] after the pixel stage; undefined when refine = none
   at::Tensor loss;      ///< [N] weighted objective of the best restart
-  at::Tensor terms;     ///< [N, 5] unweighted terms (term_names()) of the best restart
+  at::Tensor terms;     ///< [N, 6] unweighted terms (term_names()) of the best restart
   at::Tensor restart;   ///< [N] int64 winning restart
   at::Tensor refined_mse;  ///< [N] MSE after refinement (undefined when refine = none)
   int64_t steps = 0;       ///< optimiser steps per chunk (max)
   int64_t nan_resets = 0;  ///< restarts re-seeded after NaN/Inf
 };
+
+/// The shape of one target's latent in `latent` space: {latent_dim}, {w_dim} or {num_ws, w_dim}.
+/// Error{kUsage} when the generator has no such space (no mapping, or no num_ws for w+).
+std::vector<int64_t> latent_shape(models::Generator& g, const std::string& latent);
+
+/// One sentence for reports: the latent space searched and, for W+, the warning that it fits
+/// non-members too.
+std::string latent_space_note(const std::string& latent);
+
+/// Images of latents in `latent` space: v [N, ...latent_shape] or flattened [N, prod(latent_shape)]
+/// -> [N, C, H, W] (not clamped).
+at::Tensor render(models::Generator& g, const std::string& latent, const at::Tensor& v);
 
 /// Called after each chunk with the index of its first target and its results (for incremental
 /// saving / resume).

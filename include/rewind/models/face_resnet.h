@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace rw::models {
 
@@ -72,6 +73,12 @@ class FaceResNetImpl : public torch::nn::Module {
   FaceResNetImpl();
   /// x [N, 3, 150, 150] RGB 0..255 -> [N, 128], un-normalised. Differentiable in x.
   torch::Tensor forward(torch::Tensor x);
+  /// The residual groups, input to output: conv32 (after the first conv, pool and the 32-channel
+  /// blocks: [N, 32, 35, 35]), conv64 [N, 64, 17, 17], conv128 [N, 128, 8, 8], conv256
+  /// [N, 256, 4, 4], conv256_out [N, 256, 2, 2].
+  static const std::vector<std::string>& stage_names();
+  /// The activations after `stage` for x as in forward(). Error{kUsage} for an unknown stage.
+  torch::Tensor features(torch::Tensor x, const std::string& stage);
 
   FaceConvLayer conv32_down{nullptr};
   FaceResidual conv32_1{nullptr}, conv32_2{nullptr}, conv32_3{nullptr};
@@ -97,9 +104,17 @@ void convert_face_api(const std::string& model_dir, const std::string& out_path)
 /// "face_resnet"). Eval mode, frozen parameters.
 FaceResNet load_face_resnet_native(const std::string& path);
 
+/// Where face-api's model folder was looked for, and where it was found ("" when nowhere).
+struct FaceApiSearch {
+  std::string found;
+  std::vector<std::string> searched;
+};
 /// face-api's model folder: $REWIND_FACE_API_DIR if set and present, else the first
-/// data-tools/face-api/node_modules/@vladmandic/face-api/model found in the current directory or
-/// one of its parents; "" when there is none (set it up with `npm ci --prefix data-tools/face-api`).
+/// data-tools/face-api/node_modules/@vladmandic/face-api/model (or share/rewind/face-api/model, an
+/// install prefix) in the executable's folder or one of its parents, then in the current folder or
+/// one of its parents. Set it up with `npm ci --prefix data-tools/face-api` in the source tree.
+FaceApiSearch find_face_api_dir();
+/// find_face_api_dir().found.
 std::string default_face_api_dir();
 
 }  // namespace rw::models

@@ -26,8 +26,16 @@ struct ImageShape {
 
 // ------------------------------------------------------------------------------------------------
 /// Generator: z [N, latent_dim] -> x [N, C, H, W] in [-1, 1].
-/// TorchScript contract: `forward(z)`, attribute `latent_dim: int`; optional methods
-/// `mapping(z) -> w` and `synthesis(w) -> x` for W / W+ inversion of style-based generators.
+/// TorchScript contract: `forward(z)`, attribute `latent_dim: int`. Style-based (StyleGAN-class)
+/// generators add methods `mapping(z) -> w` and `synthesis(ws) -> x` for W / W+ inversion:
+///   - mapping returns [N, w_dim] (or [N, num_ws, w_dim] with equal rows, as StyleGAN2-ADA's does);
+///   - with an int attribute `num_ws` (one style per synthesis layer), synthesis takes
+///     ws [N, num_ws, w_dim] (W+); without it, one w [N, w_dim];
+///   - optional `w_avg` (tensor attribute or buffer [w_dim]): the mean W, for truncation and the
+///     mean-W start that projectors use; when absent rewind averages mapping() over 10000 seeded z.
+/// Noise inputs: keep them in buffers (StyleGAN's noise_mode 'const'); for a model on the CPU that
+/// draws noise inside forward, rewind reseeds torch's default CPU generator before every call, so
+/// each call sees the same noise.
 class Generator {
  public:
   virtual ~Generator() = default;
@@ -35,8 +43,17 @@ class Generator {
   virtual ImageShape output_shape() const = 0;
   virtual at::Tensor generate(const at::Tensor& z) = 0;
   virtual bool has_mapping() const { return false; }
+  /// Width of W (mapping's output); latent_dim() without a mapping.
+  virtual int64_t w_dim() const { return latent_dim(); }
+  /// Style inputs of synthesis (W+ rows); 0 when synthesis takes a single w.
+  virtual int64_t num_ws() const { return 0; }
+  /// z [N, latent_dim] -> w [N, w_dim].
   virtual at::Tensor mapping(const at::Tensor& z);
+  /// w [N, w_dim] (the same style for every layer) or ws [N, num_ws, w_dim] -> x [N, C, H, W].
   virtual at::Tensor synthesis(const at::Tensor& w);
+  /// The mean W [w_dim]: the model's `w_avg` or the mean of mapping() over 10000 seeded z (computed
+  /// once). Error{kModel} without a mapping.
+  virtual at::Tensor w_avg();
   virtual void to(const c10::Device& device) = 0;
   /// "native dcgan64 (latent 128, 3x64x64)" or "torchscript gen.pt (latent 100, 1x28x28)".
   virtual std::string describe() const = 0;
@@ -117,5 +134,28 @@ std::unique_ptr<SplitClassifier> load_classifier(const std::string& path, const 
 /// Converts images [N,C,H,W] in [-1,1] to `shape`: grey <-> RGB (channel mean / repeat), bilinear
 /// resize. No-op when they match. Error{kInput} for other channel counts.
 at::Tensor adapt_images(const at::Tensor& images, const ImageShape& shape);
+
+}  // namespace rw::models
+
+namespace rw::models {
+
+// ------------------------------------------------------------------------------------------------
+/// Feature extractor for perceptual (feature) losses: images [N, C, H, W] in [-1, 1], any size
+/// (adapted to the net's input: resized, grey <-> RGB) -> the activations at one named layer
+/// [N, ...]. Gradients flow to the images.
+class FeatureNet {
+ public:
+  virtual ~FeatureNet() = default;
+  virtual at::Tensor features(const at::Tensor& images) = 0;
+  /// "face ResNet face.pt at conv64" / "classifier d.pt at features.3".
+  virtual std::string describe() const = 0;
+};
+
+/// `path` is the face descriptor (a native face_resnet file from `rewind convert face-api`: layers
+/// conv32, conv64, conv128, conv256, conv256_out) or any model load_classifier takes, a
+/// discriminator included (layers: its split points). Error{kUsage} listing the layers when `layer`
+/// is not one of them.
+std::unique_ptr<FeatureNet> load_feature_net(const std::string& path, const std::string& layer,
+                                             const c10::Device& device = c10::kCPU);
 
 }  // namespace rw::models
