@@ -168,7 +168,7 @@ Prepared prepare(models::Generator& g, models::Embedder& e, const io::Manifest& 
 
   // 1. the owner's images, embedded
   if (!load_embedded(cache, "dataset", &ds)) {
-    ds = embed_manifest(e, dataset, shape, "embed dataset", progress, o.batch);
+    ds = embed_manifest(e, dataset, shape, "embed dataset", progress, o.batch, {}, o.crop);
     save_embedded(cache, "dataset", ds);
   }
   record_skips(record, ds.skipped);
@@ -206,7 +206,7 @@ Prepared prepare(models::Generator& g, models::Embedder& e, const io::Manifest& 
   if (reference) {
     Embedded ref;
     if (!load_embedded(cache, "reference", &ref)) {
-      ref = embed_manifest(e, *reference, shape, "embed reference", progress, o.batch);
+      ref = embed_manifest(e, *reference, shape, "embed reference", progress, o.batch, {}, o.crop);
       save_embedded(cache, "reference", ref);
     }
     record_skips(record, ref.skipped);
@@ -255,7 +255,7 @@ nlohmann::json audit_fingerprint(const models::Generator& g, const models::Embed
                                  const io::Manifest* reference, const AuditOptions& o) {
   return {{"samples", o.samples}, {"seed", o.seed}, {"per_identity", o.per_identity},
           {"recover_top", o.recover_top}, {"recover_control", o.recover_control}, {"batch", o.batch},
-          {"recovery", recovery_fingerprint(o.invert)}, {"generator", g.describe()}, {"embedder", e.id()},
+          {"recovery", recovery_fingerprint(o.invert)}, {"crop", o.crop}, {"generator", g.describe()}, {"embedder", e.id()},
           {"dataset", manifest_hash(dataset)}, {"reference", reference ? manifest_hash(*reference) : ""}};
 }
 
@@ -270,7 +270,7 @@ AuditResult run(models::Generator& g, models::Embedder& e, const io::Manifest& d
   const Groups& groups = pr.groups;
   const auto& inv_rows = pr.inv_rows;
   const auto& owner = pr.owner;
-  res.recovery = recover_rows(g, dataset, inv_rows, o.invert, &e, progress, "invert", &cache);
+  res.recovery = recover_rows(g, dataset, inv_rows, o.invert, &e, progress, "invert", &cache, 0, {}, o.crop);
   mark("invert");
   std::map<size_t, size_t> row_pos;  // manifest row -> position among loaded dataset images
   for (size_t i = 0; i < ds.rows.size(); ++i) row_pos[ds.rows[i]] = i;
@@ -352,14 +352,14 @@ int64_t run_shard(models::Generator& g, models::Embedder& e, const io::Manifest&
   if (round == 1) {
     Embedded ds;
     if (!load_embedded(part, "dataset", &ds)) {
-      ds = embed_manifest(e, dataset, shape, "embed dataset", progress, o.batch, shard);
+      ds = embed_manifest(e, dataset, shape, "embed dataset", progress, o.batch, shard, o.crop);
       save_embedded(part, "dataset", ds);
     }
     record_skips(record, ds.skipped);
     if (reference) {
       Embedded ref;
       if (!load_embedded(part, "reference", &ref)) {
-        ref = embed_manifest(e, *reference, shape, "embed reference", progress, o.batch, shard);
+        ref = embed_manifest(e, *reference, shape, "embed reference", progress, o.batch, shard, o.crop);
         save_embedded(part, "reference", ref);
       }
       record_skips(record, ref.skipped);
@@ -369,7 +369,7 @@ int64_t run_shard(models::Generator& g, models::Embedder& e, const io::Manifest&
   } else {
     StageCache merged(o.stage_dir, fp, true);
     Prepared pr = prepare(g, e, dataset, reference, o, merged, progress, nullptr);
-    auto rec = recover_rows(g, dataset, pr.inv_rows, o.invert, &e, progress, "invert", &part, 0, shard);
+    auto rec = recover_rows(g, dataset, pr.inv_rows, o.invert, &e, progress, "invert", &part, 0, shard, o.crop);
     record_skips(record, rec.skipped);
   }
   part.save_json("done", {{"round", round}, {"shard", shard.str()}});

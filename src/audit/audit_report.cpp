@@ -30,7 +30,7 @@ struct Pictures {
 };
 
 Pictures pictures(const AuditResult& r, size_t k, models::Generator& g, const io::Manifest& m, uint64_t seed,
-                  const std::string& latent) {
+                  const std::string& latent, const std::string& crop) {
   Pictures p;
   torch::NoGradGuard ng;
   const auto shape = g.output_shape();
@@ -42,7 +42,7 @@ Pictures pictures(const AuditResult& r, size_t k, models::Generator& g, const io
   }
   std::map<size_t, at::Tensor> loaded;  // a file that became unreadable since is shown blank
   if (!rows.empty()) {
-    data::ImageStream s(m, rows, data::image_loader({shape.channels, shape.height, io::ResizeMode::kCenterCrop}));
+    data::ImageStream s(m, rows, pipeline_loader(shape, crop));
     data::Batch b;
     while (s.next(&b))
       for (int64_t j = 0; j < b.size(); ++j) loaded[b.rows[size_t(j)]] = b.images[j];
@@ -222,7 +222,7 @@ void write_audit_report(const std::string& out, const AuditResult& r, const Audi
                         const io::Manifest& dataset, const std::string& dataset_name, const nlohmann::json& options_json) {
   write_csv_json(out, r, o, dataset, options_json);
   const size_t shown = std::min(r.identities.size(), size_t(std::max<int64_t>(0, o.top)));
-  auto pics = pictures(r, std::max(shown, std::min<size_t>(16, r.identities.size())), g, dataset, o.seed, o.invert.latent);
+  auto pics = pictures(r, std::max(shown, std::min<size_t>(16, r.identities.size())), g, dataset, o.seed, o.invert.latent, o.crop);
   report::HtmlReport html("rewind audit: does this GAN reproduce your people?");
   html.summary(summary_lines(r, o, dataset_name));
   html.heading("Top identities");

@@ -29,7 +29,7 @@ struct AccuracySet {
 };
 
 AccuracySet accuracy_set(const io::Manifest& m, const std::vector<size_t>& rows, const std::vector<std::string>& classes,
-                         const models::ImageShape& shape) {
+                         const models::ImageShape& shape, const std::string& crop) {
   AccuracySet a;
   std::vector<size_t> keep;
   std::vector<int64_t> y;
@@ -40,7 +40,7 @@ AccuracySet accuracy_set(const io::Manifest& m, const std::vector<size_t>& rows,
     y.push_back(it - classes.begin());
   }
   if (keep.empty()) return a;
-  data::ImageStream s(m, keep, data::image_loader({shape.channels, shape.height, io::ResizeMode::kCenterCrop}));
+  data::ImageStream s(m, keep, pipeline_loader(shape, crop));
   auto all = data::load_all(s, "the accuracy images");
   std::map<size_t, int64_t> cls;
   for (size_t i = 0; i < keep.size(); ++i) cls[keep[i]] = y[i];
@@ -70,7 +70,7 @@ CompareResult run_compare(models::Generator& g, models::Embedder& e, models::Spl
   CompareResult res;
 
   // ---- output side: the GAN (as the audit)
-  auto ds = embed_manifest(e, dataset, shape, "embed dataset", progress, o.batch);
+  auto ds = embed_manifest(e, dataset, shape, "embed dataset", progress, o.batch, {}, o.crop);
   record_skips(record, ds.skipped);
   res.skipped = ds.skipped;
   RW_CHECK(!ds.rows.empty(), Input, "no image of the dataset could be loaded",
@@ -82,7 +82,7 @@ CompareResult run_compare(models::Generator& g, models::Embedder& e, models::Spl
   auto labels = io::identity_labels(dataset, ds.rows);
   std::vector<double> ref_scores;
   if (reference) {
-    auto ref = embed_manifest(e, *reference, shape, "embed reference", progress, o.batch);
+    auto ref = embed_manifest(e, *reference, shape, "embed reference", progress, o.batch, {}, o.crop);
     record_skips(record, ref.skipped);
     std::vector<int64_t> rsample;
     bank.nearest(ref.emb, &ref_scores, &rsample);
@@ -105,7 +105,7 @@ CompareResult run_compare(models::Generator& g, models::Embedder& e, models::Spl
   }
   std::vector<size_t> photo_rows;
   for (const auto& id : res.identities) photo_rows.push_back(id.photo_row);
-  res.recovery = recover_rows(g, dataset, photo_rows, o.invert, nullptr, progress, "invert");
+  res.recovery = recover_rows(g, dataset, photo_rows, o.invert, nullptr, progress, "invert", nullptr, 0, {}, o.crop);
   RW_CHECK(res.recovery.rows == photo_rows, Input, "a photo could not be reloaded for latent recovery (",
            res.recovery.skipped.empty() ? std::string("changed on disk") : res.recovery.skipped.front().reason, ")");
   // the GAN side's probes: each person's closest sample, matched against all the people's photos
@@ -128,11 +128,11 @@ CompareResult run_compare(models::Generator& g, models::Embedder& e, models::Spl
   mark("gan side");
 
   // ---- input side: the split classifier, on the same photos
-  data::ImageStream ps(dataset, photo_rows, data::image_loader({shape.channels, shape.height, io::ResizeMode::kCenterCrop}));
+  data::ImageStream ps(dataset, photo_rows, pipeline_loader(shape, o.crop));
   auto x = data::load_all(ps, "the photos").images;
   auto cx = featinv::to_shape(x, c.input_shape());
   res.split_threshold = verdict_threshold(nullptr, ds.emb, labels, o.far, 1, int64_t(res.identities.size()));
-  auto acc = accuracy_set(dataset, ds.rows, class_names, shape);
+  auto acc = accuracy_set(dataset, ds.rows, class_names, shape, o.crop);
   featinv::WhiteBoxOptions wo;
   wo.loop.steps = o.wb_steps;
   wo.seed = o.seed;

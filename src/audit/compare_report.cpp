@@ -59,7 +59,7 @@ std::vector<std::vector<std::string>> picture_rows(const CompareResult& r, const
   }
   std::map<size_t, at::Tensor> photos;
   if (!rows.empty()) {
-    data::ImageStream s(m, rows, data::image_loader({shape.channels, shape.height, io::ResizeMode::kCenterCrop}));
+    data::ImageStream s(m, rows, pipeline_loader(shape, o.crop));
     data::Batch b;
     while (s.next(&b))
       for (int64_t j = 0; j < b.size(); ++j) photos[b.rows[size_t(j)]] = b.images[j];

@@ -236,7 +236,7 @@ Plan plan(models::Generator& g, models::Generator* gref, models::Embedder* e, co
   RW_CHECK(!run.empty(), Usage, "no attack could run: MembershipOptions::attacks '", o.attacks,
            "' needs an embedder for identity-nn / recon-identity and a reference generator for calibrated");
   p.fp = {{"attacks", o.attacks}, {"samples", o.samples}, {"per_identity", o.per_identity},
-          {"recover_max", o.recover_max}, {"seed", o.seed}, {"recovery", recovery_fingerprint(o.invert)},
+          {"recover_max", o.recover_max}, {"seed", o.seed}, {"recovery", recovery_fingerprint(o.invert)}, {"crop", o.crop},
           {"generator", g.describe()},
           {"reference_generator", gref ? gref->describe() : ""}, {"embedder", e ? e->id() : ""},
           {"members", manifest_hash(members)}, {"nonmembers", manifest_hash(nonmembers)}, {"batch", o.batch}};
@@ -275,8 +275,7 @@ ClassScan scan_class(const StageCache& cache, const io::Manifest& m, const std::
   data::StreamOptions so;
   so.batch = o.batch;
   so.stage = "load " + cls;
-  data::ImageStream s(m, std::move(mine), data::image_loader({shape.channels, shape.height, io::ResizeMode::kCenterCrop}),
-                      so, progress);
+  data::ImageStream s(m, std::move(mine), pipeline_loader(shape, o.crop), so, progress);
   // the embedder only when an attack uses the embeddings (identity-nn, recon-identity)
   sc = scan(s, pl.run.count("identity-nn") || pl.run.count("recon-identity") ? e : nullptr);
   save_scan(cache, cls, sc);
@@ -346,10 +345,11 @@ MembershipResult run_membership(models::Generator& g, models::Generator* gref, m
     // the rows drawn for recovery are drawn from those chosen (a row that did not load is skipped)
     const auto loaded = recovery_rows_of(chosen, sc, o, lab);
     auto rc = recover_rows(g, m, loaded, o.invert, e && run.count("recon-identity") ? e : nullptr, progress,
-                           "invert " + cls, &cache, position);
+                           "invert " + cls, &cache, position, {}, o.crop);
     Recovery rc_ref;
     if (run.count("calibrated"))
-      rc_ref = recover_rows(*gref, m, loaded, o.invert, nullptr, progress, "invert " + cls + " (reference)", &cache, position);
+      rc_ref = recover_rows(*gref, m, loaded, o.invert, nullptr, progress, "invert " + cls + " (reference)", &cache, position,
+                            {}, o.crop);
     position += int64_t(loaded.size());
     std::map<size_t, size_t> at, kept_at;  // manifest row -> index among the scanned rows / the kept embeddings
     for (size_t i = 0; i < sc.rows.size(); ++i) at[sc.rows[i]] = i;
@@ -422,10 +422,11 @@ int64_t run_membership_shard(models::Generator& g, models::Generator* gref, mode
                " scan of round 1: merge round 1 (--merge) before round 2");
       const auto loaded = recovery_rows_of(chosen_rows(m, o), sc, o, lab);
       auto rc = recover_rows(g, m, loaded, o.invert, e && pl.run.count("recon-identity") ? e : nullptr, progress,
-                             "invert " + cls, &part, position, shard);
+                             "invert " + cls, &part, position, shard, o.crop);
       record_skips(record, rc.skipped);
       if (pl.run.count("calibrated"))
-        recover_rows(*gref, m, loaded, o.invert, nullptr, progress, "invert " + cls + " (reference)", &part, position, shard);
+        recover_rows(*gref, m, loaded, o.invert, nullptr, progress, "invert " + cls + " (reference)", &part, position, shard,
+                     o.crop);
       position += int64_t(loaded.size());
     }
   }

@@ -15,6 +15,7 @@
 #include "rewind/core/runtime.h"
 #include "rewind/identity/index.h"
 #include "rewind/io/atomic_file.h"
+#include "rewind/io/face_crop.h"
 #include "rewind/io/npy.h"
 #include "rewind/mia/metrics.h"
 #include "rewind/models/sampling.h"
@@ -80,13 +81,27 @@ std::string manifest_hash(const io::Manifest& m) {
 }
 
 // ------------------------------------------------------------------------------------------------
+data::Loader pipeline_loader(const models::ImageShape& shape, const std::string& crop) {
+  const auto mode = io::parse_crop_mode(crop);
+  if (mode == io::CropMode::kCenter) return data::image_loader({shape.channels, shape.height, io::ResizeMode::kCenterCrop});
+  auto cropper = std::make_shared<io::FaceCropper>(mode, shape.height, shape.channels);
+  return [cropper, crop](size_t, const std::string& path) {
+    bool found = true;
+    auto t = cropper->load(path, &found);
+    RW_CHECK(found, Input, "no face found in '", path, "' (--crop ", crop, "); skipped: crop the face by hand, or pass "
+             "--crop center to use the centre of the image");
+    return t;
+  };
+}
+
 Embedded embed_manifest(models::Embedder& e, const io::Manifest& m, const models::ImageShape& shape,
-                        const std::string& stage, const ProgressFn& progress, int64_t batch, const data::Shard& shard) {
+                        const std::string& stage, const ProgressFn& progress, int64_t batch, const data::Shard& shard,
+                        const std::string& crop) {
   data::StreamOptions so;
   so.batch = batch;
   so.stage = stage;
   so.shard = shard.blocks_of(batch);
-  data::ImageStream s(m, io::ImageSpec{shape.channels, shape.height, io::ResizeMode::kCenterCrop}, so, progress);
+  data::ImageStream s(m, pipeline_loader(shape, crop), so, progress);
   return embed_stream(e, s);
 }
 
@@ -282,7 +297,7 @@ int64_t recovery_segment_size(const ganinv::InvertOptions& o) {
 
 Recovery recover_rows(models::Generator& g, const io::Manifest& m, const std::vector<size_t>& rows,
                       const ganinv::InvertOptions& o, models::Embedder* embedder, const ProgressFn& progress,
-                      const std::string& stage, const StageCache* cache, int64_t first_index, const data::Shard& shard) {
+                      const std::string& stage, const StageCache* cache, int64_t first_index, const data::Shard& shard, const std::string& crop) {
   RW_CHECK(o.restarts >= 1, Usage, "InvertOptions::restarts must be >= 1, got ", o.restarts);
   const auto shape = g.output_shape();
   // a shard takes blocks of whole invert chunks of `rows` (so each chunk it optimises is the chunk
@@ -298,7 +313,7 @@ Recovery recover_rows(models::Generator& g, const io::Manifest& m, const std::ve
   so.stage = "load " + stage;
   Recovery out;
   std::vector<at::Tensor> mse, lat, remb;
-  data::ImageStream stream(m, todo, data::image_loader({shape.channels, shape.height, io::ResizeMode::kCenterCrop}), so);
+  data::ImageStream stream(m, todo, pipeline_loader(shape, crop), so);
   const int64_t total = stream.total();
   ProgressFn inner = staged(progress, stage);
   data::Batch b;

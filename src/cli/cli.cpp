@@ -127,7 +127,8 @@ void add_recovery_flags(po::options_description& desc, ganinv::InvertOptions& o,
       ("recovery-loss", opt(&l.loss), "latent recovery: weighted terms as invert's --loss (mse, l1, ssim, feature, ...)")
       ("feature-net", po::value(&l.feature_net), "latent recovery: network of the feature term (face descriptor, classifier "
        "or discriminator)")
-      ("feature-layer", po::value(&l.feature_layer), "latent recovery: its layer (face descriptor: conv32 ... conv256_out)");
+      ("feature-layer", po::value(&l.feature_layer), "latent recovery: its layer (face descriptor: conv32 ... conv256_out; "
+       "discriminator: block1 ...; classifier: a split point)");
 }
 
 nlohmann::json recovery_options(const RecoveryLoss& l, const ganinv::InvertOptions& o) {
@@ -196,7 +197,8 @@ EmbeddedData embed_manifest(models::Embedder& e, const io::Manifest& m, const st
                             io::RunRecord* record, const std::string& stage, const dist::Shard& shard) {
   RW_CHECK(batch > 0, Usage, "--batch must be positive");
   auto shape = e.input_shape();
-  io::FaceCropper cropper(io::parse_crop_mode(resolve_crop(crop, shape)), shape.height, shape.channels);
+  const std::string mode = resolve_crop(crop, shape);
+  io::FaceCropper cropper(io::parse_crop_mode(mode), shape.height, shape.channels);
   EmbeddedData out;
   int64_t no_face = 0;  // written by the stream's worker thread only, read after it ends
   data::StreamOptions so;
@@ -206,7 +208,11 @@ EmbeddedData embed_manifest(models::Embedder& e, const io::Manifest& m, const st
   data::ImageStream s(m, [&](size_t, const std::string& path) {
     bool found = true;
     auto t = cropper.load(path, &found);
-    no_face += !found;
+    if (!found) {  // reported and skipped, as any unreadable item: a centre crop is not that person's face
+      ++no_face;
+      RW_FAIL(Input, "no face found in '", path, "' (--crop ", mode, "); skipped: crop the face by hand, or pass "
+              "--crop center to use the centre of the image");
+    }
     return t;
   }, so, progress_fn());
   auto em = audit::embed_stream(e, s);

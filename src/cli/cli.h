@@ -73,7 +73,7 @@ LoadedData load_images_of(io::Manifest m, const std::string& what, int channels,
 struct EmbeddedData {
   at::Tensor embeddings;        ///< [N_ok, d] L2-normalised
   std::vector<size_t> rows;     ///< manifest entry of each embedding
-  int64_t no_face = 0;          ///< detect mode: images with no face found (centre-cropped)
+  int64_t no_face = 0;          ///< detect / dlib modes: images with no face found (skipped)
 };
 /// --crop's value for an embedder of input `shape`: "auto" is dlib for a 150 px RGB embedder (the
 /// face descriptor) in a build with dlib, else none; any other value as given.
@@ -83,6 +83,11 @@ constexpr const char* kCropHelp =
     "auto (dlib for the 150 px face descriptor, else none) | none (whole image) | center (centred square) | "
     "detect (OpenCV Haar, a widened square) | dlib (alias align: dlib's HOG detector, 68 landmarks and dlib's "
     "alignment, what dlib's face network expects)";
+/// Help text of the pipelines' --crop (audit, membership, compare): images are cut to the generator's size.
+constexpr const char* kPipelineCropHelp =
+    "how your images are cut to the generator's size: center (centred square: prepared face crops) | none (whole "
+    "image) | detect (OpenCV Haar) | dlib (alias align: real photos, the largest face aligned as dlib does; a "
+    "photo without a face is reported and skipped)";
 EmbeddedData embed_manifest(models::Embedder& embedder, const io::Manifest& m, const std::string& crop, int64_t batch,
                             io::RunRecord* record, const std::string& stage = "embed", const dist::Shard& shard = {});
 

@@ -30,6 +30,7 @@ void bind(po::options_description& desc, AuditPaths& p, audit::AuditOptions& o) 
        "Without it the threshold comes from impostor pairs in --dataset, which resolve a family-wise FAR only for very large datasets")
       ("out", opt(&p.out), "output folder: report.html, report.json, report.csv, samples.png, top.png (your image | closest sample | reconstruction), run.json")
       ("samples", opt(&o.samples), "generated samples searched for each identity")
+      ("crop", opt(&o.crop), kPipelineCropHelp)
       ("far", opt(&o.far), "family-wise false-accusation rate: the chance that any identity not in the training set is called 'leaks'")
       ("per-identity", opt(&o.per_identity), "images per identity to invert (latent recovery evidence)")
       ("recover-top", opt(&o.recover_top), "identities (highest identity-nn first) that get latent recovery; -1 = all")
@@ -47,6 +48,7 @@ nlohmann::json options_json(const AuditPaths& p, const audit::AuditOptions& o, b
           {"recover_control", o.recover_control}, {"restarts", o.invert.restarts}, {"steps", o.invert.loop.steps},
           {"lr", o.invert.loop.lr}, {"seed", o.seed}, {"demo", demo}};
   j.update(recovery_options(p.rloss, o.invert));
+  j["crop"] = o.crop;
   return j;
 }
 

@@ -30,6 +30,7 @@ void bind(po::options_description& desc, ComparePaths& p, audit::CompareOptions&
       ("splits", opt(&o.splits), "split stages attacked (comma list, or all)")
       ("defense", opt(&o.defenses), "defences compared on the split side (comma list: none, noise=S, quant=B, dropout=P)")
       ("samples", opt(&o.samples), "generated samples searched (GAN side)")
+      ("crop", opt(&o.crop), kPipelineCropHelp)
       ("far", opt(&o.far), "family-wise false-exposure rate of each direction (as audit --far)")
       ("wb-steps", opt(&o.wb_steps), "white-box inversion steps per split")
       ("pictures", opt(&o.pictures), "identities shown with pictures in report.html")
@@ -74,6 +75,7 @@ int compare_cmd(const Args& args) {
                         {"defense", o.defenses}, {"samples", o.samples}, {"far", o.far}, {"wb_steps", o.wb_steps},
                         {"restarts", o.invert.restarts}, {"steps", o.invert.loop.steps}, {"seed", o.seed}, {"demo", demo}};
     record.options().update(recovery_options(p.rloss, o.invert));
+    record.options()["crop"] = o.crop;
     auto g = models::load_generator(p.generator);
     auto e = models::load_embedder(p.embedder);
     auto c = models::load_classifier(p.classifier);

@@ -55,9 +55,9 @@ void bind(po::options_description& desc, InvertPaths& p, ganinv::InvertOptions& 
        "feature (perceptual distance at --feature-layer of --feature-net)")
       ("embedder", po::value(&p.embedder), "embedder for the identity term")
       ("feature-net", po::value(&p.feature_net), "network for the feature term: the face descriptor (convert face-api), "
-       "a classifier or a discriminator")
+       "a classifier, or a discriminator (train gan writes G.disc)")
       ("feature-layer", po::value(&p.feature_layer), "its layer: conv32 | conv64 | conv128 | conv256 | conv256_out for "
-       "the face descriptor, a split point for a classifier")
+       "the face descriptor, block1 | block2 | ... for a discriminator, a split point for a classifier")
       ("scales", opt(&o.scales), "pixel loss averaged over this many resolutions; 0 = auto (3 above 128 px, else 1)")
       ("latent", opt(&o.latent), "z | w | w+ (w: generators with mapping/synthesis; w+: one w per layer, needs num_ws)")
       ("w-start", opt(&o.w_start), "w, w+: mapped (each restart at mapping(z)) | mean (restart 0 at the mean W)")

@@ -28,6 +28,7 @@ void bind(po::options_description& desc, MembershipPaths& p, audit::MembershipOp
       ("reference-generator", po::value(&p.reference_generator), "GAN trained on disjoint data (calibrated attack, GAN-Leaks)")
       ("attacks", opt(&o.attacks), "which attacks (those whose models are missing are skipped)")
       ("samples", opt(&o.samples), "generated samples searched by identity-nn")
+      ("crop", opt(&o.crop), kPipelineCropHelp)
       ("per-identity", opt(&o.per_identity), "images per identity used (0 = all)")
       ("recover-max", opt(&o.recover_max), "images per class that get latent recovery (seeded draw; 0 = all)")
       ("bootstrap", opt(&o.boot), "bootstrap resamples for confidence intervals")
@@ -96,6 +97,7 @@ int membership_cmd(const Args& args) {
                       {"optimizer", o.invert.loop.optimizer}, {"batch", o.batch}, {"invert_batch", o.invert.batch},
                       {"bootstrap", o.boot}, {"seed", o.seed}};
   record.options().update(recovery_options(p.rloss, o.invert));
+  record.options()["crop"] = o.crop;
   io::ensure_dir(p.out);
   if (!sharded(sf)) {
     membership_whole(p, o, record);

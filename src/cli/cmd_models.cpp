@@ -34,7 +34,7 @@ int convert_face_api_cmd(const Args& args) {
   std::string where;
   for (size_t i = 0; i < search.searched.size() && i < 4; ++i) where += (i ? ", " : "") + search.searched[i];
   if (search.searched.size() > 4) where += " and " + std::to_string(search.searched.size() - 4) + " parents";
-  RW_CHECK(!from.empty(), Usage, "face-api's model folder (face_recognition_model-weights_manifest.json) was not found; "
+  RW_CHECK(!from.empty(), Input, "face-api's model folder (face_recognition_model-weights_manifest.json) was not found; "
            "searched ", where, ". Run `npm ci --prefix data-tools/face-api` in rewind's source tree, or pass --from DIR");
   models::convert_face_api(from, out);
   std::cout << "wrote " << out << " (dlib face ResNet, 128-d, from " << from << ")\n";
@@ -72,7 +72,7 @@ void embed_part(const EmbedFlags& f, io::RunRecord& record, const std::string& d
     record.results()["dim"] = e->dim();
     record.results()["no_face_found"] = emb.no_face;
     if (record.skipped()) log_warn(record.skipped(), " images skipped (listed in ", dir, "/run.json)");
-    if (emb.no_face) log_warn(emb.no_face, " images had no detectable face and were centre-cropped");
+    if (emb.no_face) log_warn(emb.no_face, " images had no detectable face and were skipped (listed in run.json)");
   });
 }
 

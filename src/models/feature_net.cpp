@@ -8,6 +8,7 @@
 #include "rewind/models/face_resnet.h"
 #include "rewind/models/models.h"
 #include "rewind/models/native.h"
+#include "rewind/models/nets.h"
 
 namespace rw::models {
 
@@ -35,6 +36,33 @@ class FaceFeatures : public FeatureNet {
   std::string layer_, name_;
 };
 
+class DiscFeatures : public FeatureNet {
+ public:
+  DiscFeatures(const std::string& path, const nlohmann::json& arch, const std::string& layer)
+      : arch_(GanArch::from_json(arch)), net_(arch_), layer_(layer) {
+    load_native_weights(path, *net_);
+    net_->eval();
+    for (auto& p : net_->parameters()) p.set_requires_grad(false);
+    const auto names = net_->stage_names();
+    std::string list;
+    for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
+    RW_CHECK(std::find(names.begin(), names.end(), layer) != names.end(), Usage, "--feature-layer '", layer,
+             "' is not a layer of the discriminator ", path, "; layers: ", list);
+    name_ = "discriminator " + std::filesystem::path(path).filename().string() + " at " + layer;
+  }
+  at::Tensor features(const at::Tensor& x) override {
+    const int r = arch_.resolution();
+    return net_->features(adapt_images(x, {int(arch_.channels), r, r}), layer_);
+  }
+  std::string describe() const override { return name_; }
+  void to(const c10::Device& d) { net_->to(d); }
+
+ private:
+  GanArch arch_;
+  DcganDiscriminator net_;
+  std::string layer_, name_;
+};
+
 class SplitFeatures : public FeatureNet {
  public:
   SplitFeatures(std::unique_ptr<SplitClassifier> c, const std::string& path, const std::string& layer)
@@ -59,10 +87,18 @@ std::unique_ptr<FeatureNet> load_feature_net(const std::string& path, const std:
                                              const c10::Device& device) {
   RW_CHECK(!layer.empty(), Usage, "a feature net needs --feature-layer NAME (for the face descriptor: conv32, conv64, "
            "conv128, conv256 or conv256_out; for a classifier: one of its split points, see `rewind split-attack --help`)");
-  if (is_native(path) && read_native_arch(path).value("name", "") == "face_resnet") {
-    auto f = std::make_unique<FaceFeatures>(path, layer);
-    f->to(device);
-    return f;
+  if (is_native(path)) {
+    const auto arch = read_native_arch(path);
+    if (arch.value("name", "") == "face_resnet") {
+      auto f = std::make_unique<FaceFeatures>(path, layer);
+      f->to(device);
+      return f;
+    }
+    if (arch.value("kind", "") == "discriminator") {  // `train gan` writes it next to the generator (.disc)
+      auto f = std::make_unique<DiscFeatures>(path, arch, layer);
+      f->to(device);
+      return f;
+    }
   }
   return std::make_unique<SplitFeatures>(load_classifier(path, device), path, layer);
 }

@@ -232,6 +232,24 @@ DcganDiscriminatorImpl::DcganDiscriminatorImpl(const GanArch& arch) {
 
 torch::Tensor DcganDiscriminatorImpl::forward(torch::Tensor x) { return net_->forward(x).view({-1}); }
 
+std::vector<std::string> DcganDiscriminatorImpl::stage_names() const {
+  std::vector<std::string> names;
+  for (size_t k = 1; 2 * k < net_->size(); ++k) names.push_back("block" + std::to_string(k));
+  return names;
+}
+
+torch::Tensor DcganDiscriminatorImpl::features(torch::Tensor x, const std::string& stage) {
+  const auto names = stage_names();
+  const auto it = std::find(names.begin(), names.end(), stage);
+  std::string list;
+  for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
+  RW_CHECK(it != names.end(), Usage, "the discriminator has no layer '", stage, "'; layers: ", list);
+  const size_t last = 2 * size_t(it - names.begin() + 1);  // conv + LeakyReLU per block
+  auto m = net_->begin();
+  for (size_t i = 0; i < last; ++i, ++m) x = m->forward(x);
+  return x;
+}
+
 // ---- staged CNN ---------------------------------------------------------------------------------
 
 void StagedNetImpl::add(const std::string& name, nn::AnyModule m) {

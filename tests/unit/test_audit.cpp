@@ -15,9 +15,11 @@
 #include "rewind/identity/calibration.h"
 #include "rewind/io/atomic_file.h"
 #include "rewind/io/csv.h"
+#include "rewind/io/face_crop.h"
 #include "rewind/io/image.h"
 #include "rewind/io/manifest.h"
 #include "rewind/mia/metrics.h"
+#include "rewind/models/face_resnet.h"
 #include "test_util.h"
 
 using namespace rw;
@@ -493,4 +495,26 @@ TEST(Calibration, TopImpostorsEqualTheFullThreshold) {
     EXPECT_DOUBLE_EQ(op.threshold, identity::threshold_for_far(impostors, op.far)) << op.far;
     EXPECT_DOUBLE_EQ(op.far_actual, impostors.gt(op.threshold).to(torch::kFloat64).mean().item<double>());
   }
+}
+
+// The pipelines' --crop: center is the loader they always used; dlib aligns the largest face of a
+// photo to the generator's size; anything else is refused.
+TEST(AuditStages, PipelineLoaderCrops) {
+  rw::test::TempDir tmp;
+  auto img = torch::rand({3, 40, 60}) * 2 - 1;
+  const std::string path = tmp / "a.png";
+  io::save_image(path, img);
+  const models::ImageShape shape{3, 32, 32};
+  auto center = audit::pipeline_loader(shape, "center")(0, path);
+  EXPECT_TRUE(torch::equal(center, data::image_loader({3, 32, io::ResizeMode::kCenterCrop})(0, path)));
+  EXPECT_EQ(audit::pipeline_loader(shape, "none")(0, path).sizes(), (std::vector<int64_t>{3, 32, 32}));
+  EXPECT_THROW(audit::pipeline_loader(shape, "auto"), Error);
+  EXPECT_THROW(audit::pipeline_loader(shape, "bogus"), Error);
+  const auto dir = models::default_face_api_dir();
+  const std::string photo = dir.empty() ? "" : (std::filesystem::path(dir) / ".." / "demo" / "sample6.jpg").lexically_normal().string();
+  if (photo.empty() || !std::filesystem::exists(photo) || !io::dlib_available()) GTEST_SKIP() << "no face-api photo or no dlib";
+  auto face = audit::pipeline_loader({3, 64, 64}, "dlib")(0, photo);
+  auto whole = audit::pipeline_loader({3, 64, 64}, "center")(0, photo);
+  EXPECT_EQ(face.sizes(), (std::vector<int64_t>{3, 64, 64}));
+  EXPECT_GT((face - whole).abs().mean().item<float>(), 0.05f);  // an aligned face, not the photo's centre
 }

@@ -10,6 +10,8 @@
 #include "rewind/core/error.h"
 #include "rewind/ganinv/invert.h"
 #include "rewind/models/models.h"
+#include "rewind/models/native.h"
+#include "rewind/models/nets.h"
 #include "rewind/optim/losses.h"
 #include "test_util.h"
 
@@ -226,4 +228,18 @@ TEST_F(ClientModels, FeatureNetFromAClassifierAndTheFeatureTerm) {
                               optim::feature_distance(o.feature_net->features(r.recon), o.feature_net->features(targets)),
                               1e-4, 1e-4));
   EXPECT_LT(r.terms.select(1, 5).mean().item<float>(), start.mean().item<float>());
+}
+
+TEST(FeatureLoss, NativeDiscriminatorBlocks) {
+  TempDir tmp;
+  models::GanArch arch;
+  arch.name = "dcgan32";
+  arch.width = 8;
+  models::DcganDiscriminator d(arch);
+  const std::string path = tmp / "g.pt.disc";
+  models::save_native(path, *d, arch.to_json("discriminator"));
+  auto f = models::load_feature_net(path, "block2");
+  EXPECT_EQ(f->features(torch::rand({2, 3, 32, 32}) * 2 - 1).sizes(), (std::vector<int64_t>{2, 16, 8, 8}));
+  EXPECT_EQ(d->stage_names(), (std::vector<std::string>{"block1", "block2", "block3"}));
+  EXPECT_THROW(models::load_feature_net(path, "relu1"), Error);
 }

@@ -38,6 +38,8 @@ namespace rw::audit {
 
 struct AuditOptions {
   int64_t samples = 1000;        ///< generated samples searched for each identity
+  std::string crop = "center";   ///< how images are cut to the generator's size: center | none | detect | dlib
+                                 ///< (audit::pipeline_loader; dlib for real photos)
   double far = 0.05;             ///< family-wise false-accusation rate of the run (any identity wrongly "leaks"), in (0, 1)
   int64_t per_identity = 1;      ///< images per identity that get latent recovery
   int64_t recover_top = 256;     ///< identities (highest identity-nn first) that get latent recovery; < 0 = all

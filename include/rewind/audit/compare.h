@@ -28,6 +28,8 @@ struct CompareOptions {
   std::string splits = "relu1,pool1,relu2,pool2,relu3,fc1";  ///< split stages attacked (comma list, or "all")
   std::string defenses = "none,noise=1";                       ///< defences on the activations (comma list)
   int64_t samples = 1000;   ///< generated samples (GAN side)
+  std::string crop = "center";   ///< how images are cut to the generator's size: center | none | detect | dlib
+                                 ///< (audit::pipeline_loader; dlib for real photos)
   double far = 0.05;        ///< family-wise false-exposure rate of each direction's verdicts (as AuditOptions::far), in (0, 1)
   int64_t wb_steps = 200;   ///< white-box inversion steps per split
   int64_t pictures = 16;    ///< identities shown with pictures in the report

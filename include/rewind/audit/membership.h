@@ -24,6 +24,8 @@ namespace rw::audit {
 struct MembershipOptions {
   std::string attacks = "recovery,calibrated,identity-nn,recon-identity";  ///< comma list; attacks whose models are missing are skipped
   int64_t samples = 1000;      ///< generated samples searched by identity-nn
+  std::string crop = "center";   ///< how images are cut to the generator's size: center | none | detect | dlib
+                                 ///< (audit::pipeline_loader; dlib for real photos)
   int64_t per_identity = 0;    ///< images per identity used (first ones in manifest order); 0 = all
   int64_t recover_max = 0;     ///< images per class that get latent recovery (seeded draw); 0 = all
   int boot = 1000;             ///< bootstrap resamples for the confidence intervals

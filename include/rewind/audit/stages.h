@@ -46,11 +46,18 @@ struct Embedded {
 /// Embeds every image of `stream` (batches as the stream delivers them).
 Embedded embed_stream(models::Embedder& e, data::ImageStream& stream);
 
-/// Opens `manifest` as a stream at the generator's image size (centre crop), batch `batch`,
-/// and embeds it. `stage` names the progress stage.
+/// How the pipelines load an owner's image at the generator's size `shape` (their --crop):
+/// "center" (a centred square, resized: prepared face crops; the default), "none" (the whole
+/// image, resized), "detect" (OpenCV Haar) or "dlib" / "align" (dlib's detector and alignment) for
+/// photos: the largest face; a photo without one is an Error{kInput} (a skipped item). Error{kUsage}
+/// for another value.
+data::Loader pipeline_loader(const models::ImageShape& shape, const std::string& crop);
+
+/// Opens `manifest` as a stream at the generator's image size (pipeline_loader(shape, crop)),
+/// batch `batch`, and embeds it. `stage` names the progress stage.
 Embedded embed_manifest(models::Embedder& e, const io::Manifest& m, const models::ImageShape& shape,
                         const std::string& stage, const ProgressFn& progress, int64_t batch = 128,
-                        const data::Shard& shard = {});
+                        const data::Shard& shard = {}, const std::string& crop = "center");
 /// Embedded parts of one image set (each from a shard) in manifest-row order.
 Embedded merge_embedded(const std::vector<Embedded>& parts);
 
@@ -134,7 +141,7 @@ nlohmann::json recovery_fingerprint(const ganinv::InvertOptions& o);
 Recovery recover_rows(models::Generator& g, const io::Manifest& m, const std::vector<size_t>& rows,
                       const ganinv::InvertOptions& o, models::Embedder* embedder, const ProgressFn& progress,
                       const std::string& stage, const StageCache* cache = nullptr, int64_t first_index = 0,
-                      const data::Shard& shard = {});
+                      const data::Shard& shard = {}, const std::string& crop = "center");
 /// Targets per saved segment of recover_rows (the stream's batch for these options).
 int64_t recovery_segment_size(const ganinv::InvertOptions& o);
 

@@ -152,8 +152,9 @@ class FeatureNet {
 };
 
 /// `path` is the face descriptor (a native face_resnet file from `rewind convert face-api`: layers
-/// conv32, conv64, conv128, conv256, conv256_out) or any model load_classifier takes, a
-/// discriminator included (layers: its split points). Error{kUsage} listing the layers when `layer`
+/// conv32, conv64, conv128, conv256, conv256_out), a native discriminator (`train gan` writes
+/// G.disc: layers block1, block2, ...) or any model load_classifier takes, a TorchScript
+/// discriminator whose children run in order included (layers: its split points). Error{kUsage} listing the layers when `layer`
 /// is not one of them.
 std::unique_ptr<FeatureNet> load_feature_net(const std::string& path, const std::string& layer,
                                              const c10::Device& device = c10::kCPU);

@@ -89,6 +89,11 @@ class DcganDiscriminatorImpl : public torch::nn::Module {
  public:
   explicit DcganDiscriminatorImpl(const GanArch& arch);
   torch::Tensor forward(torch::Tensor x);
+  /// Its blocks (4x4 / stride 2 conv + LeakyReLU), input to output: "block1" (half resolution) ...
+  /// the feature layers a perceptual loss can use.
+  std::vector<std::string> stage_names() const;
+  /// The activations after `stage`; Error{kUsage} listing the stages for an unknown one.
+  torch::Tensor features(torch::Tensor x, const std::string& stage);
 
  private:
   torch::nn::Sequential net_{nullptr};
