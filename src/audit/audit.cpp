@@ -214,6 +214,22 @@ Prepared prepare(models::Generator& g, models::Embedder& e, const io::Manifest& 
              ref.skipped.empty() ? std::string() : " (first problem: " + ref.skipped.front().reason + ")");
     std::vector<int64_t> rsample;
     bank->nearest(ref.emb, &ref_scores, &rsample);
+    // 3b. the dataset-level test: one score per identity on each side (its first image), so that
+    // identities with many images do not weigh more and the scores stay independent
+    std::vector<double> own, strangers;
+    for (const auto& pos : groups.pos) own.push_back(nn_sim[pos.front()]);
+    for (const auto& pos : group_rows(*reference, ref.rows).pos) strangers.push_back(ref_scores[pos.front()]);
+    res.set_test = mia::set_test(own, strangers);
+    if (!res.set_test.ran)
+      res.set_test.reason = "n/a: needs >= 20 of your identities and >= 20 reference identities (has " +
+                            std::to_string(res.set_test.owner) + " and " + std::to_string(res.set_test.reference) + ")";
+    if (res.domain_mismatch && res.set_test.ran) {
+      res.set_test.ran = false;
+      res.set_test.reason = "inconclusive: the generator's samples and your images are not one domain to the embedder";
+    }
+  } else {
+    res.set_test.owner = int64_t(groups.names.size());
+    res.set_test.reason = "n/a: needs --reference (images of people certainly not in the training set)";
   }
   res.threshold = verdict_threshold(reference ? &ref_scores : nullptr, ds.emb, groups.label, o.far, o.samples, res.images);
   if (!res.threshold.resolved) log_warn("verdicts inconclusive: ", res.threshold.reason);
@@ -255,13 +271,14 @@ nlohmann::json audit_fingerprint(const models::Generator& g, const models::Embed
                                  const io::Manifest* reference, const AuditOptions& o) {
   return {{"samples", o.samples}, {"seed", o.seed}, {"per_identity", o.per_identity},
           {"recover_top", o.recover_top}, {"recover_control", o.recover_control}, {"batch", o.batch},
-          {"recovery", recovery_fingerprint(o.invert)}, {"crop", o.crop}, {"generator", g.describe()}, {"embedder", e.id()},
+          {"recovery", recovery_fingerprint(o.invert)}, {"crop", o.crop}, {"generator", g.id()}, {"embedder", e.id()},
           {"dataset", manifest_hash(dataset)}, {"reference", reference ? manifest_hash(*reference) : ""}};
 }
 
 AuditResult run(models::Generator& g, models::Embedder& e, const io::Manifest& dataset, const io::Manifest* reference,
                 const AuditOptions& o, const ProgressFn& progress, io::RunRecord* record) {
   check_options(o);
+  ganinv::check_options(g, o.invert, true);
   StageCache cache(o.stage_dir, audit_fingerprint(g, e, dataset, reference, o), o.resume);
   auto mark = [&](const char* stage) { if (record) record->mark(stage); };
   Prepared pr = prepare(g, e, dataset, reference, o, cache, progress, record);
@@ -343,6 +360,7 @@ int64_t run_shard(models::Generator& g, models::Embedder& e, const io::Manifest&
                   const AuditOptions& o, const data::Shard& shard, const std::string& part_stage_dir,
                   const ProgressFn& progress, io::RunRecord* record) {
   check_options(o);
+  ganinv::check_options(g, o.invert, true);
   RW_CHECK(!shard.whole(), Internal, "run_shard needs a shard of more than one");
   const auto fp = audit_fingerprint(g, e, dataset, reference, o);
   const int64_t round = audit_next_round(o.stage_dir);
@@ -379,6 +397,7 @@ int64_t run_shard(models::Generator& g, models::Embedder& e, const io::Manifest&
 int64_t merge_shards(models::Generator& g, models::Embedder& e, const io::Manifest& dataset, const io::Manifest* reference,
                      const AuditOptions& o, const std::vector<std::string>& part_stage_dirs, const ProgressFn& progress) {
   check_options(o);
+  ganinv::check_options(g, o.invert, true);
   const auto fp = audit_fingerprint(g, e, dataset, reference, o);
   const int64_t round = audit_next_round(o.stage_dir), n = int64_t(part_stage_dirs.size());
   RW_CHECK(round > 0, Usage, "every round of this sharded audit is merged already");

@@ -20,6 +20,25 @@ namespace {
 using report::fmt;
 
 nlohmann::json opt_json(const std::optional<double>& v) { return v ? nlohmann::json(*v) : nlohmann::json(); }
+std::optional<double> finite_or_none(double v) { return std::isfinite(v) ? std::optional<double>(v) : std::nullopt; }
+
+}  // namespace
+
+std::string set_test_line(const AuditResult& r) {
+  const auto& t = r.set_test;
+  if (!t.ran) return "Dataset-level test: " + t.reason + ".";
+  const std::string stats = "p = " + mia::format_pvalue(t.pvalue) + ", one-sided Mann-Whitney U; effect size AUC " +
+                            fmt(t.auc, 3) + " over " + std::to_string(t.owner) + " of your identities and " +
+                            std::to_string(t.reference) + " reference identities, first image each";
+  if (t.pvalue < 0.01)
+    return "Dataset-level test: your people as a set are closer to the generator's samples than the reference people (" +
+           stats + "): evidence at the 1% level that this set was used to train the generator (a 1% false-alarm rate "
+           "holds when the reference images come from the same population as yours).";
+  return "Dataset-level test: no evidence at the 1% level that this set as a whole was used (" + stats +
+         "); this does not show that it was not used.";
+}
+
+namespace {
 std::string opt_fmt(const std::optional<double>& v, int digits) { return v ? fmt(*v, digits) : "n/a"; }
 
 /// Pictures of the first `k` ranked identities: your image, closest sample, reconstruction
@@ -87,6 +106,9 @@ void write_csv_json(const std::string& out, const AuditResult& r, const AuditOpt
                     {"threshold_reason", r.threshold.reason}, {"samples", o.samples},
                     {"recovered_identities", r.recovered_identities}, {"images", r.images},
                     {"skipped", r.skipped.size()}};
+  rep["dataset_test"] = {{"ran", r.set_test.ran}, {"reason", r.set_test.reason}, {"identities", r.set_test.owner},
+                         {"reference_identities", r.set_test.reference}, {"auc", opt_json(finite_or_none(r.set_test.auc))},
+                         {"pvalue_one_sided", opt_json(finite_or_none(r.set_test.pvalue))}, {"line", set_test_line(r)}};
   if (r.truth) {
     const auto& t = *r.truth;
     rep["ground_truth"] = {{"members", t.members}, {"nonmembers", t.nonmembers}, {"members_flagged", t.members_flagged},
@@ -158,7 +180,7 @@ namespace {
 std::vector<std::string> summary_lines(const AuditResult& r, const AuditOptions& o, const std::string& dataset_name) {
   const int64_t n_ids = int64_t(r.identities.size());
   std::vector<std::string> sum = {
-      audit_headline(r, o), fit_line(r, o),
+      audit_headline(r, o), fit_line(r, o), set_test_line(r),
       "Generator: " + r.generator + ". Dataset: " + dataset_name + " (" + std::to_string(r.images) + " images). " +
           std::to_string(o.samples) + " samples searched. Latent recovery evidence for " +
           std::to_string(r.recovered_identities) + " of " + std::to_string(n_ids) + " identities."};
@@ -258,6 +280,11 @@ void write_audit_report(const std::string& out, const AuditResult& r, const Audi
                  " steps); a recovery error far below the median of the recovered images "
                  "(z = (median - error) / (1.4826 MAD)) is supporting evidence: training images are usually rebuilt better. " +
                  ganinv::latent_space_note(o.invert.latent));
+  html.paragraph("Dataset-level test (with --reference): the first image of each of your identities and of each "
+                 "reference identity is scored by its closest-sample similarity, and a one-sided Mann-Whitney U test asks "
+                 "whether yours are higher as a set; it needs 20 identities on each side. It answers 'was this set "
+                 "used?', not 'was this person used?', and its false-alarm rate holds only when the reference people "
+                 "come from the same population as yours. " + set_test_line(r));
   html.heading("Thresholds");
   html.paragraph("Verdict threshold " + fmt(r.threshold.value, 4) + ": " + r.threshold.method + "." +
                  (r.threshold.resolved ? "" : " Not resolved: " + r.threshold.reason + "."));

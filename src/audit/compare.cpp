@@ -59,6 +59,7 @@ CompareResult run_compare(models::Generator& g, models::Embedder& e, models::Spl
   RW_CHECK(o.far > 0 && o.far < 1, Usage, "CompareOptions::far must be in (0, 1), got ", o.far);
   RW_CHECK(o.samples >= 1, Usage, "CompareOptions::samples must be >= 1, got ", o.samples);
   RW_CHECK(o.wb_steps >= 1, Usage, "CompareOptions::wb_steps must be >= 1, got ", o.wb_steps);
+  ganinv::check_options(g, o.invert, false);
   std::vector<std::string> splits = o.splits == "all" ? c.split_points() : io::split_list(o.splits);
   RW_CHECK(!splits.empty(), Usage, "CompareOptions::splits is empty");
   for (const auto& sp : splits) models::check_split(c, sp);

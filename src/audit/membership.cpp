@@ -19,13 +19,13 @@ namespace rw::audit {
 namespace {
 
 std::set<std::string> parse_attacks(const std::string& s) {
-  static const std::set<std::string> known = {"recovery", "calibrated", "identity-nn", "recon-identity"};
+  static const std::set<std::string> known = {"recovery", "calibrated", "lira", "rmia", "identity-nn", "recon-identity"};
   std::set<std::string> out;
   std::stringstream ss(s);
   for (std::string t; std::getline(ss, t, ',');) {
     if (t.empty()) continue;
     RW_CHECK(known.count(t), Usage, "MembershipOptions::attacks: unknown attack '", t,
-             "' (recovery, calibrated, identity-nn, recon-identity)");
+             "' (recovery, calibrated, lira, rmia, identity-nn, recon-identity)");
     out.insert(t);
   }
   return out;
@@ -214,31 +214,56 @@ struct Plan {
   nlohmann::json fp;
 };
 
-Plan plan(models::Generator& g, models::Generator* gref, models::Embedder* e, const io::Manifest& members,
+/// The attacks that compare the target's recovery error with the references'.
+bool is_reference_attack(const std::string& a) { return a == "calibrated" || a == "lira" || a == "rmia"; }
+
+/// Stage name of reference k's recovery of a class (the first keeps the name of one-reference runs).
+std::string reference_stage(const std::string& cls, size_t k) {
+  return "invert " + cls + " (reference" + (k ? " " + std::to_string(k + 1) : std::string()) + ")";
+}
+
+Plan plan(models::Generator& g, const References& refs, models::Embedder* e, const io::Manifest& members,
           const io::Manifest& nonmembers, const MembershipOptions& o) {
   Plan p;
   auto want = parse_attacks(o.attacks);
   RW_CHECK(o.samples >= 1, Usage, "MembershipOptions::samples must be >= 1, got ", o.samples);
   RW_CHECK(o.recover_max >= 0, Usage, "MembershipOptions::recover_max must be >= 0, got ", o.recover_max);
   RW_CHECK(o.boot >= 0, Usage, "MembershipOptions::boot must be >= 0, got ", o.boot);
-  p.need_recovery = want.count("recovery") || want.count("recon-identity") || (want.count("calibrated") && gref);
+  ganinv::check_options(g, o.invert, false);
+  std::set<std::string> seen = {g.id()};
+  for (auto* r : refs) {
+    RW_CHECK(r, Internal, "membership: a null reference generator");
+    RW_CHECK(r->id() != g.id(), Usage, "the reference generator ", r->describe(),
+             " is the generator under attack: a reference must be a GAN trained without the targets");
+    RW_CHECK(seen.insert(r->id()).second, Usage, "the reference generator ", r->describe(),
+             " is given twice: each reference must be another GAN (K copies of one GAN measure nothing)");
+    const auto a = g.output_shape(), b = r->output_shape();
+    RW_CHECK(a.channels == b.channels && a.height == b.height && a.width == b.width, Usage, "the reference generator ",
+             r->describe(), " makes ", b.channels, "x", b.height, "x", b.width, " images, the generator under attack ",
+             a.channels, "x", a.height, "x", a.width, ": errors must be measured on the same images");
+    ganinv::check_options(*r, o.invert, false);
+  }
+  p.need_recovery = want.count("recovery") || want.count("recon-identity") ||
+                    (!refs.empty() && (want.count("calibrated") || want.count("lira") || want.count("rmia")));
   auto& run = p.run;
   auto& not_run = p.not_run;
   for (const auto& a : want) {
-    if (a == "calibrated" && !gref)
-      not_run[a] = "no reference generator given (GAN-Leaks' calibrated attack needs a generator trained on other data: "
-                   "--reference-generator)";
+    if (is_reference_attack(a) && refs.empty())
+      not_run[a] = "no reference generator given (calibrated, lira and rmia compare each image's error with its errors "
+                   "under GANs trained without it: --reference-generator, once per GAN; `train gan --exclude` makes them)";
     else if ((a == "identity-nn" || a == "recon-identity") && !e)
       not_run[a] = "no embedder given (--embedder)";
     else
       run.insert(a);
   }
   RW_CHECK(!run.empty(), Usage, "no attack could run: MembershipOptions::attacks '", o.attacks,
-           "' needs an embedder for identity-nn / recon-identity and a reference generator for calibrated");
+           "' needs an embedder for identity-nn / recon-identity and a reference generator for calibrated, lira, rmia");
+  nlohmann::json ref_names = nlohmann::json::array();
+  for (auto* r : refs) ref_names.push_back(r->id());
   p.fp = {{"attacks", o.attacks}, {"samples", o.samples}, {"per_identity", o.per_identity},
           {"recover_max", o.recover_max}, {"seed", o.seed}, {"recovery", recovery_fingerprint(o.invert)}, {"crop", o.crop},
-          {"generator", g.describe()},
-          {"reference_generator", gref ? gref->describe() : ""}, {"embedder", e ? e->id() : ""},
+          {"generator", g.id()},
+          {"reference_generators", ref_names}, {"embedder", e ? e->id() : ""},
           {"members", manifest_hash(members)}, {"nonmembers", manifest_hash(nonmembers)}, {"batch", o.batch}};
   return p;
 }
@@ -294,10 +319,11 @@ std::unique_ptr<SampleBank> sample_bank(models::Generator& g, models::Embedder& 
 
 }  // namespace
 
-MembershipResult run_membership(models::Generator& g, models::Generator* gref, models::Embedder* e,
+MembershipResult run_membership(models::Generator& g, const References& refs, models::Embedder* e,
                                 const io::Manifest& members, const io::Manifest& nonmembers, const MembershipOptions& o,
                                 const ProgressFn& progress, io::RunRecord* record) {
-  const Plan pl = plan(g, gref, e, members, nonmembers, o);
+  const Plan pl = plan(g, refs, e, members, nonmembers, o);
+  const bool use_refs = std::any_of(pl.run.begin(), pl.run.end(), is_reference_attack);
   const auto& run = pl.run;
   const auto& not_run = pl.not_run;
   const bool need_recovery = pl.need_recovery;
@@ -305,7 +331,10 @@ MembershipResult run_membership(models::Generator& g, models::Generator* gref, m
   MembershipResult r;
   r.attacks.assign(run.begin(), run.end());
   r.skipped_attacks = not_run;
-  for (const auto& [a, why] : not_run) log_warn("attack ", a, " skipped: ", why);
+  std::map<std::string, std::string> by_reason;  // one line per reason: "attacks calibrated, lira, rmia skipped: ..."
+  for (const auto& [a, why] : not_run) by_reason[why] += (by_reason[why].empty() ? "" : ", ") + a;
+  for (const auto& [why, names] : by_reason)
+    log_warn(names.find(',') == std::string::npos ? "attack " : "attacks ", names, " skipped: ", why);
   const io::Manifest* sets[2] = {&nonmembers, &members};
   const auto shape = g.output_shape();
   // per class: embeddings of the chosen rows (this also finds the rows that load)
@@ -346,22 +375,28 @@ MembershipResult run_membership(models::Generator& g, models::Generator* gref, m
     const auto loaded = recovery_rows_of(chosen, sc, o, lab);
     auto rc = recover_rows(g, m, loaded, o.invert, e && run.count("recon-identity") ? e : nullptr, progress,
                            "invert " + cls, &cache, position, {}, o.crop);
-    Recovery rc_ref;
-    if (run.count("calibrated"))
-      rc_ref = recover_rows(*gref, m, loaded, o.invert, nullptr, progress, "invert " + cls + " (reference)", &cache, position,
-                            {}, o.crop);
+    std::vector<std::vector<double>> mse_ref;  // [K][j]: reference k's error on recovered row j
+    for (size_t k = 0; use_refs && k < refs.size(); ++k) {
+      auto rk = recover_rows(*refs[k], m, loaded, o.invert, nullptr, progress, reference_stage(cls, k), &cache, position,
+                             {}, o.crop);
+      RW_CHECK(rk.rows == rc.rows, Internal, "membership: reference ", k + 1, " recovered other rows than the target");
+      mse_ref.push_back(to_vector(rk.mse));
+    }
     position += int64_t(loaded.size());
     std::map<size_t, size_t> at, kept_at;  // manifest row -> index among the scanned rows / the kept embeddings
     for (size_t i = 0; i < sc.rows.size(); ++i) at[sc.rows[i]] = i;
     for (size_t i = 0; i < sc.kept.rows.size(); ++i) kept_at[sc.kept.rows[i]] = i;
-    auto mse = to_vector(rc.mse), mse_ref = to_vector(rc_ref.mse);
+    auto mse = to_vector(rc.mse);
+    mia::CalibratedScores cal;
+    if (use_refs) cal = mia::calibrated_scores(mse, mse_ref);
     for (size_t j = 0; j < rc.rows.size(); ++j) {
       auto it = at.find(rc.rows[j]);
       if (it == at.end()) continue;
       const size_t i = base + it->second;
       if (run.count("recovery")) r.raw["recovery"][i] = mse[j], r.score["recovery"][i] = -mse[j];
-      if (run.count("calibrated") && j < mse_ref.size())
-        r.raw["calibrated"][i] = mse[j] - mse_ref[j], r.score["calibrated"][i] = -(mse[j] - mse_ref[j]);
+      if (run.count("calibrated")) r.raw["calibrated"][i] = -cal.calibrated[j], r.score["calibrated"][i] = cal.calibrated[j];
+      if (run.count("lira")) r.raw["lira"][i] = r.score["lira"][i] = cal.lira[j];
+      if (run.count("rmia")) r.raw["rmia"][i] = r.score["rmia"][i] = cal.rmia[j];
       auto k = kept_at.find(rc.rows[j]);
       if (run.count("recon-identity") && rc.recon_emb.defined() && k != kept_at.end()) {
         const double c = (sc.kept.emb[int64_t(k->second)] * rc.recon_emb[int64_t(j)]).sum().item<double>();
@@ -392,12 +427,13 @@ MembershipResult run_membership(models::Generator& g, models::Generator* gref, m
 
 int64_t membership_next_round(const std::string& stage_dir) { return next_round(stage_dir, 2); }
 
-int64_t run_membership_shard(models::Generator& g, models::Generator* gref, models::Embedder* e,
+int64_t run_membership_shard(models::Generator& g, const References& refs, models::Embedder* e,
                              const io::Manifest& members, const io::Manifest& nonmembers, const MembershipOptions& o,
                              const data::Shard& shard, const std::string& part_stage_dir, const ProgressFn& progress,
                              io::RunRecord* record) {
   RW_CHECK(!shard.whole(), Internal, "run_membership_shard needs a shard of more than one");
-  const Plan pl = plan(g, gref, e, members, nonmembers, o);
+  const Plan pl = plan(g, refs, e, members, nonmembers, o);
+  const bool use_refs = std::any_of(pl.run.begin(), pl.run.end(), is_reference_attack);
   const int64_t round = membership_next_round(o.stage_dir);
   RW_CHECK(round > 0, Usage, "every round of this sharded membership run is merged already: run it with --merge to "
            "write the report");
@@ -424,8 +460,8 @@ int64_t run_membership_shard(models::Generator& g, models::Generator* gref, mode
       auto rc = recover_rows(g, m, loaded, o.invert, e && pl.run.count("recon-identity") ? e : nullptr, progress,
                              "invert " + cls, &part, position, shard, o.crop);
       record_skips(record, rc.skipped);
-      if (pl.run.count("calibrated"))
-        recover_rows(*gref, m, loaded, o.invert, nullptr, progress, "invert " + cls + " (reference)", &part, position, shard,
+      for (size_t k = 0; use_refs && k < refs.size(); ++k)
+        recover_rows(*refs[k], m, loaded, o.invert, nullptr, progress, reference_stage(cls, k), &part, position, shard,
                      o.crop);
       position += int64_t(loaded.size());
     }
@@ -434,11 +470,11 @@ int64_t run_membership_shard(models::Generator& g, models::Generator* gref, mode
   return round;
 }
 
-int64_t merge_membership_shards(models::Generator& g, models::Generator* gref, models::Embedder* e,
+int64_t merge_membership_shards(models::Generator& g, const References& refs, models::Embedder* e,
                                 const io::Manifest& members, const io::Manifest& nonmembers,
                                 const MembershipOptions& o, const std::vector<std::string>& part_stage_dirs,
                                 const ProgressFn& progress) {
-  const Plan pl = plan(g, gref, e, members, nonmembers, o);
+  const Plan pl = plan(g, refs, e, members, nonmembers, o);
   const int64_t round = membership_next_round(o.stage_dir), n = int64_t(part_stage_dirs.size());
   RW_CHECK(round > 0, Usage, "every round of this sharded membership run is merged already");
   const auto parts = open_finished_parts(part_stage_dirs, pl.fp, round);
@@ -452,7 +488,7 @@ int64_t merge_membership_shards(models::Generator& g, models::Generator* gref, m
       save_scan(run, cls, merge_scans(scans));
     } else {
       merge_recovery_parts(parts, run, std::string("invert ") + cls, o.invert);
-      merge_recovery_parts(parts, run, std::string("invert ") + cls + " (reference)", o.invert);
+      for (size_t k = 0; k < refs.size(); ++k) merge_recovery_parts(parts, run, reference_stage(cls, k), o.invert);
     }
   }
   if (round == 1 && pl.run.count("identity-nn")) run.save("samples", merge_sample_parts(parts, part_stage_dirs, o.samples));

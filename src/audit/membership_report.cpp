@@ -24,7 +24,10 @@ std::string ci(const mia::Interval& v) { return report::fmt_interval(v.value, v.
 
 void write_scores(const std::string& out, const MembershipResult& r, const io::Manifest* const sets[2]) {
   io::CsvRow header = {"path", "identity", "member"};
-  for (const auto& k : r.attacks) header.push_back(k == "identity-nn" || k == "recon-identity" ? k + "_similarity" : k + "_error");
+  for (const auto& k : r.attacks)
+    header.push_back(k == "identity-nn" || k == "recon-identity" ? k + "_similarity"
+                     : k == "lira" || k == "rmia"                ? k + "_statistic"
+                                                                 : k + "_error");
   for (const auto& k : r.attacks) header.push_back(k + "_score");
   // one line at a time into the temporary file: at 10^6 images the text would be ~100 MB
   io::write_via_temp(out + "/scores.csv", [&](const std::string& tmp) {
@@ -186,8 +189,12 @@ void write_membership_report(const std::string& out, const MembershipResult& r, 
                  "fair split gives about 0.5 (Das et al. 2024 show such baselines beating published attacks on "
                  "biased evaluation sets).");
   html.heading("Method");
-  html.paragraph("recovery: latent recovery error (MSE of G(z*) to the target, Webster et al. 2019); calibrated: minus the "
-                 "same error under a reference generator trained on other data (GAN-Leaks, Chen et al. 2020); "
+  html.paragraph("recovery: latent recovery error (MSE of G(z*) to the target, Webster et al. 2019); calibrated: that error "
+                 "minus the mean of the same image's errors under the reference generators trained on other data (GAN-Leaks, Chen et al. "
+                 "2020); lira: offline LiRA (Carlini et al. 2022) on log errors, (mean log reference error - log error) / "
+                 "spread, the spread pooled over images below 8 references (LiRA's fixed variance); rmia: RMIA's likelihood "
+                 "ratio (Zarifzadeh et al. 2024) of the target generator to the references, likelihood exp(-error / "
+                 "median reference error); "
                  "identity-nn: best identity similarity between the target and " + std::to_string(o.samples) +
                  " generated samples (Webster et al. 2021); recon-identity: identity similarity between the target and "
                  "its own reconstruction. MRE-gap = (median non-member error - median member error) / median non-member error. " +

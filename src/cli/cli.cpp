@@ -110,7 +110,8 @@ void parse_loss(const std::string& spec, ganinv::InvertOptions& o) {
     else if (name == "prior") o.w_prior = w;
     else if (name == "feature") o.w_feature = w;
     else RW_FAIL(Usage, "--loss: unknown term '", name, "' (terms: mse, l1, ssim, identity, prior, feature)");
-    RW_CHECK(std::isfinite(w) && w >= 0, Usage, "--loss: the weight in '", item, "' must be a finite number >= 0");
+    RW_CHECK(std::isfinite(w) && w >= 0 && w <= 1e6, Usage, "--loss: the weight in '", item,
+             "' must be a finite number from 0 to 1e6");
   }
   RW_CHECK(o.w_mse + o.w_l1 + o.w_ssim + o.w_identity + o.w_feature > 0, Usage,
            "--loss needs at least one image term (mse, l1, ssim, identity or feature)");

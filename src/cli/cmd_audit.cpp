@@ -84,6 +84,7 @@ void audit_whole(AuditPaths& p, audit::AuditOptions& o, io::RunRecord& record, b
   });
   std::cout << audit::audit_headline(r, o) << "\n";
   if (r.domain_mismatch) std::cout << audit::fit_line(r, o) << "\n";
+  std::cout << audit::set_test_line(r) << "\n";
   std::cout << "report: " << p.out << "/report.html (also report.json, report.csv)\n";
 }
 

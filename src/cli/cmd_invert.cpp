@@ -64,8 +64,9 @@ void bind(po::options_description& desc, InvertPaths& p, ganinv::InvertOptions& 
       ("batch", opt(&o.batch), "max targets x restarts optimised at once; 0 = auto (64 on CPU, 1024 on CUDA)")
       ("seed", opt(&o.seed), "seed (restart r of target i is seeded by (seed, i, r))")
       ("refine", opt(&o.refine),
-       "none | pixel: after the latent stage, fit a bounded pixel residual to show what G cannot explain")
-      ("refine-steps", opt(&o.refine_steps), "steps of the pixel stage")
+       "none | pixel | feature:LAYER: after the latent stage, fit a bounded residual on the pixels, or on the "
+       "generator's activations at LAYER (native generators: fc, block1, ...), to show what G cannot explain")
+      ("refine-steps", opt(&o.refine_steps), "steps of the refinement stage")
       ("resume", po::bool_switch(&p.resume), "skip targets finished by an interrupted run in --out");
   add_shard_flags(desc, p.shard);
 }
@@ -79,7 +80,7 @@ struct Segments {
 };
 
 /// Columns of a segment row (targets.csv without its header).
-size_t segment_columns(const ganinv::InvertOptions& o) { return 4 + ganinv::term_names().size() + 2 + (o.refine == "pixel") + 1; }
+size_t segment_columns(const ganinv::InvertOptions& o) { return 4 + ganinv::term_names().size() + 2 + (o.refine != "none") + 1; }
 
 /// A finished segment is kept only when its rows are the next target positions in order, each
 /// complete and numeric, and its latents hold as many rows; "" when it is, else why not.
@@ -191,7 +192,7 @@ double assemble(const std::string& out, const Segments& seg, const at::Tensor& f
   for (const auto& t : ganinv::term_names()) header.push_back(t == "identity" ? "id_loss" : t);
   header.push_back("restart");
   header.push_back("steps");
-  if (o.refine == "pixel") header.push_back("refined_mse");
+  if (o.refine != "none") header.push_back("refined_mse");
   header.push_back("source_row");
   std::string csv = io::csv_line(header);
   std::vector<double> mses;
@@ -206,9 +207,9 @@ double assemble(const std::string& out, const Segments& seg, const at::Tensor& f
   for (int64_t j = 0; first_targets.defined() && j < first_targets.size(0); ++j) {
     tiles.push_back(first_targets[j]);
     tiles.push_back(io::load_image(out + "/recon/" + std::to_string(j) + ".png", same));
-    if (o.refine == "pixel") tiles.push_back(io::load_image(out + "/refined/" + std::to_string(j) + ".png", same));
+    if (o.refine != "none") tiles.push_back(io::load_image(out + "/refined/" + std::to_string(j) + ".png", same));
   }
-  const int per = o.refine == "pixel" ? 3 : 2;
+  const int per = o.refine != "none" ? 3 : 2;
   if (!tiles.empty()) io::save_image(out + "/pairs.png", io::make_grid(torch::stack(tiles), per * 4, 2));
   return mses.empty() ? NAN : mia::median(mses);
 }
@@ -279,11 +280,12 @@ void invert_part(const InvertPaths& p, const ganinv::InvertOptions& o, io::RunRe
     warn_if_resampled(m, g->output_shape());
     auto opts = record.options();
     opts.erase("out");  // a moved output folder resumes as well
-    auto seg = open_segments(dir, io::dump_json(opts) + "\n" + inputs_fingerprint(p, m, emb.get()) + "\n", p.resume,
+    const std::string feature = o.feature_net ? o.feature_net->id() + "\n" : "";
+    auto seg = open_segments(dir, io::dump_json(opts) + "\n" + inputs_fingerprint(p, m, emb.get()) + "\n" + feature, p.resume,
                              segment_columns(o));
     const int64_t resumed = seg.done;
     io::ensure_dir(dir + "/recon");
-    if (o.refine == "pixel") io::ensure_dir(dir + "/refined");
+    if (o.refine != "none") io::ensure_dir(dir + "/refined");
     int64_t n_targets = 0;
     auto first = stream_invert(*g, emb.get(), m, o, dir, seg, record, &n_targets, shard);
     record.mark("invert");
@@ -311,7 +313,7 @@ void invert_merge(const InvertPaths& p, const ganinv::InvertOptions& o, io::RunR
     std::vector<at::Tensor> lat;
     for (const auto& pt : parts) lat.push_back(io::read_npy(pt.dir + "/latents.npy"));
     io::ensure_dir(p.out + "/recon");
-    if (o.refine == "pixel") io::ensure_dir(p.out + "/refined");
+    if (o.refine != "none") io::ensure_dir(p.out + "/refined");
     Segments seg;
     std::vector<at::Tensor> rows;
     for (size_t i = 0; i < merged.rows.size(); ++i) {
@@ -320,7 +322,7 @@ void invert_merge(const InvertPaths& p, const ganinv::InvertOptions& o, io::RunR
                "/latents.npy has fewer rows than its targets.csv; rerun shard ", parts[k].shard.str());
       rows.push_back(lat[k][int64_t(r)]);
       for (const char* sub : {"recon", "refined"}) {
-        if (std::string(sub) == "refined" && o.refine != "pixel") continue;
+        if (std::string(sub) == "refined" && o.refine == "none") continue;
         const std::string from = parts[k].dir + "/" + sub + "/" + std::to_string(r) + ".png";
         RW_CHECK(fs::is_regular_file(from), Input, "--merge: ", from, " is missing; rerun shard ", parts[k].shard.str());
         io::write_file_atomic(p.out + "/" + sub + "/" + std::to_string(i) + ".png", io::read_file(from));

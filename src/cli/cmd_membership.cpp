@@ -14,7 +14,8 @@ namespace {
 
 struct MembershipPaths {
   RecoveryLoss rloss;  ///< --recovery-loss --feature-net --feature-layer
-  std::string generator, members, nonmembers, out, embedder, reference_generator;
+  std::string generator, members, nonmembers, out, embedder;
+  std::vector<std::string> reference_generators;
   bool resume = false;
 };
 
@@ -25,7 +26,8 @@ void bind(po::options_description& desc, MembershipPaths& p, audit::MembershipOp
       ("nonmembers", po::value(&p.nonmembers)->required(), "images known not to be (manifest or folder)")
       ("out", po::value(&p.out)->required(), "output folder: scores.csv, identity_scores.csv, report.json, report.html, run.json")
       ("embedder", po::value(&p.embedder), "identity embedder (identity-nn and recon-identity attacks)")
-      ("reference-generator", po::value(&p.reference_generator), "GAN trained on disjoint data (calibrated attack, GAN-Leaks)")
+      ("reference-generator", po::value(&p.reference_generators)->composing(),
+       "a GAN trained on data without these images; give it once per GAN (K >= 1: calibrated, lira, rmia)")
       ("attacks", opt(&o.attacks), "which attacks (those whose models are missing are skipped)")
       ("samples", opt(&o.samples), "generated samples searched by identity-nn")
       ("crop", opt(&o.crop), kPipelineCropHelp)
@@ -39,7 +41,13 @@ void bind(po::options_description& desc, MembershipPaths& p, audit::MembershipOp
 }
 
 struct Models {
-  std::unique_ptr<models::Generator> g, gref;
+  std::unique_ptr<models::Generator> g;
+  std::vector<std::unique_ptr<models::Generator>> refs;
+  audit::References ref_ptrs() const {
+    audit::References out;
+    for (const auto& r : refs) out.push_back(r.get());
+    return out;
+  }
   std::unique_ptr<models::Embedder> e;
   io::Manifest members, nonmembers;
 };
@@ -47,7 +55,7 @@ Models load(const MembershipPaths& p) {
   Models m;
   m.g = models::load_generator(p.generator);
   if (!p.embedder.empty()) m.e = models::load_embedder(p.embedder);
-  if (!p.reference_generator.empty()) m.gref = models::load_generator(p.reference_generator);
+  for (const auto& r : p.reference_generators) m.refs.push_back(models::load_generator(r));
   m.members = data::open_data(p.members);
   m.nonmembers = data::open_data(p.nonmembers);
   return m;
@@ -58,7 +66,7 @@ void membership_whole(const MembershipPaths& p, const audit::MembershipOptions& 
   audit::MembershipResult r;
   run_and_record(record, p.out + "/run.json", [&] {
     auto m = load(p);
-    r = audit::run_membership(*m.g, m.gref.get(), m.e.get(), m.members, m.nonmembers, o, progress_fn(), &record);
+    r = audit::run_membership(*m.g, m.ref_ptrs(), m.e.get(), m.members, m.nonmembers, o, progress_fn(), &record);
     progress_done();
     audit::write_membership_report(p.out, r, m.members, m.nonmembers, o, p.generator, record.options());
     nlohmann::json j;
@@ -91,7 +99,7 @@ int membership_cmd(const Args& args) {
   io::RunRecord record("membership");
   record.set_seed(o.seed);
   record.options() = {{"generator", p.generator}, {"members", p.members}, {"nonmembers", p.nonmembers},
-                      {"embedder", p.embedder}, {"reference_generator", p.reference_generator}, {"attacks", o.attacks},
+                      {"embedder", p.embedder}, {"reference_generators", p.reference_generators}, {"attacks", o.attacks},
                       {"samples", o.samples}, {"per_identity", o.per_identity}, {"recover_max", o.recover_max},
                       {"restarts", o.invert.restarts}, {"steps", o.invert.loop.steps}, {"lr", o.invert.loop.lr},
                       {"optimizer", o.invert.loop.optimizer}, {"batch", o.batch}, {"invert_batch", o.invert.batch},
@@ -107,12 +115,12 @@ int membership_cmd(const Args& args) {
   run_rounds(sf, {"membership", p.out, &record, 2, [&] { return audit::membership_next_round(o.stage_dir); },
                   [&](const dist::Shard& s, const std::string& stages, int64_t) {
                     auto m = load(p);
-                    audit::run_membership_shard(*m.g, m.gref.get(), m.e.get(), m.members, m.nonmembers, o, s, stages,
+                    audit::run_membership_shard(*m.g, m.ref_ptrs(), m.e.get(), m.members, m.nonmembers, o, s, stages,
                                                 progress_fn(), &record);
                   },
                   [&](const std::vector<std::string>& dirs, int64_t) {
                     auto m = load(p);
-                    audit::merge_membership_shards(*m.g, m.gref.get(), m.e.get(), m.members, m.nonmembers, o, dirs);
+                    audit::merge_membership_shards(*m.g, m.ref_ptrs(), m.e.get(), m.members, m.nonmembers, o, dirs);
                   },
                   [&](io::RunRecord& merged) {
                     o.resume = true;

@@ -12,6 +12,7 @@
 #include "cli.h"
 #include "rewind/core/error.h"
 #include "rewind/core/log.h"
+#include "rewind/data/datasets.h"
 #include "rewind/io/atomic_file.h"
 #include "rewind/models/train.h"
 
@@ -31,13 +32,36 @@ std::string run_dir_of(const std::string& out) {
   return parent.empty() ? "." : parent.string();
 }
 
+/// `m` without the rows that share an identity or a file with `exclude` (a reference GAN must not
+/// see the targets); how many were dropped goes to *dropped.
+io::Manifest without(io::Manifest m, const io::Manifest& exclude, int64_t* dropped) {
+  std::set<std::string> ids, files;
+  std::error_code ec;
+  auto canon = [&](const std::string& p) {
+    auto c = fs::weakly_canonical(p, ec);
+    return ec ? p : c.string();
+  };
+  for (size_t i = 0; i < exclude.entries.size(); ++i) {
+    ids.insert(exclude.entries[i].identity);
+    files.insert(canon(exclude.resolve(i)));
+  }
+  std::vector<io::ManifestEntry> kept;
+  for (size_t i = 0; i < m.entries.size(); ++i)
+    if (!ids.count(m.entries[i].identity) && !files.count(canon(m.resolve(i)))) kept.push_back(m.entries[i]);
+  *dropped = int64_t(m.entries.size() - kept.size());
+  m.entries = std::move(kept);
+  return m;
+}
+
 int train_gan_cmd(const Args& args) {
   models::TrainGanOptions o;
   CommonOptions common;
-  std::string data;
+  std::string data, exclude;
   po::options_description desc("train gan options");
   desc.add_options()
       ("data", po::value(&data)->required(), "manifest of training images (the GAN's members)")
+      ("exclude", po::value(&exclude), "manifest of images this GAN must not see (a reference GAN for membership's "
+       "calibrated attacks): rows of --data sharing an identity or a file with it are dropped")
       ("out", po::value(&o.out)->required(), "generator file to write (native); also OUT.disc, OUT.ckpt, <stem>-samples.png")
       ("arch", opt(&o.arch.name), "dcgan28 | dcgan32 | dcgan64 | dcgan128 (image side 28/32/64/128)")
       ("latent-dim", opt(&o.arch.latent_dim), "latent size D")
@@ -54,7 +78,7 @@ int train_gan_cmd(const Args& args) {
   if (!parse_command("rewind train gan --data MANIFEST --out G.pt [options]", args, desc, common)) return 0;
   const int res = o.arch.resolution();
   io::RunRecord record("train gan");
-  record.options() = {{"data", data}, {"out", o.out}, {"arch", o.arch.to_json("generator")}, {"steps", o.steps},
+  record.options() = {{"data", data}, {"exclude", exclude}, {"out", o.out}, {"arch", o.arch.to_json("generator")}, {"steps", o.steps},
                       {"batch", o.batch}, {"lr", o.lr}, {"beta1", o.beta1}, {"seed", o.seed}, {"resume", o.resume}};
   record.set_seed(o.seed);
   const std::string samples_png = stem_path(o.out, "-samples.png");
@@ -62,7 +86,16 @@ int train_gan_cmd(const Args& args) {
   io::ensure_dir(dir);
   models::TrainResult r;
   run_and_record(record, stem_path(o.out, ".run.json"), [&] {
-    auto d = load_manifest_images(data, o.arch.channels, res, &record);
+    auto m = data::open_data(data);
+    int64_t dropped = 0;
+    if (!exclude.empty()) {
+      m = without(std::move(m), data::open_data(exclude), &dropped);
+      RW_CHECK(!m.entries.empty(), Input, "every row of ", data, " shares an identity or a file with --exclude ", exclude,
+               ": nothing is left to train on");
+      log_info("--exclude ", exclude, ": ", dropped, " rows of ", data, " dropped");
+      record.results()["excluded_rows"] = dropped;
+    }
+    auto d = load_images_of(std::move(m), data, o.arch.channels, res, &record);
     record.mark("load");
     log_info("training ", o.arch.name, " on ", d.batch.images.size(0), " images for ", o.steps, " steps");
     r = models::train_gan(d.batch.images, o, progress_fn(), [&](int64_t, const at::Tensor& s) {
@@ -71,7 +104,7 @@ int train_gan_cmd(const Args& args) {
     record.mark("train");
     record.results() = {{"generator", o.out}, {"steps", r.steps}, {"images_per_second", r.images_per_second},
                         {"final_g_loss", r.final_loss}, {"final_d_loss", r.final_aux}, {"samples", samples_png},
-                        {"training_images", d.batch.images.size(0)}};
+                        {"training_images", d.batch.images.size(0)}, {"excluded_rows", dropped}};
   });
   std::cout << "wrote " << o.out << " (" << r.steps << " steps, " << int(r.images_per_second) << " images/s)\n"
             << "  samples: " << samples_png << "\n";

@@ -120,6 +120,36 @@ at::Tensor render(models::Generator& g, const std::string& latent, const at::Ten
   return latent == "z" ? g.generate(x) : g.synthesis(x);
 }
 
+void check_options(models::Generator& g, const InvertOptions& o, bool has_embedder) {
+  RW_CHECK(o.restarts >= 1, Usage, "--restarts must be >= 1");
+  latent_shape(g, o.latent);  // checks that the generator has this latent space
+  RW_CHECK(o.w_start == "mapped" || o.w_start == "mean", Usage, "--w-start must be mapped or mean, got '", o.w_start, "'");
+  RW_CHECK(o.w_prior <= 0 || o.latent == "z", Usage,
+           "the prior loss term assumes z ~ N(0, I): use it with --latent z only (got --latent ", o.latent, ")");
+  RW_CHECK(o.w_identity <= 0 || has_embedder, Usage, "the identity loss needs --embedder");
+  RW_CHECK(o.w_feature <= 0 || o.feature_net, Usage, "the feature loss needs --feature-net FILE --feature-layer NAME");
+  RW_CHECK(o.scales >= 0 && o.scales <= 8, Usage, "--scales must be 0 (automatic) to 8, got ", o.scales);
+  for (double w : {o.w_mse, o.w_l1, o.w_ssim, o.w_identity, o.w_prior, o.w_feature})
+    RW_CHECK(std::isfinite(w) && w >= 0 && w <= 1e6, Usage, "loss weights must be finite, >= 0 and <= 1e6, got ", w);
+  const bool refine_feature = o.refine.rfind("feature:", 0) == 0;
+  const std::string refine_layer = refine_feature ? o.refine.substr(8) : "";
+  RW_CHECK(o.refine == "none" || o.refine == "pixel" || refine_feature, Usage,
+           "--refine must be none, pixel or feature:LAYER, got '", o.refine, "'");
+  if (refine_feature) {
+    RW_CHECK(o.latent == "z", Usage, "--refine feature:LAYER starts from z: use it with --latent z");
+    const auto layers = g.feature_layers();
+    std::string list;
+    for (const auto& l : layers) list += (list.empty() ? "" : ", ") + l;
+    RW_CHECK(!layers.empty(), Usage, g.describe(), " exposes no intermediate layers: use --refine pixel");
+    RW_CHECK(std::find(layers.begin(), layers.end(), refine_layer) != layers.end(), Usage, "--refine feature:",
+             refine_layer, ": ", g.describe(), " has the layers ", list);
+  }
+  RW_CHECK(o.loop.optimizer == "adam" || o.loop.optimizer == "lbfgs", Usage, "--optimizer must be adam or lbfgs, got '",
+           o.loop.optimizer, "'");
+  RW_CHECK(o.loop.schedule == "cosine" || o.loop.schedule == "constant", Usage,
+           "--schedule must be cosine or constant, got '", o.loop.schedule, "'");
+}
+
 InvertResult invert(models::Generator& g, const at::Tensor& targets, const InvertOptions& o,
                     models::Embedder* embedder, const ProgressFn& progress, const ChunkFn& on_chunk,
                     int64_t first_index, const std::vector<int64_t>& seed_ids) {
@@ -128,20 +158,11 @@ InvertResult invert(models::Generator& g, const at::Tensor& targets, const Inver
                targets.size(3) == shape.width,
            Input, "targets are ", targets.sizes(), ", the generator makes [N,", shape.channels, ",", shape.height, ",",
            shape.width, "]: load them at the generator's size and channels");
-  RW_CHECK(o.restarts >= 1, Usage, "--restarts must be >= 1");
-  latent_shape(g, o.latent);  // checks that the generator has this latent space
-  RW_CHECK(o.w_start == "mapped" || o.w_start == "mean", Usage, "--w-start must be mapped or mean, got '", o.w_start, "'");
-  RW_CHECK(o.w_prior <= 0 || o.latent == "z", Usage,
-           "the prior loss term assumes z ~ N(0, I): use it with --latent z only (got --latent ", o.latent, ")");
-  RW_CHECK(o.w_identity <= 0 || embedder, Usage, "the identity loss needs --embedder");
-  RW_CHECK(o.w_feature <= 0 || o.feature_net, Usage, "the feature loss needs --feature-net FILE --feature-layer NAME");
-  RW_CHECK(o.scales >= 0, Usage, "--scales must be >= 0 (0 = automatic), got ", o.scales);
+  check_options(g, o, embedder != nullptr);
   const int64_t scales = o.scales > 0 ? o.scales : (std::max(shape.height, shape.width) > 128 ? 3 : 1);
-  RW_CHECK(o.refine == "none" || o.refine == "pixel", Usage, "--refine must be none or pixel, got '", o.refine, "'");
-  RW_CHECK(o.loop.optimizer == "adam" || o.loop.optimizer == "lbfgs", Usage, "--optimizer must be adam or lbfgs, got '",
-           o.loop.optimizer, "'");
-  RW_CHECK(o.loop.schedule == "cosine" || o.loop.schedule == "constant", Usage,
-           "--schedule must be cosine or constant, got '", o.loop.schedule, "'");
+  const bool refine_feature = o.refine.rfind("feature:", 0) == 0;
+  const std::string refine_layer = refine_feature ? o.refine.substr(8) : "";
+  const bool refining = o.refine != "none";
   const int64_t n = targets.size(0), d = g.latent_dim();
   RW_CHECK(seed_ids.empty() || int64_t(seed_ids.size()) == n, Internal, "invert: ", seed_ids.size(), " seed ids for ", n,
            " targets");
@@ -150,7 +171,7 @@ InvertResult invert(models::Generator& g, const at::Tensor& targets, const Inver
   const int64_t budget = o.batch > 0 ? o.batch : (targets.is_cuda() ? 1024 : 64);
   const int64_t per_chunk = std::max<int64_t>(1, budget / o.restarts);
   const int64_t chunks = (n + per_chunk - 1) / per_chunk;
-  const int64_t total_steps = chunks * (o.loop.steps + (o.refine == "pixel" ? o.refine_steps : 0));
+  const int64_t total_steps = chunks * (o.loop.steps + (refining ? o.refine_steps : 0));
   const auto dev = targets.device();
 
   std::vector<InvertResult> parts;
@@ -180,7 +201,7 @@ InvertResult invert(models::Generator& g, const at::Tensor& targets, const Inver
       }
     };
     auto objective = [&](const at::Tensor& v) { return p.weighted(p.terms(v, p.render(v), true)); };
-    const int64_t base = c * (o.loop.steps + (o.refine == "pixel" ? o.refine_steps : 0));
+    const int64_t base = c * (o.loop.steps + (refining ? o.refine_steps : 0));
     // Adam without early stopping runs fused (device-side state; capturable in a CUDA graph);
     // L-BFGS and early stopping go through the generic loop.
     auto res = optim::optimise(init, objective, o.loop, reset, progress, "invert", base, total_steps, o.cuda_graph);
@@ -204,20 +225,31 @@ InvertResult invert(models::Generator& g, const at::Tensor& targets, const Inver
       part.steps = res.steps;
       part.nan_resets = res.nan_resets;
     }
-    if (o.refine == "pixel") {
-      // bounded residual r: x = clamp(G(v) + bound * tanh(r)); shows what the generator cannot explain
-      auto base = part.recon.detach();
+    if (refining) {
+      // pixel: a bounded residual r on the image, x = clamp(G(v) + bound * tanh(r)): what the generator
+      // cannot explain. feature:LAYER: the same on the generator's activations at LAYER, scaled by their
+      // spread per item, x = tail(a + bound * std(a) * tanh(r)) (intermediate-layer optimisation, Bau et
+      // al. 2019; Daras et al. 2021): what the layers after LAYER can still produce.
       auto tg = targets.slice(0, first, first + count);
+      at::Tensor base, scale;
+      {
+        torch::NoGradGuard ng;
+        base = refine_feature ? g.head(part.latents, refine_layer).detach() : part.recon.detach();
+        scale = refine_feature ? base.flatten(1).std(1).clamp_min(1e-6).view({-1, 1, 1, 1}) * o.refine_bound
+                               : torch::full({1}, o.refine_bound, base.options());
+      }
+      auto image_of = [&](const at::Tensor& r) {
+        auto moved = base + scale * torch::tanh(r);
+        return (refine_feature ? g.tail(moved, refine_layer) : moved).clamp(-1, 1);
+      };
       optim::LoopOptions lo = o.loop;
       lo.steps = o.refine_steps;
       lo.patience = 0;
-      auto obj = [&](const at::Tensor& r) {
-        return optim::mse((base + o.refine_bound * torch::tanh(r)).clamp(-1, 1), tg);
-      };
+      auto obj = [&](const at::Tensor& r) { return optim::mse(image_of(r), tg); };
       auto rr = optim::minimise(torch::zeros_like(base), obj, lo, [](const at::Tensor&, at::Tensor&) {}, progress,
                                 "refine", c * (o.loop.steps + o.refine_steps) + o.loop.steps, total_steps);
       torch::NoGradGuard ng;
-      part.refined = (base + o.refine_bound * torch::tanh(rr.best_vars)).clamp(-1, 1);
+      part.refined = image_of(rr.best_vars);
       part.refined_mse = optim::mse(part.refined, tg);
     }
     if (on_chunk) {  // the caller keeps the chunk (saves it): do not hold every chunk in memory

@@ -111,12 +111,9 @@ int64_t negatives_to_resolve(double fpr) {
   return int64_t(std::ceil(3.0 / fpr - 1e-9));
 }
 
-double auc_pvalue(const std::vector<double>& scores, const std::vector<int>& labels) {
-  RW_CHECK(scores.size() == labels.size(), Internal, "auc_pvalue: sizes differ");
-  double n1 = 0, n0 = 0;
-  for (int l : labels) (l ? n1 : n0) += 1;
-  if (n1 == 0 || n0 == 0) return std::numeric_limits<double>::quiet_NaN();
-  std::vector<double> s = scores;
+namespace {
+/// Mann-Whitney U's variance under H0 with the tie correction: n1 n0 / 12 ((n + 1) - sum(t^3 - t) / (n (n - 1))).
+double mann_whitney_var(std::vector<double> s, double n1, double n0) {
   std::sort(s.begin(), s.end());
   double ties = 0;  // sum of t^3 - t over tie groups
   for (size_t i = 0; i < s.size();) {
@@ -127,7 +124,16 @@ double auc_pvalue(const std::vector<double>& scores, const std::vector<int>& lab
     i = j;
   }
   const double n = n1 + n0;
-  const double var = n1 * n0 / 12.0 * ((n + 1) - ties / (n * (n - 1)));
+  return n1 * n0 / 12.0 * ((n + 1) - ties / (n * (n - 1)));
+}
+}  // namespace
+
+double auc_pvalue(const std::vector<double>& scores, const std::vector<int>& labels) {
+  RW_CHECK(scores.size() == labels.size(), Internal, "auc_pvalue: sizes differ");
+  double n1 = 0, n0 = 0;
+  for (int l : labels) (l ? n1 : n0) += 1;
+  if (n1 == 0 || n0 == 0) return std::numeric_limits<double>::quiet_NaN();
+  const double var = mann_whitney_var(scores, n1, n0);
   if (!(var > 0)) return 1.0;
   const double u = roc_auc(scores, labels) * n1 * n0;
   const double z = (u - n1 * n0 / 2.0) / std::sqrt(var);
@@ -400,6 +406,100 @@ MiaMetrics evaluate(const std::vector<double>& scores, const std::vector<int>& l
   for (size_t f = 0; f < fprs.size(); ++f)
     if (m.tpr[f].resolved) ci(tprs[f], m.tpr[f].tpr);
   return m;
+}
+
+CalibratedScores calibrated_scores(const std::vector<double>& target, const std::vector<std::vector<double>>& refs) {
+  RW_CHECK(!refs.empty(), Internal, "calibrated_scores needs at least one reference");
+  const size_t n = target.size(), K = refs.size();
+  for (const auto& r : refs) RW_CHECK(r.size() == n, Internal, "calibrated_scores: reference errors for ", r.size(), " images, target for ", n);
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  auto lg = [](double e) { return std::log(std::max(e, 1e-12)); };
+  CalibratedScores out;
+  out.calibrated.assign(n, nan);
+  out.lira.assign(n, nan);
+  out.rmia.assign(n, nan);
+  std::vector<double> mu(n, nan), all_ref;
+  std::vector<bool> ok(n, false);
+  double pooled_ss = 0, pooled_n = 0;
+  std::vector<double> k1_dev;  // K = 1: log ref - log target over images
+  for (size_t i = 0; i < n; ++i) {
+    bool good = std::isfinite(target[i]);
+    for (size_t k = 0; k < K; ++k) good = good && std::isfinite(refs[k][i]);
+    if (!good) continue;
+    ok[i] = true;
+    double mean = 0, lmean = 0;
+    for (size_t k = 0; k < K; ++k) mean += refs[k][i], lmean += lg(refs[k][i]), all_ref.push_back(refs[k][i]);
+    mean /= double(K), lmean /= double(K);
+    mu[i] = lmean;
+    out.calibrated[i] = mean - target[i];
+    for (size_t k = 0; k < K; ++k) pooled_ss += (lg(refs[k][i]) - lmean) * (lg(refs[k][i]) - lmean);
+    pooled_n += double(K) - 1;
+    if (K == 1) k1_dev.push_back(lg(refs[0][i]) - lg(target[i]));
+  }
+  double global_sd = nan;
+  if (K >= 2 && pooled_n > 0) global_sd = std::sqrt(pooled_ss / pooled_n);
+  if (K == 1 && k1_dev.size() >= 2) {
+    double m = 0, ss = 0;
+    for (double d : k1_dev) m += d;
+    m /= double(k1_dev.size());
+    for (double d : k1_dev) ss += (d - m) * (d - m);
+    global_sd = std::sqrt(ss / double(k1_dev.size() - 1));
+  }
+  const double tau = std::max(median(all_ref), 1e-12);
+  for (size_t i = 0; i < n; ++i) {
+    if (!ok[i]) continue;
+    double sd = global_sd;
+    if (K >= 8) {
+      double ss = 0;
+      for (size_t k = 0; k < K; ++k) ss += (lg(refs[k][i]) - mu[i]) * (lg(refs[k][i]) - mu[i]);
+      sd = std::sqrt(ss / double(K - 1));
+    }
+    if (std::isfinite(sd) && sd > 0) out.lira[i] = (mu[i] - lg(target[i])) / sd;
+    // log mean_k exp(-r_k / tau), computed stably
+    double mx = -std::numeric_limits<double>::infinity();
+    for (size_t k = 0; k < K; ++k) mx = std::max(mx, -refs[k][i] / tau);
+    double s = 0;
+    for (size_t k = 0; k < K; ++k) s += std::exp(-refs[k][i] / tau - mx);
+    out.rmia[i] = -target[i] / tau - (mx + std::log(s / double(K)));
+  }
+  return out;
+}
+
+SetTest set_test(const std::vector<double>& owner, const std::vector<double>& reference, int64_t min_owner,
+                 int64_t min_reference) {
+  SetTest t;
+  std::vector<double> scores;
+  std::vector<int> labels;
+  for (double v : owner)
+    if (!std::isnan(v)) scores.push_back(v), labels.push_back(1), ++t.owner;
+  for (double v : reference)
+    if (!std::isnan(v)) scores.push_back(v), labels.push_back(0), ++t.reference;
+  if (t.owner < min_owner || t.reference < min_reference) {
+    t.reason = "n/a: needs >= " + std::to_string(min_owner) + " of your images and >= " + std::to_string(min_reference) +
+               " reference images with scores (has " + std::to_string(t.owner) + " and " + std::to_string(t.reference) + ")";
+    return t;
+  }
+  t.ran = true;
+  const double n1 = double(t.owner), n0 = double(t.reference);
+  t.auc = roc_auc(scores, labels);
+  const double var = mann_whitney_var(scores, n1, n0);
+  if (!(var > 0)) {
+    t.z = 0;
+    t.pvalue = 1;
+    return t;
+  }
+  const double u = t.auc * n1 * n0;
+  t.z = (u - n1 * n0 / 2.0 - 0.5) / std::sqrt(var);  // continuity correction toward H0
+  t.pvalue = std::min(1.0, 0.5 * std::erfc(t.z / std::sqrt(2.0)));
+  return t;
+}
+
+double combine_pvalues(const std::vector<double>& p) {
+  double lo = std::numeric_limits<double>::infinity();
+  int k = 0;
+  for (double v : p)
+    if (!std::isnan(v)) lo = std::min(lo, v), ++k;
+  return k ? std::min(1.0, k * lo) : std::numeric_limits<double>::quiet_NaN();
 }
 
 }  // namespace rw::mia

@@ -29,7 +29,9 @@ class FaceFeatures : public FeatureNet {
     return net_->features((adapt_images(x, {3, s, s}) + 1.0) * 127.5, layer_);
   }
   std::string describe() const override { return name_; }
+  std::string id() const override { return id_; }
   void to(const c10::Device& d) { net_->to(d); }
+  std::string id_;
 
  private:
   FaceResNet net_;
@@ -55,7 +57,9 @@ class DiscFeatures : public FeatureNet {
     return net_->features(adapt_images(x, {int(arch_.channels), r, r}), layer_);
   }
   std::string describe() const override { return name_; }
+  std::string id() const override { return id_; }
   void to(const c10::Device& d) { net_->to(d); }
+  std::string id_;
 
  private:
   GanArch arch_;
@@ -74,6 +78,8 @@ class SplitFeatures : public FeatureNet {
   }
   at::Tensor features(const at::Tensor& x) override { return head_(adapt_images(x, c_->input_shape())); }
   std::string describe() const override { return name_; }
+  std::string id() const override { return id_; }
+  std::string id_;
 
  private:
   std::unique_ptr<SplitClassifier> c_;
@@ -85,22 +91,30 @@ class SplitFeatures : public FeatureNet {
 
 std::unique_ptr<FeatureNet> load_feature_net(const std::string& path, const std::string& layer,
                                              const c10::Device& device) {
-  RW_CHECK(!layer.empty(), Usage, "a feature net needs --feature-layer NAME (for the face descriptor: conv32, conv64, "
-           "conv128, conv256 or conv256_out; for a classifier: one of its split points, see `rewind split-attack --help`)");
+  RW_CHECK(!layer.empty(), Usage, "a feature net needs --feature-layer NAME (the face descriptor: conv32, conv64, "
+           "conv128, conv256 or conv256_out; a discriminator: block1, block2, ...; a classifier: one of its split points)");
   if (is_native(path)) {
     const auto arch = read_native_arch(path);
     if (arch.value("name", "") == "face_resnet") {
       auto f = std::make_unique<FaceFeatures>(path, layer);
       f->to(device);
+      f->id_ = f->describe() + ":" + file_hash(path);
       return f;
     }
     if (arch.value("kind", "") == "discriminator") {  // `train gan` writes it next to the generator (.disc)
       auto f = std::make_unique<DiscFeatures>(path, arch, layer);
       f->to(device);
+      f->id_ = f->describe() + ":" + file_hash(path);
       return f;
     }
+    const std::string kind = arch.value("kind", "");
+    RW_CHECK(kind == "classifier", Usage, "--feature-net ", path, " holds a ", kind.empty() ? "model of no known kind" : kind,
+             ": a feature net is the face descriptor (convert face-api), a discriminator (train gan's G.disc) or a "
+             "classifier");
   }
-  return std::make_unique<SplitFeatures>(load_classifier(path, device), path, layer);
+  auto f = std::make_unique<SplitFeatures>(load_classifier(path, device), path, layer);
+  f->id_ = f->describe() + ":" + file_hash(path);
+  return f;
 }
 
 }  // namespace rw::models

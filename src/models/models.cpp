@@ -25,6 +25,11 @@ at::Tensor Generator::mapping(const at::Tensor&) {
 at::Tensor Generator::synthesis(const at::Tensor&) {
   RW_FAIL(Model, describe(), " has no synthesis network: use --latent z");
 }
+at::Tensor Generator::head(const at::Tensor&, const std::string&) {
+  RW_FAIL(Usage, describe(), " exposes no intermediate layers: --refine feature:LAYER needs a native generator; use "
+          "--refine pixel");
+}
+at::Tensor Generator::tail(const at::Tensor& a, const std::string& layer) { return head(a, layer); }
 at::Tensor Generator::w_avg() { RW_FAIL(Model, describe(), " has no mapping network, so no mean W: use --latent z"); }
 
 void check_split(const SplitClassifier& c, const std::string& split) {
@@ -131,7 +136,7 @@ at::Tensor l2n(const at::Tensor& e) { return F::normalize(e, F::NormalizeFuncOpt
 class NativeGenerator : public Generator {
  public:
   NativeGenerator(const std::string& path, const nlohmann::json& arch)
-      : arch_(GanArch::from_json(arch)), net_(arch_), path_(path) {
+      : arch_(GanArch::from_json(arch)), net_(arch_), path_(path), hash_(file_hash(path)) {
     load_native_weights(path, *net_);
     freeze(*net_);
     frozen_ = std::make_unique<FrozenDcgan>(*net_);
@@ -142,6 +147,9 @@ class NativeGenerator : public Generator {
   /// CUDA cuDNN's single 3x3 convolution beats four small ones plus the interleave (measured on an
   /// H100: the compiled form was 0.89x at 256x4 and slower at batch 8), so the module runs there.
   at::Tensor generate(const at::Tensor& z) override { return z.is_cuda() ? net_->forward(z) : frozen_->forward(z); }
+  std::vector<std::string> feature_layers() const override { return net_->layer_names(); }
+  at::Tensor head(const at::Tensor& z, const std::string& layer) override { return net_->head(z, layer); }
+  at::Tensor tail(const at::Tensor& a, const std::string& layer) override { return net_->tail(a, layer); }
   void to(const c10::Device& d) override {
     net_->to(d);
     frozen_->to(d);
@@ -156,12 +164,15 @@ class NativeGenerator : public Generator {
   GanArch arch_;
   DcganGenerator net_;
   std::unique_ptr<FrozenDcgan> frozen_;
-  std::string path_;
+  std::string path_, hash_;
+
+ public:
+  std::string id() const override { return describe() + ":" + hash_; }
 };
 
 class ScriptGenerator : public Generator {
  public:
-  ScriptGenerator(const std::string& path, torch::jit::Module m) : m_(std::move(m)), path_(path) {
+  ScriptGenerator(const std::string& path, torch::jit::Module m) : m_(std::move(m)), path_(path), hash_(file_hash(path)) {
     RW_CHECK(m_.hasattr("latent_dim"), Model, "TorchScript generator '", path,
              "' has no attribute latent_dim: add `self.latent_dim: int = D` in __init__ before scripting");
     auto ld = m_.attr("latent_dim");
@@ -229,6 +240,7 @@ class ScriptGenerator : public Generator {
            ", " + std::to_string(shape_.channels) + "x" + std::to_string(shape_.height) + "x" +
            std::to_string(shape_.width) + style + ")";
   }
+  std::string id() const override { return describe() + ":" + hash_; }
   void set_shape(const ImageShape& s) { shape_ = s; }
   void set_w_dim(int64_t d) { w_dim_ = d; }
   bool has_own_w_avg() const { return own_w_avg_; }
@@ -246,7 +258,7 @@ class ScriptGenerator : public Generator {
   }
   static constexpr uint64_t kNoiseSeed = 0x6e6f697365;  // "noise"
   torch::jit::Module m_;
-  std::string path_;
+  std::string path_, hash_;
   int64_t latent_dim_ = 0, w_dim_ = 0, num_ws_ = 0;
   bool has_mapping_ = false, own_w_avg_ = false;
   at::Tensor w_avg_;

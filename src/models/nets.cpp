@@ -1,5 +1,7 @@
 #include "rewind/models/nets.h"
 
+#include <algorithm>
+
 #include "rewind/core/error.h"
 
 namespace rw::models {
@@ -71,6 +73,38 @@ DcganGeneratorImpl::DcganGeneratorImpl(const GanArch& arch) : arch_(arch) {
 torch::Tensor DcganGeneratorImpl::forward(torch::Tensor z) {
   auto h = torch::relu(bn0_->forward(fc_->forward(z)));
   return net_->forward(h.view({z.size(0), first_channels_, base_, base_}));
+}
+
+std::vector<std::string> DcganGeneratorImpl::layer_names() const {
+  std::vector<std::string> names = {"fc"};
+  for (size_t k = 1; 4 * k + 3 <= net_->size(); ++k) names.push_back("block" + std::to_string(k));  // 4 modules a block
+  return names;
+}
+
+namespace {
+/// Index of `layer` in layer_names(); Error{kUsage} listing them when it is not one.
+size_t layer_index(const std::vector<std::string>& names, const std::string& layer) {
+  const auto it = std::find(names.begin(), names.end(), layer);
+  std::string list;
+  for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
+  RW_CHECK(it != names.end(), Usage, "the generator has no layer '", layer, "'; layers: ", list);
+  return size_t(it - names.begin());
+}
+}  // namespace
+
+torch::Tensor DcganGeneratorImpl::head(const torch::Tensor& z, const std::string& layer) {
+  const size_t k = layer_index(layer_names(), layer);
+  auto h = torch::relu(bn0_->forward(fc_->forward(z))).view({z.size(0), first_channels_, base_, base_});
+  auto m = net_->begin();
+  for (size_t i = 0; i < 4 * k; ++i, ++m) h = m->forward(h);
+  return h;
+}
+
+torch::Tensor DcganGeneratorImpl::tail(torch::Tensor a, const std::string& layer) {
+  const size_t k = layer_index(layer_names(), layer);
+  auto m = net_->begin() + long(4 * k);
+  for (; m != net_->end(); ++m) a = m->forward(a);
+  return a;
 }
 
 // ---- frozen (compiled) generator ----------------------------------------------------------------

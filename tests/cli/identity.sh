@@ -17,6 +17,9 @@ trap 'rm -rf "$TMP"' EXIT
   --steps 4 --batch 8 -q >/dev/null || bad "train gan"
 awk -F, 'NR==1 || substr($2,3)+0 < 8' "$TMP/faces/manifest.csv" > "$TMP/faces/indexed.csv"
 awk -F, 'NR==1 || substr($2,3)+0 >= 8' "$TMP/faces/manifest.csv" > "$TMP/faces/others.csv"
+# a reference GAN for the calibrated attacks: never trained on the members (indexed.csv)
+"$REWIND" train gan --data "$TMP/faces/manifest.csv" --exclude "$TMP/faces/indexed.csv" --out "$TMP/m/ref.pt" \
+  --arch dcgan32 --width 8 --latent-dim 16 --steps 4 --batch 8 --seed 2 -q >/dev/null || bad "train reference gan"
 
 # index build / info / query
 expect_code 0 "index build" -- "$REWIND" index build --data "$TMP/faces/indexed.csv" --embedder "$TMP/m/e.pt" --out "$TMP/ix" -q
@@ -106,11 +109,11 @@ expect_grep "index.g1.faiss is 200 bytes" "$TMP/err" "truncated index named"
 
 # membership with known labels
 expect_code 0 "membership" -- "$REWIND" membership --generator "$TMP/m/g.pt" --members "$TMP/faces/indexed.csv" \
-  --nonmembers "$TMP/faces/others.csv" --embedder "$TMP/m/e.pt" --reference-generator "$TMP/m/g.pt" --samples 20 \
+  --nonmembers "$TMP/faces/others.csv" --embedder "$TMP/m/e.pt" --reference-generator "$TMP/m/ref.pt" --samples 20 \
   --per-identity 1 --restarts 1 --steps 5 --bootstrap 50 --out "$TMP/mem" -q
 for f in scores.csv identity_scores.csv report.json report.html run.json; do [ -s "$TMP/mem/$f" ] && ok || bad "membership wrote $f"; done
 [ "$(wc -l < "$TMP/mem/scores.csv")" = "13" ] && ok || bad "scores.csv: one row per target (12)"
-for a in recovery calibrated identity-nn recon-identity; do expect_grep "\"$a\"" "$TMP/mem/report.json" "metrics for $a"; done
+for a in recovery calibrated lira rmia identity-nn recon-identity; do expect_grep "\"$a\"" "$TMP/mem/report.json" "metrics for $a"; done
 expect_grep "<svg" "$TMP/mem/report.html" "ROC plot inline"
 
 # audit with explicit data; identity names are escaped in the HTML

@@ -23,6 +23,14 @@ head -17 "$TMP/faces/manifest.csv" > "$TMP/faces/half.csv"
 expect_code 2 "train gan --resume on other data" -- "$REWIND" train gan --data "$TMP/faces/half.csv" --out "$TMP/m/g.pt" \
   --arch dcgan32 --width 8 --latent-dim 16 --steps 8 --batch 8 --checkpoint-every 2 --resume -q
 expect_grep "trained on other data" "$TMP/err" "other training data named"
+# a reference GAN (membership's calibrated attacks): --exclude drops every row sharing an identity with
+# the excluded images; excluding everything is an error, not an empty training set
+expect_code 0 "train gan --exclude" -- "$REWIND" train gan --data "$TMP/faces/manifest.csv" --exclude "$TMP/faces/half.csv" \
+  --out "$TMP/m/ref.pt" --arch dcgan32 --width 8 --latent-dim 16 --steps 2 --batch 8 -q
+expect_grep '"excluded_rows": 16' "$TMP/m/ref.run.json" "the excluded identities' 16 rows dropped"
+expect_code 3 "train gan --exclude of everything" -- "$REWIND" train gan --data "$TMP/faces/half.csv" \
+  --exclude "$TMP/faces/manifest.csv" --out "$TMP/m/none.pt" --arch dcgan32 --width 8 --latent-dim 16 --steps 2 -q
+expect_grep "nothing is left to train on" "$TMP/err" "empty training set refused"
 expect_code 2 "unknown arch" -- "$REWIND" train gan --data "$TMP/faces/manifest.csv" --out "$TMP/m/x.pt" --arch dcgan99
 expect_grep "dcgan28, dcgan32, dcgan64 or dcgan128" "$TMP/err" "arch error lists the valid ones"
 expect_code 3 "gan on a missing manifest" -- "$REWIND" train gan --data "$TMP/nope.csv" --out "$TMP/m/x.pt"
@@ -89,6 +97,17 @@ cp -r "$TMP/inv-int" "$TMP/inv-moved"; cp "$TMP/gen/manifest.csv" "$TMP/manifest
 expect_code 2 "resume after the targets changed" -- "$REWIND" invert "${INV[@]}" --steps 300 --out "$TMP/inv-moved" --resume
 expect_grep "other inputs" "$TMP/err" "changed targets explained"
 cp "$TMP/manifest.bak" "$TMP/gen/manifest.csv"
+# options that once ran with nonsense: a huge --scales, a loss weight past float, a generator as feature net
+expect_code 2 "huge --scales" -- "$REWIND" invert "${INV[@]}" --steps 3 --scales 2147483648 --out "$TMP/inv-sc"
+expect_code 2 "loss weight past float" -- "$REWIND" invert "${INV[@]}" --steps 3 --loss mse=1e300 --out "$TMP/inv-w"
+expect_code 2 "a generator as feature net" -- "$REWIND" invert "${INV[@]}" --steps 3 --loss mse=1,feature=1 \
+  --feature-net "$TMP/m/g.pt" --feature-layer fc --out "$TMP/inv-fn"
+expect_grep "holds a generator" "$TMP/err" "the feature net's kind named"
+# --refine feature:LAYER on a native generator writes refined/ like --refine pixel
+expect_code 0 "refine at a generator layer" -- "$REWIND" invert "${INV[@]}" --steps 5 --refine feature:block1 \
+  --refine-steps 5 --out "$TMP/inv-ref" -q
+[ -s "$TMP/inv-ref/refined/0.png" ] && ok || bad "refine feature wrote refined/"
+expect_grep "refined_mse" "$TMP/inv-ref/targets.csv" "refined MSE column"
 expect_code 3 "targets from a device" -- "$REWIND" invert --generator "$TMP/m/g.pt" --targets /dev/zero --out "$TMP/inv-zero"
 expect_grep "not a regular file" "$TMP/err" "a device is refused, not read forever"
 expect_code 3 "--max-pixels below the targets' size" -- "$REWIND" invert --generator "$TMP/m/g.pt" --targets "$TMP/gen" \

@@ -147,8 +147,10 @@ expect_code 2 "the demo is not sharded" -- "$REWIND" audit --out "$TMP/ad" --sha
 # --- membership: two rounds of 2 shards, each merged; the scores of one process -----------------
 awk -F, 'NR==1 || substr($2,3)+0 < 12' "$M" > "$TMP/faces/mem.csv"
 awk -F, 'NR==1 || substr($2,3)+0 >= 12' "$M" > "$TMP/faces/non.csv"
+R train gan --data "$M" --exclude "$TMP/faces/mem.csv" --out "$TMP/m/ref.pt" --arch dcgan32 --width 8 --latent-dim 16 \
+  --steps 4 --batch 8 --seed 2 >/dev/null || bad "train reference gan"
 MB="--generator $TMP/m/g.pt --members $TMP/faces/mem.csv --nonmembers $TMP/faces/non.csv --embedder $TMP/m/e.pt
-    --reference-generator $TMP/m/g.pt --samples 600 --steps 10 --recover-max 8 --invert-batch 4 --bootstrap 50 --batch 8"
+    --reference-generator $TMP/m/ref.pt --samples 600 --steps 10 --recover-max 8 --invert-batch 4 --bootstrap 50 --batch 8"
 R membership $MB --out "$TMP/mb1" >/dev/null 2>&1 || bad "membership, one process"
 for i in 0 1; do R membership $MB --out "$TMP/mb2" --shard $i/2 >/dev/null 2>&1 || bad "membership round 1 shard $i/2"; done
 expect_code 0 "membership --merge, round 1" -- "$REWIND" membership $MB --out "$TMP/mb2" --merge -q

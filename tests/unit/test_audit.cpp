@@ -44,6 +44,8 @@ class PlantedGenerator : public models::Generator {
   }
   void to(const c10::Device&) override {}
   std::string describe() const override { return "planted (" + std::to_string(t_.size(0)) + " templates)"; }
+  /// Each object its own generator (a file would be told apart by its hash).
+  std::string id() const override { return describe() + ":" + std::to_string(reinterpret_cast<uintptr_t>(this)); }
 
  private:
   at::Tensor t_;
@@ -315,7 +317,7 @@ TEST(Membership, PlantedGeneratorSeparatesMembers) {
   o.invert.loop.steps = 60;
   o.invert.loop.lr = 0.3;
   o.boot = 50;
-  auto r = audit::run_membership(*p.g, nullptr, &p.e, p.members, p.nonmembers, o);
+  auto r = audit::run_membership(*p.g, {}, &p.e, p.members, p.nonmembers, o);
   EXPECT_EQ(r.members, 8);
   EXPECT_EQ(r.nonmembers, 8);
   EXPECT_EQ(r.attacks, (std::vector<std::string>{"identity-nn", "recon-identity", "recovery"}));  // no reference GAN
@@ -354,7 +356,7 @@ TEST(Membership, BlindBaselineWarnsOnABiasedSplit) {
   o.attacks = "identity-nn";
   o.samples = 50;
   o.boot = 200;
-  auto r = audit::run_membership(*p.g, nullptr, &p.e, p.members, smooth, o);
+  auto r = audit::run_membership(*p.g, {}, &p.e, p.members, smooth, o);
   ASSERT_TRUE(r.blind.ran) << r.blind.reason;
   EXPECT_TRUE(r.blind.biased) << r.blind.m.auc.value << " [" << r.blind.m.auc.lo << ", " << r.blind.m.auc.hi << "]";
   bool warned = false;
@@ -374,7 +376,7 @@ TEST(Membership, RecoveryDrawResumeAndScoresCsv) {
   o.boot = 10;
   o.recover_max = 3;
   o.stage_dir = out / "stages";
-  auto a = audit::run_membership(*p.g, nullptr, &p.e, p.members, p.nonmembers, o);
+  auto a = audit::run_membership(*p.g, {}, &p.e, p.members, p.nonmembers, o);
   auto measured = [&](const audit::MembershipResult& r, const std::string& k, int label) {
     int n = 0;
     for (size_t i = 0; i < r.rows.size(); ++i) n += r.rows[i].label == label && !std::isnan(r.score.at(k)[i]);
@@ -388,7 +390,7 @@ TEST(Membership, RecoveryDrawResumeAndScoresCsv) {
   for (size_t i = 0; i < a.rows.size(); ++i)  // recovery and recon-identity on the same rows
     EXPECT_EQ(std::isnan(a.score.at("recovery")[i]), std::isnan(a.score.at("recon-identity")[i])) << i;
   o.resume = true;
-  auto b = audit::run_membership(*p.g, nullptr, &p.e, p.members, p.nonmembers, o);
+  auto b = audit::run_membership(*p.g, {}, &p.e, p.members, p.nonmembers, o);
   for (const auto& k : a.attacks)
     for (size_t i = 0; i < a.rows.size(); ++i) {
       const double x = a.raw.at(k)[i], y = b.raw.at(k)[i];
@@ -517,4 +519,36 @@ TEST(AuditStages, PipelineLoaderCrops) {
   auto whole = audit::pipeline_loader({3, 64, 64}, "center")(0, photo);
   EXPECT_EQ(face.sizes(), (std::vector<int64_t>{3, 64, 64}));
   EXPECT_GT((face - whole).abs().mean().item<float>(), 0.05f);  // an aligned face, not the photo's centre
+}
+
+// K = 2 reference generators (templates of other images): the reference-calibrated attacks run and
+// separate the planted members; their scores are mia::calibrated_scores of the recovery errors.
+TEST(Membership, ReferenceGeneratorsCalibrate) {
+  Planted p;
+  io::Manifest other;
+  other.base_dir = p.dir.path();
+  PlantedGenerator r1(write_images(p.dir.path(), "x", 8, 0, 21, &other)), r2(write_images(p.dir.path(), "y", 8, 0, 22, &other));
+  audit::MembershipOptions o;
+  o.attacks = "recovery,calibrated,lira,rmia";
+  o.invert.restarts = 2;
+  o.invert.loop.steps = 60;
+  o.invert.loop.lr = 0.3;
+  o.boot = 50;
+  EXPECT_THROW(audit::run_membership(*p.g, {p.g.get()}, nullptr, p.members, p.nonmembers, o), Error);  // itself
+  EXPECT_THROW(audit::run_membership(*p.g, {&r1, &r1}, nullptr, p.members, p.nonmembers, o), Error);   // twice
+  auto r = audit::run_membership(*p.g, {&r1, &r2}, nullptr, p.members, p.nonmembers, o);
+  EXPECT_EQ(r.attacks, (std::vector<std::string>{"calibrated", "lira", "recovery", "rmia"}));
+  EXPECT_TRUE(r.skipped_attacks.empty());
+  for (const auto& a : r.metrics)
+    if (a.level == "image") {
+      EXPECT_GT(a.m.auc.value, 0.8) << a.attack;
+    }
+  for (const char* a : {"calibrated", "lira", "rmia"})
+    for (double s : r.score.at(a)) EXPECT_TRUE(std::isfinite(s)) << a;
+  // one reference is enough to run them; none skips them with the reason
+  auto one = audit::run_membership(*p.g, {&r1}, nullptr, p.members, p.nonmembers, o);
+  EXPECT_EQ(one.attacks.size(), 4u);
+  auto none = audit::run_membership(*p.g, {}, nullptr, p.members, p.nonmembers, o);
+  EXPECT_EQ(none.attacks, (std::vector<std::string>{"recovery"}));
+  EXPECT_EQ(none.skipped_attacks.count("lira"), 1u);
 }

@@ -212,3 +212,34 @@ TEST(Invert, ExtraTermsAndRefineAndErrors) {
   EXPECT_THROW(ganinv::invert(*g, targets, bad), Error);  // no embedder
   EXPECT_THROW(ganinv::invert(*g, torch::zeros({1, 1, 32, 32}), {}), Error);  // wrong channels
 }
+
+// --refine feature:LAYER: the native generator split at a layer is the same function, and a bounded
+// residual on its activations explains more of a target than the latent alone (less than the
+// unconstrained pixel residual can, as the later layers still shape the image).
+TEST(Invert, RefineAtAGeneratorLayer) {
+  TempDir d;
+  auto g = tiny_generator(d);
+  const auto layers = g->feature_layers();
+  ASSERT_GE(layers.size(), 2u);
+  EXPECT_EQ(layers.front(), "fc");
+  {
+    torch::NoGradGuard ng;
+    auto z = torch::randn({3, g->latent_dim()});
+    for (const auto& l : layers) EXPECT_TRUE(torch::allclose(g->tail(g->head(z, l), l), g->generate(z), 1e-4, 1e-4)) << l;
+  }
+  auto targets = torch::rand({2, 3, 32, 32}) * 2 - 1;
+  ganinv::InvertOptions o;
+  o.restarts = 1;
+  o.loop.steps = 20;
+  o.refine = "feature:" + layers[1];
+  o.refine_steps = 40;
+  auto r = ganinv::invert(*g, targets, o);
+  ASSERT_TRUE(r.refined.defined());
+  EXPECT_EQ(r.refined.sizes(), targets.sizes());
+  EXPECT_TRUE((r.refined_mse < r.terms.select(1, 0)).all().item<bool>()) << r.refined_mse << r.terms;
+  o.refine = "feature:nope";
+  EXPECT_THROW(ganinv::invert(*g, targets, o), Error);
+  o.refine = "feature:fc";
+  o.latent = "w";
+  EXPECT_THROW(ganinv::invert(*g, targets, o), Error);
+}

@@ -195,3 +195,71 @@ TEST(Mia, BlindBaselineSeparatesOnlyWhatDiffers) {
   EXPECT_FALSE(few.ran);
   EXPECT_NE(few.reason.find("at least 5 members"), std::string::npos) << few.reason;
 }
+
+// Reference-calibrated scores on planted errors, against values worked out by hand.
+TEST(Calibrated, GanLeaksLiraRmiaByHand) {
+  // 3 images, K = 2 references: errors e, r1, r2
+  const std::vector<double> e = {0.01, 0.04, 0.02};
+  const std::vector<std::vector<double>> refs = {{0.04, 0.04, 0.02}, {0.04, 0.04, 0.08}};
+  auto s = mia::calibrated_scores(e, refs);
+  // calibrated: mean ref - e
+  EXPECT_NEAR(s.calibrated[0], 0.03, 1e-12);
+  EXPECT_NEAR(s.calibrated[1], 0.0, 1e-12);
+  EXPECT_NEAR(s.calibrated[2], 0.03, 1e-12);
+  // lira, K = 2 < 8: pooled sd of log refs around each image's mean. Images 0, 1 have equal refs
+  // (no spread); image 2: log 0.02, log 0.08 = mean -/+ log(2), so ss = 2 log(2)^2 over N(K-1) = 3
+  const double sd = std::sqrt(2 * std::log(2.0) * std::log(2.0) / 3);
+  EXPECT_NEAR(s.lira[0], (std::log(0.04) - std::log(0.01)) / sd, 1e-9);
+  EXPECT_NEAR(s.lira[1], 0.0, 1e-9);
+  EXPECT_NEAR(s.lira[2], ((std::log(0.02) + std::log(0.08)) / 2 - std::log(0.02)) / sd, 1e-9);
+  // rmia: tau = median of the 6 reference errors = 0.04; -e/tau - log mean_k exp(-r_k/tau)
+  EXPECT_NEAR(s.rmia[0], -0.25 + 1.0, 1e-9);
+  EXPECT_NEAR(s.rmia[1], 0.0, 1e-9);
+  EXPECT_NEAR(s.rmia[2], -0.5 - std::log((std::exp(-0.5) + std::exp(-2.0)) / 2), 1e-9);
+  // K = 1: lira ranks as calibrated on log errors; a NaN input gives NaN for that image only
+  auto one = mia::calibrated_scores({0.01, 0.03, NAN, 0.02}, {{0.02, 0.03, 0.05, 0.08}});
+  EXPECT_TRUE(std::isnan(one.lira[2]) && std::isnan(one.calibrated[2]) && std::isnan(one.rmia[2]));
+  EXPECT_GT(one.lira[3], one.lira[0]);  // log ratios 4 vs 2
+  EXPECT_GT(one.lira[0], one.lira[1]);
+  EXPECT_NEAR(one.calibrated[0], 0.01, 1e-12);
+  // K >= 8: each image's own spread
+  std::vector<std::vector<double>> many;
+  for (int k = 0; k < 8; ++k) many.push_back({0.04 * std::exp(0.1 * (k - 3.5)), 0.04 * std::exp(0.5 * (k - 3.5))});
+  auto per = mia::calibrated_scores({0.02, 0.02}, many);
+  EXPECT_GT(per.lira[0], per.lira[1]);  // same mean, image 0's references spread 5x less
+  EXPECT_NEAR(per.lira[0] / per.lira[1], 5.0, 1e-9);
+}
+
+// The dataset-level test on cases with known answers.
+TEST(SetTest, KnownAnswers) {
+  // complete separation, 20 vs 20: U = 400, var = 20*20*41/12, z = (400 - 200 - 0.5) / sqrt(var)
+  std::vector<double> own, ref;
+  for (int i = 0; i < 20; ++i) own.push_back(100 + i), ref.push_back(i);
+  auto t = mia::set_test(own, ref);
+  ASSERT_TRUE(t.ran);
+  EXPECT_DOUBLE_EQ(t.auc, 1.0);
+  const double z = 199.5 / std::sqrt(20.0 * 20 * 41 / 12);
+  EXPECT_NEAR(t.z, z, 1e-12);
+  EXPECT_NEAR(t.pvalue, 0.5 * std::erfc(z / std::sqrt(2.0)), 1e-15);
+  EXPECT_LT(t.pvalue, 1e-6);
+  // reversed: p near 1 (one-sided)
+  EXPECT_GT(mia::set_test(ref, own).pvalue, 0.999);
+  // too few owner images: not run, said
+  auto few = mia::set_test(std::vector<double>(own.begin(), own.begin() + 19), ref);
+  EXPECT_FALSE(few.ran);
+  EXPECT_NE(few.reason.find("n/a"), std::string::npos);
+  // under H0 (same distribution) the false-alarm rate at alpha = 0.01 stays near 1%
+  std::mt19937_64 rng(11);
+  std::normal_distribution<double> nd;
+  int alarms = 0;
+  const int trials = 2000;
+  for (int k = 0; k < trials; ++k) {
+    std::vector<double> a(20), b(200);
+    for (auto& v : a) v = nd(rng);
+    for (auto& v : b) v = nd(rng);
+    alarms += mia::set_test(a, b).pvalue < 0.01;
+  }
+  EXPECT_LE(alarms, int(0.02 * trials)) << alarms;  // ~1% expected; binomial sd ~0.2%
+  EXPECT_DOUBLE_EQ(mia::combine_pvalues({0.004, 0.2, NAN}), 0.008);
+  EXPECT_TRUE(std::isnan(mia::combine_pvalues({NAN})));
+}

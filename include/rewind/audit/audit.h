@@ -104,10 +104,18 @@ struct AuditResult {
   bool domain_mismatch = false;              ///< fit.probe ran and its AUC's lower end > fit_max_auc
   int64_t recovered_identities = 0;          ///< identities with recovery evidence
   std::optional<GroundTruth> truth;          ///< when the manifest has member labels for both classes
+  /// The dataset-level test (with --reference): is the first image of each of your identities closer
+  /// to the generator's samples than the first image of each reference identity? One-sided
+  /// Mann-Whitney U on identity-nn similarity (mia::set_test); not run without a reference, with
+  /// fewer than 20 identities on either side, or under a domain mismatch (reason said).
+  mia::SetTest set_test;
   Recovery recovery;                         ///< latents of the recovered rows (pictures, resume)
   std::vector<data::Skipped> skipped;
   std::string generator, embedder;           ///< describe() of each
 };
+
+/// The dataset-level test in one sentence: its p-value and effect size, or why it did not run.
+std::string set_test_line(const AuditResult& r);
 
 /// Runs the audit. `reference` may be null (threshold from impostor pairs). Skipped images are
 /// also added to `record` when given. Throws Error{kUsage} naming the AuditOptions field for bad

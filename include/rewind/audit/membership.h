@@ -1,7 +1,10 @@
 // Membership analysis with ground truth: members (images in the GAN's training set) against
 // non-members, per image and per identity, for each attack:
 //   recovery        -MSE of the best latent-only reconstruction (Webster et al. 2019)
-//   calibrated      -(MSE under the target GAN - MSE under a reference GAN on other data) (GAN-Leaks)
+//   calibrated      mean MSE under K reference GANs trained on other data - MSE under the target GAN (GAN-Leaks)
+//   lira            offline LiRA on log recovery errors against the K references (Carlini et al. 2022)
+//   rmia            RMIA's likelihood ratio of the target GAN to the references (Zarifzadeh et al. 2024)
+//                   (the three: mia::calibrated_scores)
 //   identity-nn     best identity similarity to `samples` generated samples (Webster et al. 2021)
 //   recon-identity  identity similarity of the target to its own reconstruction
 // A score is "higher = more likely a member". Latent recovery is the expensive part: at most
@@ -22,7 +25,7 @@
 namespace rw::audit {
 
 struct MembershipOptions {
-  std::string attacks = "recovery,calibrated,identity-nn,recon-identity";  ///< comma list; attacks whose models are missing are skipped
+  std::string attacks = "recovery,calibrated,lira,rmia,identity-nn,recon-identity";  ///< comma list; attacks whose models are missing are skipped
   int64_t samples = 1000;      ///< generated samples searched by identity-nn
   std::string crop = "center";   ///< how images are cut to the generator's size: center | none | detect | dlib
                                  ///< (audit::pipeline_loader; dlib for real photos)
@@ -65,10 +68,14 @@ struct MembershipResult {
   int64_t members = 0, nonmembers = 0;
 };
 
-/// `reference_generator` and `embedder` may be null (their attacks are then skipped). Memory: the
+/// Reference generators: GANs trained on data without the targets (K >= 0; calibrated, lira and rmia
+/// need K >= 1 and are skipped without).
+using References = std::vector<models::Generator*>;
+
+/// `references` may be empty and `embedder` null (their attacks are then skipped). Memory: the
 /// images are streamed; each scanned image keeps its embedding (d floats) and image statistics,
 /// from which identity-nn is scored against the sample bank in chunks.
-MembershipResult run_membership(models::Generator& g, models::Generator* reference_generator, models::Embedder* embedder,
+MembershipResult run_membership(models::Generator& g, const References& references, models::Embedder* embedder,
                                 const io::Manifest& members, const io::Manifest& nonmembers, const MembershipOptions& o,
                                 const ProgressFn& progress = {}, io::RunRecord* record = nullptr);
 
@@ -83,12 +90,12 @@ MembershipResult run_membership(models::Generator& g, models::Generator* referen
 /// runs the same number of threads.
 int64_t membership_next_round(const std::string& stage_dir);
 /// Runs `shard`'s part of the next round into part_stage_dir (resumable with o.resume). Returns the round.
-int64_t run_membership_shard(models::Generator& g, models::Generator* reference_generator, models::Embedder* embedder,
+int64_t run_membership_shard(models::Generator& g, const References& references, models::Embedder* embedder,
                              const io::Manifest& members, const io::Manifest& nonmembers, const MembershipOptions& o,
                              const data::Shard& shard, const std::string& part_stage_dir, const ProgressFn& progress = {},
                              io::RunRecord* record = nullptr);
 /// Merges the next round's parts (their stage folders, shard I at position I) into o.stage_dir.
-int64_t merge_membership_shards(models::Generator& g, models::Generator* reference_generator, models::Embedder* embedder,
+int64_t merge_membership_shards(models::Generator& g, const References& references, models::Embedder* embedder,
                                 const io::Manifest& members, const io::Manifest& nonmembers,
                                 const MembershipOptions& o, const std::vector<std::string>& part_stage_dirs,
                                 const ProgressFn& progress = {});

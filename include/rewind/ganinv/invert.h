@@ -44,9 +44,12 @@ struct InvertOptions {
                               ///< fastest per image-step on 2 cores: caches), 1024 on CUDA
   uint64_t seed = 1;          ///< restart r of target i starts from a seed of (seed, id of i, r): results
                               ///< do not depend on batch or chunking
-  std::string refine = "none";  ///< none | pixel (bounded residual on top of the latent-only output)
+  std::string refine = "none";  ///< none | pixel (bounded residual on top of the latent-only output) |
+                                ///< feature:LAYER (bounded residual on the generator's activations at
+                                ///< LAYER, models::Generator::feature_layers(); --latent z)
   int64_t refine_steps = 100;
-  double refine_bound = 0.25; ///< max |residual| per pixel (in [-1,1] units)
+  double refine_bound = 0.25; ///< max |residual|: per pixel (in [-1,1] units), or per activation in
+                              ///< units of the item's activation spread (feature:LAYER)
   bool cuda_graph = false;    ///< CUDA + Adam + z only: capture one optimisation step in a CUDA graph
                               ///< and replay it (removes per-kernel launch overhead)
 };
@@ -66,6 +69,10 @@ struct InvertResult {
 /// The shape of one target's latent in `latent` space: {latent_dim}, {w_dim} or {num_ws, w_dim}.
 /// Error{kUsage} when the generator has no such space (no mapping, or no num_ws for w+).
 std::vector<int64_t> latent_shape(models::Generator& g, const std::string& latent);
+
+/// Every check invert() makes of its options against this generator (latent space, loss terms,
+/// refinement, optimiser), as Error{kUsage}: pipelines call it before their expensive stages.
+void check_options(models::Generator& g, const InvertOptions& o, bool has_embedder);
 
 /// One sentence for reports: the latent space searched and, for W+, the warning that it fits
 /// non-members too.

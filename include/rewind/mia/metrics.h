@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -97,6 +98,44 @@ std::string format_pvalue(double p);
 std::pair<double, double> ks_test(std::vector<double> a, std::vector<double> b);
 
 double median(std::vector<double> v);
+
+/// Per-image membership scores calibrated by reference models (higher = more likely a member).
+/// `target[i]`: image i's error (e.g. recovery MSE) under the model under attack; `refs[k][i]` its
+/// error under reference model k, trained on data without the targets (K = refs.size() >= 1). NaN in
+/// an input gives NaN for that image.
+///   calibrated  mean_k refs[k][i] - target[i] (GAN-Leaks, Chen et al. 2020; K = 1: their attack)
+///   lira        offline LiRA (Carlini et al. 2022) on log errors: (mu_i - log target[i]) / sigma_i,
+///               mu_i = mean_k log refs[k][i]; sigma_i the image's own spread when K >= 8, else
+///               LiRA's fixed variance pooled over all images (K >= 2); K = 1 uses the spread of
+///               (log refs - log target) over images, so it ranks as calibrated on log errors
+///   rmia        RMIA (Zarifzadeh et al. 2024) with error likelihoods p(x|m) = exp(-error / tau), tau the
+///               median reference error: log p(x|target) - log mean_k p(x|ref_k). RMIA compares this
+///               ratio with population samples' (gamma = 1, a = 1), which ranks as the ratio does, so
+///               the ratio is reported
+struct CalibratedScores {
+  std::vector<double> calibrated, lira, rmia;
+};
+CalibratedScores calibrated_scores(const std::vector<double>& target, const std::vector<std::vector<double>>& refs);
+
+/// A dataset-level test: "was this set of images used?" One-sided Mann-Whitney U test that the
+/// owner's per-image scores (higher = more member-like) are stochastically larger than those of a
+/// matched reference set of images certainly not used; normal approximation with tie and continuity
+/// corrections. Not run (ran = false, reason said) below `min_owner` owner or `min_reference`
+/// reference scores; NaN scores are dropped.
+struct SetTest {
+  bool ran = false;
+  std::string reason;
+  int64_t owner = 0, reference = 0;
+  double auc = std::numeric_limits<double>::quiet_NaN();     ///< effect size: P(owner > reference) + P(tie) / 2
+  double z = std::numeric_limits<double>::quiet_NaN();
+  double pvalue = std::numeric_limits<double>::quiet_NaN();  ///< one-sided
+};
+SetTest set_test(const std::vector<double>& owner, const std::vector<double>& reference, int64_t min_owner = 20,
+                 int64_t min_reference = 20);
+/// Several tests of one set (one per attack, dependent): Bonferroni, min(1, k * min p); valid under
+/// any dependence. NaN entries are ignored; NaN when none is left.
+double combine_pvalues(const std::vector<double>& p);
+
 /// MRE-gap: (median non-member error - median member error) / median non-member error.
 /// 0 = no memorisation signal; 1 = members reconstructed perfectly. NaN for empty inputs.
 double mre_gap(const std::vector<double>& member_errors, const std::vector<double>& nonmember_errors);

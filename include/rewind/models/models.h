@@ -54,9 +54,18 @@ class Generator {
   /// The mean W [w_dim]: the model's `w_avg` or the mean of mapping() over 10000 seeded z (computed
   /// once). Error{kModel} without a mapping.
   virtual at::Tensor w_avg();
+  /// Intermediate layers whose activations `--refine feature:LAYER` can optimise, input to output
+  /// (native generators: fc, block1, ...); empty when the generator exposes none (TorchScript).
+  virtual std::vector<std::string> feature_layers() const { return {}; }
+  /// z -> the activations after `layer` [N, ...]; tail(head(z, l), l) = generate(z).
+  virtual at::Tensor head(const at::Tensor& z, const std::string& layer);
+  virtual at::Tensor tail(const at::Tensor& a, const std::string& layer);
   virtual void to(const c10::Device& device) = 0;
   /// "native dcgan64 (latent 128, 3x64x64)" or "torchscript gen.pt (latent 100, 1x28x28)".
   virtual std::string describe() const = 0;
+  /// Stable id for resume checks and stage fingerprints: describe() and the file's hash (a file
+  /// replaced under the same name is another generator).
+  virtual std::string id() const { return describe(); }
 };
 
 /// Loads and checks a generator: runs one probe batch and throws Error{kModel} naming the file and
@@ -149,6 +158,8 @@ class FeatureNet {
   virtual at::Tensor features(const at::Tensor& images) = 0;
   /// "face ResNet face.pt at conv64" / "classifier d.pt at features.3".
   virtual std::string describe() const = 0;
+  /// describe() and the file's hash: what resume checks and stage fingerprints compare.
+  virtual std::string id() const = 0;
 };
 
 /// `path` is the face descriptor (a native face_resnet file from `rewind convert face-api`: layers

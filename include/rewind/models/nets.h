@@ -39,6 +39,12 @@ class DcganGeneratorImpl : public torch::nn::Module {
   explicit DcganGeneratorImpl(const GanArch& arch);
   torch::Tensor forward(torch::Tensor z);
   const GanArch& arch() const { return arch_; }
+  /// Its intermediate layers, input to output: "fc" (the first feature map, 4x4 or 7x7), then
+  /// "block1", "block2", ... (after each upsample + conv + BatchNorm + ReLU, twice the size).
+  std::vector<std::string> layer_names() const;
+  /// z -> the activations after `layer`; head(z, l) then tail(., l) is forward(z).
+  torch::Tensor head(const torch::Tensor& z, const std::string& layer);
+  torch::Tensor tail(torch::Tensor a, const std::string& layer);
 
  private:
   GanArch arch_;
