@@ -20,6 +20,7 @@
 #include "rewind/io/atomic_file.h"
 #include "rewind/io/csv.h"
 #include "rewind/io/npy.h"
+#include "rewind/mia/metrics.h"
 #include "rewind/data/image_stream.h"
 #include "rewind/mia/metrics.h"
 #include "rewind/report/html.h"
@@ -185,9 +186,10 @@ void save_chunk(const std::string& out, Segments& seg, const io::Manifest& m, co
   seg.latents.push_back(r.latents.detach().cpu());
 }
 
-/// targets.csv, latents.npy, pairs.png (the first 32 targets); returns the median MSE.
+/// targets.csv, latents.npy, pairs.png (the first 32 targets); returns the median MSE and records
+/// the median refined MSE (with --refine) in `results`.
 double assemble(const std::string& out, const Segments& seg, const at::Tensor& first_targets,
-                const ganinv::InvertOptions& o, const models::ImageShape& shape) {
+                const ganinv::InvertOptions& o, const models::ImageShape& shape, nlohmann::json& results) {
   io::CsvRow header{"row", "path", "identity", "loss"};
   for (const auto& t : ganinv::term_names()) header.push_back(t == "identity" ? "id_loss" : t);
   header.push_back("restart");
@@ -195,11 +197,15 @@ double assemble(const std::string& out, const Segments& seg, const at::Tensor& f
   if (o.refine != "none") header.push_back("refined_mse");
   header.push_back("source_row");
   std::string csv = io::csv_line(header);
-  std::vector<double> mses;
+  std::vector<double> mses, refined;
   for (const auto& s : seg.csv) {
     csv += s;
-    for (const auto& row : io::parse_csv(s)) mses.push_back(std::strtod(row[4].c_str(), nullptr));  // checked on resume
+    for (const auto& row : io::parse_csv(s)) {  // complete and numeric: checked on resume
+      mses.push_back(std::strtod(row[4].c_str(), nullptr));
+      if (o.refine != "none") refined.push_back(std::strtod(row[row.size() - 2].c_str(), nullptr));
+    }
   }
+  if (o.refine != "none") results["median_refined_mse"] = mia::median(refined);
   io::write_file_atomic(out + "/targets.csv", csv);
   io::write_npy(out + "/latents.npy", seg.latents.empty() ? torch::zeros({0, 0}) : torch::cat(seg.latents));
   std::vector<at::Tensor> tiles;
@@ -289,7 +295,7 @@ void invert_part(const InvertPaths& p, const ganinv::InvertOptions& o, io::RunRe
     int64_t n_targets = 0;
     auto first = stream_invert(*g, emb.get(), m, o, dir, seg, record, &n_targets, shard);
     record.mark("invert");
-    const double median_mse = assemble(dir, seg, first, o, g->output_shape());
+    const double median_mse = assemble(dir, seg, first, o, g->output_shape(), record.results());
     record.results()["targets"] = n_targets;
     record.results()["resumed_from"] = resumed;
     record.results()["median_mse"] = median_mse;
@@ -340,14 +346,16 @@ void invert_merge(const InvertPaths& p, const ganinv::InvertOptions& o, io::RunR
     for (size_t i = 0; i < std::min<size_t>(32, merged.rows.size()); ++i)
       first.push_back(io::load_image(m.resolve(size_t(std::stoll(merged.rows[i].back()))),
                                      {shape.channels, shape.height, io::ResizeMode::kCenterCrop}));
-    const double median_mse = assemble(p.out, seg, torch::stack(first), o, shape);
+    const double median_mse = assemble(p.out, seg, torch::stack(first), o, shape, record.results());
     int64_t nan_resets = 0;
     for (const auto& pt : parts) nan_resets += pt.record["results"].value("nan_resets", int64_t(0));
     record.results()["generator"] = g->describe();
     record.results()["targets"] = rows.size();
     record.results()["median_mse"] = median_mse;
     record.results()["nan_resets"] = nan_resets;
-    record.results()["latent_shape"] = {int64_t(rows.size()), rows[0].size(0)};
+    auto lshape = rows[0].sizes().vec();  // [latent_dim], [w_dim] or [num_ws, w_dim]
+    lshape.insert(lshape.begin(), int64_t(rows.size()));
+    record.results()["latent_shape"] = lshape;
   });
 }
 
@@ -375,10 +383,13 @@ int invert_cmd(const Args& args) {
                                      invert_merge(p, o, merged, parts);
                                    }});
   const std::string where = ran.merged || ran.shard.whole() ? p.out : dist::part_dir(p.out, ran.shard);
-  std::printf("%sinverted %lld targets into %s; median MSE %.5f\n  latents.npy, targets.csv, recon/, pairs.png\n",
+  const bool refined = record.results().contains("median_refined_mse");
+  std::printf("%sinverted %lld targets into %s; median MSE %.5f%s\n  latents.npy, targets.csv, recon/, %spairs.png\n",
               ran.merged ? ("merged " + std::to_string(ran.parts) + " parts: ").c_str() : "",
               (long long)record.results().value("targets", int64_t(0)), where.c_str(),
-              record.results().value("median_mse", 0.0));
+              record.results().value("median_mse", 0.0),
+              refined ? (", after --refine " + report::fmt_g(record.results().value("median_refined_mse", 0.0), 5)).c_str() : "",
+              refined ? "refined/, " : "");
   return 0;
 }
 

@@ -32,10 +32,17 @@ std::string run_dir_of(const std::string& out) {
   return parent.empty() ? "." : parent.string();
 }
 
-/// `m` without the rows that share an identity or a file with `exclude` (a reference GAN must not
-/// see the targets); how many were dropped goes to *dropped.
+/// `m` without the rows that share an identity, a file or a file's bytes with `exclude` (a reference
+/// GAN must not see the targets, copied or renamed ones included); how many were dropped goes to *dropped.
 io::Manifest without(io::Manifest m, const io::Manifest& exclude, int64_t* dropped) {
-  std::set<std::string> ids, files;
+  std::set<std::string> ids, files, contents;
+  auto content = [](const std::string& p) {
+    try {
+      return io::file_content_hash(p);
+    } catch (const Error&) {
+      return std::string();  // unreadable: the image loader reports it
+    }
+  };
   std::error_code ec;
   auto canon = [&](const std::string& p) {
     auto c = fs::weakly_canonical(p, ec);
@@ -44,10 +51,14 @@ io::Manifest without(io::Manifest m, const io::Manifest& exclude, int64_t* dropp
   for (size_t i = 0; i < exclude.entries.size(); ++i) {
     ids.insert(exclude.entries[i].identity);
     files.insert(canon(exclude.resolve(i)));
+    if (auto h = content(exclude.resolve(i)); !h.empty()) contents.insert(h);
   }
   std::vector<io::ManifestEntry> kept;
-  for (size_t i = 0; i < m.entries.size(); ++i)
-    if (!ids.count(m.entries[i].identity) && !files.count(canon(m.resolve(i)))) kept.push_back(m.entries[i]);
+  for (size_t i = 0; i < m.entries.size(); ++i) {
+    if (ids.count(m.entries[i].identity) || files.count(canon(m.resolve(i)))) continue;
+    if (auto h = content(m.resolve(i)); !h.empty() && contents.count(h)) continue;
+    kept.push_back(m.entries[i]);
+  }
   *dropped = int64_t(m.entries.size() - kept.size());
   m.entries = std::move(kept);
   return m;

@@ -28,6 +28,12 @@ expect_grep "trained on other data" "$TMP/err" "other training data named"
 expect_code 0 "train gan --exclude" -- "$REWIND" train gan --data "$TMP/faces/manifest.csv" --exclude "$TMP/faces/half.csv" \
   --out "$TMP/m/ref.pt" --arch dcgan32 --width 8 --latent-dim 16 --steps 2 --batch 8 -q
 expect_grep '"excluded_rows": 16' "$TMP/m/ref.run.json" "the excluded identities' 16 rows dropped"
+# byte-identical copies under other names and identities are excluded too
+mkdir -p "$TMP/copies"; cp "$TMP/faces/faces/id00000/"*.png "$TMP/copies/"
+printf 'path,identity\n' > "$TMP/copies/manifest.csv"; for f in "$TMP/copies"/*.png; do echo "$(basename "$f"),someone" >> "$TMP/copies/manifest.csv"; done
+expect_code 0 "train gan --exclude of renamed copies" -- "$REWIND" train gan --data "$TMP/faces/manifest.csv" \
+  --exclude "$TMP/copies/manifest.csv" --out "$TMP/m/ref2.pt" --arch dcgan32 --width 8 --latent-dim 16 --steps 2 --batch 8 -q
+expect_grep '"excluded_rows": 4' "$TMP/m/ref2.run.json" "copies found by their bytes"
 expect_code 3 "train gan --exclude of everything" -- "$REWIND" train gan --data "$TMP/faces/half.csv" \
   --exclude "$TMP/faces/manifest.csv" --out "$TMP/m/none.pt" --arch dcgan32 --width 8 --latent-dim 16 --steps 2 -q
 expect_grep "nothing is left to train on" "$TMP/err" "empty training set refused"
