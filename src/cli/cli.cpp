@@ -79,7 +79,14 @@ void run_and_record(io::RunRecord& record, const std::string& json_path, const s
     progress_done();
     record.results()["error"] = e.message();
     try {
-      record.write(json_path, e.kind() == ErrorKind::kCancelled ? "cancelled" : "failed");
+      // a failed rerun never overwrites the record of a finished run whose outputs are still there:
+      // its own record goes beside it (run.failed.json)
+      std::string where = json_path;
+      std::error_code ec;
+      if (std::filesystem::is_regular_file(json_path, ec) &&
+          io::read_file(json_path).find("\"status\": \"ok\"") != std::string::npos)
+        where = (parent / (jp.stem().string() + ".failed.json")).string();
+      record.write(where, e.kind() == ErrorKind::kCancelled ? "cancelled" : "failed");
     } catch (...) {
     }
     throw;

@@ -103,6 +103,10 @@ cp -r "$TMP/inv-int" "$TMP/inv-moved"; cp "$TMP/gen/manifest.csv" "$TMP/manifest
 expect_code 2 "resume after the targets changed" -- "$REWIND" invert "${INV[@]}" --steps 300 --out "$TMP/inv-moved" --resume
 expect_grep "other inputs" "$TMP/err" "changed targets explained"
 cp "$TMP/manifest.bak" "$TMP/gen/manifest.csv"
+# a failed rerun into a finished --out keeps the finished run's record (it once overwrote it as "failed")
+expect_code 2 "rerun with a bad option into a finished --out" -- "$REWIND" invert "${INV[@]}" --steps 30 --w-start bogus --out "$TMP/inv"
+expect_grep '"status": "ok"' "$TMP/inv/run.json" "the finished run's record kept"
+expect_grep '"status": "failed"' "$TMP/inv/run.failed.json" "the failed rerun recorded beside it"
 # options that once ran with nonsense: a huge --scales, a loss weight past float, a generator as feature net
 expect_code 2 "huge --scales" -- "$REWIND" invert "${INV[@]}" --steps 3 --scales 2147483648 --out "$TMP/inv-sc"
 expect_code 2 "loss weight past float" -- "$REWIND" invert "${INV[@]}" --steps 3 --loss mse=1e300 --out "$TMP/inv-w"
