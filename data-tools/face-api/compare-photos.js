@@ -22,7 +22,8 @@ const FA = path.dirname(require.resolve('@vladmandic/face-api/package.json'));
 const SAME = 0.6;  // face-api's rule: same person below 0.6 (Euclidean, raw descriptors)
 
 function loadFaceApi() {
-  // face-api.js is the browser bundle; its node platform wants `util`, which the bundle stubs, so node is hidden
+  // face-api.js is the browser bundle (tfjs included); its node platform wants `util`, which the bundle replaces
+  // with an empty module, so process.versions is hidden
   // while it loads and tfjs then gets a node platform and face-api its node env (fs) by hand.
   const file = path.join(FA, 'dist', 'face-api.js');
   const versions = process.versions;

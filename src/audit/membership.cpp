@@ -211,6 +211,7 @@ struct Plan {
   std::set<std::string> run;
   std::map<std::string, std::string> not_run;
   bool need_recovery = false;
+  bool use_refs = false;  ///< a reference-calibrated attack runs: the references recover the same rows
   nlohmann::json fp;
 };
 
@@ -256,6 +257,7 @@ Plan plan(models::Generator& g, const References& refs, models::Embedder* e, con
     else
       run.insert(a);
   }
+  p.use_refs = std::any_of(run.begin(), run.end(), is_reference_attack);
   RW_CHECK(!run.empty(), Usage, "no attack could run: MembershipOptions::attacks '", o.attacks,
            "' needs an embedder for identity-nn / recon-identity and a reference generator for calibrated, lira, rmia");
   nlohmann::json ref_names = nlohmann::json::array();
@@ -323,7 +325,7 @@ MembershipResult run_membership(models::Generator& g, const References& refs, mo
                                 const io::Manifest& members, const io::Manifest& nonmembers, const MembershipOptions& o,
                                 const ProgressFn& progress, io::RunRecord* record) {
   const Plan pl = plan(g, refs, e, members, nonmembers, o);
-  const bool use_refs = std::any_of(pl.run.begin(), pl.run.end(), is_reference_attack);
+  const bool use_refs = pl.use_refs;
   const auto& run = pl.run;
   const auto& not_run = pl.not_run;
   const bool need_recovery = pl.need_recovery;
@@ -433,7 +435,7 @@ int64_t run_membership_shard(models::Generator& g, const References& refs, model
                              io::RunRecord* record) {
   RW_CHECK(!shard.whole(), Internal, "run_membership_shard needs a shard of more than one");
   const Plan pl = plan(g, refs, e, members, nonmembers, o);
-  const bool use_refs = std::any_of(pl.run.begin(), pl.run.end(), is_reference_attack);
+  const bool use_refs = pl.use_refs;
   const int64_t round = membership_next_round(o.stage_dir);
   RW_CHECK(round > 0, Usage, "every round of this sharded membership run is merged already: run it with --merge to "
            "write the report");

@@ -81,19 +81,16 @@ std::vector<std::string> DcganGeneratorImpl::layer_names() const {
   return names;
 }
 
-namespace {
-/// Index of `layer` in layer_names(); Error{kUsage} listing them when it is not one.
-size_t layer_index(const std::vector<std::string>& names, const std::string& layer) {
+size_t layer_index(const std::vector<std::string>& names, const std::string& layer, const std::string& what) {
   const auto it = std::find(names.begin(), names.end(), layer);
   std::string list;
   for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
-  RW_CHECK(it != names.end(), Usage, "the generator has no layer '", layer, "'; layers: ", list);
+  RW_CHECK(it != names.end(), Usage, what, " has no layer '", layer, "'; layers: ", list);
   return size_t(it - names.begin());
 }
-}  // namespace
 
 torch::Tensor DcganGeneratorImpl::head(const torch::Tensor& z, const std::string& layer) {
-  const size_t k = layer_index(layer_names(), layer);
+  const size_t k = layer_index(layer_names(), layer, "the generator");
   auto h = torch::relu(bn0_->forward(fc_->forward(z))).view({z.size(0), first_channels_, base_, base_});
   auto m = net_->begin();
   for (size_t i = 0; i < 4 * k; ++i, ++m) h = m->forward(h);
@@ -101,7 +98,7 @@ torch::Tensor DcganGeneratorImpl::head(const torch::Tensor& z, const std::string
 }
 
 torch::Tensor DcganGeneratorImpl::tail(torch::Tensor a, const std::string& layer) {
-  const size_t k = layer_index(layer_names(), layer);
+  const size_t k = layer_index(layer_names(), layer, "the generator");
   auto m = net_->begin() + long(4 * k);
   for (; m != net_->end(); ++m) a = m->forward(a);
   return a;
@@ -273,12 +270,7 @@ std::vector<std::string> DcganDiscriminatorImpl::stage_names() const {
 }
 
 torch::Tensor DcganDiscriminatorImpl::features(torch::Tensor x, const std::string& stage) {
-  const auto names = stage_names();
-  const auto it = std::find(names.begin(), names.end(), stage);
-  std::string list;
-  for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
-  RW_CHECK(it != names.end(), Usage, "the discriminator has no layer '", stage, "'; layers: ", list);
-  const size_t last = 2 * size_t(it - names.begin() + 1);  // conv + LeakyReLU per block
+  const size_t last = 2 * (layer_index(stage_names(), stage, "the discriminator") + 1);  // conv + LeakyReLU per block
   auto m = net_->begin();
   for (size_t i = 0; i < last; ++i, ++m) x = m->forward(x);
   return x;

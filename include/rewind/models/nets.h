@@ -33,6 +33,10 @@ struct GanArch {
 
 class FrozenDcgan;
 
+/// Position of `layer` among `names`; Error{kUsage} "<what> has no layer '<layer>'; layers: ..." when
+/// it is not one of them. The one layer-name lookup of the networks here and their feature nets.
+size_t layer_index(const std::vector<std::string>& names, const std::string& layer, const std::string& what);
+
 class DcganGeneratorImpl : public torch::nn::Module {
  public:
   friend class FrozenDcgan;
