@@ -51,6 +51,43 @@ AccuracySet accuracy_set(const io::Manifest& m, const std::vector<size_t>& rows,
   return a;
 }
 
+nlohmann::json compare_fingerprint(const models::Generator& g, const models::Embedder& e, const models::SplitClassifier& c,
+                                   const io::Manifest& dataset, const io::Manifest* reference,
+                                   const std::vector<std::string>& class_names, const CompareOptions& o) {
+  return {{"splits", o.splits}, {"defenses", o.defenses}, {"samples", o.samples}, {"crop", o.crop},
+          {"wb_steps", o.wb_steps}, {"pictures", o.pictures}, {"batch", o.batch}, {"seed", o.seed},
+          {"recovery", recovery_fingerprint(o.invert)}, {"generator", g.id()}, {"embedder", e.id()},
+          {"classifier", c.id()}, {"classes", class_names}, {"dataset", manifest_hash(dataset)},
+          {"reference", reference ? manifest_hash(*reference) : ""}};
+}
+
+/// A finished split x defence cell, kept as the pieces its verdicts are computed from (the
+/// thresholds and exposures are recomputed from `sim`, so --far may differ on resume).
+struct CellStage {
+  at::Tensor psnr, ssim, sim, recon_shown;
+  double accuracy = -1;
+};
+
+bool load_cell(const StageCache& c, const std::string& name, CellStage* out) {
+  nlohmann::json meta;
+  if (!c.load_json(name, &meta) || !c.load(name + "-psnr", &out->psnr) || !c.load(name + "-ssim", &out->ssim) ||
+      !c.load(name + "-sim", &out->sim))
+    return false;
+  if (meta.value("shown", false) && !c.load(name + "-recon", &out->recon_shown)) return false;
+  out->psnr = out->psnr.to(torch::kFloat32), out->ssim = out->ssim.to(torch::kFloat32), out->sim = out->sim.to(torch::kFloat32);
+  if (out->recon_shown.defined()) out->recon_shown = out->recon_shown.to(torch::kFloat32);
+  out->accuracy = meta.value("accuracy", -1.0);
+  return true;
+}
+
+void save_cell(const StageCache& c, const std::string& name, const CellStage& s) {
+  c.save(name + "-psnr", s.psnr);
+  c.save(name + "-ssim", s.ssim);
+  c.save(name + "-sim", s.sim);
+  if (s.recon_shown.defined()) c.save(name + "-recon", s.recon_shown);
+  c.save_json(name, {{"accuracy", s.accuracy}, {"shown", s.recon_shown.defined()}});  // last: marks it complete
+}
+
 }  // namespace
 
 CompareResult run_compare(models::Generator& g, models::Embedder& e, models::SplitClassifier& c, const io::Manifest& dataset,
@@ -68,22 +105,39 @@ CompareResult run_compare(models::Generator& g, models::Embedder& e, models::Spl
   RW_CHECK(!defs.empty(), Usage, "CompareOptions::defenses is empty (use none)");
   const auto shape = g.output_shape();
   auto mark = [&](const char* s) { if (record) record->mark(s); };
+  StageCache cache(o.stage_dir, compare_fingerprint(g, e, c, dataset, reference, class_names, o), o.resume);
   CompareResult res;
 
   // ---- output side: the GAN (as the audit)
-  auto ds = embed_manifest(e, dataset, shape, "embed dataset", progress, o.batch, {}, o.crop);
+  Embedded ds;
+  if (!load_embedded(cache, "dataset", &ds)) {
+    ds = embed_manifest(e, dataset, shape, "embed dataset", progress, o.batch, {}, o.crop);
+    save_embedded(cache, "dataset", ds);
+  }
   record_skips(record, ds.skipped);
   res.skipped = ds.skipped;
   RW_CHECK(!ds.rows.empty(), Input, "no image of the dataset could be loaded",
            ds.skipped.empty() ? std::string() : " (first problem: " + ds.skipped.front().reason + ")");
-  SampleBank bank(g, e, o.samples, o.seed, progress);
+  at::Tensor sample_emb;
+  std::unique_ptr<SampleBank> bank_kept;
+  if (cache.load("samples", &sample_emb)) {
+    bank_kept = std::make_unique<SampleBank>(sample_emb.to(torch::kFloat32), o.seed);
+  } else {
+    bank_kept = std::make_unique<SampleBank>(g, e, o.samples, o.seed, progress);
+    cache.save("samples", bank_kept->embeddings());
+  }
+  SampleBank& bank = *bank_kept;
   std::vector<double> nn_sim;
   std::vector<int64_t> nn_sample;
   bank.nearest(ds.emb, &nn_sim, &nn_sample);
   auto labels = io::identity_labels(dataset, ds.rows);
   std::vector<double> ref_scores;
   if (reference) {
-    auto ref = embed_manifest(e, *reference, shape, "embed reference", progress, o.batch, {}, o.crop);
+    Embedded ref;
+    if (!load_embedded(cache, "reference", &ref)) {
+      ref = embed_manifest(e, *reference, shape, "embed reference", progress, o.batch, {}, o.crop);
+      save_embedded(cache, "reference", ref);
+    }
     record_skips(record, ref.skipped);
     std::vector<int64_t> rsample;
     bank.nearest(ref.emb, &ref_scores, &rsample);
@@ -106,7 +160,7 @@ CompareResult run_compare(models::Generator& g, models::Embedder& e, models::Spl
   }
   std::vector<size_t> photo_rows;
   for (const auto& id : res.identities) photo_rows.push_back(id.photo_row);
-  res.recovery = recover_rows(g, dataset, photo_rows, o.invert, nullptr, progress, "invert", nullptr, 0, {}, o.crop);
+  res.recovery = recover_rows(g, dataset, photo_rows, o.invert, nullptr, progress, "invert", &cache, 0, {}, o.crop);
   RW_CHECK(res.recovery.rows == photo_rows, Input, "a photo could not be reloaded for latent recovery (",
            res.recovery.skipped.empty() ? std::string("changed on disk") : res.recovery.skipped.front().reason, ")");
   // the GAN side's probes: each person's closest sample, matched against all the people's photos
@@ -129,31 +183,54 @@ CompareResult run_compare(models::Generator& g, models::Embedder& e, models::Spl
   mark("gan side");
 
   // ---- input side: the split classifier, on the same photos
-  data::ImageStream ps(dataset, photo_rows, pipeline_loader(shape, o.crop));
-  auto x = data::load_all(ps, "the photos").images;
-  auto cx = featinv::to_shape(x, c.input_shape());
   res.split_threshold = verdict_threshold(nullptr, ds.emb, labels, o.far, 1, int64_t(res.identities.size()));
-  auto acc = accuracy_set(dataset, ds.rows, class_names, shape, o.crop);
+  // the photos, the accuracy set and the activations are loaded only for cells not kept already
+  at::Tensor cx;
+  AccuracySet acc;
+  bool loaded = false;
+  auto load_photos = [&] {
+    if (loaded) return;
+    data::ImageStream ps(dataset, photo_rows, pipeline_loader(shape, o.crop));
+    cx = featinv::to_shape(data::load_all(ps, "the photos").images, c.input_shape());
+    acc = accuracy_set(dataset, ds.rows, class_names, shape, o.crop);
+    loaded = true;
+  };
   featinv::WhiteBoxOptions wo;
   wo.loop.steps = o.wb_steps;
   wo.seed = o.seed;
-  const int64_t shown = std::min<int64_t>(o.pictures, x.size(0));
+  const int64_t shown = std::min<int64_t>(o.pictures, int64_t(photo_rows.size()));
+  int64_t cell_no = 0;
   for (const auto& sp : splits) {
-    auto acts = featinv::activations(c, sp, cx);
+    at::Tensor acts;
     for (const auto& d : defs) {
       SplitCell cell;
       cell.split = sp;
       cell.defense = d.str();
-      auto a = featinv::defend(acts, d, o.seed);
-      auto r = featinv::white_box(c, sp, a, wo, staged(progress, "white-box " + sp + " " + d.str()));
-      auto q = featinv::quality(cx, r.recon);
-      cell.psnr = q.psnr;
-      cell.ssim = q.ssim;
-      auto recon = featinv::to_shape(r.recon, shape);
-      // sim[i][j]: rebuild i against photo j. The rebuild-specific null is the off-diagonal: rebuilds against
-      // OTHER people's photos (a rebuild that shows no one is exchangeable with those); the cell's threshold
-      // must be certified by it and by real impostors
-      auto sim = torch::mm(embed_chunked(e, recon, 128), x_emb.t());
+      const std::string stage = "cell-" + std::to_string(cell_no++);
+      CellStage kept;
+      if (!load_cell(cache, stage, &kept)) {
+        load_photos();
+        if (!acts.defined()) acts = featinv::activations(c, sp, cx);
+        auto a = featinv::defend(acts, d, o.seed);
+        auto r = featinv::white_box(c, sp, a, wo, staged(progress, "white-box " + sp + " " + d.str()));
+        auto q = featinv::quality(cx, r.recon);
+        kept.psnr = q.psnr;
+        kept.ssim = q.ssim;
+        auto recon = featinv::to_shape(r.recon, shape);
+        // sim[i][j]: rebuild i against photo j. The rebuild-specific null is the off-diagonal: rebuilds against
+        // OTHER people's photos (a rebuild that shows no one is exchangeable with those); the cell's threshold
+        // must be certified by it and by real impostors
+        kept.sim = torch::mm(embed_chunked(e, recon, 128), x_emb.t());
+        if (d.kind == "none") kept.recon_shown = recon.slice(0, 0, shown).clone();
+        if (acc.images.defined())
+          kept.accuracy = featinv::accuracy_through_split(c, sp, featinv::to_shape(acc.images, c.input_shape()), acc.labels, d, o.seed);
+        save_cell(cache, stage, kept);
+      }
+      cell.psnr = kept.psnr;
+      cell.ssim = kept.ssim;
+      cell.recon_shown = kept.recon_shown;
+      cell.accuracy = kept.accuracy;
+      const auto& sim = kept.sim;
       cell.cos = sim.diagonal().clone();
       auto off = sim.masked_select(~torch::eye(sim.size(0), torch::kBool));
       cell.threshold = res.split_threshold;
@@ -173,9 +250,6 @@ CompareResult run_compare(models::Generator& g, models::Embedder& e, models::Spl
       cell.exposed = cell.exposure.n_exposed;
       cell.control = cell.exposure.n_control;
       cell.control_impostor = exposure_of(sim, res.split_threshold.value).n_control;
-      if (d.kind == "none") cell.recon_shown = recon.slice(0, 0, shown).clone();
-      if (acc.images.defined())
-        cell.accuracy = featinv::accuracy_through_split(c, sp, featinv::to_shape(acc.images, c.input_shape()), acc.labels, d, o.seed);
       res.cells.push_back(std::move(cell));
     }
   }

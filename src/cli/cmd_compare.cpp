@@ -34,7 +34,8 @@ void bind(po::options_description& desc, ComparePaths& p, audit::CompareOptions&
       ("far", opt(&o.far), "family-wise false-exposure rate of each direction (as audit --far)")
       ("wb-steps", opt(&o.wb_steps), "white-box inversion steps per split")
       ("pictures", opt(&o.pictures), "identities shown with pictures in report.html")
-      ("seed", opt(&o.seed), "seed");
+      ("seed", opt(&o.seed), "seed")
+      ("resume", po::bool_switch(&o.resume), "continue the stages an interrupted run left in --out (same options)");
   add_recovery_flags(desc, o.invert, p.rloss);
 }
 
@@ -59,6 +60,7 @@ int compare_cmd(const Args& args) {
            "compare needs --generator, --classifier, --dataset and --embedder together (or none for the embedded demo)");
   o.invert.seed = o.seed;
   apply_recovery_loss(p.rloss, o.invert);
+  o.stage_dir = p.out + "/.stages";
   io::ensure_dir(p.out);
   io::RunRecord record(demo ? "compare (embedded demo)" : "compare");
   record.set_seed(o.seed);

@@ -676,8 +676,12 @@ void validate_index(const faiss::Index* index, const std::string& ipath, const s
       total += int64_t(sz);
       if (total > n) bad("its inverted lists hold more vectors than ntotal");
       faiss::InvertedLists::ScopedIds ids(il, l);
-      for (size_t k = 0; k < sz; ++k)
-        if (ids[k] < 0 || ids[k] >= n) bad("an inverted-list id out of range");
+      const auto* raw = reinterpret_cast<const char*>(ids.get());  // mapped lists may be misaligned
+      for (size_t k = 0; k < sz; ++k) {
+        faiss::Index::idx_t id;
+        std::memcpy(&id, raw + k * sizeof id, sizeof id);
+        if (id < 0 || id >= n) bad("an inverted-list id out of range");
+      }
     }
     if (total != n) bad("its inverted lists hold fewer vectors than ntotal");
     const auto& dm = ivf->direct_map;

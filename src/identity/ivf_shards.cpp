@@ -214,8 +214,13 @@ IdentityIndex IdentityIndex::merge_ivf_shards(const IndexOptions& options, const
       const size_t n = lists[s]->list_size(l);
       if (n == 0) continue;
       faiss::InvertedLists::ScopedIds sid(lists[s], l);
+      // a mapped list's ids sit wherever FAISS laid them out in the file (after codes of any
+      // size), so they may be misaligned: copied out, not loaded through an idx_t pointer (UBSan)
+      const auto* raw = reinterpret_cast<const char*>(sid.get());
       for (size_t j = 0; j < n; ++j) {
-        const int64_t id = id_of(sid[j], shard_files[s]);
+        idx_t key;
+        std::memcpy(&key, raw + j * sizeof(idx_t), sizeof key);
+        const int64_t id = id_of(key, shard_files[s]);
         RW_CHECK(!seen[size_t(id)], Input, shard_files[s], " repeats key ", keys[size_t(id)],
                  " of another shard: two shards overlap; rerun them with the same --shard count");
         seen[size_t(id)] = 1;

@@ -358,7 +358,7 @@ class ScriptEmbedder : public Embedder {
 class NativeClassifier : public SplitClassifier {
  public:
   NativeClassifier(const std::string& path, const nlohmann::json& arch)
-      : arch_(CnnArch::from_json(arch)), net_(make_cnn(arch_)), path_(path) {
+      : arch_(CnnArch::from_json(arch)), net_(make_cnn(arch_)), path_(path), hash_(file_hash(path)) {
     load_native_weights(path, *net_);
     freeze(*net_);
   }
@@ -379,6 +379,7 @@ class NativeClassifier : public SplitClassifier {
   std::string describe() const override {
     return "native " + arch_.name + " classifier " + fs::path(path_).filename().string();
   }
+  std::string id() const override { return describe() + ":" + hash_; }
   std::vector<BatchNormStats> batchnorm_stats() const override {
     std::vector<BatchNormStats> out;
     for (const auto& child : net_->named_children())
@@ -441,12 +442,12 @@ class NativeClassifier : public SplitClassifier {
  private:
   CnnArch arch_;
   StagedNet net_;
-  std::string path_;
+  std::string path_, hash_;
 };
 
 class ScriptClassifier : public SplitClassifier {
  public:
-  ScriptClassifier(const std::string& path, torch::jit::Module m) : m_(std::move(m)), path_(path) {
+  ScriptClassifier(const std::string& path, torch::jit::Module m) : m_(std::move(m)), path_(path), hash_(file_hash(path)) {
     freeze(m_);
     head_tail_ = m_.find_method("head").has_value() && m_.find_method("tail").has_value();
     if (!head_tail_) collect(m_, "");
@@ -477,6 +478,7 @@ class ScriptClassifier : public SplitClassifier {
   }
   void to(const c10::Device& d) override { m_.to(d); }
   std::string describe() const override { return "TorchScript classifier " + fs::path(path_).filename().string(); }
+  std::string id() const override { return describe() + ":" + hash_; }
   std::vector<BatchNormStats> batchnorm_stats() const override {
     std::vector<BatchNormStats> out;
     for (const auto& s : stages_)
@@ -571,7 +573,7 @@ class ScriptClassifier : public SplitClassifier {
   }
 
   torch::jit::Module m_;
-  std::string path_;
+  std::string path_, hash_;
   bool head_tail_ = false;
   std::vector<Stage> stages_;
   ImageShape shape_;

@@ -115,6 +115,18 @@ for f in scores.csv identity_scores.csv report.json report.html run.json; do [ -
 [ "$(wc -l < "$TMP/mem/scores.csv")" = "13" ] && ok || bad "scores.csv: one row per target (12)"
 for a in recovery calibrated lira rmia identity-nn recon-identity; do expect_grep "\"$a\"" "$TMP/mem/report.json" "metrics for $a"; done
 expect_grep "<svg" "$TMP/mem/report.html" "ROC plot inline"
+# a kill after each kind of finished stage keeps it: --resume continues and writes the same scores
+MEM=(membership --generator "$TMP/m/g.pt" --members "$TMP/faces/indexed.csv" --nonmembers "$TMP/faces/others.csv"
+     --embedder "$TMP/m/e.pt" --reference-generator "$TMP/m/ref.pt" --samples 20 --per-identity 1 --restarts 1
+     --steps 5 --bootstrap 50 -q)
+k=0
+for stage in members-scan samples "invert members-seg-0" "invert nonmembers (reference)-seg-0"; do
+  k=$((k + 1))
+  expect_code 137 "membership killed after $stage" -- env REWIND_CRASH_POINT="stage:$stage" "$REWIND" "${MEM[@]}" --out "$TMP/mem-k$k"
+  ls "$TMP/mem-k$k/.stages/$stage".* >/dev/null 2>&1 && ok || bad "membership stage $stage kept after a kill"
+  expect_code 0 "membership --resume after a kill at $stage" -- "$REWIND" "${MEM[@]}" --out "$TMP/mem-k$k" --resume
+  cmp -s "$TMP/mem-k$k/scores.csv" "$TMP/mem/scores.csv" && ok || bad "resumed membership (killed at $stage) gives the uninterrupted scores"
+done
 
 # audit with explicit data; identity names are escaped in the HTML
 sed 's/,id00003/,<b>evil<\/b>/; s/,id00005/,=1+1/' "$TMP/faces/manifest.csv" > "$TMP/faces/evil.csv"
@@ -157,6 +169,17 @@ expect_code 0 "compare demo" -- "$REWIND" compare --out "$TMP/cmp" --samples 50 
 for f in report.html report.json report.csv run.json; do [ -s "$TMP/cmp/$f" ] && ok || bad "compare wrote $f"; done
 expect_grep "Through the split at relu1" "$TMP/out" "compare summary"
 head -1 "$TMP/cmp/report.csv" | grep -q 'split_fc1_noise=1_exposed' && ok || bad "compare table has each split x defence"
+# killed after a GAN-side stage, the recovery or a split cell: --resume finishes with the same table
+CMP=(compare --samples 50 --restarts 1 --steps 5 --wb-steps 5 --splits relu1,fc1 --defense none,noise=1 -q)
+k=0
+for stage in samples invert-seg-0 cell-1; do
+  k=$((k + 1))
+  expect_code 137 "compare killed after $stage" -- env REWIND_CRASH_POINT="stage:$stage" "$REWIND" "${CMP[@]}" --out "$TMP/cmp-k$k"
+  expect_code 0 "compare --resume after a kill at $stage" -- "$REWIND" "${CMP[@]}" --out "$TMP/cmp-k$k" --resume
+  cmp -s "$TMP/cmp-k$k/report.csv" "$TMP/cmp/report.csv" && ok || bad "resumed compare (killed at $stage) gives the uninterrupted table"
+done
+expect_code 2 "compare --resume with other options" -- "$REWIND" "${CMP[@]}" --out "$TMP/cmp-k3" --resume --seed 2
+expect_grep "other options or inputs" "$TMP/err" "compare resume refuses changed options"
 expect_code 2 "compare unknown split" -- "$REWIND" compare --out "$TMP/cmp2" --splits nope -q
 expect_grep "valid splits" "$TMP/err" "compare split error lists the valid ones"
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets (clang, ASan + UBSan) into build-fuzz/ and runs each for
+# Builds the libFuzzer targets and the sanitized unit tests (clang, ASan + UBSan) into build-fuzz/,
+# runs those unit tests, then each fuzz target for
 # FUZZ_SECONDS (default 20) from its seed corpus in tests/fuzz/corpus/NAME (copied, so new
 # inputs stay out of the source tree). A crash, a sanitizer report or an exception other than
 # rw::Error fails the run; the reproducer is left as build-fuzz/crash-NAME-*. The executions per
@@ -29,13 +30,29 @@ export UBSAN_OPTIONS=print_stacktrace=1
 export OMP_NUM_THREADS=1  # one input at a time: spinning OpenMP workers only slow the target
 export LSAN_OPTIONS="suppressions=$PWD/tests/fuzz/lsan.supp"
 report="$B/fuzz-report.md"
+# the unit tests of the same readers, the identity index, the importers and the statistics, built
+# with ASan + UBSan (CMakeLists.txt here says which): any sanitizer report or failure fails the run
+t1=$(date +%s)
+set +e
+OMP_WAIT_POLICY=PASSIVE "$B/sanitized_unit_tests" >"$B/sanitized_unit_tests.log" 2>&1
+urc=$?
+set -e
+unit_s=$(( $(date +%s) - t1 ))
+unit_n=$(grep -o '^\[  PASSED  \] [0-9]* tests' "$B/sanitized_unit_tests.log" | grep -o '[0-9]*' || echo 0)
+if [ "$urc" = 0 ]; then unit_result="$unit_n tests passed, no sanitizer report"; else
+  unit_result="**FAILED** (exit $urc, see $B/sanitized_unit_tests.log)"
+  grep -E "runtime error|ERROR|SUMMARY|FAILED|#[0-9]+ " "$B/sanitized_unit_tests.log" | head -30 >&2
+fi
 {
   echo "# libFuzzer run ($(date -u +%Y-%m-%d), ${SECS} s per target, ${CORES} cores, build ${build_s} s)"
+  echo
+  echo "ASan + UBSan unit tests: $unit_result (${unit_s} s)."
   echo
   echo "| target | executions | exec/s | corpus (seeds -> end) | result |"
   echo "|---|---|---|---|---|"
 } >"$report"
 fail=0
+[ "$urc" = 0 ] || fail=1
 for t in $TARGETS; do
   seeds="tests/fuzz/corpus/$t"
   if [ -z "$(ls -A "$seeds" 2>/dev/null)" ]; then REWIND_FUZZ_SEEDS="$seeds" "$B/fuzz_$t"; fi

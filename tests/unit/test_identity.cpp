@@ -8,9 +8,12 @@
 
 #include <chrono>
 #include <fstream>
+#include <functional>
 #include <random>
 #include <sstream>
 
+#include <faiss/IndexHNSW.h>
+#include <faiss/index_io.h>
 #include <nlohmann/json.hpp>
 
 #include "rewind/core/error.h"
@@ -331,6 +334,7 @@ TEST(IdentityIndex, ByteFlipsAreDetectedAndNeverCrash) {
         ++detected;
       }
       if (f != 0) continue;  // the structure checks concern index.faiss
+      if (rw::test::kAddressSanitizer) continue;  // no address-space cap under ASan (test_util.h)
       // A flipped size field makes FAISS allocate (and zero) up to 1 TB before its read fails: an
       // address-space limit turns that into a quick bad_alloc, which load reports as damage.
       AddressSpaceLimit limit(1ll << 30);
@@ -346,6 +350,62 @@ TEST(IdentityIndex, ByteFlipsAreDetectedAndNeverCrash) {
   EXPECT_GT(detected, 1000);  // flips in JSON whitespace may leave the content intact
   std::cout << total << " flips: " << detected << " refused, " << total - detected - silent << " harmless, " << silent
             << " silently changed; without the hash check " << unverified_errors << " refused by the structure checks\n";
+}
+
+// The hardening issue's crafted graphs: an HNSW file that FAISS itself wrote, well-formed byte for
+// byte, whose entry point or a neighbour id points outside the graph (FAISS follows either out of
+// bounds: a segfault in `index query`). With the hash check skipped the structure check refuses
+// each, naming the file and what is wrong; with it, the checksum refuses them first.
+TEST(IdentityIndex, CraftedHnswGraphsAreRefused) {
+  TempDir tmp;
+  identity::IndexOptions o;
+  o.factory = "HNSW8";
+  o.fars = {1e-1};
+  identity::IdentityIndex idx(8, o);
+  idx.add(clustered(20, 3, 8, 0.3, 31), items_for(60, 3));
+  idx.calibrate();
+  const auto base = tmp / "base";
+  idx.save(base);
+  const auto q = unit_rows(4, 8, 32);
+  (void)identity::IdentityIndex::load(base, /*verify=*/false).search(q, 3);  // the untouched file searches
+  struct Craft {
+    std::string name, want;
+    std::function<void(faiss::HNSW&, int64_t)> edit;
+  };
+  const std::vector<Craft> crafts = {
+      {"entry point past the end", "entry point out of range", [](faiss::HNSW& g, int64_t n) { g.entry_point = int(n + 5); }},
+      {"negative entry point", "entry point out of range", [](faiss::HNSW& g, int64_t) { g.entry_point = -3; }},
+      {"neighbour id past the end", "neighbour id out of range",
+       [](faiss::HNSW& g, int64_t n) {
+         for (auto& j : g.neighbors)
+           if (j >= 0) { j = int(n + 1000); break; }
+       }},
+      {"neighbour id below -1", "neighbour id out of range",
+       [](faiss::HNSW& g, int64_t) {
+         for (auto& j : g.neighbors)
+           if (j >= 0) { j = -2; break; }
+       }},
+      {"top level above every node", "top level", [](faiss::HNSW& g, int64_t) { g.max_level += 1; }},
+  };
+  for (const auto& c : crafts) {
+    const auto work = tmp / ("work-" + std::to_string(&c - crafts.data()));
+    fs::create_directories(work);
+    for (const char* f : {"items.csv", "manifest.json"}) fs::copy_file(base + "/" + f, work + "/" + f);
+    std::unique_ptr<faiss::Index> raw(faiss::read_index((base + "/index.faiss").c_str()));
+    auto* h = dynamic_cast<faiss::IndexHNSW*>(raw.get());
+    ASSERT_NE(h, nullptr);
+    c.edit(h->hnsw, h->ntotal);
+    faiss::write_index(raw.get(), (work + "/index.faiss").c_str());
+    try {
+      (void)identity::IdentityIndex::load(work, /*verify=*/false).search(q, 3);
+      ADD_FAILURE() << c.name << ": loaded and searched";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::kInput) << c.name;
+      EXPECT_NE(std::string(e.what()).find(c.want), std::string::npos) << c.name << ": " << e.what();
+      EXPECT_NE(std::string(e.what()).find("index.faiss"), std::string::npos) << c.name << ": " << e.what();
+    }
+    EXPECT_THROW(identity::IdentityIndex::load(work), Error) << c.name << ": the checksum should refuse it first";
+  }
 }
 
 // An edited manifest (here: its factory field) is refused by the manifest's checksum; a legacy

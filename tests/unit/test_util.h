@@ -6,7 +6,24 @@
 #include <fstream>
 #include <string>
 
+#if defined(__SANITIZE_ADDRESS__)
+#define REWIND_TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define REWIND_TEST_ASAN 1
+#endif
+#endif
+
 namespace rw::test {
+
+/// True in the ASan build (tests/fuzz: sanitized_unit_tests). ASan reserves terabytes of shadow
+/// memory, so tests that cap the address space (RLIMIT_AS) to turn a huge allocation into
+/// bad_alloc skip that part there; ASan's operator new aborts instead of throwing.
+#ifdef REWIND_TEST_ASAN
+constexpr bool kAddressSanitizer = true;
+#else
+constexpr bool kAddressSanitizer = false;
+#endif
 
 /// A fresh folder under the system temp dir, removed with its contents on destruction.
 class TempDir {

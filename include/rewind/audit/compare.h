@@ -36,7 +36,9 @@ struct CompareOptions {
   int64_t batch = 128;      ///< images per embedder pass
   uint64_t seed = 1;        ///< samples, restarts, defences
   ganinv::InvertOptions invert = recovery_defaults(100);  ///< GAN-side latent recovery (2 restarts x 100 steps)
-
+  std::string stage_dir;    ///< where finished stages are kept (embeddings, samples, recovery chunks, each
+                            ///< split x defence cell); "" = not kept. The CLI uses OUT/.stages
+  bool resume = false;      ///< continue the stages kept in stage_dir (same options and inputs, else an error)
 };
 
 /// One split x defence cell of the split side.

@@ -113,6 +113,8 @@ class SplitClassifier {
   virtual at::Tensor forward(const at::Tensor& x) = 0;
   virtual void to(const c10::Device& device) = 0;
   virtual std::string describe() const = 0;
+  /// describe() and the file's hash: what resume checks and stage fingerprints compare.
+  virtual std::string id() const { return describe(); }
 
   /// A BatchNorm stage and its stored running statistics ([C] each), for the DeepInversion prior.
   struct BatchNormStats {
