@@ -221,21 +221,32 @@ std::string rank_plot(const AuditResult& r) {
   return report::svg_plot(ss, po);
 }
 
-void write_pictures(const std::string& out, const Pictures& p, models::Generator& g, uint64_t seed, int64_t samples) {
+/// samples.png (the first 64 samples, labelled and at a readable size) and top.png (one identity a
+/// row: your image | closest sample | reconstruction, with the identity, its verdict and similarity).
+void write_pictures(const std::string& out, const AuditResult& r, const Pictures& p, models::Generator& g, uint64_t seed,
+                    int64_t samples) {
   std::vector<int64_t> ids;
   for (int64_t i = 0; i < std::min<int64_t>(64, samples); ++i) ids.push_back(i);
-  io::save_image(out + "/samples.png", io::make_grid(SampleBank::images(g, seed, ids), 8));
+  io::GridLabels sl;
+  sl.title = "generated samples 0-" + std::to_string(ids.size() - 1) + " (seed " + std::to_string(seed) + ")";
+  sl.min_side = 64;
+  for (size_t i = 0; i < ids.size(); i += 8) sl.rows.push_back({std::to_string(i) + "-" + std::to_string(std::min(ids.size(), i + 8) - 1)});
+  io::save_image(out + "/samples.png", io::labelled_grid(SampleBank::images(g, seed, ids), 8, sl));
   std::vector<at::Tensor> tiles;
   const auto s = g.output_shape();
   auto blank = torch::ones({s.channels, s.height, s.width});
-  for (size_t k = 0; k < p.image.size() && k < 16; ++k)
+  io::GridLabels tl;
+  tl.title = "top identities by closest-sample similarity";
+  tl.columns = {"your image", "closest sample", "reconstruction"};
+  for (size_t k = 0; k < p.image.size() && k < 16; ++k) {
     for (const auto* col : {&p.image, &p.sample, &p.recon}) tiles.push_back((*col)[k].defined() ? (*col)[k] : blank);
+    const auto& ev = r.identities[k];
+    tl.rows.push_back({"#" + std::to_string(k + 1) + " " + ev.identity + (ev.member == 1 ? " (member)" : ev.member == 0 ? " (non-member)" : ""),
+                       ev.verdict == Verdict::kLeaks ? "LEAKS" : ev.verdict == Verdict::kInconclusive ? "inconclusive" : "no evidence",
+                       "similarity " + report::fmt_g(ev.nn_similarity, 3)});
+  }
   if (tiles.empty()) return;
-  auto grid = io::make_grid(torch::stack(tiles), 6, 2);
-  const int64_t side = s.width, up = side >= 96 ? 1 : (96 + side - 1) / side;
-  if (up > 1)  // small faces are shown at >= 96 px, as in report.html
-    grid = torch::upsample_nearest2d(grid.unsqueeze(0), {grid.size(-2) * up, grid.size(-1) * up}).squeeze(0);
-  io::save_image(out + "/top.png", grid);
+  io::save_image(out + "/top.png", io::labelled_grid(torch::stack(tiles), 3, tl));
 }
 
 }  // namespace
@@ -293,7 +304,7 @@ void write_audit_report(const std::string& out, const AuditResult& r, const Audi
                    r.skipped.front().reason);
   html.details("run options and build", io::dump_json(options_json, 2) + "\n" + build_string());
   html.write(out + "/report.html");
-  write_pictures(out, pics, g, o.seed, o.samples);
+  write_pictures(out, r, pics, g, o.seed, o.samples);
 }
 
 }  // namespace rw::audit

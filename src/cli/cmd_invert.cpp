@@ -216,7 +216,18 @@ double assemble(const std::string& out, const Segments& seg, const at::Tensor& f
     if (o.refine != "none") tiles.push_back(io::load_image(out + "/refined/" + std::to_string(j) + ".png", same));
   }
   const int per = o.refine != "none" ? 3 : 2;
-  if (!tiles.empty()) io::save_image(out + "/pairs.png", io::make_grid(torch::stack(tiles), per * 4, 2));
+  if (!tiles.empty()) {  // four targets a row, each as target | reconstruction (| refined)
+    io::GridLabels gl;
+    gl.title = "targets and their reconstructions (first " + std::to_string(tiles.size() / per) + ")";
+    for (int t = 0; t < 4; ++t) {
+      gl.columns.insert(gl.columns.end(), {"target", "recon"});
+      if (per == 3) gl.columns.push_back("refined");
+    }
+    for (size_t j = 0; j < tiles.size() / per; j += 4)
+      gl.rows.push_back({"targets " + std::to_string(j) + "-" + std::to_string(std::min(tiles.size() / per, j + 4) - 1)});
+    gl.min_side = 64;
+    io::save_image(out + "/pairs.png", io::labelled_grid(torch::stack(tiles), per * 4, gl));
+  }
   return mses.empty() ? NAN : mia::median(mses);
 }
 

@@ -349,7 +349,8 @@ void write_report_json(const Flags& f, const Loaded& l, const featinv::SweepResu
   io::write_file_atomic(f.out + "/report.json", io::dump_json(report, 2) + "\n");
 }
 
-/// pairs.png: rows = targets, columns = original | each configuration (up to 15). Undefined when
+/// pairs.png: rows = targets, columns = original | each configuration, labelled, wrapped into bands
+/// at 1280 px. Undefined when
 /// no target is shown (--pairs 0).
 at::Tensor write_pairs(const Flags& f, const Loaded& l, const featinv::SweepResult& r,
                        std::vector<std::string>& names) {
@@ -357,15 +358,22 @@ at::Tensor write_pairs(const Flags& f, const Loaded& l, const featinv::SweepResu
   if (k <= 0) return {};
   std::vector<at::Tensor> cols{l.inputs.targets.slice(0, 0, k)};
   names = {"original"};
-  for (const auto& c : r.cells) {
-    if (cols.size() >= 16) break;
+  std::vector<std::string> headers = names;
+  for (const auto& c : r.cells) {  // every configuration, the deepest split included; wide grids wrap
     cols.push_back(c.recon);
     names.push_back(l.cell_name(c, " "));
+    headers.push_back(l.cell_name(c, "\n"));
   }
   std::vector<at::Tensor> tiles;
   for (int64_t j = 0; j < k; ++j)
     for (const auto& col : cols) tiles.push_back(col[j]);
-  auto grid = io::make_grid(torch::stack(tiles), int(cols.size()), 2);
+  io::GridLabels gl;
+  gl.title = "each target rebuilt from the activations at each split (x defence, attack)";
+  gl.columns = headers;
+  for (int64_t j = 0; j < k; ++j) gl.rows.push_back({"target " + std::to_string(j)});
+  gl.repeat_first = true;  // each band of columns starts with the original again
+  gl.min_side = 64;
+  auto grid = io::labelled_grid(torch::stack(tiles), int(cols.size()), gl);
   io::save_image(f.out + "/pairs.png", grid);
   return grid;
 }
@@ -424,8 +432,8 @@ void write_html(const Flags& f, const Loaded& l, const featinv::SweepResult& r, 
     html.heading("Originals and reconstructions");
     std::string legend;
     for (size_t i = 0; i < names.size(); ++i) legend += (i ? " | " : "") + names[i];
-    html.paragraph("columns: " + legend);
-    html.raw(report::img_png(io::encode_png(grid), "pairs", std::min<int>(1200, int(grid.size(2)) * 3)));
+    html.paragraph("columns (named in the picture; wide sweeps wrap into bands, each starting with the original): " + legend);
+    html.raw(report::img_png(io::encode_png(grid), "pairs", std::min<int>(1280, int(grid.size(2)))));
   }
   if (record.skipped() > 0) html.paragraph(std::to_string(record.skipped()) + " input images skipped: see run.json");
   html.details("run record", io::dump_json(record.to_json(), 2));

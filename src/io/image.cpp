@@ -247,4 +247,121 @@ at::Tensor make_grid(const at::Tensor& images, int cols, int pad, float pad_valu
   return grid;
 }
 
+namespace {
+
+constexpr int kFont = cv::FONT_HERSHEY_SIMPLEX;
+constexpr double kScale = 0.42;
+constexpr int kLine = 16;  // pixels per text line
+
+std::string ascii(const std::string& s, size_t max_chars) {
+  std::string o;
+  for (unsigned char ch : s) o += (ch >= 32 && ch < 127) ? char(ch) : '?';
+  if (o.size() > max_chars) o = o.substr(0, max_chars - 3) + "...";
+  return o;
+}
+
+int text_width(const std::string& s) {
+  int base = 0;
+  return cv::getTextSize(s, kFont, kScale, 1, &base).width;
+}
+
+void draw_text(cv::Mat& m, const std::string& s, int x, int baseline_y, cv::Scalar rgb) {
+  cv::putText(m, s, {x, baseline_y}, kFont, kScale, rgb, 1, cv::LINE_AA);
+}
+
+/// A column header's lines: split at '\n', at most 3, each ASCII and at most 64 characters.
+std::vector<std::string> header_lines(const std::string& s) {
+  std::vector<std::string> out;
+  size_t from = 0;
+  while (out.size() < 3) {
+    const size_t nl = s.find('\n', from);
+    out.push_back(ascii(s.substr(from, nl == std::string::npos ? std::string::npos : nl - from), 64));
+    if (nl == std::string::npos) break;
+    from = nl + 1;
+  }
+  return out;
+}
+
+cv::Scalar line_colour(const std::string& s) {
+  if (s.rfind("LEAKS", 0) == 0) return {200, 0, 0};
+  if (s.rfind("inconclusive", 0) == 0) return {190, 110, 0};
+  return {40, 40, 40};
+}
+
+}  // namespace
+
+at::Tensor labelled_grid(const at::Tensor& images, int cols, const GridLabels& labels) {
+  RW_CHECK(images.dim() == 4 && images.size(0) > 0, Internal, "labelled_grid expects [N,C,H,W], got ", images.sizes());
+  const int64_t n = images.size(0), h = images.size(2), w = images.size(3);
+  cols = int(std::max<int64_t>(1, std::min<int64_t>(cols, n)));
+  const int64_t rows = (n + cols - 1) / cols;
+  const int up = int(std::max<int64_t>(1, (labels.min_side + std::max(h, w) - 1) / std::max(h, w)));
+  const int th = int(h) * up, tw = int(w) * up, pad = 4;
+  // row labels: up to 3 lines, their panel as wide as the widest (capped)
+  std::vector<std::vector<std::string>> rl(static_cast<size_t>(rows));
+  int label_w = 0;
+  for (int64_t r = 0; r < rows && size_t(r) < labels.rows.size(); ++r)
+    for (size_t k = 0; k < labels.rows[size_t(r)].size() && k < 3; ++k) {
+      rl[size_t(r)].push_back(ascii(labels.rows[size_t(r)][k], 28));
+      label_w = std::max(label_w, text_width(rl[size_t(r)].back()) + 2 * pad);
+    }
+  int lines_max = 0;
+  for (const auto& l : rl) lines_max = std::max(lines_max, int(l.size()));
+  const int row_h = std::max(th, lines_max * kLine) + pad;
+  const bool header = !labels.columns.empty();
+  // columns per band: as many as fit the width (at least 1); band b shows columns [first, first + per)
+  const int col_w = tw + pad;
+  int per = std::max(labels.repeat_first ? 2 : 1, (labels.max_width - label_w - pad) / col_w);
+  if (per >= cols) per = cols;
+  std::vector<std::vector<int>> bands;
+  for (int c = 0; c < cols;) {
+    std::vector<int> b;
+    if (labels.repeat_first && c > 0) b.push_back(0);
+    while (int(b.size()) < per && c < cols) b.push_back(c++);
+    bands.push_back(b);
+  }
+  const int title_h = labels.title.empty() ? 0 : kLine + pad;
+  size_t head_lines = 0;
+  for (const auto& c : labels.columns) head_lines = std::max(head_lines, header_lines(c).size());
+  const int head_h = header ? int(head_lines) * kLine + pad : 0;
+  const int band_h = head_h + int(rows) * row_h + pad;
+  int width = 0;
+  for (const auto& b : bands) width = std::max(width, label_w + pad + int(b.size()) * col_w);
+  width = std::max(width, labels.title.empty() ? 0 : text_width(ascii(labels.title, 160)) + 2 * pad);
+  const int height = title_h + int(bands.size()) * band_h;
+  cv::Mat canvas(height, width, CV_8UC3, cv::Scalar(255, 255, 255));
+  if (!labels.title.empty()) draw_text(canvas, ascii(labels.title, 160), pad, kLine - 3, {0, 0, 0});
+  auto src = images.detach().to(torch::kCPU, torch::kFloat32);
+  if (src.size(1) == 1) src = src.expand({n, 3, h, w});
+  for (size_t bi = 0; bi < bands.size(); ++bi) {
+    const int y0 = title_h + int(bi) * band_h;
+    for (size_t k = 0; k < bands[bi].size(); ++k) {
+      const int c = bands[bi][k], x = label_w + pad + int(k) * col_w;
+      if (header && size_t(c) < labels.columns.size()) {
+        const auto lines = header_lines(labels.columns[size_t(c)]);
+        for (size_t li = 0; li < lines.size(); ++li) {
+          std::string t = lines[li];
+          while (t.size() > 4 && text_width(t) > tw + pad - 2) t = t.substr(0, t.size() - 4) + "...";
+          draw_text(canvas, t, x + std::max(0, (tw - text_width(t)) / 2), y0 + int(li + 1) * kLine - 3, {0, 0, 0});
+        }
+      }
+      for (int64_t r = 0; r < rows; ++r) {
+        const int64_t i = r * cols + c;
+        if (i >= n) continue;
+        auto px = to_hwc_u8(src[i].slice(0, 0, 3));
+        cv::Mat tile(int(h), int(w), CV_8UC3, px.data()), big;
+        cv::resize(tile, big, {tw, th}, 0, 0, cv::INTER_NEAREST);
+        big.copyTo(canvas(cv::Rect(x, y0 + head_h + int(r) * row_h, tw, th)));
+      }
+    }
+    for (int64_t r = 0; r < rows; ++r) {
+      const auto& lines = rl[size_t(r)];
+      const int ty = y0 + head_h + int(r) * row_h + std::max(0, (th - int(lines.size()) * kLine) / 2);
+      for (size_t k = 0; k < lines.size(); ++k)
+        draw_text(canvas, lines[k], pad, ty + int(k + 1) * kLine - 4, line_colour(lines[k]));
+    }
+  }
+  return from_hwc_u8(canvas.data, canvas.rows, canvas.cols, 3);
+}
+
 }  // namespace rw::io

@@ -215,9 +215,16 @@ void HtmlReport::summary(const std::vector<std::string>& lines) {
   body_ += "</div>\n";
 }
 
+// Every table sorts by a click on its header (numbers by value, "n/a" and text after them; the
+// script in str()); one longer than kLongTable rows sits in a <details> the reader opens.
+constexpr size_t kLongTable = 30;
+
 static void table_impl(std::string& body, const std::vector<std::string>& header,
                        const std::vector<std::vector<std::string>>& rows, bool escape_cells) {
-  body += "<table><thead><tr>";
+  const bool long_table = rows.size() > kLongTable;
+  if (long_table)
+    body += "<details><summary>" + std::to_string(rows.size()) + " rows (click to show; click a column to sort)</summary>";
+  body += "<table class=\"sortable\"><thead><tr>";
   for (const auto& h : header) body += "<th>" + escape(h) + "</th>";
   body += "</tr></thead><tbody>\n";
   for (const auto& r : rows) {
@@ -225,7 +232,8 @@ static void table_impl(std::string& body, const std::vector<std::string>& header
     for (const auto& c : r) body += "<td>" + (escape_cells ? escape(c) : c) + "</td>";
     body += "</tr>\n";
   }
-  body += "</tbody></table>\n";
+  body += "</tbody></table>";
+  body += long_table ? "</details>\n" : "\n";
 }
 
 void HtmlReport::table(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows) {
@@ -240,6 +248,17 @@ void HtmlReport::details(const std::string& summary_text, const std::string& pre
   body_ += "<details><summary>" + escape(summary_text) + "</summary><pre>" + escape(pre_text) + "</pre></details>\n";
 }
 
+// Click a header to sort its table (again to reverse). Cells sort by data-sort when set, else by a
+// leading number, else as text; numbers come first.
+static const char* kSortScript =
+    "<script>document.querySelectorAll('table.sortable th').forEach(function(th){th.style.cursor='pointer';"
+    "th.title='click to sort';th.addEventListener('click',function(){var b=th.closest('table').tBodies[0],"
+    "i=Array.prototype.indexOf.call(th.parentNode.children,th),asc=th.dataset.asc!=='1';th.dataset.asc=asc?'1':'0';"
+    "function key(r){var c=r.cells[i],s=c?(c.dataset.sort||c.textContent.trim()):'',m=s.match(/^-?[0-9]*\\.?[0-9]+(e[-+]?[0-9]+)?/i);"
+    "return m?parseFloat(m[0]):s;}var rs=Array.prototype.slice.call(b.rows);rs.sort(function(a,c){var x=key(a),y=key(c),"
+    "nx=typeof x==='number',ny=typeof y==='number';if(nx&&ny)return asc?x-y:y-x;if(nx)return -1;if(ny)return 1;"
+    "return asc?x.localeCompare(y):y.localeCompare(x);});rs.forEach(function(r){b.appendChild(r);});});});</script>\n";
+
 std::string HtmlReport::str() const {
   std::string s =
       "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>" + escape(title_) +
@@ -250,7 +269,7 @@ std::string HtmlReport::str() const {
       ".safe{color:#070}.warn{color:#a60;font-weight:bold}pre{background:#f8f8f8;padding:1em;overflow:auto;font-size:12px}"
       "figure{display:inline-block;margin:4px;text-align:center}figcaption{font-size:11px}</style></head><body>\n<h1>" +
       escape(title_) + "</h1>\n" + body_ + "<hr><p style=\"font-size:11px;color:#777\">" +
-      escape(build_string()) + "</p>\n</body></html>\n";
+      escape(build_string()) + "</p>\n" + kSortScript + "</body></html>\n";
   return s;
 }
 

@@ -169,6 +169,9 @@ expect_code 0 "compare demo" -- "$REWIND" compare --out "$TMP/cmp" --samples 50 
 for f in report.html report.json report.csv run.json; do [ -s "$TMP/cmp/$f" ] && ok || bad "compare wrote $f"; done
 expect_grep "Through the split at relu1" "$TMP/out" "compare summary"
 head -1 "$TMP/cmp/report.csv" | grep -q 'split_fc1_noise=1_exposed' && ok || bad "compare table has each split x defence"
+expect_grep "Per person, riskiest first" "$TMP/cmp/report.html" "compare has the per-person table"
+expect_grep '<table class="sortable">' "$TMP/cmp/report.html" "compare tables sort by a click"
+expect_grep "128 rows (click to show" "$TMP/cmp/report.html" "the 128-person table is collapsible"
 # killed after a GAN-side stage, the recovery or a split cell: --resume finishes with the same table
 CMP=(compare --samples 50 --restarts 1 --steps 5 --wb-steps 5 --splits relu1,fc1 --defense none,noise=1 -q)
 k=0

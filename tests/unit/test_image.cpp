@@ -141,6 +141,51 @@ TEST(Image, GridLayout) {
   EXPECT_FLOAT_EQ(g[0][2][2].item<float>(), 0.0f);   // first image
 }
 
+// A grid people read: tiles upscaled to min_side, a header row and row labels drawn as dark text
+// on white, wide grids wrapped into bands no wider than max_width (each starting with column 0 when
+// asked), other bytes than ASCII drawn, not fatal.
+TEST(Image, LabelledGridHeadersLabelsAndWrapping) {
+  // tile i is a flat grey level, so where each lands can be read back
+  auto imgs = torch::empty({6, 1, 8, 8});
+  for (int64_t i = 0; i < 6; ++i) imgs[i].fill_(-0.9 + 0.3 * double(i));
+  io::GridLabels gl;
+  gl.columns = {"a", "b", "c"};
+  gl.rows = {{"row one", "LEAKS"}, {"r\xe9sum\xe9 \xff"}};  // 2 lines fit a 32 px row
+  gl.min_side = 32;
+  auto g = io::labelled_grid(imgs, 3, gl);
+  ASSERT_EQ(g.size(0), 3);
+  auto plain = io::labelled_grid(imgs, 3, io::GridLabels{"", {}, {}, 32, 1280, false});
+  // no words: 3 x (32 + 4) wide plus the margin, 2 rows of 36 plus the margin
+  EXPECT_EQ(plain.size(2), 4 + 3 * 36);
+  EXPECT_EQ(plain.size(1), 2 * 36 + 4);
+  EXPECT_GT(g.size(2), plain.size(2) + 40);  // the row labels' panel
+  EXPECT_GT(g.size(1), plain.size(1));       // the header row
+  const int64_t label_w = g.size(2) - plain.size(2), head_h = g.size(1) - plain.size(1);
+  // tile i at (row, column) fills the 32 x 32 block below the header, right of the labels, at its level
+  auto block_is = [](const at::Tensor& img, int64_t y, int64_t x, int64_t tile) {
+    auto b = img[0].slice(0, y, y + 32).slice(1, x, x + 32);
+    return (b - float(-0.9 + 0.3 * double(tile))).abs().max().item<float>() < 1.0 / 127.5;
+  };
+  EXPECT_TRUE(block_is(g, head_h + 36, label_w + 4 + 36, 4));     // row 1, column 1
+  EXPECT_TRUE(block_is(g, head_h + 0, label_w + 4 + 2 * 36, 2));  // row 0, column 2
+  // text: dark pixels left of the tiles (row labels) and above them (header); the verdict in red
+  auto lum = g.mean(0);
+  EXPECT_GT(lum.slice(1, 0, label_w).lt(-0.5).sum().item<int64_t>(), 20);
+  EXPECT_GT(lum.slice(0, 0, head_h).slice(1, label_w, g.size(2)).lt(-0.5).sum().item<int64_t>(), 5);
+  auto red = g[0].gt(0.2) & g[1].lt(-0.5) & g[2].lt(-0.5);
+  EXPECT_GT(red.sum().item<int64_t>(), 5);
+  // wrapping: at most 2 columns a band, each band starting with column 0 again
+  gl.max_width = g.size(2) - 36;
+  gl.repeat_first = true;
+  auto w = io::labelled_grid(imgs, 3, gl);
+  EXPECT_LE(w.size(2), gl.max_width);
+  ASSERT_EQ(w.size(1), 2 * g.size(1));  // two bands: columns 0, 1 then 0, 2
+  EXPECT_TRUE(block_is(w, head_h, label_w + 4, 0));
+  EXPECT_TRUE(block_is(w, head_h + 36, label_w + 4 + 36, 4));
+  EXPECT_TRUE(block_is(w, g.size(1) + head_h, label_w + 4, 0));
+  EXPECT_TRUE(block_is(w, g.size(1) + head_h + 36, label_w + 4 + 36, 5));
+}
+
 // A write that fails (here: the file-size limit set to 0, as a full disk would) is an error and
 // leaves no file under the final name. cv::imwrite ignored the failed close and left zero-byte
 // PNGs in place.

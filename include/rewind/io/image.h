@@ -60,6 +60,25 @@ std::string encode_png(const at::Tensor& image);
 /// Tiles [N,C,H,W] into one [C,H',W'] image, `cols` per row, `pad` pixels of `pad_value` between.
 at::Tensor make_grid(const at::Tensor& images, int cols, int pad = 2, float pad_value = 1.0f);
 
+/// The words on a grid people read (labelled_grid).
+struct GridLabels {
+  std::string title;                           ///< one line above the grid; may be empty
+  std::vector<std::string> columns;            ///< a header over each column (lines split at '\n', up to 3); may be empty
+  std::vector<std::vector<std::string>> rows;  ///< up to 3 short lines left of each row (identity, verdict,
+                                               ///< similarity); may be empty. A line starting "LEAKS" is drawn
+                                               ///< red, "inconclusive" amber
+  int min_side = 96;      ///< tiles are upscaled (nearest, whole factors) to at least this many pixels
+  int max_width = 1280;   ///< a wider grid wraps: its columns continue in bands below, each with the header
+                          ///< and the row labels again
+  bool repeat_first = false;  ///< every band starts with column 0 again (an original beside its rebuilds)
+};
+
+/// Tiles images [rows * cols, C, H, W] in [-1, 1] (row-major) under a header naming the columns,
+/// with a label left of each row and an optional title: RGB [3, H', W'] in [-1, 1]. Text is
+/// OpenCV's Hershey font, which has ASCII only: other bytes are drawn as '?'. Missing tiles at the
+/// end of the last row stay blank.
+at::Tensor labelled_grid(const at::Tensor& images, int cols, const GridLabels& labels);
+
 /// uint8 HWC buffer (RGB or grey) -> [C,H,W] in [-1,1], and back.
 at::Tensor from_hwc_u8(const uint8_t* data, int h, int w, int c);
 std::vector<uint8_t> to_hwc_u8(const at::Tensor& chw);
