@@ -23,6 +23,8 @@ PKGS=(
   libdlib-dev libdlib-data
   # dlib's CMake config names these libraries' .so links; libdlib-dev does not pull their -dev packages
   libblas-dev liblapack-dev libpng-dev libjpeg-dev libsqlite3-dev
+  # headless browser for the reports' browser test (tests/browser)
+  chromium
 )
 # node + npm only to fetch face-api's weights (npm registry) into data-tools/face-api/node_modules
 command -v npm >/dev/null 2>&1 || PKGS+=(nodejs npm)

@@ -49,23 +49,35 @@ std::string count_cell(int64_t k, int64_t n, const Threshold& t) {
 
 std::string png(const at::Tensor& t) { return io::encode_png(t); }
 
-/// The per-person table, riskiest first: people exposed in more directions / cells first, then by
-/// the GAN side's closest-sample similarity. Verdicts coloured; similarities to 2 decimals (the
-/// embedder's noise floor is about 0.01).
-std::vector<std::vector<std::string>> person_rows(const CompareResult& r, std::vector<std::string>* header) {
-  *header = {"identity", "member", "exposed in", "GAN: closest sample", "GAN verdict"};
-  for (const auto& cl : r.cells) header->push_back(cl.split + " / " + cl.defense);
-  std::vector<size_t> order(r.identities.size());
+/// In how many directions (the GAN, each split x defence cell) each person is exposed.
+std::vector<int> exposure_counts(const CompareResult& r) {
   std::vector<int> hits(r.identities.size(), 0);
-  for (size_t k = 0; k < order.size(); ++k) {
-    order[k] = k;
+  for (size_t k = 0; k < hits.size(); ++k) {
     hits[k] = r.gan_exposure.exposed[k];
     for (const auto& cl : r.cells) hits[k] += cl.exposure.exposed[k];
   }
+  return hits;
+}
+
+/// People riskiest first: exposed in more directions first, then by the GAN side's closest-sample similarity.
+std::vector<size_t> risk_order(const CompareResult& r) {
+  const auto hits = exposure_counts(r);
+  std::vector<size_t> order(r.identities.size());
+  for (size_t k = 0; k < order.size(); ++k) order[k] = k;
   std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
     if (hits[a] != hits[b]) return hits[a] > hits[b];
     return r.identities[a].nn_similarity > r.identities[b].nn_similarity;
   });
+  return order;
+}
+
+/// The per-person table in risk_order. Verdicts coloured; similarities to 2 decimals (the
+/// embedder's noise floor is about 0.01).
+std::vector<std::vector<std::string>> person_rows(const CompareResult& r, std::vector<std::string>* header) {
+  *header = {"identity", "member", "exposed in", "GAN: closest sample", "GAN verdict"};
+  for (const auto& cl : r.cells) header->push_back(cl.split + " / " + cl.defense);
+  const auto hits = exposure_counts(r);
+  const auto order = risk_order(r);
   auto verdict_html = [](Verdict v) {
     return v == Verdict::kLeaks ? std::string("<span class=\"leak\">LEAKS</span>")
            : v == Verdict::kInconclusive ? std::string("<span class=\"warn\">inconclusive</span>")

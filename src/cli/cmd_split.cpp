@@ -350,7 +350,7 @@ void write_report_json(const Flags& f, const Loaded& l, const featinv::SweepResu
 }
 
 /// pairs.png: rows = targets, columns = original | each configuration, labelled, wrapped into bands
-/// at 1280 px. Undefined when
+/// at the report's 1080 px. Undefined when
 /// no target is shown (--pairs 0).
 at::Tensor write_pairs(const Flags& f, const Loaded& l, const featinv::SweepResult& r,
                        std::vector<std::string>& names) {
@@ -373,6 +373,7 @@ at::Tensor write_pairs(const Flags& f, const Loaded& l, const featinv::SweepResu
   for (int64_t j = 0; j < k; ++j) gl.rows.push_back({"target " + std::to_string(j)});
   gl.repeat_first = true;  // each band of columns starts with the original again
   gl.min_side = 64;
+  gl.max_width = 1080;  // the report's page width
   auto grid = io::labelled_grid(torch::stack(tiles), int(cols.size()), gl);
   io::save_image(f.out + "/pairs.png", grid);
   return grid;
@@ -433,7 +434,7 @@ void write_html(const Flags& f, const Loaded& l, const featinv::SweepResult& r, 
     std::string legend;
     for (size_t i = 0; i < names.size(); ++i) legend += (i ? " | " : "") + names[i];
     html.paragraph("columns (named in the picture; wide sweeps wrap into bands, each starting with the original): " + legend);
-    html.raw(report::img_png(io::encode_png(grid), "pairs", std::min<int>(1280, int(grid.size(2)))));
+    html.raw(report::img_png(io::encode_png(grid), "pairs", std::min<int>(1080, int(grid.size(2)))));
   }
   if (record.skipped() > 0) html.paragraph(std::to_string(record.skipped()) + " input images skipped: see run.json");
   html.details("run record", io::dump_json(record.to_json(), 2));

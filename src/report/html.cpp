@@ -217,7 +217,7 @@ void HtmlReport::summary(const std::vector<std::string>& lines) {
 
 // Every table sorts by a click on its header (numbers by value, "n/a" and text after them; the
 // script in str()); one longer than kLongTable rows sits in a <details> the reader opens.
-constexpr size_t kLongTable = 30;
+constexpr size_t kLongTable = 60;
 
 static void table_impl(std::string& body, const std::vector<std::string>& header,
                        const std::vector<std::vector<std::string>>& rows, bool escape_cells) {

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Browser test (#18): headless Chromium (Debian's `chromium`) opens the demo audit report, a
+# split-attack report and the demo compare report, each made here at a small size, and checks that
+# the page logs nothing to the console (no script error), that every image decodes, that every plot
+# rendered (each SVG non-empty and laid out, each canvas sized; at least MIN_PLOTS per report) and
+# that nothing loads from outside the file (reports must open offline). A screenshot of each (1280 px
+# wide) is kept in ART_DIR as an artefact.
+# usage: tests/browser/check_reports.sh REWIND [ART_DIR]   (exit 77 = skipped: no chromium)
+set -uo pipefail
+REWIND=$1
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+ART=${2:-$PWD/browser}
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "browser: chromium not found: apt-get install chromium (scripts/install-deps.sh installs it); skipped" >&2
+  exit 77
+fi
+TMP=$(mktemp -d); [ -n "${KEEP_TMP:-}" ] || trap 'rm -rf "$TMP"' EXIT; echo "work: $TMP" >&2
+mkdir -p "$ART"
+fail=0
+step() {
+  local what=$1 t0=$SECONDS; shift
+  "$@" >"$TMP/out" 2>"$TMP/err" || { echo "FAIL: $what: $(tail -c 600 "$TMP/err")"; exit 1; }
+  echo "made the $what report input in $((SECONDS - t0)) s"
+}
+step "audit demo" "$REWIND" audit --out "$TMP/audit" --samples 200 --restarts 1 --steps 5 -q
+step "compare demo" "$REWIND" compare --out "$TMP/compare" --samples 50 --restarts 1 --steps 5 --wb-steps 5 \
+  --splits relu1,pool2,fc1 --defense none,noise=1 -q
+step "faces" "$REWIND" data synth-faces --out "$TMP/faces" --identities 8 --per-identity 1 --size 32 --no-contact-sheet -q
+step "split-attack" "$REWIND" split-attack --classifier "$ROOT/data-tools/demo/classifier.pt" --split all \
+  --targets "$TMP/faces/manifest.csv" --limit 6 --steps 20 --defense none,noise=1 --out "$TMP/split" -q
+
+chrome() {
+  timeout 120 chromium --headless --no-sandbox --disable-gpu --no-first-run --user-data-dir="$TMP/profile" \
+    --enable-logging=stderr --v=0 --virtual-time-budget=5000 "$@"
+}
+# check NAME REPORT MIN_PLOTS
+check() {
+  local name=$1 report=$2 min_plots=$3
+  python3 - "$report" "$ROOT/tests/browser/check.js" "$TMP/$name-check.html" <<'PY'
+import sys
+html, js, out = open(sys.argv[1]).read(), open(sys.argv[2]).read(), sys.argv[3]
+i = html.rfind('</body>')
+open(out, 'w').write(html[:i] + '<script>' + js + '</script>' + html[i:])
+PY
+  chrome --dump-dom "file://$TMP/$name-check.html" >"$TMP/$name.dom" 2>"$TMP/$name.log"
+  if grep -q "CONSOLE" "$TMP/$name.log"; then
+    echo "FAIL: $name: the page logged to the console:"; grep "CONSOLE" "$TMP/$name.log" | head -5; fail=1
+  fi
+  python3 - "$TMP/$name.dom" "$name" "$min_plots" <<'PY' || fail=1
+import html, json, re, sys
+dom, name, min_plots = open(sys.argv[1]).read(), sys.argv[2], int(sys.argv[3])
+m = (re.findall(r"<pre id=\"rewind-browser-check\">(.*?)</pre>", dom, re.S) or [None])[-1]
+if not m:
+    print(f"FAIL: {name}: the check did not run (the page did not finish loading?)"); sys.exit(1)
+r = json.loads(html.unescape(m))
+bad = []
+if r["broken_images"]: bad.append(f"{len(r['broken_images'])} images did not decode: {r['broken_images'][:3]}")
+if r["empty_svgs"]: bad.append(f"{r['empty_svgs']} of {r['svgs']} SVG plots are empty")
+if r["blank_canvases"]: bad.append(f"{r['blank_canvases']} canvases have no size")
+if r["external"]: bad.append(f"loads from outside the file: {r['external'][:3]}")
+if r["svgs"] + r["canvases"] < min_plots: bad.append(f"{r['svgs'] + r['canvases']} plots rendered, want >= {min_plots}")
+if r["tables"] == 0: bad.append("no table")
+print(f"{'FAIL' if bad else 'ok'}: {name}: {r['images']} images, {r['svgs']} SVG, {r['canvases']} canvas, "
+      f"{r['tables']} tables" + ("; " + "; ".join(bad) if bad else ""))
+sys.exit(1 if bad else 0)
+PY
+  chrome --screenshot="$ART/$name.png" --window-size=1280,2400 --hide-scrollbars "file://$report" >/dev/null 2>&1 ||
+    { echo "FAIL: $name: no screenshot"; fail=1; }
+  [ -s "$ART/$name.png" ] || { echo "FAIL: $name: empty screenshot"; fail=1; }
+}
+# the checker's self-test: a page with a script error, an image that does not load, an external
+# image and an empty SVG must fail every check (else the checks below prove nothing)
+check self-test "$ROOT/tests/browser/bad.html" 1 >"$TMP/self-test.out"
+if [ "$fail" = 1 ] && grep -q "logged to the console" "$TMP/self-test.out" && grep -q "did not decode" "$TMP/self-test.out" &&
+   grep -q "outside the file" "$TMP/self-test.out" && grep -q "SVG plots are empty" "$TMP/self-test.out"; then
+  echo "ok: the self-test page fails every check"; fail=0; rm -f "$ART/self-test.png"
+else
+  echo "FAIL: the checker passed a broken page:"; cat "$TMP/self-test.out"; exit 1
+fi
+check audit "$TMP/audit/report.html" 1
+check split-attack "$TMP/split/report.html" 2
+check compare "$TMP/compare/report.html" 0
+echo "screenshots: $ART/{audit,split-attack,compare}.png"
+exit $fail
