@@ -49,3 +49,11 @@ if [ ! -f "$FACE_API/node_modules/@vladmandic/face-api/model/face_recognition_mo
   echo "[install-deps] npm ci face-api weights into $FACE_API/node_modules" >&2
   (cd "$FACE_API" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund >&2)
 fi
+
+# The reports' plotting library: Vega, Vega-Lite and vega-embed (BSD-3-Clause) from npm, pinned in
+# data-tools/vega/package-lock.json; the build copies their browser builds next to the executable.
+VEGA="$HERE/data-tools/vega"
+if [ ! -f "$VEGA/node_modules/vega-embed/build/vega-embed.min.js" ]; then
+  echo "[install-deps] npm ci Vega into $VEGA/node_modules" >&2
+  (cd "$VEGA" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund >&2)
+fi

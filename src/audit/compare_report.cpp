@@ -11,6 +11,8 @@
 #include "rewind/io/run_record.h"
 #include "rewind/report/html.h"
 
+#include <nlohmann/json.hpp>
+
 namespace rw::audit {
 
 namespace {
@@ -48,6 +50,42 @@ std::string count_cell(int64_t k, int64_t n, const Threshold& t) {
 }
 
 std::string png(const at::Tensor& t) { return io::encode_png(t); }
+
+/// Both directions on one chart: people exposed (bars) and the control (ticks) through the GAN's
+/// outputs and through each split, grouped by defence, stages in depth order. Inconclusive cells
+/// (unresolved threshold) are hatched by opacity and say so in the tooltip.
+std::string exposure_chart_spec(const CompareResult& r, const CompareOptions& o) {
+  using nlohmann::json;
+  json values = json::array(), order = json::array({"GAN outputs"});
+  values.push_back({{"direction", "GAN outputs"}, {"defence", "none"}, {"exposed", r.gan_exposure.n_exposed},
+                    {"control", r.gan_exposure.n_control}, {"claim", r.gan_threshold.resolved ? "resolved" : "inconclusive"}});
+  for (const auto& cl : r.cells) {
+    const std::string d = "split at " + cl.split;
+    if (std::find(order.begin(), order.end(), d) == order.end()) order.push_back(d);
+    values.push_back({{"direction", d}, {"defence", cl.defense}, {"exposed", cl.exposed}, {"control", cl.control},
+                      {"claim", cl.threshold.resolved ? "resolved" : "inconclusive"}});
+  }
+  const json x = {{"field", "direction"}, {"type", "nominal"}, {"sort", order}, {"title", nullptr}, {"axis", {{"labelAngle", -30}}}};
+  const json tooltip = json::array({{{"field", "direction"}}, {{"field", "defence"}}, {{"field", "exposed"}, {"title", "people exposed"}},
+                                    {{"field", "control"}}, {{"field", "claim"}, {"title", "threshold"}}});
+  json spec = {
+      {"$schema", "https://vega.github.io/schema/vega-lite/v5.json"},
+      {"title", "People exposed of " + std::to_string(r.identities.size()) + ", through the GAN and through each split (family-wise FAR " +
+                    report::fmt_g(o.far, 3) + "); ticks: the control"},
+      {"width", 560},
+      {"height", 260},
+      {"data", {{"values", values}}},
+      {"encoding", {{"x", x}, {"xOffset", {{"field", "defence"}, {"type", "nominal"}}}, {"tooltip", tooltip}}},
+      {"layer", json::array({{{"mark", {{"type", "bar"}}},
+                              {"encoding", {{"y", {{"field", "exposed"}, {"type", "quantitative"}, {"title", "people"}}},
+                                            {"color", {{"field", "defence"}, {"type", "nominal"},
+                                                       {"legend", {{"orient", "bottom"}, {"title", "defence"}}}}},
+                                            {"opacity", {{"field", "claim"}, {"type", "ordinal"}, {"sort", {"resolved", "inconclusive"}}, {"legend", nullptr},
+                                                         {"scale", {{"domain", {"resolved", "inconclusive"}}, {"range", {1.0, 0.35}}}}}}}}},
+                             {{"mark", {{"type", "tick"}, {"color", "#222"}, {"thickness", 2}}},
+                              {"encoding", {{"y", {{"field", "control"}, {"type", "quantitative"}}}}}}})}};
+  return spec.dump();
+}
 
 /// In how many directions (the GAN, each split x defence cell) each person is exposed.
 std::vector<int> exposure_counts(const CompareResult& r) {
@@ -208,6 +246,7 @@ std::vector<std::string> write_compare_report(const std::string& out, const Comp
                  "(control_at_impostor_threshold), where weak rebuilds that resemble many people pass against strangers. Accuracy: the classifier through the "
                  "(defended) split on the identities it knows: the utility price of the defence.");
   html.table({"direction", "split", "defence", "people exposed", "control", "threshold", "PSNR dB", "SSIM", "accuracy"}, table);
+  html.vega("exposure", exposure_chart_spec(r, o));
   std::vector<std::string> hdr = {"identity", "photo", "closest sample", "GAN reconstruction"};
   for (const auto& cl : r.cells)
     if (cl.defense == "none") hdr.push_back("rebuilt from " + cl.split);

@@ -85,25 +85,37 @@ std::string lowest_resolved_tpr(const mia::MiaMetrics& m) {
          report::fmt_g(best->fpr, 3);
 }
 
-std::string roc_svg(const std::vector<std::pair<std::string, mia::Roc>>& rocs, bool log) {
+/// The ROC curves as series and plot options (linear or log-log axes).
+std::pair<std::vector<report::Series>, report::PlotOptions> roc_plot(const std::vector<std::pair<std::string, mia::Roc>>& rocs,
+                                                                     bool log) {
   std::vector<report::Series> ss;
   for (const auto& [name, r] : rocs) {
     // at most ~2000 points per curve: the picture is the same, the page stays small at 10^5 images
     const size_t n = r.fpr.size(), step = std::max<size_t>(1, n / 2000);
-    report::Series se{name, {}, {}, false};
+    report::Series se{name, {}, {}, false, {}};
     for (size_t i = 0; i < n; i += step) se.x.push_back(r.fpr[i]), se.y.push_back(r.tpr[i]);
     if (n > 0 && (n - 1) % step != 0) se.x.push_back(r.fpr[n - 1]), se.y.push_back(r.tpr[n - 1]);
     ss.push_back(std::move(se));
   }
   report::PlotOptions o;
-  o.title = log ? "ROC (log-log)" : "ROC";
+  o.title = log ? "ROC, log-log (the low-FPR end)" : "ROC";
   o.x_label = "false-positive rate";
   o.y_label = "true-positive rate";
   o.log_x = o.log_y = log;
   o.diagonal = true;
   o.x_max = o.y_max = 1;
   o.x_min = o.y_min = log ? 1e-3 : 0;
-  return report::svg_plot(ss, o);
+  o.width = 360;
+  o.height = 300;
+  if (log) o.x_rules = {{0.01, "FPR 1%"}};
+  return {ss, o};
+}
+
+void roc_plots(report::HtmlReport& html, const std::vector<std::pair<std::string, mia::Roc>>& rocs) {
+  for (const bool log : {false, true}) {
+    const auto [ss, o] = roc_plot(rocs, log);
+    html.vega(log ? "roc-loglog" : "roc", report::vega_line_spec(ss, o), report::svg_plot(ss, o));
+  }
 }
 
 }  // namespace
@@ -182,7 +194,7 @@ void write_membership_report(const std::string& out, const MembershipResult& r, 
                  "the 95% upper bound on the FPR is about 3/N, so FPR f needs at least 3/f non-members; otherwise 'n/a'. "
                  "The AUC p-value is two-sided (Mann-Whitney U, normal approximation)." +
                  (r.one_image_per_identity ? " " + same_levels : std::string()));
-  html.raw(roc_svg(rocs, false) + roc_svg(rocs, true));
+  roc_plots(html, rocs);
   html.heading("Validity guard: blind baseline");
   html.paragraph(blind_line(r.blind) + ". Features: per-channel mean and spread, gradient and Laplacian energy, "
                  "saturation and high-frequency share of each image as the attacks see it; scored out of fold, so a "

@@ -379,6 +379,12 @@ at::Tensor write_pairs(const Flags& f, const Loaded& l, const featinv::SweepResu
   return grid;
 }
 
+int64_t max_depth(const featinv::SweepResult& r) {
+  int64_t m = -1;
+  for (const auto& c : r.cells) m = std::max<int64_t>(m, c.depth);
+  return m;
+}
+
 void html_depth_plots(report::HtmlReport& html, const Flags& f, const featinv::SweepResult& r) {
   html.heading("Quality vs split depth");
   const auto& defenses = f.sweep.defenses;
@@ -397,10 +403,16 @@ void html_depth_plots(report::HtmlReport& html, const Flags& f, const featinv::S
         series.push_back(se);
       }
     report::PlotOptions po;
-    po.title = psnr ? "PSNR (dB) vs split depth" : "SSIM vs split depth";
-    po.x_label = "stage index (see table)";
+    po.title = psnr ? "PSNR (dB) by split stage" : "SSIM by split stage";
+    po.x_label = "split stage (input to output)";
     po.y_label = psnr ? "PSNR dB" : "SSIM";
-    html.raw(report::svg_plot(series, po));
+    po.x_names.assign(size_t(std::max<int64_t>(0, max_depth(r) + 1)), "");
+    for (const auto& c : r.cells)
+      if (c.depth >= 0 && size_t(c.depth) < po.x_names.size()) po.x_names[size_t(c.depth)] = c.split;
+    auto fallback = po;
+    fallback.x_names.clear();
+    fallback.x_label = "stage index (see table)";
+    html.vega(psnr ? "psnr-by-stage" : "ssim-by-stage", report::vega_line_spec(series, po), report::svg_plot(series, fallback));
   }
 }
 

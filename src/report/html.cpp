@@ -3,11 +3,17 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <limits>
 #include <sstream>
 
 #include "rewind/core/build_info.h"
 #include "rewind/io/atomic_file.h"
+
+#include <nlohmann/json.hpp>
 
 namespace rw::report {
 
@@ -201,6 +207,86 @@ std::string svg_plot(const std::vector<Series>& series, const PlotOptions& opt) 
   return os.str();
 }
 
+std::string vega_line_spec(const std::vector<Series>& series, const PlotOptions& opt) {
+  using nlohmann::json;
+  const bool named = !opt.x_names.empty();
+  json values = json::array();
+  for (const auto& s : series)
+    for (size_t i = 0; i < s.x.size() && i < s.y.size(); ++i) {
+      const double x = s.x[i], y = s.y[i];
+      if (!std::isfinite(x) || !std::isfinite(y) || (opt.log_x && x <= 0) || (opt.log_y && y <= 0)) continue;
+      json v = {{"series", s.name}, {"dashed", s.dashed}, {"y", y}};
+      if (named) {
+        const auto k = size_t(std::llround(x));
+        v["x"] = k < opt.x_names.size() ? opt.x_names[k] : std::to_string(k);
+        v["order"] = k;
+      } else {
+        v["x"] = x;
+      }
+      if (i < s.tips.size()) v["tip"] = s.tips[i];
+      values.push_back(v);
+    }
+  auto scale = [](bool log, double lo, double hi) {
+    json sc = log ? json{{"type", "log"}} : json{{"zero", false}};
+    if (lo != 0 || hi != 0) sc["domain"] = {lo, hi}, sc["clamp"] = true;
+    return sc;
+  };
+  json order = json::array();  // the named positions in order (unnamed ones are not on the axis)
+  for (const auto& n : opt.x_names)
+    if (!n.empty() && std::find(order.begin(), order.end(), n) == order.end()) order.push_back(n);
+  json x = named ? json{{"field", "x"}, {"type", "ordinal"}, {"title", opt.x_label}, {"sort", order},
+                        {"axis", {{"labelAngle", -40}}}}
+                 : json{{"field", "x"}, {"type", "quantitative"}, {"title", opt.x_label},
+                        {"scale", scale(opt.log_x, opt.x_min, opt.x_max)}};
+  json y = {{"field", "y"}, {"type", "quantitative"}, {"title", opt.y_label}, {"scale", scale(opt.log_y, opt.y_min, opt.y_max)}};
+  json tooltip = json::array({{{"field", "series"}, {"title", "series"}},
+                              {{"field", "x"}, {"title", opt.x_label.empty() ? "x" : opt.x_label}},
+                              {{"field", "y"}, {"title", opt.y_label.empty() ? "y" : opt.y_label}, {"format", ".4~g"}}});
+  bool tips = false;
+  for (const auto& s : series) tips = tips || !s.tips.empty();
+  if (tips) tooltip.push_back({{"field", "tip"}, {"title", "item"}});
+  json layers = json::array();
+  layers.push_back({{"mark", {{"type", "line"}, {"point", values.size() <= 200}, {"clip", true}}},
+                    {"encoding",
+                     {{"x", x},
+                      {"y", y},
+                      {"color", {{"field", "series"}, {"type", "nominal"}, {"legend", {{"orient", "bottom"}, {"title", nullptr}, {"columns", 2}, {"labelLimit", 420}}}}},
+                      {"strokeDash", {{"field", "dashed"}, {"type", "nominal"}, {"legend", nullptr},
+                                      {"scale", {{"domain", {false, true}}, {"range", {{1, 0}, {6, 4}}}}}}},
+                      {"tooltip", tooltip}}}});
+  if (opt.diagonal && !named) {
+    const double lo = opt.log_x ? std::max(opt.x_min, 1e-6) : opt.x_min, hi = opt.x_max != 0 ? opt.x_max : 1;
+    layers.push_back({{"data", {{"values", {{{"x", lo}, {"y", lo}}, {{"x", hi}, {"y", hi}}}}}},
+                      {"mark", {{"type", "line"}, {"color", "#999"}, {"strokeDash", {2, 3}}}},
+                      {"encoding", {{"x", {{"field", "x"}, {"type", "quantitative"}}}, {"y", {{"field", "y"}, {"type", "quantitative"}}}}}});
+  }
+  auto rules = [&](const std::vector<std::pair<double, std::string>>& rs, const char* axis) {
+    for (const auto& [v, label] : rs) {
+      json enc = {{axis, {{"datum", v}, {"type", "quantitative"}}}};
+      // one datum of their own (the parent's data would draw one rule per row)
+      layers.push_back({{"data", {{"values", json::array({{{"label", label}}})}}},
+                        {"mark", {{"type", "rule"}, {"color", "#b00"}, {"strokeDash", {5, 3}}}},
+                        {"encoding", enc}});
+      layers.push_back({{"data", {{"values", json::array({{{"label", label}}})}}},
+                        {"mark", {{"type", "text"}, {"color", "#b00"}, {"align", "left"}, {"dx", 4}, {"dy", 12},
+                                  {"baseline", "bottom"}, {"fontSize", 11}}},
+                        {"encoding", enc}});
+      layers.back()["encoding"]["text"] = {{"field", "label"}};
+      if (std::string(axis) == "x") layers.back()["encoding"]["y"] = {{"value", 0}};
+      else layers.back()["encoding"]["x"] = {{"value", 0}};
+    }
+  };
+  rules(opt.x_rules, "x");
+  rules(opt.y_rules, "y");
+  json spec = {{"$schema", "https://vega.github.io/schema/vega-lite/v5.json"},
+               {"title", opt.title},
+               {"width", opt.width},
+               {"height", opt.height},
+               {"data", {{"values", values}}},
+               {"layer", layers}};
+  return spec.dump();
+}
+
 HtmlReport::HtmlReport(std::string title) : title_(std::move(title)) {}
 
 void HtmlReport::heading(const std::string& text, int level) {
@@ -259,6 +345,50 @@ static const char* kSortScript =
     "nx=typeof x==='number',ny=typeof y==='number';if(nx&&ny)return asc?x-y:y-x;if(nx)return -1;if(ny)return 1;"
     "return asc?x.localeCompare(y):y.localeCompare(x);});rs.forEach(function(r){b.appendChild(r);});});});</script>\n";
 
+const std::string& vega_assets() {
+  static const std::string assets = [] {
+    namespace fs = std::filesystem;
+    std::vector<fs::path> dirs;
+    if (const char* env = std::getenv("REWIND_VEGA_DIR"); env && *env) dirs.emplace_back(env);
+    std::error_code ec;
+    const auto exe = fs::read_symlink("/proc/self/exe", ec);
+    if (!ec) {
+      dirs.push_back(exe.parent_path() / ".." / "share" / "rewind" / "vega");
+      dirs.push_back(exe.parent_path() / "share" / "rewind" / "vega");
+    }
+    for (const auto& d : dirs) {
+      std::string all;
+      bool ok = true;
+      for (const char* f : {"vega.min.js", "vega-lite.min.js", "vega-embed.min.js"}) {
+        std::ifstream in(d / f, std::ios::binary);
+        if (!in) { ok = false; break; }
+        std::string js((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        // a literal "</script" inside the code would end the block early
+        for (size_t p = 0; (p = js.find("</script", p)) != std::string::npos; p += 9) js.replace(p, 8, "<\\/script");
+        all += "<script>" + js + "</script>\n";
+      }
+      if (ok) return all;
+    }
+    return std::string();
+  }();
+  return assets;
+}
+
+void HtmlReport::vega(const std::string& name, const std::string& spec_json, const std::string& fallback_svg) {
+  const std::string id = "vega-" + std::to_string(plots_.size());
+  plots_.emplace_back(name, spec_json);
+  if (vega_assets().empty()) {
+    body_ += fallback_svg + "\n<p style=\"font-size:11px;color:#777\">(a static plot: the interactive one needs Vega, "
+             "which scripts/install-deps.sh installs from npm; its spec is in plots/" + escape(name) + ".vl.json)</p>\n";
+    return;
+  }
+  // the spec as JSON in a data block: '<' escaped so no text in it can close the block
+  std::string safe;
+  for (char c : spec_json) safe += c == '<' ? std::string("\\u003c") : std::string(1, c);
+  body_ += "<div class=\"plot\" id=\"" + id + "\"></div><script type=\"application/json\" id=\"" + id + "-spec\">" +
+           safe + "</script>\n";
+}
+
 std::string HtmlReport::str() const {
   std::string s =
       "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>" + escape(title_) +
@@ -269,10 +399,23 @@ std::string HtmlReport::str() const {
       ".safe{color:#070}.warn{color:#a60;font-weight:bold}pre{background:#f8f8f8;padding:1em;overflow:auto;font-size:12px}"
       "figure{display:inline-block;margin:4px;text-align:center}figcaption{font-size:11px}</style></head><body>\n<h1>" +
       escape(title_) + "</h1>\n" + body_ + "<hr><p style=\"font-size:11px;color:#777\">" +
-      escape(build_string()) + "</p>\n" + kSortScript + "</body></html>\n";
-  return s;
+      escape(build_string()) + "</p>\n" + kSortScript;
+  if (!plots_.empty() && !vega_assets().empty()) {
+    s += vega_assets();
+    s += "<script>document.querySelectorAll('div.plot').forEach(function(d){vegaEmbed(d,JSON.parse("
+         "document.getElementById(d.id+'-spec').textContent),{actions:false,renderer:'svg'}).catch(function(e){"
+         "d.textContent='plot failed: '+e;console.error(e);});});</script>\n";
+  }
+  return s + "</body></html>\n";
 }
 
-void HtmlReport::write(const std::string& path) const { io::write_file_atomic(path, str()); }
+void HtmlReport::write(const std::string& path) const {
+  if (!plots_.empty()) {
+    const std::string dir = (std::filesystem::path(path).parent_path() / "plots").string();
+    io::ensure_dir(dir);
+    for (const auto& [name, spec] : plots_) io::write_file_atomic(dir + "/" + name + ".vl.json", spec + "\n");
+  }
+  io::write_file_atomic(path, str());
+}
 
 }  // namespace rw::report

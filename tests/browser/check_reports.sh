@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Browser test (#18): headless Chromium (Debian's `chromium`) opens the demo audit report, a
-# split-attack report and the demo compare report, each made here at a small size, and checks that
+# membership report, a split-attack report and the demo compare report, each made here at a small size, and checks that
 # the page logs nothing to the console (no script error), that every image decodes, that every plot
 # rendered (each SVG non-empty and laid out, each canvas sized; at least MIN_PLOTS per report) and
 # that nothing loads from outside the file (reports must open offline). A screenshot of each (1280 px
@@ -25,6 +25,12 @@ step() {
 step "audit demo" "$REWIND" audit --out "$TMP/audit" --samples 200 --restarts 1 --steps 5 -q
 step "compare demo" "$REWIND" compare --out "$TMP/compare" --samples 50 --restarts 1 --steps 5 --wb-steps 5 \
   --splits relu1,pool2,fc1 --defense none,noise=1 -q
+# membership on the demo's people: its members (trained on) against its new identities, first images
+D="$TMP/audit/demo-data/dataset"
+awk -F, 'NR == 1 || ($3 == 1 && $1 ~ /\/0\.png$/)' "$D/manifest.csv" >"$D/members.csv"
+awk -F, 'NR == 1 || ($3 == 0 && $1 ~ /\/0\.png$/)' "$D/manifest.csv" >"$D/nonmembers.csv"
+step "membership" "$REWIND" membership --generator "$ROOT/data-tools/demo/generator.pt" --embedder "$ROOT/data-tools/demo/embedder.pt" \
+  --members "$D/members.csv" --nonmembers "$D/nonmembers.csv" --samples 200 --restarts 1 --steps 5 --out "$TMP/membership" -q
 step "faces" "$REWIND" data synth-faces --out "$TMP/faces" --identities 8 --per-identity 1 --size 32 --no-contact-sheet -q
 step "split-attack" "$REWIND" split-attack --classifier "$ROOT/data-tools/demo/classifier.pt" --split all \
   --targets "$TMP/faces/manifest.csv" --limit 6 --steps 20 --defense none,noise=1 --out "$TMP/split" -q
@@ -33,7 +39,7 @@ chrome() {
   timeout 120 chromium --headless --no-sandbox --disable-gpu --no-first-run --user-data-dir="$TMP/profile" \
     --enable-logging=stderr --v=0 --virtual-time-budget=5000 "$@"
 }
-# check NAME REPORT MIN_PLOTS
+# check NAME REPORT MIN_PLOTS [SCREENSHOT_HEIGHT]
 check() {
   local name=$1 report=$2 min_plots=$3
   python3 - "$report" "$ROOT/tests/browser/check.js" "$TMP/$name-check.html" <<'PY'
@@ -64,7 +70,7 @@ print(f"{'FAIL' if bad else 'ok'}: {name}: {r['images']} images, {r['svgs']} SVG
       f"{r['tables']} tables" + ("; " + "; ".join(bad) if bad else ""))
 sys.exit(1 if bad else 0)
 PY
-  chrome --screenshot="$ART/$name.png" --window-size=1280,2400 --hide-scrollbars "file://$report" >/dev/null 2>&1 ||
+  chrome --screenshot="$ART/$name.png" --window-size=1280,"${4:-2400}" --hide-scrollbars "file://$report" >/dev/null 2>&1 ||
     { echo "FAIL: $name: no screenshot"; fail=1; }
   [ -s "$ART/$name.png" ] || { echo "FAIL: $name: empty screenshot"; fail=1; }
 }
@@ -77,8 +83,24 @@ if [ "$fail" = 1 ] && grep -q "logged to the console" "$TMP/self-test.out" && gr
 else
   echo "FAIL: the checker passed a broken page:"; cat "$TMP/self-test.out"; exit 1
 fi
-check audit "$TMP/audit/report.html" 1
-check split-attack "$TMP/split/report.html" 2
-check compare "$TMP/compare/report.html" 0
-echo "screenshots: $ART/{audit,split-attack,compare}.png"
+check audit "$TMP/audit/report.html" 1 1600
+check membership "$TMP/membership/report.html" 2 2000
+check split-attack "$TMP/split/report.html" 2 1200
+check compare "$TMP/compare/report.html" 1 1800
+# the same plots as SVG files for papers (data-tools/vega/render.js, headless, no browser)
+if [ -f "$ROOT/data-tools/vega/node_modules/vega/build/vega.min.js" ] && command -v node >/dev/null 2>&1; then
+  for d in audit membership split compare; do
+    node "$ROOT/data-tools/vega/render.js" "$TMP/$d" >"$TMP/render.out" 2>&1 || { echo "FAIL: render.js $d: $(cat "$TMP/render.out")"; fail=1; }
+  done
+  n=$(ls "$TMP"/*/plots/*.svg 2>/dev/null | wc -l)
+  nspec=$(ls "$TMP"/*/plots/*.vl.json 2>/dev/null | wc -l)
+  if [ "$n" -ge 6 ] && [ "$n" = "$nspec" ] && ! find "$TMP" -path '*/plots/*.svg' -size -2k | grep -q .; then
+    echo "ok: render.js wrote $n SVG plots, one per spec"; cp "$TMP/membership/plots/roc-loglog.svg" "$ART/" 2>/dev/null
+  else
+    echo "FAIL: render.js wrote $n SVGs for $nspec specs (or some are nearly empty)"; fail=1
+  fi
+else
+  echo "FAIL: Vega is not installed in data-tools/vega (scripts/install-deps.sh): the reports show static plots"; fail=1
+fi
+echo "screenshots: $ART/{audit,membership,split-attack,compare}.png"
 exit $fail

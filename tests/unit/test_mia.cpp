@@ -6,6 +6,9 @@
 
 #include "rewind/mia/metrics.h"
 #include "rewind/report/html.h"
+#include "test_util.h"
+
+#include <nlohmann/json.hpp>
 
 using namespace rw;
 
@@ -170,6 +173,58 @@ TEST(Report, EscapesUserTextAndEncodes) {
   auto svg = report::svg_plot({{"roc <1>", {0, 0.5, 1}, {0, 0.8, 1}, false}}, {"t", "FPR", "TPR", true, true, true});
   EXPECT_NE(svg.find("<svg"), std::string::npos);
   EXPECT_NE(svg.find("roc &lt;1&gt;"), std::string::npos);
+}
+
+// The Vega-Lite spec of a line plot: its data (points a log axis cannot show dropped), tooltips,
+// rules; and a report page that embeds it: the spec in a JSON block that no text can close, the
+// spec file written beside the page, Vega inlined (or the static fallback where it is missing).
+TEST(Report, VegaSpecAndPlotFiles) {
+  report::Series a{"attack </script><b>x", {0, 0.01, 0.5, 1}, {0, 0.2, 0.9, 1}, false, {"p0", "p1", "p2", "p3"}};
+  report::Series b{"baseline", {0.1, 1}, {0.1, 1}, true, {}};
+  report::PlotOptions o;
+  o.title = "ROC";
+  o.x_label = "FPR";
+  o.log_x = o.log_y = true;
+  o.diagonal = true;
+  o.x_min = 1e-3, o.x_max = 1;
+  o.x_rules = {{0.01, "FPR 1%"}};
+  const auto spec = nlohmann::json::parse(report::vega_line_spec({a, b}, o));
+  const auto& values = spec.at("data").at("values");
+  ASSERT_EQ(values.size(), 3u + 2u);  // (0, 0) has no place on log axes
+  EXPECT_EQ(values[0].at("tip"), "p1");
+  EXPECT_EQ(values[3].at("dashed"), true);
+  EXPECT_FALSE(values[3].contains("tip"));
+  const auto& layers = spec.at("layer");
+  ASSERT_EQ(layers.size(), 4u);  // lines, diagonal, the rule and its label
+  EXPECT_EQ(layers[0].at("encoding").at("x").at("scale").at("type"), "log");
+  EXPECT_EQ(layers[0].at("encoding").at("tooltip").back().at("field"), "tip");
+  EXPECT_EQ(layers[2].at("mark").at("type"), "rule");
+  EXPECT_EQ(layers[2].at("encoding").at("x").at("datum"), 0.01);
+  EXPECT_EQ(layers[3].at("data").at("values")[0].at("label"), "FPR 1%");
+  // named stages: an ordinal axis in the given order
+  report::PlotOptions n;
+  n.x_names = {"conv1", "", "pool1"};
+  const auto ns = nlohmann::json::parse(report::vega_line_spec({{"psnr", {0, 2}, {20, 15}, false, {}}}, n));
+  EXPECT_EQ(ns.at("data").at("values")[1].at("x"), "pool1");
+  EXPECT_EQ(ns.at("layer")[0].at("encoding").at("x").at("sort"), nlohmann::json({"conv1", "pool1"}));
+
+  rw::test::TempDir tmp;
+  report::HtmlReport r("plots");
+  const std::string text = report::vega_line_spec({a, b}, o);
+  r.vega("roc", text, "<svg id=\"fallback\"></svg>");
+  r.write(tmp / "report.html");
+  EXPECT_EQ(rw::test::read_text(tmp / "plots/roc.vl.json"), text + "\n");
+  const auto html = rw::test::read_text(tmp / "report.html");
+  EXPECT_EQ(html.find("</script><b>x"), std::string::npos) << "spec text closed its block";
+  if (report::vega_assets().empty()) {
+    EXPECT_NE(html.find("id=\"fallback\""), std::string::npos);
+    EXPECT_NE(html.find("plots/roc.vl.json"), std::string::npos);
+  } else {
+    EXPECT_NE(html.find("\\u003c/script>\\u003cb>x"), std::string::npos);
+    EXPECT_NE(html.find("vegaEmbed("), std::string::npos);
+    EXPECT_EQ(html.find("id=\"fallback\""), std::string::npos);
+    EXPECT_NE(html.find("<script type=\"application/json\" id=\"vega-0-spec\">"), std::string::npos);
+  }
 }
 
 TEST(Mia, BlindBaselineSeparatesOnlyWhatDiffers) {

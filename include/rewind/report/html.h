@@ -26,6 +26,7 @@ struct Series {
   std::string name;
   std::vector<double> x, y;
   bool dashed = false;
+  std::vector<std::string> tips;  ///< per point, shown on hover in Vega plots (identity, file); may be empty
 };
 
 struct PlotOptions {
@@ -38,10 +39,19 @@ struct PlotOptions {
   int width = 420;
   int height = 320;
   double x_min = 0, x_max = 0, y_min = 0, y_max = 0;  ///< 0,0 = from the data
+  std::vector<std::string> x_names;  ///< names of the integer x positions 0, 1, ... (an ordinal axis: split stages)
+  std::vector<std::pair<double, std::string>> x_rules;  ///< labelled vertical lines (a threshold)
+  std::vector<std::pair<double, std::string>> y_rules;  ///< labelled horizontal lines
 };
 
-/// Inline SVG line plot (ROC curves, quality-vs-depth). Text is escaped.
+/// Inline SVG line plot (ROC curves, quality-vs-depth). Text is escaped. The static fallback of
+/// vega_line_spec where Vega is not installed.
 std::string svg_plot(const std::vector<Series>& series, const PlotOptions& opt);
+
+/// The same plot as a Vega-Lite spec (JSON text, data inline): one coloured line per series with
+/// its legend below the plot, dashed series dashed, log axes dropping values <= 0, the y = x
+/// diagonal, labelled rules, tooltips with the series, x, y and the point's tip. For HtmlReport::vega.
+std::string vega_line_spec(const std::vector<Series>& series, const PlotOptions& opt);
 
 /// Builds one report page. Methods that take plain text escape it; *_html methods take markup
 /// that the caller built from escaped pieces.
@@ -63,6 +73,12 @@ class HtmlReport {
   void raw(const std::string& html);
   /// A <details> block with preformatted text (run record JSON, options).
   void details(const std::string& summary_text, const std::string& pre_text);
+  /// A plot as a Vega-Lite spec (JSON text, data inline; `name` a file-name-safe word). Drawn in
+  /// the page by Vega, whose files (vega_assets()) are inlined once per report so it opens offline;
+  /// write() also puts the spec beside the page as plots/NAME.vl.json (`node
+  /// data-tools/vega/render.js DIR` renders those as SVG). Without the Vega files (npm not run),
+  /// `fallback_svg` is shown instead, with a note saying how to get the interactive plot.
+  void vega(const std::string& name, const std::string& spec_json, const std::string& fallback_svg = "");
 
   std::string str() const;
   /// Writes the page atomically.
@@ -71,7 +87,13 @@ class HtmlReport {
  private:
   std::string title_;
   std::string body_;
+  std::vector<std::pair<std::string, std::string>> plots_;  ///< (name, Vega-Lite spec) in page order
 };
+
+/// The Vega, Vega-Lite and vega-embed builds the reports inline, concatenated as <script> blocks;
+/// "" when they are not installed. Looked up in $REWIND_VEGA_DIR, else share/rewind/vega beside
+/// or above the executable (the build copies them there from data-tools/vega/node_modules).
+const std::string& vega_assets();
 
 /// The number formatters every report and table uses: fixed ("0.953", `digits` after the point)
 /// and significant ("0.000123", "1.5e+07": printf %.{significant}g). NaN prints as "n/a".
