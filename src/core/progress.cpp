@@ -66,16 +66,19 @@ bool TerminalProgress::on_progress(const Progress& p) {
     last_draw_ = now;
     double el = std::chrono::duration<double>(now - stage_start_).count();
     double rate = el > 0 ? p.done / el : 0.0;
+    // a rate means something only after a while: an instant phase ("0.0/s") shows none
+    char rate_text[32] = "";
+    if (el >= 0.5 && p.done > 0) std::snprintf(rate_text, sizeof rate_text, "  %.1f/s", rate);
     char line[256];
     if (p.total > 0) {
       double eta = rate > 0 ? (p.total - p.done) / rate : -1;
-      std::snprintf(line, sizeof line, "\r%-10s %lld/%lld (%3.0f%%)  %.1f/s  %s %s",
+      std::snprintf(line, sizeof line, "\r%-10s %lld/%lld (%3.0f%%)%s  %s %s",
                     p.stage.c_str(), (long long)p.done, (long long)p.total,
-                    100.0 * p.done / p.total, rate, last ? "took" : "ETA",
+                    100.0 * p.done / p.total, rate_text, last ? "took" : "ETA",
                     format_duration(last ? el : eta).c_str());
     } else {
-      std::snprintf(line, sizeof line, "\r%-10s %lld  %.1f/s  %s", p.stage.c_str(),
-                    (long long)p.done, rate, format_duration(el).c_str());
+      std::snprintf(line, sizeof line, "\r%-10s %lld%s  %s", p.stage.c_str(),
+                    (long long)p.done, rate_text, format_duration(el).c_str());
     }
     std::string s(line);
     if (!p.detail.empty()) s += "  " + p.detail;

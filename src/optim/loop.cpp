@@ -102,9 +102,17 @@ LoopResult fused_adam(const at::Tensor& init, const Objective& f, const LoopOpti
     s.m1.mul_(keep);
     s.m2.mul_(keep);
   };
+  std::string detail;  // the mean best loss, refreshed every 10 steps (reading it synchronises a GPU)
   auto report = [&](int64_t done) {
     if (!progress) return;
-    report_progress(progress, {stage, base + done, total > 0 ? total : steps, ""});
+    if (done % 10 == 0 || done == steps) {
+      torch::NoGradGuard ng;
+      auto fin = s.best_loss.masked_select(torch::isfinite(s.best_loss));
+      char buf[64];
+      if (fin.numel() > 0) std::snprintf(buf, sizeof buf, "best loss %.5f", fin.mean().item<double>());
+      detail = fin.numel() > 0 ? buf : "";
+    }
+    report_progress(progress, {stage, base + done, total > 0 ? total : steps, detail});
   };
   int64_t done = 0;
 #ifdef REWIND_WITH_CUDA
