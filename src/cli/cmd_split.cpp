@@ -303,6 +303,10 @@ void write_scores(const Flags& f, const Data& tgt, const featinv::SweepResult& r
 struct Aggregates {
   io::CsvRow header;
   std::vector<io::CsvRow> table;
+  /// the same for people: rounded to what the data supports (PSNR to 0.1 dB, SSIM and rates to
+  /// 0.001, seconds to 0.1)
+  io::CsvRow html_header;
+  std::vector<io::CsvRow> html;
   nlohmann::json json = nlohmann::json::array();
 };
 
@@ -311,6 +315,9 @@ Aggregates write_depth(const Flags& f, const featinv::SweepResult& r) {
   a.header = {"split", "depth", "defense", "attack", "accuracy", "psnr_mean", "psnr_median", "ssim_mean",
               "ssim_median", "feature_loss_median", "seconds"};
   if (r.identity) a.header.push_back("id_match_rate");
+  a.html_header = {"split", "defence", "attack", "accuracy", "PSNR dB mean", "PSNR dB median", "SSIM mean",
+                   "SSIM median", "feature loss median", "seconds"};
+  if (r.identity) a.html_header.push_back("identity match rate");
   std::string csv = io::csv_line(a.header);
   for (const auto& c : r.cells) {
     const bool acc = !std::isnan(c.accuracy);
@@ -322,6 +329,11 @@ Aggregates write_depth(const Flags& f, const featinv::SweepResult& r) {
                         {"ssim_median", c.ssim_median}, {"feature_loss_median", c.feature_loss_median},
                         {"seconds", c.seconds}, {"targets", r.targets}};
     if (acc) j["accuracy"] = c.accuracy;
+    io::CsvRow shown{c.split, c.defense.str(), c.attack, acc ? report::fmt(c.accuracy, 3) : "n/a",
+                     report::fmt(c.psnr_mean, 1), report::fmt(c.psnr_median, 1), report::fmt(c.ssim_mean, 3),
+                     report::fmt(c.ssim_median, 3), report::fmt_g(c.feature_loss_median, 3), report::fmt(c.seconds, 1)};
+    if (r.identity) shown.push_back(report::fmt(c.id_match_rate, 3));
+    a.html.push_back(shown);
     if (r.identity) {
       cells.push_back(fmt_g(c.id_match_rate));
       j["id_match_rate"] = c.id_match_rate;
@@ -438,9 +450,35 @@ void write_html(const Flags& f, const Loaded& l, const featinv::SweepResult& r, 
     html.heading("Utility / privacy trade-off");
     html.paragraph("Accuracy of the classifier through the defended split beside the attack quality on the same "
                    "defended activations: a good defence keeps accuracy while PSNR/SSIM fall.");
+    nlohmann::json values = nlohmann::json::array();
+    for (const auto& c : r.cells)
+      if (!std::isnan(c.accuracy))
+        values.push_back({{"split", c.split}, {"defence", c.defense.str()}, {"attack", c.attack}, {"accuracy", c.accuracy},
+                          {"psnr", c.psnr_mean}});
+    if (!values.empty()) {
+      nlohmann::json spec = {
+          {"$schema", "https://vega.github.io/schema/vega-lite/v5.json"},
+          {"title", "Accuracy kept vs what the attacker rebuilds (one point per split x defence x attack)"},
+          {"width", 480}, {"height", 300}, {"data", {{"values", values}}},
+          {"mark", {{"type", "point"}, {"filled", true}, {"size", 70}}},
+          {"encoding", {{"x", {{"field", "accuracy"}, {"type", "quantitative"}, {"title", "accuracy through the split"},
+                               {"scale", {{"zero", false}}}}},
+                        {"y", {{"field", "psnr"}, {"type", "quantitative"}, {"title", "attack PSNR dB (mean)"},
+                               {"scale", {{"zero", false}}}}},
+                        {"color", {{"field", "defence"}, {"type", "nominal"}, {"legend", {{"orient", "bottom"}}}}},
+                        {"shape", {{"field", "attack"}, {"type", "nominal"}, {"legend", {{"orient", "bottom"}}}}},
+                        {"tooltip", nlohmann::json::array({{{"field", "split"}}, {{"field", "defence"}}, {{"field", "attack"}},
+                                                           {{"field", "accuracy"}, {"format", ".3f"}},
+                                                           {{"field", "psnr"}, {"title", "PSNR dB"}, {"format", ".1f"}}})}}}};
+      html.vega("tradeoff", spec.dump());
+    } else {
+      html.paragraph("Accuracy: n/a. No image with a class label reached the classifier (give --eval, labelled images, "
+                     "or targets with a --label-column the classifier knows), so the utility side cannot be shown.");
+    }
   }
   html.heading("Per configuration (means over targets)");
-  html.table(a.header, a.table);
+  html.table(a.html_header, a.html);
+  html.paragraph("Rounded for reading (PSNR to 0.1 dB, SSIM to 0.001); depth.csv and report.json keep 4 significant digits.");
   if (grid.defined()) {
     html.heading("Originals and reconstructions");
     std::string legend;
