@@ -36,12 +36,7 @@ W=out/latent-space
 mkdir -p "$W"
 T="$W/timings.tsv"
 [ -f "$T" ] || printf 'run\tseconds\n' > "$T"
-timed() {  # timed NAME CMD...: runs CMD, appends its wall time to timings.tsv
-  local name="$1"; shift
-  local t0; t0=$(date +%s.%N)
-  "$@"
-  awk -v n="$name" -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%s\t%.1f\n", n, b - a }' >> "$T"
-}
+. experiments/lib.sh  # timed NAME CMD...: appends its wall time to $T
 
 F="$W/faces"
 [ -f "$F/manifest.csv" ] || $REWIND data synth-faces --out "$F" --identities 128 --per-identity 1 --size 32 -q >/dev/null

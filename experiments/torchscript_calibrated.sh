@@ -37,12 +37,7 @@ W=${W:-out/torchscript-calibrated}
 mkdir -p "$W"
 T="$W/timings.tsv"
 [ -f "$T" ] || printf 'step\tseconds\n' > "$T"
-timed() {  # timed NAME CMD...: runs CMD, appends its wall time to timings.tsv
-  local name="$1"; shift
-  local t0; t0=$(date +%s.%N)
-  "$@"
-  awk -v n="$name" -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%s\t%.1f\n", n, b - a }' >> "$T"
-}
+. experiments/lib.sh  # timed NAME CMD...: appends its wall time to $T
 
 [ -f "$W/fmnist/manifest.csv" ] || "$REWIND" data fashion-mnist --out "$W/fmnist" --limit 2000 --threads "$THREADS" -q
 S="$W/sets"
