@@ -167,10 +167,8 @@ Prepared prepare(models::Generator& g, models::Embedder& e, const io::Manifest& 
   res.embedder = e.describe();
 
   // 1. the owner's images, embedded
-  if (!load_embedded(cache, "dataset", &ds)) {
-    ds = embed_manifest(e, dataset, shape, "embed dataset", progress, o.batch, {}, o.crop);
-    save_embedded(cache, "dataset", ds);
-  }
+  ds = kept_embedded(cache, "dataset",
+                     [&] { return embed_manifest(e, dataset, shape, "embed dataset", progress, o.batch, {}, o.crop); });
   record_skips(record, ds.skipped);
   res.skipped = ds.skipped;
   RW_CHECK(!ds.rows.empty(), Input, "no image of the dataset could be loaded",
@@ -184,13 +182,7 @@ Prepared prepare(models::Generator& g, models::Embedder& e, const io::Manifest& 
   mark("embed dataset");
 
   // 2. samples and identity nearest neighbours
-  at::Tensor sample_emb;
-  std::unique_ptr<SampleBank> bank;
-  if (cache.load("samples", &sample_emb)) bank = std::make_unique<SampleBank>(sample_emb.to(torch::kFloat32), o.seed);
-  else {
-    bank = std::make_unique<SampleBank>(g, e, o.samples, o.seed, progress);
-    cache.save("samples", bank->embeddings());
-  }
+  auto bank = kept_sample_bank(cache, g, e, o.samples, o.seed, progress);
   std::vector<double> nn_sim;
   std::vector<int64_t> nn_sample;
   bank->nearest(ds.emb, &nn_sim, &nn_sample);
@@ -204,11 +196,8 @@ Prepared prepare(models::Generator& g, models::Embedder& e, const io::Manifest& 
   // 3. the verdict threshold
   std::vector<double> ref_scores;
   if (reference) {
-    Embedded ref;
-    if (!load_embedded(cache, "reference", &ref)) {
-      ref = embed_manifest(e, *reference, shape, "embed reference", progress, o.batch, {}, o.crop);
-      save_embedded(cache, "reference", ref);
-    }
+    const Embedded ref = kept_embedded(
+        cache, "reference", [&] { return embed_manifest(e, *reference, shape, "embed reference", progress, o.batch, {}, o.crop); });
     record_skips(record, ref.skipped);
     RW_CHECK(!ref.rows.empty(), Input, "no image of the reference set could be loaded",
              ref.skipped.empty() ? std::string() : " (first problem: " + ref.skipped.front().reason + ")");
@@ -368,18 +357,13 @@ int64_t run_shard(models::Generator& g, models::Embedder& e, const io::Manifest&
   StageCache part(part_stage_dir, part_fingerprint(fp, shard, round), o.resume);
   const auto shape = g.output_shape();
   if (round == 1) {
-    Embedded ds;
-    if (!load_embedded(part, "dataset", &ds)) {
-      ds = embed_manifest(e, dataset, shape, "embed dataset", progress, o.batch, shard, o.crop);
-      save_embedded(part, "dataset", ds);
-    }
+    const Embedded ds = kept_embedded(
+        part, "dataset", [&] { return embed_manifest(e, dataset, shape, "embed dataset", progress, o.batch, shard, o.crop); });
     record_skips(record, ds.skipped);
     if (reference) {
-      Embedded ref;
-      if (!load_embedded(part, "reference", &ref)) {
-        ref = embed_manifest(e, *reference, shape, "embed reference", progress, o.batch, shard, o.crop);
-        save_embedded(part, "reference", ref);
-      }
+      const Embedded ref = kept_embedded(part, "reference", [&] {
+        return embed_manifest(e, *reference, shape, "embed reference", progress, o.batch, shard, o.crop);
+      });
       record_skips(record, ref.skipped);
     }
     at::Tensor s;

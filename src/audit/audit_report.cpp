@@ -24,6 +24,19 @@ std::optional<double> finite_or_none(double v) { return std::isfinite(v) ? std::
 
 }  // namespace
 
+const char* verdict_label(Verdict v) {
+  switch (v) {
+    case Verdict::kLeaks: return "LEAKS";
+    case Verdict::kInconclusive: return "inconclusive";
+    default: return "no evidence";
+  }
+}
+
+std::string verdict_html(Verdict v) {
+  const char* cls = v == Verdict::kLeaks ? "leak" : v == Verdict::kInconclusive ? "warn" : "safe";
+  return std::string("<span class=\"") + cls + "\">" + verdict_label(v) + "</span>";
+}
+
 std::string set_test_line(const AuditResult& r) {
   const auto& t = r.set_test;
   if (!t.ran) return "Dataset-level test: " + t.reason + ".";
@@ -40,6 +53,8 @@ std::string set_test_line(const AuditResult& r) {
 
 namespace {
 std::string opt_fmt(const std::optional<double>& v, int digits) { return v ? fmt(*v, digits) : "n/a"; }
+/// " (member)", " (non-member)" or "" (no ground truth): after an identity's name in plot tips and pictures.
+const char* member_suffix(int member) { return member == 1 ? " (member)" : member == 0 ? " (non-member)" : ""; }
 
 /// Pictures of the first `k` ranked identities: your image, closest sample, reconstruction
 /// (undefined tensors where there is none). Images are reloaded by row, samples regenerated from
@@ -237,8 +252,7 @@ std::string similarity_spec(const AuditResult& r, const AuditOptions& o) {
     const auto& ev = r.identities[order[k]];
     mine.x.push_back(ev.nn_similarity);
     mine.y.push_back(double(k + 1) / double(n));
-    mine.tips.push_back(ev.identity + (ev.member == 1 ? " (member)" : ev.member == 0 ? " (non-member)" : "") + ": " +
-                        verdict_name(ev.verdict));
+    mine.tips.push_back(ev.identity + member_suffix(ev.member) + ": " + verdict_name(ev.verdict));
   }
   std::vector<report::Series> ss = {mine};
   auto ref = r.threshold.reference_scores;
@@ -282,8 +296,8 @@ void write_pictures(const std::string& out, const AuditResult& r, const Pictures
   for (size_t k = 0; k < p.image.size() && k < 16; ++k) {
     for (const auto* col : {&p.image, &p.sample, &p.recon}) tiles.push_back((*col)[k].defined() ? (*col)[k] : blank);
     const auto& ev = r.identities[k];
-    tl.rows.push_back({"#" + std::to_string(k + 1) + " " + ev.identity + (ev.member == 1 ? " (member)" : ev.member == 0 ? " (non-member)" : ""),
-                       ev.verdict == Verdict::kLeaks ? "LEAKS" : ev.verdict == Verdict::kInconclusive ? "inconclusive" : "no evidence",
+    tl.rows.push_back({"#" + std::to_string(k + 1) + " " + ev.identity + member_suffix(ev.member),
+                       verdict_label(ev.verdict),
                        "similarity " + report::fmt_g(ev.nn_similarity, 3)});
   }
   if (tiles.empty()) return;
@@ -311,12 +325,9 @@ void write_audit_report(const std::string& out, const AuditResult& r, const Audi
   std::vector<std::vector<std::string>> rows;
   for (size_t k = 0; k < shown; ++k) {
     const auto& ev = r.identities[k];
-    std::string verdict = ev.verdict == Verdict::kLeaks          ? "<span class=\"leak\">LEAKS</span>"
-                          : ev.verdict == Verdict::kInconclusive ? "<span class=\"warn\">inconclusive</span>"
-                                                                 : "<span class=\"safe\">no evidence</span>";
     rows.push_back({std::to_string(k + 1),
                     report::escape(ev.identity) + (ev.member < 0 ? "" : ev.member ? "<br><small>(member)</small>" : "<br><small>(non-member)</small>"),
-                    verdict, img_cell(pics.image[k], "your image of " + ev.identity), img_cell(pics.sample[k], "generated sample"),
+                    verdict_html(ev.verdict), img_cell(pics.image[k], "your image of " + ev.identity), img_cell(pics.sample[k], "generated sample"),
                     img_cell(pics.recon[k], "reconstruction"), fmt(ev.nn_similarity, 3),
                     ev.recovery_error ? fmt(*ev.recovery_error, 4) + "<br><small>z " + fmt(*ev.recovery_z, 1) + "</small>" : "n/a (not recovered)",
                     opt_fmt(ev.recon_similarity, 3)});

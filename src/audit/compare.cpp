@@ -109,35 +109,22 @@ CompareResult run_compare(models::Generator& g, models::Embedder& e, models::Spl
   CompareResult res;
 
   // ---- output side: the GAN (as the audit)
-  Embedded ds;
-  if (!load_embedded(cache, "dataset", &ds)) {
-    ds = embed_manifest(e, dataset, shape, "embed dataset", progress, o.batch, {}, o.crop);
-    save_embedded(cache, "dataset", ds);
-  }
+  const Embedded ds = kept_embedded(
+      cache, "dataset", [&] { return embed_manifest(e, dataset, shape, "embed dataset", progress, o.batch, {}, o.crop); });
   record_skips(record, ds.skipped);
   res.skipped = ds.skipped;
   RW_CHECK(!ds.rows.empty(), Input, "no image of the dataset could be loaded",
            ds.skipped.empty() ? std::string() : " (first problem: " + ds.skipped.front().reason + ")");
-  at::Tensor sample_emb;
-  std::unique_ptr<SampleBank> bank_kept;
-  if (cache.load("samples", &sample_emb)) {
-    bank_kept = std::make_unique<SampleBank>(sample_emb.to(torch::kFloat32), o.seed);
-  } else {
-    bank_kept = std::make_unique<SampleBank>(g, e, o.samples, o.seed, progress);
-    cache.save("samples", bank_kept->embeddings());
-  }
-  SampleBank& bank = *bank_kept;
+  const auto bank_kept = kept_sample_bank(cache, g, e, o.samples, o.seed, progress);
+  const SampleBank& bank = *bank_kept;
   std::vector<double> nn_sim;
   std::vector<int64_t> nn_sample;
   bank.nearest(ds.emb, &nn_sim, &nn_sample);
   auto labels = io::identity_labels(dataset, ds.rows);
   std::vector<double> ref_scores;
   if (reference) {
-    Embedded ref;
-    if (!load_embedded(cache, "reference", &ref)) {
-      ref = embed_manifest(e, *reference, shape, "embed reference", progress, o.batch, {}, o.crop);
-      save_embedded(cache, "reference", ref);
-    }
+    const Embedded ref = kept_embedded(
+        cache, "reference", [&] { return embed_manifest(e, *reference, shape, "embed reference", progress, o.batch, {}, o.crop); });
     record_skips(record, ref.skipped);
     std::vector<int64_t> rsample;
     bank.nearest(ref.emb, &ref_scores, &rsample);

@@ -97,9 +97,9 @@ std::vector<int> exposure_counts(const CompareResult& r) {
   return hits;
 }
 
-/// People riskiest first: exposed in more directions first, then by the GAN side's closest-sample similarity.
-std::vector<size_t> risk_order(const CompareResult& r) {
-  const auto hits = exposure_counts(r);
+/// People riskiest first: exposed in more directions (`hits`, exposure_counts) first, then by the
+/// GAN side's closest-sample similarity.
+std::vector<size_t> risk_order(const CompareResult& r, const std::vector<int>& hits) {
   std::vector<size_t> order(r.identities.size());
   for (size_t k = 0; k < order.size(); ++k) order[k] = k;
   std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
@@ -115,12 +115,7 @@ std::vector<std::vector<std::string>> person_rows(const CompareResult& r, std::v
   *header = {"identity", "member", "exposed in", "GAN: closest sample", "GAN verdict"};
   for (const auto& cl : r.cells) header->push_back(cl.split + " / " + cl.defense);
   const auto hits = exposure_counts(r);
-  const auto order = risk_order(r);
-  auto verdict_html = [](Verdict v) {
-    return v == Verdict::kLeaks ? std::string("<span class=\"leak\">LEAKS</span>")
-           : v == Verdict::kInconclusive ? std::string("<span class=\"warn\">inconclusive</span>")
-                                         : std::string("<span class=\"safe\">no evidence</span>");
-  };
+  const auto order = risk_order(r, hits);
   std::vector<std::vector<std::string>> rows;
   for (size_t k : order) {
     const auto& id = r.identities[k];

@@ -1,10 +1,10 @@
 #include "rewind/audit/demo.h"
 
-#include <cstdlib>
 #include <filesystem>
 
 #include <nlohmann/json.hpp>
 
+#include "rewind/core/build_info.h"
 #include "rewind/core/error.h"
 #include "rewind/data/datasets.h"
 #include "rewind/io/atomic_file.h"
@@ -15,15 +15,7 @@ namespace fs = std::filesystem;
 namespace rw::audit {
 
 std::string find_demo_dir(const std::string& exe_dir) {
-  std::vector<fs::path> candidates;
-  if (const char* env = std::getenv("REWIND_DEMO_DIR"); env && *env) candidates.emplace_back(env);
-  if (!exe_dir.empty()) {
-    candidates.push_back(fs::path(exe_dir) / ".." / "share" / "rewind" / "demo");
-    candidates.push_back(fs::path(exe_dir) / "share" / "rewind" / "demo");
-  }
-  for (const auto& c : candidates)
-    if (fs::is_regular_file(c / "demo.json")) return c.lexically_normal().string();
-  return "";
+  return find_share_dir("demo", "REWIND_DEMO_DIR", {"demo.json"}, exe_dir);
 }
 
 DemoPaths prepare_demo(const std::string& models, const std::string& work, const ProgressFn& progress) {

@@ -309,16 +309,6 @@ ClassScan scan_class(const StageCache& cache, const io::Manifest& m, const std::
   return sc;
 }
 
-/// The sample bank: kept in the cache (a resumed or merged run does not generate it again).
-std::unique_ptr<SampleBank> sample_bank(models::Generator& g, models::Embedder& e, const MembershipOptions& o,
-                                        const StageCache& cache, const ProgressFn& progress) {
-  at::Tensor emb;
-  if (cache.load("samples", &emb)) return std::make_unique<SampleBank>(emb, o.seed);
-  auto bank = std::make_unique<SampleBank>(g, e, o.samples, o.seed, progress, kSampleBatch);
-  cache.save("samples", bank->embeddings());
-  return bank;
-}
-
 }  // namespace
 
 MembershipResult run_membership(models::Generator& g, const References& refs, models::Embedder* e,
@@ -342,7 +332,7 @@ MembershipResult run_membership(models::Generator& g, const References& refs, mo
   // per class: embeddings of the chosen rows (this also finds the rows that load)
   std::unique_ptr<SampleBank> bank;
   if (run.count("identity-nn")) {
-    bank = sample_bank(g, *e, o, cache, progress);
+    bank = kept_sample_bank(cache, g, *e, o.samples, o.seed, progress);
     if (record) record->mark("samples");
   }
   int64_t position = 0;  // restart seeds: members first, then non-members, as one list

@@ -273,6 +273,23 @@ void save_embedded(const StageCache& c, const std::string& name, const Embedded&
   c.save_json(name, {{"skipped", skipped_json(e.skipped)}});
 }
 
+Embedded kept_embedded(const StageCache& cache, const std::string& name, const std::function<Embedded()>& make) {
+  Embedded e;
+  if (load_embedded(cache, name, &e)) return e;
+  e = make();
+  save_embedded(cache, name, e);
+  return e;
+}
+
+std::unique_ptr<SampleBank> kept_sample_bank(const StageCache& cache, models::Generator& g, models::Embedder& e,
+                                             int64_t count, uint64_t seed, const ProgressFn& progress) {
+  at::Tensor emb;
+  if (cache.load("samples", &emb)) return std::make_unique<SampleBank>(emb.to(torch::kFloat32), seed);
+  auto bank = std::make_unique<SampleBank>(g, e, count, seed, progress, kSampleBatch);
+  cache.save("samples", bank->embeddings());
+  return bank;
+}
+
 // ------------------------------------------------------------------------------------------------
 /// Values in one target's latent (flattened: w+ rows are [num_ws * w_dim]).
 static int64_t latent_numel(models::Generator& g, const std::string& latent) {

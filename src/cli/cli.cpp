@@ -10,6 +10,7 @@
 #include "rewind/io/image.h"
 #include "rewind/audit/demo.h"
 #include "rewind/audit/stages.h"
+#include "rewind/core/build_info.h"
 #include "rewind/core/error.h"
 #include "rewind/data/image_stream.h"
 #include "rewind/core/log.h"
@@ -155,11 +156,7 @@ void apply_recovery_loss(const RecoveryLoss& l, ganinv::InvertOptions& o) {
   if (o.w_feature > 0) o.feature_net = models::load_feature_net(l.feature_net, l.feature_layer);
 }
 
-std::string demo_dir() {
-  std::error_code ec;
-  auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
-  return audit::find_demo_dir(ec ? std::string() : exe.parent_path().string());
-}
+std::string demo_dir() { return audit::find_demo_dir(executable_dir()); }
 
 }  // namespace rw::cli
 

@@ -20,7 +20,6 @@
 #include "rewind/io/atomic_file.h"
 #include "rewind/io/csv.h"
 #include "rewind/io/npy.h"
-#include "rewind/mia/metrics.h"
 #include "rewind/data/image_stream.h"
 #include "rewind/mia/metrics.h"
 #include "rewind/report/html.h"

@@ -308,7 +308,6 @@ at::Tensor labelled_grid(const at::Tensor& images, int cols, const GridLabels& l
   int lines_max = 0;
   for (const auto& l : rl) lines_max = std::max(lines_max, int(l.size()));
   const int row_h = std::max(th, lines_max * kLine) + pad;
-  const bool header = !labels.columns.empty();
   // columns per band: as many as fit the width (at least 1); band b shows columns [first, first + per)
   const int col_w = tw + pad;
   int per = std::max(labels.repeat_first ? 2 : 1, (labels.max_width - label_w - pad) / col_w);
@@ -321,9 +320,16 @@ at::Tensor labelled_grid(const at::Tensor& images, int cols, const GridLabels& l
     bands.push_back(b);
   }
   const int title_h = labels.title.empty() ? 0 : kLine + pad;
+  // each column's header lines, shortened to the tile's width once (bands draw them again)
+  std::vector<std::vector<std::string>> heads;
   size_t head_lines = 0;
-  for (const auto& c : labels.columns) head_lines = std::max(head_lines, header_lines(c).size());
-  const int head_h = header ? int(head_lines) * kLine + pad : 0;
+  for (const auto& c : labels.columns) {
+    heads.push_back(header_lines(c));
+    for (auto& t : heads.back())
+      while (t.size() > 4 && text_width(t) > tw + pad - 2) t = t.substr(0, t.size() - 4) + "...";
+    head_lines = std::max(head_lines, heads.back().size());
+  }
+  const int head_h = heads.empty() ? 0 : int(head_lines) * kLine + pad;
   const int band_h = head_h + int(rows) * row_h + pad;
   int width = 0;
   for (const auto& b : bands) width = std::max(width, label_w + pad + int(b.size()) * col_w);
@@ -337,14 +343,11 @@ at::Tensor labelled_grid(const at::Tensor& images, int cols, const GridLabels& l
     const int y0 = title_h + int(bi) * band_h;
     for (size_t k = 0; k < bands[bi].size(); ++k) {
       const int c = bands[bi][k], x = label_w + pad + int(k) * col_w;
-      if (header && size_t(c) < labels.columns.size()) {
-        const auto lines = header_lines(labels.columns[size_t(c)]);
-        for (size_t li = 0; li < lines.size(); ++li) {
-          std::string t = lines[li];
-          while (t.size() > 4 && text_width(t) > tw + pad - 2) t = t.substr(0, t.size() - 4) + "...";
+      if (size_t(c) < heads.size())
+        for (size_t li = 0; li < heads[size_t(c)].size(); ++li) {
+          const std::string& t = heads[size_t(c)][li];
           draw_text(canvas, t, x + std::max(0, (tw - text_width(t)) / 2), y0 + int(li + 1) * kLine - 3, {0, 0, 0});
         }
-      }
       for (int64_t r = 0; r < rows; ++r) {
         const int64_t i = r * cols + c;
         if (i >= n) continue;

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <vector>
 
+#include "rewind/core/build_info.h"
 #include "rewind/core/error.h"
 #include "rewind/models/native.h"
 
@@ -330,7 +331,7 @@ FaceApiSearch find_face_api_dir() {
   // current folder; each and its parents
   std::error_code ec;
   std::vector<fs::path> roots;
-  if (auto exe = fs::read_symlink("/proc/self/exe", ec); !ec) roots.push_back(exe.parent_path());
+  if (const auto exe_dir = executable_dir(); !exe_dir.empty()) roots.emplace_back(exe_dir);
   if (auto cwd = fs::current_path(ec); !ec) roots.push_back(cwd);
   for (fs::path dir : roots)
     for (int i = 0; i < 16 && !dir.empty(); ++i) {

@@ -27,6 +27,20 @@ void check_options(const LoopOptions& o) {
            o.steps, ", lr ", o.lr, ")");
 }
 
+/// The mean of the finite entries of per-item best losses (NaN when none is finite): what the
+/// progress line shows and what early stopping compares.
+double mean_finite(const at::Tensor& best_loss) {
+  torch::NoGradGuard ng;
+  return best_loss.masked_select(torch::isfinite(best_loss)).mean().item<double>();
+}
+
+/// The progress line's detail for a mean best loss.
+std::string loss_detail(double mean_best) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "best loss %.5f", mean_best);
+  return buf;
+}
+
 // ---- fused Adam: every operation on the device, so one step can be captured in a CUDA graph ----
 
 constexpr double kBeta1 = 0.9, kBeta2 = 0.999, kEps = 1e-8;
@@ -106,11 +120,8 @@ LoopResult fused_adam(const at::Tensor& init, const Objective& f, const LoopOpti
   auto report = [&](int64_t done) {
     if (!progress) return;
     if (done % 10 == 0 || done == steps) {
-      torch::NoGradGuard ng;
-      auto fin = s.best_loss.masked_select(torch::isfinite(s.best_loss));
-      char buf[64];
-      if (fin.numel() > 0) std::snprintf(buf, sizeof buf, "best loss %.5f", fin.mean().item<double>());
-      detail = fin.numel() > 0 ? buf : "";
+      const double mean_best = mean_finite(s.best_loss);
+      detail = std::isnan(mean_best) ? "" : loss_detail(mean_best);
     }
     report_progress(progress, {stage, base + done, total > 0 ? total : steps, detail});
   };
@@ -221,12 +232,8 @@ LoopResult minimise(const at::Tensor& init, const Objective& f, const LoopOption
     opt->step(closure);
     apply_resets();
     r.steps = step + 1;
-    double mean_best = r.best_loss.masked_select(torch::isfinite(r.best_loss)).mean().item<double>();
-    if (progress) {
-      char detail[64];
-      std::snprintf(detail, sizeof detail, "best loss %.5f", mean_best);
-      report_progress(progress, {stage, base + step + 1, total > 0 ? total : o.steps, detail});
-    }
+    const double mean_best = mean_finite(r.best_loss);
+    if (progress) report_progress(progress, {stage, base + step + 1, total > 0 ? total : o.steps, loss_detail(mean_best)});
     if (o.patience > 0) {
       if (mean_best < last_improved_mean * (1 - o.tolerance)) {
         last_improved_mean = mean_best;

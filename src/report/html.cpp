@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -219,7 +218,6 @@ std::string vega_line_spec(const std::vector<Series>& series, const PlotOptions&
       if (named) {
         const auto k = size_t(std::llround(x));
         v["x"] = k < opt.x_names.size() ? opt.x_names[k] : std::to_string(k);
-        v["order"] = k;
       } else {
         v["x"] = x;
       }
@@ -264,10 +262,9 @@ std::string vega_line_spec(const std::vector<Series>& series, const PlotOptions&
     for (const auto& [v, label] : rs) {
       json enc = {{axis, {{"datum", v}, {"type", "quantitative"}}}};
       // one datum of their own (the parent's data would draw one rule per row)
-      layers.push_back({{"data", {{"values", json::array({{{"label", label}}})}}},
-                        {"mark", {{"type", "rule"}, {"color", "#b00"}, {"strokeDash", {5, 3}}}},
-                        {"encoding", enc}});
-      layers.push_back({{"data", {{"values", json::array({{{"label", label}}})}}},
+      const json data = {{"values", json::array({{{"label", label}}})}};
+      layers.push_back({{"data", data}, {"mark", {{"type", "rule"}, {"color", "#b00"}, {"strokeDash", {5, 3}}}}, {"encoding", enc}});
+      layers.push_back({{"data", data},
                         {"mark", {{"type", "text"}, {"color", "#b00"}, {"align", "left"}, {"dx", 4}, {"dy", 12},
                                   {"baseline", "bottom"}, {"fontSize", 11}}},
                         {"encoding", enc}});
@@ -347,29 +344,18 @@ static const char* kSortScript =
 
 const std::string& vega_assets() {
   static const std::string assets = [] {
-    namespace fs = std::filesystem;
-    std::vector<fs::path> dirs;
-    if (const char* env = std::getenv("REWIND_VEGA_DIR"); env && *env) dirs.emplace_back(env);
-    std::error_code ec;
-    const auto exe = fs::read_symlink("/proc/self/exe", ec);
-    if (!ec) {
-      dirs.push_back(exe.parent_path() / ".." / "share" / "rewind" / "vega");
-      dirs.push_back(exe.parent_path() / "share" / "rewind" / "vega");
+    const std::vector<std::string> files = {"vega.min.js", "vega-lite.min.js", "vega-embed.min.js"};
+    const std::string dir = find_share_dir("vega", "REWIND_VEGA_DIR", files, executable_dir());
+    std::string all;
+    for (const auto& f : files) {
+      std::ifstream in(std::filesystem::path(dir) / f, std::ios::binary);
+      if (dir.empty() || !in) return std::string();
+      std::string js((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      // a literal "</script" inside the code would end the block early
+      for (size_t p = 0; (p = js.find("</script", p)) != std::string::npos; p += 9) js.replace(p, 8, "<\\/script");
+      all += "<script>" + js + "</script>\n";
     }
-    for (const auto& d : dirs) {
-      std::string all;
-      bool ok = true;
-      for (const char* f : {"vega.min.js", "vega-lite.min.js", "vega-embed.min.js"}) {
-        std::ifstream in(d / f, std::ios::binary);
-        if (!in) { ok = false; break; }
-        std::string js((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-        // a literal "</script" inside the code would end the block early
-        for (size_t p = 0; (p = js.find("</script", p)) != std::string::npos; p += 9) js.replace(p, 8, "<\\/script");
-        all += "<script>" + js + "</script>\n";
-      }
-      if (ok) return all;
-    }
-    return std::string();
+    return all;
   }();
   return assets;
 }

@@ -72,6 +72,10 @@ struct Threshold {
 /// An identity's verdict.
 enum class Verdict { kNoEvidence, kInconclusive, kLeaks };
 const char* verdict_name(Verdict v);  ///< "no-evidence" | "inconclusive" | "leaks"
+/// How the reports show a verdict to people: "LEAKS" | "inconclusive" | "no evidence" (labelled
+/// pictures colour lines by these words), and the same as coloured HTML.
+const char* verdict_label(Verdict v);
+std::string verdict_html(Verdict v);
 
 struct IdentityEvidence {
   std::string identity;

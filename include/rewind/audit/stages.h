@@ -11,6 +11,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -121,6 +122,14 @@ class StageCache {
 /// Saves / restores an Embedded stage (embeddings, rows, skipped) in the cache.
 bool load_embedded(const StageCache& c, const std::string& name, Embedded* out);
 void save_embedded(const StageCache& c, const std::string& name, const Embedded& e);
+
+/// Stage `name` of `cache` when it is kept there, else make() kept under that name (the pipelines'
+/// embedded image sets: a resumed run does not embed them again).
+Embedded kept_embedded(const StageCache& cache, const std::string& name, const std::function<Embedded()>& make);
+/// The sample bank kept in `cache` as stage "samples", else generated (SampleBank(g, e, count,
+/// seed, progress)) and kept: a resumed or merged run does not generate it again.
+std::unique_ptr<SampleBank> kept_sample_bank(const StageCache& cache, models::Generator& g, models::Embedder& e,
+                                             int64_t count, uint64_t seed, const ProgressFn& progress);
 
 /// The pieces stages are saved as: manifest rows as a [n] int64 tensor, skipped items as json.
 at::Tensor rows_tensor(const std::vector<size_t>& rows);
