@@ -31,7 +31,7 @@ echo "classifier trained: $(( $(date +%s) - t0 )) s"
 # 1. quality vs depth: white-box at every stage
 t1=$(date +%s)
 "$R" split-attack --classifier "$OUT/cnn.pt" --split all --targets "$OUT/fm-test/manifest.csv" --limit "$TARGETS" \
-  --out "$OUT/depth-whitebox" --attack white-box --steps "$STEPS" -q
+  --out "$OUT/depth-whitebox" --attack white-box --wb-steps "$STEPS" -q
 echo "white-box sweep: $(( $(date +%s) - t1 )) s"
 # 2. inverse network at the block boundaries (training one decoder per split is the expensive part)
 t2=$(date +%s)
@@ -44,7 +44,7 @@ t3=$(date +%s)
 for s in $DEFENSE_SPLITS; do
   "$R" split-attack --classifier "$OUT/cnn.pt" --split "$s" --targets "$OUT/fm-test/manifest.csv" --limit "$TARGETS" \
     --out "$OUT/defense-$s" --attack white-box,inverse-net --aux "$OUT/aux/manifest.csv" --inv-epochs "$INV_EPOCHS" \
-    --steps "$STEPS" --defense none,noise=0.1,noise=0.3,noise=1,quant=4,quant=2,dropout=0.5 \
+    --wb-steps "$STEPS" --defense none,noise=0.1,noise=0.3,noise=1,quant=4,quant=2,dropout=0.5 \
     --eval "$OUT/fm-test/manifest.csv" -q
 done
 echo "defences: $(( $(date +%s) - t3 )) s"

@@ -9,6 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 REWIND=${REWIND:-./build/rewind}
 SPLITS=relu1,pool2,relu3,fc1; DEF=none,noise=1
+# the recovery and white-box budgets e4-compare.md was measured with (compare's defaults then)
+BUDGET=(--steps 100 --restarts 2 --wb-steps 200)
 while [ $# -gt 0 ]; do
   case "$1" in
     --splits) SPLITS="$2"; shift 2;; --defense) DEF="$2"; shift 2;; *) echo "unknown option $1" >&2; exit 2;;
@@ -16,14 +18,14 @@ while [ $# -gt 0 ]; do
 done
 W=out/e4
 mkdir -p "$W"
-$REWIND compare --out "$W/size-512" --splits "$SPLITS" --defense "$DEF" -q
+$REWIND compare --out "$W/size-512" --splits "$SPLITS" --defense "$DEF" "${BUDGET[@]}" -q
 D="$W/size-512/demo-data"
 if [ ! -f "$W/g-256.pt" ]; then
   awk -F, 'NR==1 || (substr($2,3)+0 < 64)' "$D/dataset/manifest.csv" > "$D/dataset/members.csv"
   $REWIND train gan --data "$D/dataset/members.csv" --out "$W/g-256.pt" --arch dcgan32 --width 16 --steps 3000 -q
 fi
 $REWIND compare --generator "$W/g-256.pt" --classifier data-tools/demo/classifier.pt --dataset "$D/dataset" \
-  --embedder data-tools/demo/embedder.pt --reference "$D/reference" --out "$W/size-256" --splits "$SPLITS" --defense "$DEF" -q
+  --embedder data-tools/demo/embedder.pt --reference "$D/reference" --out "$W/size-256" --splits "$SPLITS" --defense "$DEF" "${BUDGET[@]}" -q
 python3 - "$W" <<'PY' | tee experiments/results/e4-compare.md
 import json, sys
 w = sys.argv[1]

@@ -27,7 +27,7 @@ void check_options(const AuditOptions& o) {
   RW_CHECK(o.fit_max_auc > 0.5 && o.fit_max_auc <= 1, Usage, "AuditOptions::fit_max_auc must be in (0.5, 1], got ", o.fit_max_auc);
   RW_CHECK(o.per_identity >= 1, Usage, "AuditOptions::per_identity must be >= 1, got ", o.per_identity);
   RW_CHECK(o.recover_control >= 0, Usage, "AuditOptions::recover_control must be >= 0, got ", o.recover_control);
-  RW_CHECK(o.batch >= 1, Usage, "AuditOptions::batch must be >= 1, got ", o.batch);
+  RW_CHECK(o.embed_batch >= 1, Usage, "AuditOptions::embed_batch must be >= 1, got ", o.embed_batch);
   RW_CHECK(o.invert.restarts >= 1, Usage, "AuditOptions::invert.restarts must be >= 1, got ", o.invert.restarts);
   RW_CHECK(o.invert.loop.steps >= 1, Usage, "AuditOptions::invert.loop.steps must be >= 1, got ", o.invert.loop.steps);
 }
@@ -168,7 +168,7 @@ Prepared prepare(models::Generator& g, models::Embedder& e, const io::Manifest& 
 
   // 1. the owner's images, embedded
   ds = kept_embedded(cache, "dataset",
-                     [&] { return embed_manifest(e, dataset, shape, "embed dataset", progress, o.batch, {}, o.crop); });
+                     [&] { return embed_manifest(e, dataset, shape, "embed dataset", progress, o.embed_batch, {}, o.crop); });
   record_skips(record, ds.skipped);
   res.skipped = ds.skipped;
   RW_CHECK(!ds.rows.empty(), Input, "no image of the dataset could be loaded",
@@ -197,7 +197,7 @@ Prepared prepare(models::Generator& g, models::Embedder& e, const io::Manifest& 
   std::vector<double> ref_scores;
   if (reference) {
     const Embedded ref = kept_embedded(
-        cache, "reference", [&] { return embed_manifest(e, *reference, shape, "embed reference", progress, o.batch, {}, o.crop); });
+        cache, "reference", [&] { return embed_manifest(e, *reference, shape, "embed reference", progress, o.embed_batch, {}, o.crop); });
     record_skips(record, ref.skipped);
     RW_CHECK(!ref.rows.empty(), Input, "no image of the reference set could be loaded",
              ref.skipped.empty() ? std::string() : " (first problem: " + ref.skipped.front().reason + ")");
@@ -259,7 +259,7 @@ Prepared prepare(models::Generator& g, models::Embedder& e, const io::Manifest& 
 nlohmann::json audit_fingerprint(const models::Generator& g, const models::Embedder& e, const io::Manifest& dataset,
                                  const io::Manifest* reference, const AuditOptions& o) {
   return {{"samples", o.samples}, {"seed", o.seed}, {"per_identity", o.per_identity},
-          {"recover_top", o.recover_top}, {"recover_control", o.recover_control}, {"batch", o.batch},
+          {"recover_top", o.recover_top}, {"recover_control", o.recover_control}, {"embed_batch", o.embed_batch},
           {"recovery", recovery_fingerprint(o.invert)}, {"crop", o.crop}, {"generator", g.id()}, {"embedder", e.id()},
           {"dataset", manifest_hash(dataset)}, {"reference", reference ? manifest_hash(*reference) : ""}};
 }
@@ -327,8 +327,12 @@ AuditResult run(models::Generator& g, models::Embedder& e, const io::Manifest& d
     }
   }
   if (t.members > 0 && t.nonmembers > 0) {
-    t.auc_identity_nn = mia::roc_auc(s_nn, lab);
+    t.identity_nn = mia::evaluate(s_nn, lab, mia::default_fprs(), 1000, o.seed);
+    t.auc_identity_nn = t.identity_nn.auc.value;
     t.auc_recovery = mia::roc_auc(s_rec, lab_rec);
+    const auto members_rec = std::count(lab_rec.begin(), lab_rec.end(), 1);
+    if (members_rec > 0 && members_rec < int64_t(lab_rec.size()))
+      t.recovery = mia::evaluate(s_rec, lab_rec, mia::default_fprs(), 1000, o.seed);
     t.recovery_identities = int64_t(s_rec.size());
     res.truth = t;
   }
@@ -358,11 +362,11 @@ int64_t run_shard(models::Generator& g, models::Embedder& e, const io::Manifest&
   const auto shape = g.output_shape();
   if (round == 1) {
     const Embedded ds = kept_embedded(
-        part, "dataset", [&] { return embed_manifest(e, dataset, shape, "embed dataset", progress, o.batch, shard, o.crop); });
+        part, "dataset", [&] { return embed_manifest(e, dataset, shape, "embed dataset", progress, o.embed_batch, shard, o.crop); });
     record_skips(record, ds.skipped);
     if (reference) {
       const Embedded ref = kept_embedded(part, "reference", [&] {
-        return embed_manifest(e, *reference, shape, "embed reference", progress, o.batch, shard, o.crop);
+        return embed_manifest(e, *reference, shape, "embed reference", progress, o.embed_batch, shard, o.crop);
       });
       record_skips(record, ref.skipped);
     }

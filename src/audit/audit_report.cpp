@@ -6,6 +6,7 @@
 #include <map>
 
 #include "rewind/audit/audit.h"
+#include "rewind/audit/membership.h"
 #include "rewind/core/build_info.h"
 #include "rewind/io/atomic_file.h"
 #include "rewind/io/csv.h"
@@ -128,7 +129,11 @@ void write_csv_json(const std::string& out, const AuditResult& r, const AuditOpt
     const auto& t = *r.truth;
     rep["ground_truth"] = {{"members", t.members}, {"nonmembers", t.nonmembers}, {"members_flagged", t.members_flagged},
                            {"nonmembers_flagged", t.nonmembers_flagged}, {"auc_identity_nn", t.auc_identity_nn},
-                           {"auc_recovery", t.auc_recovery}, {"recovery_identities", t.recovery_identities}};
+                           {"auc_recovery", t.auc_recovery}, {"recovery_identities", t.recovery_identities},
+                           {"auc_identity_nn_interval", {t.identity_nn.auc.lo, t.identity_nn.auc.hi}}};
+    if (!t.identity_nn.band.fpr.empty())
+      rep["ground_truth"]["identity_nn_roc_band"] = {{"fpr", t.identity_nn.band.fpr}, {"tpr_lo", t.identity_nn.band.lo},
+                                                     {"tpr_hi", t.identity_nn.band.hi}};
   }
   rep["identities"] = nlohmann::json::array();
   for (size_t k = 0; k < r.identities.size(); ++k) {
@@ -217,7 +222,7 @@ std::string rank_plot(const AuditResult& r) {
     xs.push_back(double(k + 1));
     ys.push_back(idr[k].nn_similarity);
   }
-  std::vector<report::Series> ss = {{"closest-sample similarity", xs, ys, false, {}}, {"threshold", tx, ty, true, {}}};
+  std::vector<report::Series> ss = {{"closest-sample similarity", xs, ys, false, {}, {}, {}, {}}, {"threshold", tx, ty, true, {}, {}, {}, {}}};
   auto ref = r.threshold.reference_scores;
   if (!ref.empty()) {
     std::sort(ref.begin(), ref.end(), std::greater<double>());
@@ -226,7 +231,7 @@ std::string rank_plot(const AuditResult& r) {
       rx.push_back(double(k + 1) * double(idr.size()) / double(ref.size()));
       ry.push_back(ref[k]);
     }
-    ss.push_back({"reference images (not trained on), rescaled", rx, ry, true, {}});
+    ss.push_back({"reference images (not trained on), rescaled", rx, ry, true, {}, {}, {}, {}});
   }
   report::PlotOptions po;
   po.title = "identities by closest-sample similarity";
@@ -241,7 +246,8 @@ std::string rank_plot(const AuditResult& r) {
 /// the threshold drawn. Tooltips name each identity and its verdict. At most ~2,000 identity points
 /// (all of the top 300) and ~600 reference points: the page stays small at 10^5 identities.
 std::string similarity_spec(const AuditResult& r, const AuditOptions& o) {
-  report::Series mine{"your identities (" + std::to_string(r.identities.size()) + ")", {}, {}, false, {}};
+  report::Series mine;
+  mine.name = "your identities (" + std::to_string(r.identities.size()) + ")";
   std::vector<size_t> order(r.identities.size());
   for (size_t k = 0; k < order.size(); ++k) order[k] = k;
   std::sort(order.begin(), order.end(),
@@ -258,7 +264,9 @@ std::string similarity_spec(const AuditResult& r, const AuditOptions& o) {
   auto ref = r.threshold.reference_scores;
   if (!ref.empty()) {
     std::sort(ref.begin(), ref.end(), std::greater<double>());
-    report::Series rs{"reference strangers (" + std::to_string(ref.size()) + ", not trained on)", {}, {}, true, {}};
+    report::Series rs;
+    rs.name = "reference strangers (" + std::to_string(ref.size()) + ", not trained on)";
+    rs.dashed = true;
     const size_t m = ref.size(), rstep = std::max<size_t>(1, m / 500);
     for (size_t k = 0; k < m; ++k)
       if (k < 100 || k % rstep == 0 || k + 1 == m) rs.x.push_back(ref[k]), rs.y.push_back(double(k + 1) / double(m));
@@ -319,6 +327,19 @@ void write_audit_report(const std::string& out, const AuditResult& r, const Audi
                  "strangers' means the GAN makes faces closer to them than chance does; an identity right of the "
                  "threshold leaks. Hover a point for the identity.");
   html.vega("similarity", similarity_spec(r, o), rank_plot(r));
+  if (r.truth) {  // ground truth (the demo, or a manifest's member column): how well each signal separates the two
+    const auto& t = *r.truth;
+    html.heading("Against the ground truth");
+    html.paragraph("Your manifest says which identities were trained on (" + std::to_string(t.members) + ") and which were "
+                   "not (" + std::to_string(t.nonmembers) + "), so each signal's ROC can be drawn: identity-nn (the closest "
+                   "sample's similarity) over every identity, recovery (the calibrated recovery error) over the " +
+                   std::to_string(t.recovery_identities) + " with recovery evidence. Shaded: pointwise 95% bootstrap bands, "
+                   "at the FPRs the non-member identities resolve (at least 3/FPR of them). Without a ground truth the "
+                   "plot above is the ROC's counterpart: your identities against reference strangers.");
+    std::vector<std::pair<std::string, const mia::MiaMetrics*>> rocs = {{"identity-nn", &t.identity_nn}};
+    if (!t.recovery.roc.fpr.empty()) rocs.push_back({"recovery", &t.recovery});
+    roc_plots(html, rocs);
+  }
   html.heading("Top identities");
   html.paragraph("Each row: your image | the closest generated sample | the generator's best reconstruction of your image "
                  "(latent recovery). Identities are ranked by the similarity of their closest sample.");

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <numeric>
 #include <map>
 #include <sstream>
 
@@ -55,7 +56,7 @@ nlohmann::json compare_fingerprint(const models::Generator& g, const models::Emb
                                    const io::Manifest& dataset, const io::Manifest* reference,
                                    const std::vector<std::string>& class_names, const CompareOptions& o) {
   return {{"splits", o.splits}, {"defenses", o.defenses}, {"samples", o.samples}, {"crop", o.crop},
-          {"wb_steps", o.wb_steps}, {"pictures", o.pictures}, {"batch", o.batch}, {"seed", o.seed},
+          {"wb_steps", o.wb_steps}, {"pictures", o.pictures}, {"embed_batch", o.embed_batch}, {"seed", o.seed},
           {"recovery", recovery_fingerprint(o.invert)}, {"generator", g.id()}, {"embedder", e.id()},
           {"classifier", c.id()}, {"classes", class_names}, {"dataset", manifest_hash(dataset)},
           {"reference", reference ? manifest_hash(*reference) : ""}};
@@ -110,7 +111,7 @@ CompareResult run_compare(models::Generator& g, models::Embedder& e, models::Spl
 
   // ---- output side: the GAN (as the audit)
   const Embedded ds = kept_embedded(
-      cache, "dataset", [&] { return embed_manifest(e, dataset, shape, "embed dataset", progress, o.batch, {}, o.crop); });
+      cache, "dataset", [&] { return embed_manifest(e, dataset, shape, "embed dataset", progress, o.embed_batch, {}, o.crop); });
   record_skips(record, ds.skipped);
   res.skipped = ds.skipped;
   RW_CHECK(!ds.rows.empty(), Input, "no image of the dataset could be loaded",
@@ -124,7 +125,7 @@ CompareResult run_compare(models::Generator& g, models::Embedder& e, models::Spl
   std::vector<double> ref_scores;
   if (reference) {
     const Embedded ref = kept_embedded(
-        cache, "reference", [&] { return embed_manifest(e, *reference, shape, "embed reference", progress, o.batch, {}, o.crop); });
+        cache, "reference", [&] { return embed_manifest(e, *reference, shape, "embed reference", progress, o.embed_batch, {}, o.crop); });
     record_skips(record, ref.skipped);
     std::vector<int64_t> rsample;
     bank.nearest(ref.emb, &ref_scores, &rsample);
@@ -167,6 +168,17 @@ CompareResult run_compare(models::Generator& g, models::Embedder& e, models::Spl
     res.members += id.member == 1;
     res.members_leaking += id.gan_leaks && id.member == 1;
   }
+  // the people pictured: the GAN's most exposed, known now, so each split cell keeps just their rebuilds
+  res.shown.resize(res.identities.size());
+  std::iota(res.shown.begin(), res.shown.end(), size_t(0));
+  auto rank = [](Verdict v) { return v == Verdict::kLeaks ? 0 : v == Verdict::kInconclusive ? 1 : 2; };
+  std::stable_sort(res.shown.begin(), res.shown.end(), [&](size_t a, size_t b) {
+    const auto &x = res.identities[a], &y = res.identities[b];
+    if (rank(x.gan_verdict) != rank(y.gan_verdict)) return rank(x.gan_verdict) < rank(y.gan_verdict);
+    return x.nn_similarity > y.nn_similarity;
+  });
+  res.shown.resize(std::min(res.shown.size(), size_t(std::max<int64_t>(0, o.pictures))));
+  std::vector<int64_t> shown_ix(res.shown.begin(), res.shown.end());
   mark("gan side");
 
   // ---- input side: the split classifier, on the same photos
@@ -185,7 +197,6 @@ CompareResult run_compare(models::Generator& g, models::Embedder& e, models::Spl
   featinv::WhiteBoxOptions wo;
   wo.loop.steps = o.wb_steps;
   wo.seed = o.seed;
-  const int64_t shown = std::min<int64_t>(o.pictures, int64_t(photo_rows.size()));
   int64_t cell_no = 0;
   for (const auto& sp : splits) {
     at::Tensor acts;
@@ -208,7 +219,7 @@ CompareResult run_compare(models::Generator& g, models::Embedder& e, models::Spl
         // OTHER people's photos (a rebuild that shows no one is exchangeable with those); the cell's threshold
         // must be certified by it and by real impostors
         kept.sim = torch::mm(embed_chunked(e, recon, 128), x_emb.t());
-        if (d.kind == "none") kept.recon_shown = recon.slice(0, 0, shown).clone();
+        if (d.kind == "none") kept.recon_shown = recon.index_select(0, torch::tensor(shown_ix, torch::kLong));
         if (acc.images.defined())
           kept.accuracy = featinv::accuracy_through_split(c, sp, featinv::to_shape(acc.images, c.input_shape()), acc.labels, d, o.seed);
         save_cell(cache, stage, kept);

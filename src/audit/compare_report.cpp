@@ -137,10 +137,10 @@ std::vector<std::vector<std::string>> person_rows(const CompareResult& r, std::v
 std::vector<std::vector<std::string>> picture_rows(const CompareResult& r, const CompareOptions& o, models::Generator& g,
                                                    const io::Manifest& m) {
   const auto shape = g.output_shape();
-  const size_t n = std::min(r.identities.size(), size_t(std::max<int64_t>(0, o.pictures)));
+  const size_t n = r.shown.size();
   std::vector<size_t> rows;
   std::vector<int64_t> samples;
-  for (size_t k = 0; k < n; ++k) {
+  for (size_t k : r.shown) {
     rows.push_back(r.identities[k].photo_row);
     samples.push_back(std::max<int64_t>(0, r.identities[k].nn_sample));
   }
@@ -154,17 +154,18 @@ std::vector<std::vector<std::string>> picture_rows(const CompareResult& r, const
   torch::NoGradGuard ng;
   auto smp = SampleBank::images(g, o.seed, samples);
   std::vector<std::vector<std::string>> out;
-  for (size_t k = 0; k < n; ++k) {
+  for (size_t j = 0; j < n; ++j) {
+    const size_t k = r.shown[j];
     const auto& id = r.identities[k];
     auto rec = ganinv::render(g, o.invert.latent, r.recovery.latents.slice(0, int64_t(k), int64_t(k) + 1)).clamp(-1, 1)[0];
     auto it = photos.find(id.photo_row);
-    std::vector<std::string> row = {report::escape(id.identity),
+    std::vector<std::string> row = {report::escape(id.identity) + "<br>" + verdict_html(id.gan_verdict),
                                     it == photos.end() ? "" : report::img_png(png(it->second), "photo", 64),
-                                    report::img_png(png(smp[int64_t(k)]), "sample", 64) + "<br>" + fmt(id.nn_similarity, 2),
+                                    report::img_png(png(smp[int64_t(j)]), "sample", 64) + "<br>" + fmt(id.nn_similarity, 2),
                                     report::img_png(png(rec), "reconstruction", 64)};
     for (const auto& cl : r.cells)
       if (cl.defense == "none")
-        row.push_back(report::img_png(png(cl.recon_shown[int64_t(k)]), "rebuilt", 64) + "<br>" +
+        row.push_back(report::img_png(png(cl.recon_shown[int64_t(j)]), "rebuilt", 64) + "<br>" +
                       fmt(cl.cos[int64_t(k)].item<double>(), 2));
     out.push_back(row);
   }
@@ -254,6 +255,10 @@ std::vector<std::string> write_compare_report(const std::string& out, const Comp
   auto prows = person_rows(r, &phdr);
   html.table_html(phdr, prows);
   html.heading("What each attacker gets");
+  html.paragraph("The " + std::to_string(r.shown.size()) + " people the GAN exposes most (leaks, then inconclusive, then by "
+                 "closest-sample similarity) with what each attacker rebuilds of them: the closest generated sample, the "
+                 "GAN's reconstruction of the photo, and the photo rebuilt from each undefended split's activations, with "
+                 "its similarity to the person's own photo (--pictures sets how many).");
   html.table_html(hdr, picture_rows(r, o, g, dataset));
   html.heading("Method");
   html.paragraph("GAN side: as rewind audit (identity nearest neighbour among " + std::to_string(o.samples) +

@@ -266,7 +266,7 @@ Plan plan(models::Generator& g, const References& refs, models::Embedder* e, con
           {"recover_max", o.recover_max}, {"seed", o.seed}, {"recovery", recovery_fingerprint(o.invert)}, {"crop", o.crop},
           {"generator", g.id()},
           {"reference_generators", ref_names}, {"embedder", e ? e->id() : ""},
-          {"members", manifest_hash(members)}, {"nonmembers", manifest_hash(nonmembers)}, {"batch", o.batch}};
+          {"members", manifest_hash(members)}, {"nonmembers", manifest_hash(nonmembers)}, {"embed_batch", o.embed_batch}};
   return p;
 }
 
@@ -296,11 +296,11 @@ ClassScan scan_class(const StageCache& cache, const io::Manifest& m, const std::
   if (load_scan(cache, cls, &sc)) return sc;
   const auto rows = chosen_rows(m, o);
   std::vector<size_t> mine;
-  const auto sh = shard.blocks_of(o.batch);
+  const auto sh = shard.blocks_of(o.embed_batch);
   for (size_t k = 0; k < rows.size(); ++k)
     if (sh.contains(int64_t(k))) mine.push_back(rows[k]);
   data::StreamOptions so;
-  so.batch = o.batch;
+  so.batch = o.embed_batch;
   so.stage = "load " + cls;
   data::ImageStream s(m, std::move(mine), pipeline_loader(shape, o.crop), so, progress);
   // the embedder only when an attack uses the embeddings (identity-nn, recon-identity)

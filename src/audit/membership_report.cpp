@@ -67,6 +67,7 @@ nlohmann::json metrics_json(const AttackMetrics& a) {
   if (!std::isnan(a.median_member)) j["median_error_members"] = a.median_member;
   if (!std::isnan(a.median_nonmember)) j["median_error_nonmembers"] = a.median_nonmember;
   if (!std::isnan(a.mre_gap)) j["mre_gap"] = a.mre_gap;
+  if (!m.band.fpr.empty()) j["roc_band"] = {{"fpr", m.band.fpr}, {"tpr_lo", m.band.lo}, {"tpr_hi", m.band.hi}};
   return j;
 }
 
@@ -85,16 +86,21 @@ std::string lowest_resolved_tpr(const mia::MiaMetrics& m) {
          report::fmt_g(best->fpr, 3);
 }
 
+}  // namespace
+
 /// The ROC curves as series and plot options (linear or log-log axes).
-std::pair<std::vector<report::Series>, report::PlotOptions> roc_plot(const std::vector<std::pair<std::string, mia::Roc>>& rocs,
+static std::pair<std::vector<report::Series>, report::PlotOptions> roc_plot(const std::vector<std::pair<std::string, const mia::MiaMetrics*>>& rocs,
                                                                      bool log) {
   std::vector<report::Series> ss;
-  for (const auto& [name, r] : rocs) {
+  for (const auto& [name, m] : rocs) {
+    const auto& r = m->roc;
     // at most ~2000 points per curve: the picture is the same, the page stays small at 10^5 images
     const size_t n = r.fpr.size(), step = std::max<size_t>(1, n / 2000);
-    report::Series se{name, {}, {}, false, {}};
+    report::Series se;
+    se.name = name;
     for (size_t i = 0; i < n; i += step) se.x.push_back(r.fpr[i]), se.y.push_back(r.tpr[i]);
     if (n > 0 && (n - 1) % step != 0) se.x.push_back(r.fpr[n - 1]), se.y.push_back(r.tpr[n - 1]);
+    se.band_x = m->band.fpr, se.band_lo = m->band.lo, se.band_hi = m->band.hi;
     ss.push_back(std::move(se));
   }
   report::PlotOptions o;
@@ -111,14 +117,12 @@ std::pair<std::vector<report::Series>, report::PlotOptions> roc_plot(const std::
   return {ss, o};
 }
 
-void roc_plots(report::HtmlReport& html, const std::vector<std::pair<std::string, mia::Roc>>& rocs) {
+void roc_plots(report::HtmlReport& html, const std::vector<std::pair<std::string, const mia::MiaMetrics*>>& rocs) {
   for (const bool log : {false, true}) {
     const auto [ss, o] = roc_plot(rocs, log);
     html.vega(log ? "roc-loglog" : "roc", report::vega_line_spec(ss, o), report::svg_plot(ss, o));
   }
 }
-
-}  // namespace
 
 std::string blind_line(const mia::BlindBaseline& b) {
   if (!b.ran) return "blind baseline: not run, " + b.reason;
@@ -157,7 +161,7 @@ void write_membership_report(const std::string& out, const MembershipResult& r, 
   rep["build"] = build_string();
   rep["options"] = options_json;
   std::vector<std::vector<std::string>> table;
-  std::vector<std::pair<std::string, mia::Roc>> rocs;
+  std::vector<std::pair<std::string, const mia::MiaMetrics*>> rocs;
   const auto& fprs = mia::default_fprs();
   for (const auto& a : r.metrics) {
     const auto& m = a.m;
@@ -168,7 +172,7 @@ void write_membership_report(const std::string& out, const MembershipResult& r, 
     row.push_back(mia::format_pvalue(m.ks_pvalue));
     row.push_back(std::isnan(a.mre_gap) ? "" : fmt(a.mre_gap));
     table.push_back(row);
-    if (a.level == "image") rocs.push_back({a.attack, m.roc});
+    if (a.level == "image") rocs.push_back({a.attack, &m});
   }
   for (const auto& [a, why] : r.skipped_attacks) rep["skipped_attacks"][a] = why;
   rep["blind_baseline"] = r.blind.ran ? nlohmann::json{{"auc", {r.blind.m.auc.value, r.blind.m.auc.lo, r.blind.m.auc.hi}},
@@ -196,7 +200,9 @@ void write_membership_report(const std::string& out, const MembershipResult& r, 
   html.table(head, table);
   html.paragraph("TPR at an FPR is stated only where the non-members resolve it: with no false positive among N non-members "
                  "the 95% upper bound on the FPR is about 3/N, so FPR f needs at least 3/f non-members; otherwise 'n/a'. "
-                 "The AUC p-value is two-sided (Mann-Whitney U, normal approximation)." +
+                 "The AUC p-value is two-sided (Mann-Whitney U, normal approximation). Shaded around each ROC curve: its "
+                 "pointwise 95% bootstrap band (the same resamples as the intervals), drawn only at the FPRs the "
+                 "non-members resolve." +
                  (r.one_image_per_identity ? " " + same_levels : std::string()));
   roc_plots(html, rocs);
   html.heading("Validity guard: blind baseline");

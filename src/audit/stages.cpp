@@ -24,13 +24,6 @@ namespace fs = std::filesystem;
 
 namespace rw::audit {
 
-ganinv::InvertOptions recovery_defaults(int64_t steps) {
-  ganinv::InvertOptions o;
-  o.restarts = 2;
-  o.loop.steps = steps;
-  return o;
-}
-
 std::vector<double> to_vector(const at::Tensor& t) {
   if (!t.defined() || t.numel() == 0) return {};
   auto c = t.detach().to(torch::kCPU, torch::kFloat64).contiguous();

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <filesystem>
 #include <iostream>
+#include <map>
 
 #include "rewind/io/atomic_file.h"
 #include "rewind/io/image.h"
@@ -27,6 +28,27 @@ std::unique_ptr<TerminalProgress> g_progress;
 bool g_quiet = false;
 }  // namespace
 
+static std::string renamed_hint(const std::string& option) {
+  // one vocabulary across commands (README, "Option vocabulary"): old names say where they went
+  static const std::map<std::string, std::string> renamed = {
+      {"--invert-batch", "renamed --batch (latent recovery: targets x restarts per chunk)"},
+      {"--batch", "this command's embedder passes are --embed-batch"},
+      {"--gan-steps", "renamed --steps (latent recovery, here the gan-prior attack's)"},
+      {"--gan-restarts", "renamed --restarts (latent recovery, here the gan-prior attack's)"},
+      {"--w-tv", "renamed --wb-tv (white-box inversion)"},
+      {"--w-l2", "renamed --wb-l2 (white-box inversion)"},
+      {"--w-bn", "renamed --wb-bn (white-box inversion)"}};
+  auto it = renamed.find(option);
+  return it == renamed.end() ? "" : it->second;
+}
+
+bool flag_given(const Args& args, const std::string& name) {
+  const std::string f = "--" + name;
+  for (const auto& a : args)
+    if (a == f || a.rfind(f + "=", 0) == 0) return true;
+  return false;
+}
+
 bool parse_command(const std::string& usage, const Args& args, po::options_description& desc,
                    CommonOptions& common, const po::positional_options_description* pos) {
   po::options_description general("Common options");
@@ -42,7 +64,13 @@ bool parse_command(const std::string& usage, const Args& args, po::options_descr
   po::variables_map vm;
   auto parser = po::command_line_parser(args).options(all);
   if (pos) parser.positional(*pos);
-  po::store(parser.run(), vm);
+  try {
+    po::store(parser.run(), vm);
+  } catch (const po::unknown_option& e) {
+    const std::string hint = renamed_hint(e.get_option_name());
+    if (hint.empty()) throw;
+    RW_FAIL(Usage, "unrecognised option '", e.get_option_name(), "': ", hint);
+  }
   if (vm.count("help") && vm["help"].as<bool>()) {
     std::cout << "usage: " << usage << "\n\n" << desc << "\n" << general << "\n";
     return false;
@@ -132,7 +160,7 @@ void add_recovery_flags(po::options_description& desc, ganinv::InvertOptions& o,
       ("lr", opt(&o.loop.lr), "latent recovery: learning rate")
       ("optimizer", opt(&o.loop.optimizer), "latent recovery: adam | lbfgs")
       ("latent", opt(&o.latent), "latent recovery: z | w | w+ (w, w+: style-based generators; w+ recovers non-members too)")
-      ("invert-batch", opt(&o.batch), "latent recovery: targets x restarts per chunk; 0 = auto")
+      ("batch", opt(&o.batch), "latent recovery: targets x restarts per chunk; 0 = auto (64 on CPU)")
       ("recovery-loss", opt(&l.loss), "latent recovery: weighted terms as invert's --loss (mse, l1, ssim, feature, ...)")
       ("feature-net", po::value(&l.feature_net), "latent recovery: network of the feature term (face descriptor, classifier "
        "or discriminator)")
@@ -141,8 +169,9 @@ void add_recovery_flags(po::options_description& desc, ganinv::InvertOptions& o,
 }
 
 nlohmann::json recovery_options(const RecoveryLoss& l, const ganinv::InvertOptions& o) {
-  return {{"latent", o.latent}, {"recovery_loss", l.loss}, {"feature_net", l.feature_net},
-          {"feature_layer", l.feature_layer}, {"optimizer", o.loop.optimizer}};
+  return {{"restarts", o.restarts}, {"steps", o.loop.steps}, {"lr", o.loop.lr}, {"optimizer", o.loop.optimizer},
+          {"batch", o.batch}, {"latent", o.latent}, {"recovery_loss", l.loss}, {"feature_net", l.feature_net},
+          {"feature_layer", l.feature_layer}};
 }
 
 void apply_recovery_loss(const RecoveryLoss& l, ganinv::InvertOptions& o) {
@@ -200,7 +229,7 @@ std::string resolve_crop(const std::string& crop, const models::ImageShape& shap
 
 EmbeddedData embed_manifest(models::Embedder& e, const io::Manifest& m, const std::string& crop, int64_t batch,
                             io::RunRecord* record, const std::string& stage, const dist::Shard& shard) {
-  RW_CHECK(batch > 0, Usage, "--batch must be positive");
+  RW_CHECK(batch > 0, Usage, "--embed-batch must be positive");
   auto shape = e.input_shape();
   const std::string mode = resolve_crop(crop, shape);
   io::FaceCropper cropper(io::parse_crop_mode(mode), shape.height, shape.channels);

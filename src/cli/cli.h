@@ -46,8 +46,12 @@ struct CommonOptions {
   bool help = false;
 };
 
+/// Whether --NAME (or --NAME=VALUE) is among the arguments: a flag the user gave, not a default.
+bool flag_given(const Args& args, const std::string& name);
+
 /// Parses `args` against `desc` (+ the common options). Prints help and returns false when --help
-/// was given; throws po::error on bad usage. Applies --threads and --quiet.
+/// was given; throws po::error on bad usage (an option renamed for the one vocabulary says its new
+/// name). Applies --threads and --quiet.
 bool parse_command(const std::string& usage, const Args& args, po::options_description& desc,
                    CommonOptions& common, const po::positional_options_description* pos = nullptr);
 
@@ -120,12 +124,12 @@ void parse_loss(const std::string& spec, ganinv::InvertOptions& o);
 struct RecoveryLoss {
   std::string loss = "mse=1", feature_net, feature_layer;
 };
-/// --restarts --steps --lr --optimizer --latent --invert-batch --recovery-loss --feature-net
+/// --restarts --steps --lr --optimizer --latent --batch --recovery-loss --feature-net
 /// --feature-layer bound to a pipeline's latent-recovery options; apply_recovery_loss after parsing.
 void add_recovery_flags(po::options_description& desc, ganinv::InvertOptions& o, RecoveryLoss& l);
 /// Parses l.loss into o and loads the feature net it needs.
 void apply_recovery_loss(const RecoveryLoss& l, ganinv::InvertOptions& o);
-/// The recovery's latent space and loss as run.json options.
+/// The recovery's options (restarts, steps, lr, optimizer, batch, latent space, loss) as run.json options.
 nlohmann::json recovery_options(const RecoveryLoss& l, const ganinv::InvertOptions& o);
 
 /// The shipped demo models' folder (see audit::find_demo_dir); "" when not found.

@@ -36,7 +36,7 @@ void bind(po::options_description& desc, AuditPaths& p, audit::AuditOptions& o) 
       ("recover-top", opt(&o.recover_top), "identities (highest identity-nn first) that get latent recovery; -1 = all")
       ("recover-control", opt(&o.recover_control), "further identities drawn at random from the rest for latent recovery (the z's calibration)")
       ("top", opt(&o.top), "identities shown with pictures in report.html")
-      ("batch", opt(&o.batch), "images per embedder pass")
+      ("embed-batch", opt(&o.embed_batch), "images per embedder pass")
       ("seed", opt(&o.seed), "seed (samples, restarts, control draw)")
       ("resume", po::bool_switch(&p.resume), "continue the stages an interrupted run left in --out (same options)");
   add_recovery_flags(desc, o.invert, p.rloss);
@@ -45,8 +45,7 @@ void bind(po::options_description& desc, AuditPaths& p, audit::AuditOptions& o) 
 nlohmann::json options_json(const AuditPaths& p, const audit::AuditOptions& o, bool demo) {
   nlohmann::json j = {{"generator", p.generator}, {"dataset", p.dataset}, {"embedder", p.embedder}, {"reference", p.reference},
           {"samples", o.samples}, {"far", o.far}, {"per_identity", o.per_identity}, {"recover_top", o.recover_top},
-          {"recover_control", o.recover_control}, {"restarts", o.invert.restarts}, {"steps", o.invert.loop.steps},
-          {"lr", o.invert.loop.lr}, {"seed", o.seed}, {"demo", demo}};
+          {"recover_control", o.recover_control}, {"embed_batch", o.embed_batch}, {"seed", o.seed}, {"demo", demo}};
   j.update(recovery_options(p.rloss, o.invert));
   j["crop"] = o.crop;
   return j;

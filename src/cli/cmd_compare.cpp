@@ -32,7 +32,8 @@ void bind(po::options_description& desc, ComparePaths& p, audit::CompareOptions&
       ("samples", opt(&o.samples), "generated samples searched (GAN side)")
       ("crop", opt(&o.crop), kPipelineCropHelp)
       ("far", opt(&o.far), "family-wise false-exposure rate of each direction (as audit --far)")
-      ("wb-steps", opt(&o.wb_steps), "white-box inversion steps per split")
+      ("wb-steps", opt(&o.wb_steps), "white-box inversion: optimiser steps per split")
+      ("embed-batch", opt(&o.embed_batch), "images per embedder pass")
       ("pictures", opt(&o.pictures), "identities shown with pictures in report.html")
       ("seed", opt(&o.seed), "seed")
       ("resume", po::bool_switch(&o.resume), "continue the stages an interrupted run left in --out (same options)");
@@ -75,7 +76,7 @@ int compare_cmd(const Args& args) {
     record.options() = {{"generator", p.generator}, {"classifier", p.classifier}, {"dataset", p.dataset},
                         {"embedder", p.embedder}, {"reference", p.reference}, {"splits", o.splits},
                         {"defense", o.defenses}, {"samples", o.samples}, {"far", o.far}, {"wb_steps", o.wb_steps},
-                        {"restarts", o.invert.restarts}, {"steps", o.invert.loop.steps}, {"seed", o.seed}, {"demo", demo}};
+                        {"embed_batch", o.embed_batch}, {"seed", o.seed}, {"demo", demo}};
     record.options().update(recovery_options(p.rloss, o.invert));
     record.options()["crop"] = o.crop;
     auto g = models::load_generator(p.generator);

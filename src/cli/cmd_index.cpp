@@ -85,7 +85,7 @@ void print_calibration(std::ostream& os, const identity::CalibrationReport& c) {
 struct BuildFlags {
   identity::IndexOptions index;
   std::string data, embedder, out, crop = "auto", fars = fars_string(index.fars), dataset, recipe;
-  int64_t batch = 64;
+  int64_t batch = 128;
   int64_t train_sample = 0;
   bool append = false, on_disk = false, train_only = false;
   std::string data_hash;  ///< data_rows_hash(data), for sharded and trained builds
@@ -108,7 +108,7 @@ void add_build_flags(po::options_description& desc, BuildFlags& f) {
       ("nprobe", opt(&o.ivf_nprobe), "IVF lists visited per query")
       ("calib-queries", opt(&o.calib_queries), "at most this many leave-identity-out searches for thresholds")
       ("crop", opt(&f.crop), kCropHelp)
-      ("batch", opt(&f.batch), "images per embedder forward pass")
+      ("embed-batch", opt(&f.batch), "images per embedder pass")
       ("dataset", po::value(&f.dataset), "dataset name for items.csv (default: the manifest's folder name)")
       ("append", po::bool_switch(&f.append), "add the images to an existing index (same embedder); ids stay stable")
       ("on-disk", po::bool_switch(&f.on_disk),
@@ -520,7 +520,7 @@ int build_cmd(const Args& args) {
   record.options() = {{"data", f.data}, {"embedder", f.embedder}, {"out", f.out}, {"factory", o.factory},
                       {"metric", o.metric}, {"fars", o.fars}, {"ef_search", o.hnsw_ef_search},
                       {"ef_construction", o.hnsw_ef_construction}, {"nprobe", o.ivf_nprobe},
-                      {"calib_queries", o.calib_queries}, {"crop", f.crop}, {"batch", f.batch}, {"append", f.append}};
+                      {"calib_queries", o.calib_queries}, {"crop", f.crop}, {"embed_batch", f.batch}, {"append", f.append}};
   if (extra.contains("recipe")) record.options()["recipe"] = extra["recipe"];
   RW_CHECK(f.append || sf.merge || (!fs::exists(f.out + "/manifest.json") && !fs::exists(f.out + "/index.faiss")), Usage,
            f.out, " already holds an index: pass --append to add to it, or choose another --out (or delete the folder)");
@@ -668,7 +668,7 @@ int query_cmd(const Args& args) {
   std::string index_dir, data, out, embedder, crop = "auto";
   int k = 5;
   double far = 1e-3;
-  int64_t batch = 64;
+  int64_t batch = 128;
   bool identity_level = false, pair = false, skip_hash = false;
   po::options_description desc("index query options");
   desc.add_options()
@@ -683,7 +683,7 @@ int query_cmd(const Args& args) {
        "one row per (query identity, candidate identity): best similarity over their images")
       ("embedder", po::value(&embedder), "embedder (default: the one recorded in the index manifest; must be the same file)")
       ("crop", opt(&crop), kCropHelp)
-      ("batch", opt(&batch), "images per embedder forward pass")
+      ("embed-batch", opt(&batch), "images per embedder pass")
       ("skip-hash-check", po::bool_switch(&skip_hash),
        "do not hash the index files on load (very large indexes); sizes and structure are still checked");
   if (!parse_command("rewind index query --index indexes/NAME --data MANIFEST|DIR --out matches.csv [options]", args, desc,

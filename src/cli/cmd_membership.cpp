@@ -34,7 +34,7 @@ void bind(po::options_description& desc, MembershipPaths& p, audit::MembershipOp
       ("per-identity", opt(&o.per_identity), "images per identity used (0 = all)")
       ("recover-max", opt(&o.recover_max), "images per class that get latent recovery (seeded draw; 0 = all)")
       ("bootstrap", opt(&o.boot), "bootstrap resamples for confidence intervals")
-      ("batch", opt(&o.batch), "images per embedder pass")
+      ("embed-batch", opt(&o.embed_batch), "images per embedder pass")
       ("seed", opt(&o.seed), "seed (samples, restarts, draws, bootstrap)")
       ("resume", po::bool_switch(&p.resume), "continue the stages an interrupted run left in --out (same options)");
   add_recovery_flags(desc, o.invert, p.rloss);
@@ -101,9 +101,7 @@ int membership_cmd(const Args& args) {
   record.options() = {{"generator", p.generator}, {"members", p.members}, {"nonmembers", p.nonmembers},
                       {"embedder", p.embedder}, {"reference_generators", p.reference_generators}, {"attacks", o.attacks},
                       {"samples", o.samples}, {"per_identity", o.per_identity}, {"recover_max", o.recover_max},
-                      {"restarts", o.invert.restarts}, {"steps", o.invert.loop.steps}, {"lr", o.invert.loop.lr},
-                      {"optimizer", o.invert.loop.optimizer}, {"batch", o.batch}, {"invert_batch", o.invert.batch},
-                      {"bootstrap", o.boot}, {"seed", o.seed}};
+                      {"embed_batch", o.embed_batch}, {"bootstrap", o.boot}, {"seed", o.seed}};
   record.options().update(recovery_options(p.rloss, o.invert));
   record.options()["crop"] = o.crop;
   io::ensure_dir(p.out);

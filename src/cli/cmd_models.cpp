@@ -43,7 +43,7 @@ int convert_face_api_cmd(const Args& args) {
 
 struct EmbedFlags {
   std::string embedder, data, out, crop = "auto";
-  int64_t batch = 64;
+  int64_t batch = 128;
 };
 
 /// items.csv of embed: position, path, identity, and the manifest row (what a merge orders by).
@@ -114,11 +114,11 @@ int embed_cmd(const Args& args) {
       ("out", po::value(&f.out)->required(),
        "output folder: embeddings.npy [N,d] (L2-normalised), items.csv (row, path, identity, source_row), run.json")
       ("crop", opt(&f.crop), kCropHelp)
-      ("batch", opt(&f.batch), "images per forward pass");
+      ("embed-batch", opt(&f.batch), "images per embedder pass");
   add_shard_flags(desc, sf);
   if (!parse_command("rewind embed --embedder E --data MANIFEST|DIR --out DIR [options]", args, desc, common)) return 0;
   io::RunRecord record("embed");
-  record.options() = {{"embedder", f.embedder}, {"data", f.data}, {"out", f.out}, {"crop", f.crop}, {"batch", f.batch}};
+  record.options() = {{"embedder", f.embedder}, {"data", f.data}, {"out", f.out}, {"crop", f.crop}, {"embed_batch", f.batch}};
   if (sharded(sf)) record.options()["data_rows_hash"] = data_rows_hash(f.data);
   auto ran = run_sharded(sf, {"embed", f.out, &record,
                               [&](const std::string& dir, const dist::Shard& s) { embed_part(f, record, dir, s); },

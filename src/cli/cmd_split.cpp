@@ -115,22 +115,25 @@ void add_flags(po::options_description& desc, Flags& f) {
        "(x activation RMS), quant=BITS, dropout=P")
       ("limit", opt(&f.limit), "use the first N targets only; 0 = all")
       ("seed", opt(&f.sweep.seed), "seed of restarts, defences and the inverse network")
-      ("restarts", opt(&wb.restarts), "white-box: starts per target (restart 0 is grey), best feature loss kept")
-      ("steps", opt(&wb.loop.steps), "white-box: optimiser steps")
-      ("lr", opt(&wb.loop.lr), "white-box: learning rate")
-      ("optimizer", opt(&wb.loop.optimizer), "white-box: adam | lbfgs")
-      ("w-tv", opt(&wb.w_tv), "white-box: total-variation weight")
-      ("w-l2", opt(&wb.w_l2), "white-box: L2 weight")
-      ("w-bn", opt(&wb.w_bn), "white-box: DeepInversion BatchNorm-statistics weight (0 = off)")
-      ("batch", opt(&wb.batch), "targets x restarts optimised at once; 0 = auto (64 on CPU)")
+      ("wb-restarts", opt(&wb.restarts), "white-box: starts per target (restart 0 is grey), best feature loss kept")
+      ("wb-steps", opt(&wb.loop.steps), "white-box: optimiser steps")
+      ("wb-lr", opt(&wb.loop.lr), "white-box: learning rate")
+      ("wb-optimizer", opt(&wb.loop.optimizer), "white-box: adam | lbfgs")
+      ("wb-tv", opt(&wb.w_tv), "white-box: total-variation weight")
+      ("wb-l2", opt(&wb.w_l2), "white-box: L2 weight")
+      ("wb-bn", opt(&wb.w_bn), "white-box: DeepInversion BatchNorm-statistics weight (0 = off)")
+      ("wb-batch", opt(&wb.batch), "white-box: targets x restarts optimised at once; 0 = auto (64 on CPU)")
       ("aux", po::value(&f.aux), "inverse-net: the attacker's own images (disjoint from --targets)")
       ("inv-epochs", opt(&inv.epochs), "inverse-net: training epochs")
       ("inv-width", opt(&inv.width), "inverse-net: decoder width")
       ("inv-lr", opt(&inv.lr), "inverse-net: Adam learning rate")
       ("inv-batch", opt(&inv.batch), "inverse-net: images per step")
       ("generator", po::value(&f.generator), "gan-prior: generator (native or TorchScript)")
-      ("gan-restarts", opt(&gp.restarts), "gan-prior: latent starts per target")
-      ("gan-steps", opt(&gp.loop.steps), "gan-prior: optimiser steps")
+      ("restarts", opt(&gp.restarts), "gan-prior: latent recovery's random starts per target")
+      ("steps", opt(&gp.loop.steps), "gan-prior: latent recovery's optimiser steps")
+      ("lr", opt(&gp.loop.lr), "gan-prior: latent recovery's learning rate")
+      ("optimizer", opt(&gp.loop.optimizer), "gan-prior: latent recovery's adam | lbfgs")
+      ("batch", opt(&gp.batch), "gan-prior: targets x restarts per chunk; 0 = auto (64 on CPU)")
       ("refine-steps", opt(&gp.refine_steps), "gan-prior: white-box refinement steps from G(z) (0 = latent only)")
       ("eval", po::value(&f.eval), "labelled images for the accuracy through the (defended) split; default: --targets")
       ("label-column", opt(&f.label_column), "manifest column holding the class ('identity' for classifiers of people)")
@@ -143,7 +146,7 @@ void add_flags(po::options_description& desc, Flags& f) {
 }
 
 /// Flag strings -> sweep options, with the flag-level checks (before anything is loaded).
-void resolve_flags(Flags& f) {
+void resolve_flags(const Args& args, Flags& f) {
   auto& o = f.sweep;
   const auto& known = featinv::sweep_attacks();
   o.attacks = f.attack == "all" ? known : io::split_list(f.attack);
@@ -155,6 +158,9 @@ void resolve_flags(Flags& f) {
   RW_CHECK(!has("inverse-net") || !f.aux.empty(), Usage,
            "--attack inverse-net needs --aux MANIFEST: images the attacker owns, disjoint from --targets");
   RW_CHECK(!has("gan-prior") || !f.generator.empty(), Usage, "--attack gan-prior needs --generator G");
+  for (const char* flag : {"restarts", "steps", "lr", "optimizer", "batch"})  // the names every command gives latent recovery
+    RW_CHECK(has("gan-prior") || !flag_given(args, flag), Usage, "--", flag, " sets the latent recovery of --attack "
+             "gan-prior, which this run does not use; white-box inversion's is --wb-", flag);
   o.defenses.clear();
   for (const auto& s : io::split_list(f.defense)) o.defenses.push_back(featinv::Defense::parse(s));
   if (o.defenses.empty()) o.defenses.push_back({});
@@ -164,8 +170,7 @@ void resolve_flags(Flags& f) {
     o.splits = io::split_list(f.split);
     RW_CHECK(!o.splits.empty(), Usage, "--split is empty");
   }
-  // the GAN prior's refinement and batching follow the white-box flags
-  o.gan_prior.batch = o.white_box.batch;
+  // the GAN prior's refinement follows the white-box flags
   o.gan_prior.refine = o.white_box;
 }
 
@@ -175,11 +180,12 @@ nlohmann::json options_json(const Flags& f) {
   const auto& gp = f.sweep.gan_prior;
   return {{"classifier", f.classifier}, {"split", f.split}, {"targets", f.targets}, {"out", f.out},
           {"attack", f.sweep.attacks}, {"defense", f.defense}, {"limit", f.limit}, {"seed", f.sweep.seed},
-          {"restarts", wb.restarts}, {"steps", wb.loop.steps}, {"lr", wb.loop.lr},
-          {"optimizer", wb.loop.optimizer}, {"w_tv", wb.w_tv}, {"w_l2", wb.w_l2}, {"w_bn", wb.w_bn},
-          {"batch", wb.batch}, {"aux", f.aux}, {"inv_epochs", inv.epochs}, {"inv_width", inv.width},
+          {"wb_restarts", wb.restarts}, {"wb_steps", wb.loop.steps}, {"wb_lr", wb.loop.lr},
+          {"wb_optimizer", wb.loop.optimizer}, {"wb_tv", wb.w_tv}, {"wb_l2", wb.w_l2}, {"wb_bn", wb.w_bn},
+          {"wb_batch", wb.batch}, {"aux", f.aux}, {"inv_epochs", inv.epochs}, {"inv_width", inv.width},
           {"inv_lr", inv.lr}, {"inv_batch", inv.batch}, {"generator", f.generator},
-          {"gan_restarts", gp.restarts}, {"gan_steps", gp.loop.steps}, {"refine_steps", gp.refine_steps},
+          {"restarts", gp.restarts}, {"steps", gp.loop.steps}, {"lr", gp.loop.lr}, {"optimizer", gp.loop.optimizer},
+          {"batch", gp.batch}, {"refine_steps", gp.refine_steps},
           {"eval", f.eval}, {"label_column", f.label_column}, {"embedder", f.embedder},
           {"match_threshold", f.sweep.match_threshold}, {"match_far", f.sweep.match_far}};
 }
@@ -507,7 +513,7 @@ int split_attack_cmd(const Args& args) {
   if (!parse_command("rewind split-attack --classifier C --split LAYER|all --targets M --out DIR [options]", args, desc,
                      common))
     return 0;
-  resolve_flags(f);
+  resolve_flags(args, f);
   io::RunRecord record("split-attack");
   record.options() = options_json(f);
   record.set_seed(f.sweep.seed);

@@ -382,6 +382,13 @@ MiaMetrics evaluate(const std::vector<double>& scores, const std::vector<int>& l
     m.auc.lo = m.auc.hi = m.auc.value;
     return m;
   }
+  // the band's grid: 10 points a decade from 1e-4 to 0.1, then every 0.02 to 0.98; resolved FPRs only
+  std::vector<double> grid;
+  for (int k = -40; k < -10; ++k) grid.push_back(std::pow(10.0, k / 10.0));
+  for (int k = 5; k < 50; ++k) grid.push_back(k / 50.0);
+  grid.erase(std::remove_if(grid.begin(), grid.end(), [&](double f) { return negatives_to_resolve(f) > m.nonmembers; }),
+             grid.end());
+  std::vector<std::vector<double>> band(grid.size());
   std::mt19937_64 rng(seed);
   std::vector<double> aucs;
   std::vector<std::vector<double>> tprs(fprs.size());
@@ -396,6 +403,13 @@ MiaMetrics evaluate(const std::vector<double>& scores, const std::vector<int>& l
     auto r = roc_curve(s, l);
     for (size_t f = 0; f < fprs.size(); ++f)
       if (m.tpr[f].resolved) tprs[f].push_back(tpr_at_fpr(r, fprs[f]));
+    // the curve's FPR and TPR both rise: one sweep gives the TPR at every grid FPR
+    size_t i = 0;
+    double best = 0;
+    for (size_t g = 0; g < grid.size(); ++g) {
+      for (; i < r.fpr.size() && r.fpr[i] <= grid[g] + 1e-12; ++i) best = std::max(best, r.tpr[i]);
+      band[g].push_back(best);
+    }
   }
   auto ci = [](std::vector<double> v, Interval& out) {
     std::sort(v.begin(), v.end());
@@ -403,6 +417,13 @@ MiaMetrics evaluate(const std::vector<double>& scores, const std::vector<int>& l
     out.hi = v[size_t(0.975 * double(v.size() - 1))];
   };
   ci(aucs, m.auc);
+  for (size_t g = 0; g < grid.size(); ++g) {
+    Interval b;
+    ci(band[g], b);
+    m.band.fpr.push_back(grid[g]);
+    m.band.lo.push_back(b.lo);
+    m.band.hi.push_back(b.hi);
+  }
   for (size_t f = 0; f < fprs.size(); ++f)
     if (m.tpr[f].resolved) ci(tprs[f], m.tpr[f].tpr);
   return m;

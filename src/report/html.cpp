@@ -187,6 +187,17 @@ std::string svg_plot(const std::vector<Series>& series, const PlotOptions& opt) 
   for (size_t k = 0; k < series.size(); ++k) {
     const auto& s = series[k];
     const char* color = kColors[k % (sizeof kColors / sizeof *kColors)];
+    const size_t nb = std::min({s.band_x.size(), s.band_lo.size(), s.band_hi.size()});
+    if (nb > 0) {  // the band: along the upper edge, back along the lower one
+      os << "<polygon fill=\"" << color << "\" fill-opacity=\"0.15\" stroke=\"none\" points=\"";
+      for (size_t j = 0; j < 2 * nb; ++j) {
+        const size_t i = j < nb ? j : 2 * nb - 1 - j;
+        const double a = tx(s.band_x[i]), b = ty(j < nb ? s.band_hi[i] : s.band_lo[i]);
+        if (!std::isfinite(a) || !std::isfinite(b)) continue;
+        os << num(px(std::clamp(a, x0, x1))) << "," << num(py(std::clamp(b, y0, y1))) << " ";
+      }
+      os << "\"/>";
+    }
     os << "<polyline fill=\"none\" stroke=\"" << color << "\" stroke-width=\"1.8\""
        << (s.dashed ? " stroke-dasharray=\"5 3\"" : "") << " points=\"";
     for (size_t i = 0; i < s.x.size() && i < s.y.size(); ++i) {
@@ -244,11 +255,37 @@ std::string vega_line_spec(const std::vector<Series>& series, const PlotOptions&
   for (const auto& s : series) tips = tips || !s.tips.empty();
   if (tips) tooltip.push_back({{"field", "tip"}, {"title", "item"}});
   json layers = json::array();
+  // one legend for the lines and their bands (Vega warns when layers' legends differ)
+  const json legend = {{"orient", "bottom"}, {"title", nullptr}, {"columns", 2}, {"labelLimit", 420},
+                       {"symbolType", "stroke"}, {"symbolOpacity", 1}, {"symbolStrokeWidth", 2}};
+  json bands = json::array();  // interval bands, under the lines, in the series' colours
+  for (const auto& s : series)
+    for (size_t i = 0; i < std::min({s.band_x.size(), s.band_lo.size(), s.band_hi.size()}) && !named; ++i) {
+      const double bx = s.band_x[i];
+      double lo = s.band_lo[i], hi = s.band_hi[i];
+      if (!std::isfinite(bx) || !std::isfinite(lo) || !std::isfinite(hi) || (opt.log_x && bx <= 0)) continue;
+      if (opt.log_y) {  // a log axis has no 0: the band's floor is the axis' bottom
+        const double floor = opt.y_min > 0 ? opt.y_min : 1e-6;
+        if (hi <= 0) continue;
+        lo = std::max(lo, floor);
+      }
+      bands.push_back({{"series", s.name}, {"x", bx}, {"lo", lo}, {"hi", hi}});
+    }
+  if (!bands.empty()) {
+    layers.push_back({{"data", {{"values", bands}}},
+                      {"mark", {{"type", "area"}, {"opacity", 0.18}, {"clip", true}}},
+                      {"encoding",
+                       {{"x", x},
+                        {"y", {{"field", "lo"}, {"type", "quantitative"}, {"title", opt.y_label},
+                               {"scale", scale(opt.log_y, opt.y_min, opt.y_max)}}},
+                        {"y2", {{"field", "hi"}}},
+                        {"color", {{"field", "series"}, {"type", "nominal"}, {"legend", legend}}}}}});
+  }
   layers.push_back({{"mark", {{"type", "line"}, {"point", values.size() <= 200}, {"clip", true}}},
                     {"encoding",
                      {{"x", x},
                       {"y", y},
-                      {"color", {{"field", "series"}, {"type", "nominal"}, {"legend", {{"orient", "bottom"}, {"title", nullptr}, {"columns", 2}, {"labelLimit", 420}}}}},
+                      {"color", {{"field", "series"}, {"type", "nominal"}, {"legend", legend}}},
                       {"strokeDash", {{"field", "dashed"}, {"type", "nominal"}, {"legend", nullptr},
                                       {"scale", {{"domain", {false, true}}, {"range", {{1, 0}, {6, 4}}}}}}},
                       {"tooltip", tooltip}}}});

@@ -35,7 +35,7 @@ SUBST=(
   "rewind audit |rewind audit --samples 200 --steps 10 "
   "rewind membership |rewind membership --samples 200 --steps 5 "
   "rewind compare |rewind compare --samples 200 --steps 20 --wb-steps 20 "
-  "rewind split-attack |rewind split-attack --steps 20 --inv-epochs 1 "
+  "rewind split-attack |rewind split-attack --wb-steps 20 --inv-epochs 1 "
 )
 
 if [ ! -f "$REPO/data-tools/face-api/node_modules/@vladmandic/face-api/model/face_recognition_model.bin" ]; then

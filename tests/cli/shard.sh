@@ -24,7 +24,7 @@ same() {  # same FILE_A FILE_B WHAT
 }
 
 # --- embed: 3 shards one after the other, then --merge ------------------------------------------
-E="--embedder $TMP/m/e.pt --data $M --batch 8"
+E="--embedder $TMP/m/e.pt --data $M --embed-batch 8"
 R embed $E --out "$TMP/e1" >/dev/null || bad "embed, one process"
 for i in 0 1 2; do R embed $E --out "$TMP/e3" --shard $i/3 >/dev/null || bad "embed shard $i/3"; done
 [ -s "$TMP/e3/part-1-of-3/run.json" ] && grep -q '"shard": "1/3"' "$TMP/e3/part-1-of-3/run.json" && ok || bad "a part records its shard"
@@ -39,9 +39,9 @@ for i in 0 2; do R embed $E --out "$TMP/e6" --shard $i/3 >/dev/null; done
 expect_code 3 "merge with a part missing" -- "$REWIND" embed $E --out "$TMP/e6" --merge
 expect_grep "part-1-of-3 is missing: run shard 1/3" "$TMP/err" "missing part named"
 [ -e "$TMP/e6/embeddings.npy" ] && bad "a refused merge wrote embeddings" || ok
-R embed --embedder "$TMP/m/e.pt" --data "$M" --batch 4 --out "$TMP/e6" --shard 1/3 >/dev/null
+R embed --embedder "$TMP/m/e.pt" --data "$M" --embed-batch 4 --out "$TMP/e6" --shard 1/3 >/dev/null
 expect_code 3 "merge with a foreign part" -- "$REWIND" embed $E --out "$TMP/e6" --merge
-expect_grep "part-1-of-3 was made with other options (--batch was 4, here 8)" "$TMP/err" "foreign part named"
+expect_grep "part-1-of-3 was made with other options (--embed-batch was 4, here 8)" "$TMP/err" "foreign part named"
 expect_code 3 "merge of an invert part as embed" -- "$REWIND" invert --generator "$TMP/m/g.pt" --targets "$M" \
   --out "$TMP/e6" --merge
 expect_code 2 "a bad --shard" -- "$REWIND" embed $E --out "$TMP/e4" --shard 3/3
@@ -52,11 +52,11 @@ printf 'x' | dd of="$TMP/e7/part-0-of-2/embeddings.npy" bs=1 seek=200 conv=notru
 expect_code 3 "merge of a damaged part" -- "$REWIND" embed $E --out "$TMP/e7" --merge
 expect_grep "part-0-of-2/embeddings.npy is not the file shard 0/2 wrote" "$TMP/err" "damaged part file named"
 cp "$M" "$TMP/faces/m8.csv"
-R embed --embedder "$TMP/m/e.pt" --data "$TMP/faces/m8.csv" --batch 8 --out "$TMP/e8" --shard 0/2 >/dev/null
+R embed --embedder "$TMP/m/e.pt" --data "$TMP/faces/m8.csv" --embed-batch 8 --out "$TMP/e8" --shard 0/2 >/dev/null
 (head -1 "$M"; tail -n +2 "$M" | sort -r) > "$TMP/faces/m8.csv"
-R embed --embedder "$TMP/m/e.pt" --data "$TMP/faces/m8.csv" --batch 8 --out "$TMP/e8" --shard 1/2 >/dev/null
+R embed --embedder "$TMP/m/e.pt" --data "$TMP/faces/m8.csv" --embed-batch 8 --out "$TMP/e8" --shard 1/2 >/dev/null
 expect_code 3 "merge of shards of two different manifests" -- "$REWIND" embed --embedder "$TMP/m/e.pt" \
-  --data "$TMP/faces/m8.csv" --batch 8 --out "$TMP/e8" --merge
+  --data "$TMP/faces/m8.csv" --embed-batch 8 --out "$TMP/e8" --merge
 expect_grep "data_rows_hash was" "$TMP/err" "changed manifest named"
 # the launcher's environment is a shard too (a Slurm job array numbered from 1)
 expect_code 0 "embed shard from a Slurm array" -- env SLURM_ARRAY_TASK_ID=2 SLURM_ARRAY_TASK_MIN=1 SLURM_ARRAY_TASK_COUNT=2 \
@@ -66,7 +66,7 @@ expect_code 0 "embed shard from a Slurm array" -- env SLURM_ARRAY_TASK_ID=2 SLUR
 # --- index build: Flat and IVF, 2 shards, merge; same index, same answers to 100 queries --------
 for fac in Flat IVF4,Flat; do
   tag=${fac%%,*}
-  B="--data $M --embedder $TMP/m/e.pt --factory $fac --batch 8"
+  B="--data $M --embedder $TMP/m/e.pt --factory $fac --embed-batch 8"
   R index build $B --out "$TMP/x1-$tag" >/dev/null || bad "index build $fac, one process"
   for i in 0 1; do R index build $B --out "$TMP/x2-$tag" --shard $i/2 >/dev/null || bad "index build $fac shard $i/2"; done
   expect_code 0 "index build $fac --merge" -- "$REWIND" index build $B --out "$TMP/x2-$tag" --merge -q
@@ -79,7 +79,7 @@ for fac in Flat IVF4,Flat; do
 done
 
 # --- IVF on disk: trained once, 3 shards add, the merge writes lists.ivfdata; one process's files
-B="--data $M --embedder $TMP/m/e.pt --factory IVF4,Flat --batch 8 --on-disk"
+B="--data $M --embedder $TMP/m/e.pt --factory IVF4,Flat --embed-batch 8 --on-disk"
 R index build $B --out "$TMP/d1" >/dev/null || bad "index build --on-disk, one process"
 expect_code 2 "a shard before --train-only" -- "$REWIND" index build $B --out "$TMP/d3" --shard 0/3
 expect_grep "trained.faiss is missing: IVF shards add to one trained index. Run the same command once with --train-only" \
@@ -132,7 +132,7 @@ same "$TMP/g1-npy/images.npy" "$TMP/g3-npy/images.npy" "merged images.npy"
 awk -F, 'NR==1 || substr($2,3)+0 < 15' "$M" > "$TMP/faces/own.csv"
 awk -F, 'NR==1 || substr($2,3)+0 >= 15' "$M" > "$TMP/faces/ref.csv"
 A="--generator $TMP/m/g.pt --dataset $TMP/faces/own.csv --embedder $TMP/m/e.pt --reference $TMP/faces/ref.csv
-   --samples 600 --steps 20 --recover-top 6 --recover-control 3 --per-identity 2 --invert-batch 4"
+   --samples 600 --steps 20 --recover-top 6 --recover-control 3 --per-identity 2 --batch 4"
 R audit $A --out "$TMP/a1" >/dev/null 2>&1 || bad "audit, one process"
 for i in 0 1; do R audit $A --out "$TMP/a2" --shard $i/2 >/dev/null 2>&1 || bad "audit round 1 shard $i/2"; done
 expect_code 0 "audit --merge, round 1" -- "$REWIND" audit $A --out "$TMP/a2" --merge -q
@@ -150,7 +150,7 @@ awk -F, 'NR==1 || substr($2,3)+0 >= 12' "$M" > "$TMP/faces/non.csv"
 R train gan --data "$M" --exclude "$TMP/faces/mem.csv" --out "$TMP/m/ref.pt" --arch dcgan32 --width 8 --latent-dim 16 \
   --steps 4 --batch 8 --seed 2 >/dev/null || bad "train reference gan"
 MB="--generator $TMP/m/g.pt --members $TMP/faces/mem.csv --nonmembers $TMP/faces/non.csv --embedder $TMP/m/e.pt
-    --reference-generator $TMP/m/ref.pt --samples 600 --steps 10 --recover-max 8 --invert-batch 4 --bootstrap 50 --batch 8"
+    --reference-generator $TMP/m/ref.pt --samples 600 --steps 10 --recover-max 8 --batch 4 --bootstrap 50 --embed-batch 8"
 R membership $MB --out "$TMP/mb1" >/dev/null 2>&1 || bad "membership, one process"
 for i in 0 1; do R membership $MB --out "$TMP/mb2" --shard $i/2 >/dev/null 2>&1 || bad "membership round 1 shard $i/2"; done
 expect_code 0 "membership --merge, round 1" -- "$REWIND" membership $MB --out "$TMP/mb2" --merge -q
@@ -169,11 +169,11 @@ if command -v mpirun >/dev/null 2>&1 && "$REWIND" --version | grep -q "built wit
   $MPI "$REWIND" embed $E --out "$TMP/me" -q >"$TMP/mpi.log" 2>&1 || bad "mpirun embed: $(tail -3 "$TMP/mpi.log")"
   same "$TMP/e1/embeddings.npy" "$TMP/me/embeddings.npy" "mpirun embeddings"
   same "$TMP/e1/items.csv" "$TMP/me/items.csv" "mpirun items.csv"
-  B="--data $M --embedder $TMP/m/e.pt --factory IVF4,Flat --batch 8"
+  B="--data $M --embedder $TMP/m/e.pt --factory IVF4,Flat --embed-batch 8"
   $MPI "$REWIND" index build $B --out "$TMP/mx" -q >"$TMP/mpi.log" 2>&1 || bad "mpirun index build: $(tail -3 "$TMP/mpi.log")"
   same "$TMP/x1-IVF4/index.faiss" "$TMP/mx/index.faiss" "mpirun IVF index"
   # on disk: rank 0 trains while the other waits, both add, rank 0 merges
-  B="--data $M --embedder $TMP/m/e.pt --factory IVF4,Flat --batch 8 --on-disk"
+  B="--data $M --embedder $TMP/m/e.pt --factory IVF4,Flat --embed-batch 8 --on-disk"
   $MPI "$REWIND" index build $B --out "$TMP/md" -q >"$TMP/mpi.log" 2>&1 || bad "mpirun index build --on-disk: $(tail -3 "$TMP/mpi.log")"
   for f in index.faiss lists.ivfdata; do same "$TMP/d1/$f" "$TMP/md/$f" "mpirun on-disk $f"; done
   $MPI "$REWIND" invert $I --out "$TMP/mi" -q >"$TMP/mpi.log" 2>&1 || bad "mpirun invert: $(tail -3 "$TMP/mpi.log")"

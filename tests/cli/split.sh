@@ -20,10 +20,11 @@ head -c 100 "$(sed -n 2p "$TMP/faces/manifest.csv" | cut -d, -f1 | sed "s|^|$TMP
 { head -1 "$TMP/faces/manifest.csv"; echo "$TMP/broken.png,id_x"; tail -n +2 "$TMP/faces/manifest.csv" | head -5 | sed 's|^|faces/|'; } > "$TMP/targets.csv"
 
 expect_code 0 "split-attack --help" -- "$R" split-attack --help
-expect_grep "steps arg (=500)" "$TMP/out" "help shows the struct default"
+expect_grep "wb-steps arg (=500)" "$TMP/out" "help shows the struct default"
+expect_grep "  --steps arg (=200)" "$TMP/out" "latent recovery's one default"
 expect_code 0 "all attacks, two defences" -- "$R" split-attack --classifier "$TMP/c.pt" --split relu1 \
   --targets "$TMP/targets.csv" --out "$TMP/o1" --attack all --aux "$TMP/aux/manifest.csv" --generator "$TMP/g.pt" \
-  --defense none,noise=1 --label-column identity --steps 20 --inv-epochs 1 --gan-steps 5 --gan-restarts 1 -q
+  --defense none,noise=1 --label-column identity --wb-steps 20 --inv-epochs 1 --steps 5 --restarts 1 -q
 for f in scores.csv depth.csv report.json report.html run.json pairs.png; do [ -s "$TMP/o1/$f" ] && ok || bad "wrote $f"; done
 [ "$(find "$TMP/o1/recon" -name '*.png' | wc -l)" = "30" ] && ok || bad "5 targets x 3 attacks x 2 defences recon images"
 [ "$(wc -l < "$TMP/o1/scores.csv")" = "31" ] && ok || bad "scores.csv rows"
@@ -34,7 +35,7 @@ expect_grep '"accuracy"' "$TMP/o1/report.json" "accuracy through the split"
 expect_grep "<svg\|<table" "$TMP/o1/report.html" "html report"
 
 expect_code 0 "--split all" -- "$R" split-attack --classifier "$TMP/c.pt" --split all --targets "$TMP/faces" \
-  --out "$TMP/o2" --steps 5 --limit 3 --label-column identity -q
+  --out "$TMP/o2" --wb-steps 5 --limit 3 --label-column identity -q
 n_stages=$(($(wc -l < "$TMP/o2/depth.csv") - 1))
 [ "$n_stages" -ge 10 ] && ok || bad "depth.csv has one row per stage ($n_stages)"
 expect_grep "fc2" "$TMP/o2/depth.csv" "deepest stage swept"
@@ -54,6 +55,18 @@ expect_code 4 "missing classifier" -- "$R" split-attack --classifier "$TMP/nope.
 expect_grep "nope.pt" "$TMP/err" "missing model named"
 expect_code 3 "missing targets" -- "$R" split-attack --classifier "$TMP/c.pt" --split conv1 --targets "$TMP/none.csv" --out "$TMP/o8"
 expect_grep "none.csv" "$TMP/err" "missing targets named"
+
+# one vocabulary: latent recovery's names given without the gan-prior attack, and old names, say what is meant
+expect_code 2 "--steps without gan-prior" -- "$R" split-attack --classifier "$TMP/c.pt" --split conv1 --targets "$TMP/faces" \
+  --out "$TMP/o9" --steps 5
+expect_grep "white-box inversion's is --wb-steps" "$TMP/err" "names the white-box option"
+expect_code 2 "old option name" -- "$R" split-attack --classifier "$TMP/c.pt" --split conv1 --targets "$TMP/faces" \
+  --out "$TMP/o10" --w-tv 1e-3
+expect_grep "renamed --wb-tv" "$TMP/err" "old name says its new one"
+expect_code 2 "old pipeline option name" -- "$R" audit --invert-batch 4 --out "$TMP/o11"
+expect_grep "renamed --batch" "$TMP/err" "--invert-batch says its new name"
+expect_code 2 "--batch of an embedder command" -- "$R" embed --embedder "$TMP/c.pt" --data "$TMP/faces" --out "$TMP/o12" --batch 4
+expect_grep "embed-batch" "$TMP/err" "embed's --batch names --embed-batch"
 
 echo "cli split: $pass passed, $fail failed"
 [ "$fail" = 0 ]

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <algorithm>
 #include <random>
 
 #include "rewind/mia/metrics.h"
@@ -105,6 +106,46 @@ TEST(Mia, BootstrapIntervalBracketsEstimate) {
   EXPECT_GE(m.tpr[1].tpr.hi, m.tpr[1].tpr.value);
 }
 
+TEST(Mia, RocBandBracketsTheCurveWhereResolved) {
+  std::mt19937_64 rng(11);
+  std::normal_distribution<double> nd;
+  std::vector<double> s;
+  std::vector<int> l;
+  for (int i = 0; i < 400; ++i) {
+    l.push_back(i % 2);
+    s.push_back(nd(rng) + (i % 2));
+  }
+  auto m = mia::evaluate(s, l, {1e-1}, 300, 1);
+  // 200 non-members resolve FPR >= 3/200 = 0.015: the grid starts there and runs to 0.98
+  ASSERT_FALSE(m.band.fpr.empty());
+  EXPECT_GE(m.band.fpr.front(), 0.015);
+  EXPECT_LT(m.band.fpr.front(), 0.02);
+  EXPECT_NEAR(m.band.fpr.back(), 0.98, 1e-12);
+  ASSERT_EQ(m.band.lo.size(), m.band.fpr.size());
+  ASSERT_EQ(m.band.hi.size(), m.band.fpr.size());
+  for (size_t g = 0; g < m.band.fpr.size(); ++g) {
+    const double t = mia::tpr_at_fpr(m.roc, m.band.fpr[g]);
+    EXPECT_LE(m.band.lo[g], t + 0.02) << m.band.fpr[g];  // the estimate sits inside its own band
+    EXPECT_GE(m.band.hi[g], t - 0.02) << m.band.fpr[g];
+    EXPECT_LE(m.band.lo[g], m.band.hi[g]) << m.band.fpr[g];
+    if (m.band.fpr[g] <= 0.5) {  // 400 samples: a band, not a line
+      EXPECT_LT(m.band.lo[g], m.band.hi[g]) << m.band.fpr[g];
+    }
+    if (g > 0) {  // both edges rise with the FPR, as every resampled curve does
+      EXPECT_GE(m.band.lo[g], m.band.lo[g - 1]);
+      EXPECT_GE(m.band.hi[g], m.band.hi[g - 1]);
+    }
+  }
+  // the band at FPR 0.1 is the interval of TPR at 0.1 (same resamples, same quantiles)
+  const auto at = std::find_if(m.band.fpr.begin(), m.band.fpr.end(), [](double f) { return std::abs(f - 0.1) < 1e-9; });
+  ASSERT_NE(at, m.band.fpr.end());
+  const size_t g = size_t(at - m.band.fpr.begin());
+  EXPECT_DOUBLE_EQ(m.band.lo[g], m.tpr[0].tpr.lo);
+  EXPECT_DOUBLE_EQ(m.band.hi[g], m.tpr[0].tpr.hi);
+  // no resamples, no band
+  EXPECT_TRUE(mia::evaluate(s, l, {1e-1}, 0, 1).band.fpr.empty());
+}
+
 TEST(Mia, TprOnlyWhereTheNegativesResolveTheFpr) {
   EXPECT_EQ(mia::negatives_to_resolve(1e-1), 30);
   EXPECT_EQ(mia::negatives_to_resolve(1e-3), 3000);
@@ -170,7 +211,9 @@ TEST(Report, EscapesUserTextAndEncodes) {
   EXPECT_EQ(html.find("<img src=x"), std::string::npos);
   EXPECT_NE(html.find("&lt;img src=x"), std::string::npos);
   EXPECT_NE(html.find("audit &lt;b&gt;"), std::string::npos);
-  auto svg = report::svg_plot({{"roc <1>", {0, 0.5, 1}, {0, 0.8, 1}, false}}, {"t", "FPR", "TPR", true, true, true});
+  report::PlotOptions po;
+  po.title = "t", po.x_label = "FPR", po.y_label = "TPR", po.log_x = po.log_y = po.diagonal = true;
+  auto svg = report::svg_plot({{"roc <1>", {0, 0.5, 1}, {0, 0.8, 1}, false, {}, {}, {}, {}}}, po);
   EXPECT_NE(svg.find("<svg"), std::string::npos);
   EXPECT_NE(svg.find("roc &lt;1&gt;"), std::string::npos);
 }
@@ -179,8 +222,8 @@ TEST(Report, EscapesUserTextAndEncodes) {
 // rules; and a report page that embeds it: the spec in a JSON block that no text can close, the
 // spec file written beside the page, Vega inlined (or the static fallback where it is missing).
 TEST(Report, VegaSpecAndPlotFiles) {
-  report::Series a{"attack </script><b>x", {0, 0.01, 0.5, 1}, {0, 0.2, 0.9, 1}, false, {"p0", "p1", "p2", "p3"}};
-  report::Series b{"baseline", {0.1, 1}, {0.1, 1}, true, {}};
+  report::Series a{"attack </script><b>x", {0, 0.01, 0.5, 1}, {0, 0.2, 0.9, 1}, false, {"p0", "p1", "p2", "p3"}, {}, {}, {}};
+  report::Series b{"baseline", {0.1, 1}, {0.1, 1}, true, {}, {}, {}, {}};
   report::PlotOptions o;
   o.title = "ROC";
   o.x_label = "FPR";
@@ -204,9 +247,27 @@ TEST(Report, VegaSpecAndPlotFiles) {
   // named stages: an ordinal axis in the given order
   report::PlotOptions n;
   n.x_names = {"conv1", "", "pool1"};
-  const auto ns = nlohmann::json::parse(report::vega_line_spec({{"psnr", {0, 2}, {20, 15}, false, {}}}, n));
+  const auto ns = nlohmann::json::parse(report::vega_line_spec({{"psnr", {0, 2}, {20, 15}, false, {}, {}, {}, {}}}, n));
   EXPECT_EQ(ns.at("data").at("values")[1].at("x"), "pool1");
   EXPECT_EQ(ns.at("layer")[0].at("encoding").at("x").at("sort"), nlohmann::json({"conv1", "pool1"}));
+  // an interval band: an area layer under the lines, in the series' colour, its floor on a log axis at the axis
+  report::Series banded = a;
+  banded.band_x = {0.01, 0.1, 0.5};
+  banded.band_lo = {0, 0.3, 0.8};
+  banded.band_hi = {0.4, 0.7, 0.95};
+  o.y_min = 1e-3, o.y_max = 1;
+  const auto bs = nlohmann::json::parse(report::vega_line_spec({banded, b}, o));
+  const auto& area = bs.at("layer")[0];
+  EXPECT_EQ(area.at("mark").at("type"), "area");
+  EXPECT_EQ(area.at("encoding").at("y2").at("field"), "hi");
+  const auto& bv = area.at("data").at("values");
+  ASSERT_EQ(bv.size(), 3u);
+  EXPECT_EQ(bv[0].at("series"), a.name);
+  EXPECT_DOUBLE_EQ(bv[0].at("lo").get<double>(), 1e-3);
+  EXPECT_DOUBLE_EQ(bv[2].at("hi").get<double>(), 0.95);
+  EXPECT_EQ(bs.at("layer")[1].at("mark").at("type"), "line");
+  EXPECT_NE(report::svg_plot({banded}, o).find("<polygon"), std::string::npos);
+  o.y_min = o.y_max = 0;
 
   rw::test::TempDir tmp;
   report::HtmlReport r("plots");

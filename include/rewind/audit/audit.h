@@ -32,6 +32,7 @@
 #include "rewind/ganinv/invert.h"
 #include "rewind/io/manifest.h"
 #include "rewind/io/run_record.h"
+#include "rewind/mia/metrics.h"
 #include "rewind/models/models.h"
 
 namespace rw::audit {
@@ -45,9 +46,9 @@ struct AuditOptions {
   int64_t recover_top = 256;     ///< identities (highest identity-nn first) that get latent recovery; < 0 = all
   int64_t recover_control = 64;  ///< further identities drawn at random (seeded) from the rest: the recovery z's calibration
   int64_t top = 24;              ///< identities shown with pictures in the report
-  int64_t batch = 128;           ///< images per embedder pass (also the stream's batch)
+  int64_t embed_batch = 128;     ///< images per embedder pass (also the stream's batch)
   uint64_t seed = 1;             ///< samples, restarts and the control draw
-  ganinv::InvertOptions invert = recovery_defaults(200);  ///< latent recovery (2 restarts x 200 Adam steps)
+  ganinv::InvertOptions invert;  ///< latent recovery (its defaults: 2 restarts x 200 Adam steps)
   double fit_max_auc = 0.95;     ///< domain fit: a linear probe telling samples from the owner's images with AUC
                                  ///< above this (95% interval's lower end) is a mismatch: verdicts turn inconclusive
   std::string stage_dir;         ///< where finished stages are kept ("" = no cache); the CLI uses OUT/.stages
@@ -96,6 +97,8 @@ struct GroundTruth {
   int64_t members = 0, nonmembers = 0, members_flagged = 0, nonmembers_flagged = 0;
   double auc_identity_nn = 0, auc_recovery = 0;  ///< recovery AUC over identities with recovery evidence
   int64_t recovery_identities = 0;
+  mia::MiaMetrics identity_nn, recovery;  ///< member vs non-member identities: ROC, its band, intervals (recovery:
+                                          ///< those with recovery evidence; empty when a class has none)
 };
 
 struct AuditResult {

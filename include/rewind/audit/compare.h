@@ -10,7 +10,7 @@
 // OTHER people's photos). Thresholds: GAN side as the audit (reference images, else impostor pairs,
 // per image x sample); split side from the dataset's impostor pairs, each rebuild one test.
 // Memory: embeddings of the dataset, one photo per identity, and the rebuilt photos of one cell
-// at a time (plus the first `pictures` of each undefended cell for the report).
+// at a time (plus, per undefended cell, the rebuilds of the `pictures` people the GAN exposes most).
 #pragma once
 
 #include <cstdint>
@@ -31,11 +31,11 @@ struct CompareOptions {
   std::string crop = "center";   ///< how images are cut to the generator's size: center | none | detect | dlib
                                  ///< (audit::pipeline_loader; dlib for real photos)
   double far = 0.05;        ///< family-wise false-exposure rate of each direction's verdicts (as AuditOptions::far), in (0, 1)
-  int64_t wb_steps = 200;   ///< white-box inversion steps per split
+  int64_t wb_steps = featinv::WhiteBoxOptions::default_loop().steps;  ///< white-box inversion steps per split (500)
   int64_t pictures = 16;    ///< identities shown with pictures in the report
-  int64_t batch = 128;      ///< images per embedder pass
+  int64_t embed_batch = 128;  ///< images per embedder pass
   uint64_t seed = 1;        ///< samples, restarts, defences
-  ganinv::InvertOptions invert = recovery_defaults(100);  ///< GAN-side latent recovery (2 restarts x 100 steps)
+  ganinv::InvertOptions invert;  ///< latent recovery (its defaults: 2 restarts x 200 Adam steps)
   std::string stage_dir;    ///< where finished stages are kept (embeddings, samples, recovery chunks, each
                             ///< split x defence cell); "" = not kept. The CLI uses OUT/.stages
   bool resume = false;      ///< continue the stages kept in stage_dir (same options and inputs, else an error)
@@ -51,7 +51,7 @@ struct SplitCell {
   int64_t exposed = 0;             ///< exposure.n_exposed; a claim only when `threshold` is resolved
   int64_t control = 0;             ///< exposure.n_control (bounded by the certification: the threshold holds off these pairs)
   int64_t control_impostor = 0;    ///< the control at split_threshold alone (what real impostors would have let through)
-  at::Tensor recon_shown;          ///< [min(pictures, n), C, H, W] rebuilt photos of the first identities (at the GAN's shape)
+  at::Tensor recon_shown;          ///< [shown.size(), C, H, W] rebuilt photos of CompareResult::shown (at the GAN's shape)
 };
 
 struct CompareIdentity {
@@ -75,6 +75,9 @@ struct CompareResult {
   std::vector<SplitCell> cells;
   int64_t gan_leaking = 0, members = 0, members_leaking = 0;
   Recovery recovery;                       ///< of the photos (latents re-render the reconstructions)
+  std::vector<size_t> shown;               ///< the identities pictured (CompareOptions::pictures of them): those the
+                                           ///< GAN exposes most (leaks, then inconclusive, then by closest-sample
+                                           ///< similarity), chosen before the split side, which keeps their rebuilds
   std::vector<data::Skipped> skipped;
 };
 

@@ -22,6 +22,10 @@
 #include "rewind/audit/stages.h"
 #include "rewind/mia/metrics.h"
 
+namespace rw::report {
+class HtmlReport;
+}
+
 namespace rw::audit {
 
 struct MembershipOptions {
@@ -32,9 +36,9 @@ struct MembershipOptions {
   int64_t per_identity = 0;    ///< images per identity used (first ones in manifest order); 0 = all
   int64_t recover_max = 0;     ///< images per class that get latent recovery (seeded draw); 0 = all
   int boot = 1000;             ///< bootstrap resamples for the confidence intervals
-  int64_t batch = 128;         ///< images per embedder pass
+  int64_t embed_batch = 128;   ///< images per embedder pass
   uint64_t seed = 1;           ///< samples, restarts, draws, bootstrap
-  ganinv::InvertOptions invert = recovery_defaults(200);  ///< latent recovery (2 restarts x 200 Adam steps)
+  ganinv::InvertOptions invert;  ///< latent recovery (its defaults: 2 restarts x 200 Adam steps)
   std::string stage_dir;       ///< where finished stages are kept ("" = no cache)
   bool resume = false;         ///< continue the stages kept in stage_dir
 
@@ -81,7 +85,7 @@ MembershipResult run_membership(models::Generator& g, const References& referenc
 
 /// Sharded membership runs (several processes or machines) work in two rounds, as audits do
 /// (audit.h), each run as N shards and merged into o.stage_dir:
-///  1. the shard's blocks of each class's chosen rows (positions dealt in blocks of o.batch): image
+///  1. the shard's blocks of each class's chosen rows (positions dealt in blocks of o.embed_batch): image
 ///     statistics and embeddings; its blocks of the samples (index dealt in blocks of kSampleBatch);
 ///  2. with round 1 merged, the latent recovery of the shard's blocks of the rows drawn for it
 ///     (seeded by their position in the whole list, as one process seeds them).
@@ -109,5 +113,9 @@ std::vector<std::string> membership_summary(const MembershipResult& r);
 void write_membership_report(const std::string& out, const MembershipResult& r, const io::Manifest& members,
                              const io::Manifest& nonmembers, const MembershipOptions& o,
                              const std::string& generator_name, const nlohmann::json& options_json);
+
+/// The ROC and log-log ROC plots (Vega, with the static SVG fallback) of named metrics, each curve
+/// with its bootstrap band; used by the membership and the audit reports.
+void roc_plots(report::HtmlReport& html, const std::vector<std::pair<std::string, const mia::MiaMetrics*>>& rocs);
 
 }  // namespace rw::audit

@@ -32,11 +32,6 @@ class IdentityIndex;
 
 namespace rw::audit {
 
-/// The pipelines' latent-recovery defaults: 2 restarts x `steps` Adam steps (the rest as
-/// ganinv::InvertOptions). Cheaper than `rewind invert`'s 4 x 300: recovery is supporting evidence
-/// over many identities.
-ganinv::InvertOptions recovery_defaults(int64_t steps);
-
 /// Embeddings of a streamed image set.
 struct Embedded {
   at::Tensor emb;                     ///< [N_ok, d] L2-normalised

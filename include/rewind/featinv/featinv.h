@@ -145,20 +145,13 @@ AttackResult inverse_network(models::SplitClassifier& c, const std::string& spli
                              const ProgressFn& progress = {}, std::vector<double>* epoch_losses = nullptr);
 
 struct GanPriorOptions {
-  int64_t restarts = 4;      ///< random latent starts per target (z ~ N(0, I)); best feature loss kept
-  optim::LoopOptions loop = default_loop();  ///< Adam, 300 steps, lr 0.05, cosine
+  int64_t restarts = 2;      ///< random latent starts per target (z ~ N(0, I)); best feature loss kept
+  optim::LoopOptions loop = optim::latent_recovery_loop();  ///< Adam, 200 steps, lr 0.05, cosine
   double w_prior = 1e-3;     ///< GAN-Leaks latent prior ((|z|^2 - D) / D)^2
   int64_t refine_steps = 0;  ///< then white_box from G(z) for this many steps (0 = latent only)
   WhiteBoxOptions refine;    ///< priors and lr of the refinement (its loop.steps is refine_steps)
   int64_t batch = 0;         ///< max targets x restarts at once; 0 = auto (64 CPU, 1024 CUDA)
   uint64_t seed = 1;
-
-  static optim::LoopOptions default_loop() {
-    optim::LoopOptions l;
-    l.steps = 300;
-    l.lr = 0.05;
-    return l;
-  }
 };
 
 /// Searches the generator's latent space so that head(G(z)) matches `acts`. Generator images are

@@ -24,8 +24,8 @@ namespace rw::ganinv {
 const std::vector<std::string>& term_names();  // mse, l1, dssim, identity, prior, feature
 
 struct InvertOptions {
-  int64_t restarts = 4;       ///< random starts per target; the best is kept
-  optim::LoopOptions loop;    ///< steps, optimiser, lr, schedule, early stop
+  int64_t restarts = 2;       ///< random starts per target; the best is kept
+  optim::LoopOptions loop = optim::latent_recovery_loop();  ///< Adam, 200 steps, lr 0.05, cosine
   double w_mse = 1.0;         ///< weight of the pixel MSE
   double w_l1 = 0.0;          ///< weight of the pixel L1
   double w_ssim = 0.0;        ///< weight of (1 - SSIM)

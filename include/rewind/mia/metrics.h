@@ -39,6 +39,13 @@ struct TprAtFpr {
   std::string reason;     ///< when not resolved: "n/a: needs >= N non-members (has M)"
 };
 
+/// A pointwise 95% percentile-bootstrap band of the ROC: at each FPR of a fixed grid (log-spaced
+/// from 1e-4, then linear), the 2.5% and 97.5% quantiles of the resampled curves' TPR at that FPR.
+/// Only FPRs the non-members resolve (negatives_to_resolve) are on the grid.
+struct RocBand {
+  std::vector<double> fpr, lo, hi;
+};
+
 struct MiaMetrics {
   int64_t members = 0, nonmembers = 0;
   Interval auc;
@@ -46,6 +53,7 @@ struct MiaMetrics {
   std::vector<TprAtFpr> tpr;         ///< at each requested FPR (1e-1, 1e-2, 1e-3, 1e-4 by default)
   double ks_statistic = 0, ks_pvalue = 1;
   Roc roc;
+  RocBand band;                      ///< empty without bootstrap resamples
 };
 
 /// The FPRs membership reports TPR at.

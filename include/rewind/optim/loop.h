@@ -21,6 +21,16 @@ struct LoopOptions {
   double tolerance = 1e-4;
 };
 
+/// Latent recovery's one default wherever it runs (invert, audit, membership, compare, split-attack's
+/// gan-prior): Adam, 200 steps, lr 0.05, cosine, with 2 restarts (InvertOptions, GanPriorOptions).
+/// Measured: experiments/results/optimizer-membership.md (2 x 200 Adam as strong as 4 x 300 there).
+inline LoopOptions latent_recovery_loop() {
+  LoopOptions l;
+  l.steps = 200;
+  l.lr = 0.05;
+  return l;
+}
+
 /// Per-item objective: vars [B, ...] -> losses [B]; gradients must flow to vars.
 using Objective = std::function<at::Tensor(const at::Tensor& vars)>;
 /// Writes fresh values into vars (no grad) for the items flagged in `bad` ([B] bool).

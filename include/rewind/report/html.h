@@ -27,6 +27,8 @@ struct Series {
   std::vector<double> x, y;
   bool dashed = false;
   std::vector<std::string> tips;  ///< per point, shown on hover in Vega plots (identity, file); may be empty
+  std::vector<double> band_x, band_lo, band_hi;  ///< an interval band (e.g. a 95% bootstrap band) drawn
+                                                 ///< under the line in its colour; may be empty
 };
 
 struct PlotOptions {
