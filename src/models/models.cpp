@@ -6,6 +6,9 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <cstdlib>
+#include <optional>
+#include <functional>
 #include <mutex>
 
 #include "rewind/core/error.h"
@@ -107,6 +110,76 @@ at::Tensor guarded(const std::string& path, const char* method, F&& f) {
   } catch (const std::exception& e) {
     RW_FAIL(Model, "TorchScript model '", path, "': ", method, " failed: ", one_line(e), " (--verbose shows its trace)");
   }
+}
+
+/// One method call on a TorchScript module: (module, method, input) -> output.
+using ScriptCall = std::function<at::Tensor(torch::jit::Module&, const std::string&, const at::Tensor&)>;
+
+/// A user's TorchScript module compiled for the CPU by torch::jit::freeze (weights become constants:
+/// BatchNorm folds into the convolutions before it, attribute lookups and the modules' shape checks
+/// leave the graph), kept only when every checked method's output and input gradient match the
+/// module's on its probe input; else `note` says why and the module runs as it is.
+/// REWIND_NO_FREEZE=1 turns it off.
+struct FrozenScript {
+  std::optional<torch::jit::Module> m;
+  std::string note;
+};
+
+FrozenScript freeze_checked(const torch::jit::Module& m, const std::vector<std::string>& preserved,
+                            const std::vector<std::pair<std::string, at::Tensor>>& checks, const ScriptCall& call) {
+  FrozenScript out;
+  const char* off = std::getenv("REWIND_NO_FREEZE");
+  if (off && std::string(off) == "1") {
+    out.note = "REWIND_NO_FREEZE=1";
+    return out;
+  }
+  torch::jit::Module frozen;
+  try {
+    auto copy = m.clone();
+    copy.eval();
+    frozen = torch::jit::freeze(copy, preserved, /*optimize_numerics=*/true);
+  } catch (const std::exception& e) {
+    out.note = "torch::jit::freeze failed: " + one_line(e);
+    return out;
+  }
+  auto original = m;
+  double worst_out = 0, worst_grad = 0;
+  for (const auto& [method, probe] : checks) {
+    try {
+      // the same weighted sum of outputs, differentiated through both: outputs and input gradients
+      auto run = [&](torch::jit::Module& mod, at::Tensor* grad) {
+        torch::AutoGradMode grad_on(true);  // the loaders probe under NoGradGuard
+        auto x = probe.detach().clone().requires_grad_(true);
+        auto y = call(mod, method, x);
+        auto v = torch::sin(torch::arange(y.numel(), y.options().dtype(torch::kFloat32)).view(y.sizes()) * 0.731f);
+        *grad = torch::autograd::grad({(y * v).sum()}, {x})[0];
+        return y.detach();
+      };
+      at::Tensor ga, gb;
+      auto ya = run(original, &ga), yb = run(frozen, &gb);
+      if (ya.sizes() != yb.sizes()) {
+        out.note = method + " changes shape when frozen";
+        return out;
+      }
+      const double scale = std::max(1.0, ya.abs().max().item<double>());
+      worst_out = std::max(worst_out, (ya - yb).abs().max().item<double>() / scale);
+      const double gn = ga.norm().item<double>();
+      worst_grad = std::max(worst_grad, (ga - gb).norm().item<double>() / std::max(gn, 1e-12));
+    } catch (const std::exception& e) {
+      out.note = "the frozen " + method + " failed on a probe: " + one_line(e);
+      return out;
+    }
+  }
+  if (!(worst_out <= 1e-4 && worst_grad <= 1e-3)) {
+    out.note = "the frozen module differs from the module (output " + std::to_string(worst_out) + ", input gradient " +
+               std::to_string(worst_grad) + " relative)";
+    return out;
+  }
+  out.m = std::move(frozen);
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "outputs within %.1e, input gradients within %.1e of the module", worst_out, worst_grad);
+  out.note = buf;
+  return out;
 }
 
 }  // namespace
@@ -229,8 +302,37 @@ class ScriptGenerator : public Generator {
   }
   void to(const c10::Device& d) override {
     m_.to(d);
+    if (d != device_) frozen_.reset();  // frozen for the CPU only (compile_for_cpu)
     device_ = d;
   }
+  /// Freezes the module for the CPU (freeze_checked), checked on forward and, for style-based
+  /// generators, mapping and synthesis; logs once what it did.
+  void compile_for_cpu() {
+    if (!device_.is_cpu()) return;
+    std::vector<std::string> keep = {"latent_dim"};
+    for (const char* a : {"num_ws", "w_avg"})
+      if (m_.hasattr(a)) keep.push_back(a);
+    std::vector<std::pair<std::string, at::Tensor>> checks = {{"forward", probe_latents(3, latent_dim_)}};
+    if (has_mapping_) {
+      keep.push_back("mapping");
+      keep.push_back("synthesis");
+      auto z = probe_latents(3, latent_dim_);
+      checks.push_back({"mapping", z});
+      torch::NoGradGuard ng;
+      at::Tensor w = mapping(z);
+      checks.push_back({"synthesis", num_ws_ > 0 ? w.unsqueeze(1).expand({-1, num_ws_, -1}).contiguous() : w});
+    }
+    auto f = freeze_checked(m_, keep, checks, [this](torch::jit::Module& m, const std::string& method, const at::Tensor& x) {
+      return call_on(m, method.c_str(), x);
+    });
+    if (f.m) {
+      frozen_ = std::move(f.m);
+      log_info(describe(), ": frozen for the CPU (torch::jit::freeze; ", f.note, ")");
+    } else {
+      log_info(describe(), ": runs as exported, not frozen (", f.note, ")");
+    }
+  }
+  bool frozen() const { return frozen_.has_value(); }
   std::string describe() const override {
     std::string style;
     if (has_mapping_)
@@ -248,16 +350,18 @@ class ScriptGenerator : public Generator {
  private:
   /// One method call, after reseeding torch's global generator: noise drawn inside the model is the
   /// same at every call (an optimisation needs a fixed function).
-  at::Tensor call(const char* method, const at::Tensor& x) {
+  at::Tensor call(const char* method, const at::Tensor& x) { return call_on(frozen_ ? *frozen_ : m_, method, x); }
+  static at::Tensor call_on(torch::jit::Module& m, const char* method, const at::Tensor& x) {
     if (!x.is_cuda()) {  // CPU only: reseeding CUDA's generator would break CUDA graph capture
       auto gen = at::detail::getDefaultCPUGenerator();
       std::lock_guard<std::mutex> lock(gen.mutex());
       gen.set_current_seed(kNoiseSeed);
     }
-    return m_.get_method(method)({x}).toTensor();
+    return m.get_method(method)({x}).toTensor();
   }
   static constexpr uint64_t kNoiseSeed = 0x6e6f697365;  // "noise"
   torch::jit::Module m_;
+  std::optional<torch::jit::Module> frozen_;  ///< compile_for_cpu's, used by call() when set
   std::string path_, hash_;
   int64_t latent_dim_ = 0, w_dim_ = 0, num_ws_ = 0;
   bool has_mapping_ = false, own_w_avg_ = false;
@@ -338,9 +442,28 @@ class ScriptEmbedder : public Embedder {
   int64_t dim() const override { return dim_; }
   ImageShape input_shape() const override { return shape_; }
   at::Tensor embed(const at::Tensor& x) override {
-    return l2n(guarded(path_, "forward(images)", [&] { return m_.forward({adapt_images(x, shape_)}).toTensor(); }));
+    auto& m = frozen_ ? *frozen_ : m_;
+    return l2n(guarded(path_, "forward(images)", [&] { return m.forward({adapt_images(x, shape_)}).toTensor(); }));
   }
-  void to(const c10::Device& d) override { m_.to(d); }
+  void to(const c10::Device& d) override {
+    m_.to(d);
+    if (d != device_) frozen_.reset();
+    device_ = d;
+  }
+  /// As ScriptGenerator::compile_for_cpu, checked on a probe batch of images.
+  void compile_for_cpu() {
+    if (!device_.is_cpu()) return;
+    std::vector<std::string> keep;
+    for (const char* a : {"input_size", "channels"})
+      if (m_.hasattr(a)) keep.push_back(a);
+    auto probe = torch::sin(torch::arange(3 * shape_.channels * shape_.height * shape_.width, torch::kFloat32) * 0.37f)
+                     .view({3, shape_.channels, shape_.height, shape_.width});
+    auto f = freeze_checked(m_, keep, {{"forward", probe}}, [](torch::jit::Module& m, const std::string& method, const at::Tensor& x) {
+      return m.get_method(method)({x}).toTensor();
+    });
+    if (f.m) frozen_ = std::move(f.m);
+    log_info(describe(), f.m ? ": frozen for the CPU (torch::jit::freeze; " : ": runs as exported, not frozen (", f.note, ")");
+  }
   std::string describe() const override {
     return "TorchScript embedder " + fs::path(path_).filename().string() + " (" + std::to_string(dim_) + "-d)";
   }
@@ -348,6 +471,8 @@ class ScriptEmbedder : public Embedder {
 
  private:
   torch::jit::Module m_;
+  std::optional<torch::jit::Module> frozen_;
+  c10::Device device_ = c10::kCPU;
   std::string path_, hash_;
   ImageShape shape_;
   int64_t dim_ = 0;
@@ -645,6 +770,7 @@ std::unique_ptr<Generator> load_generator(const std::string& path, const c10::De
   auto* sg = dynamic_cast<ScriptGenerator*>(g.get());
   if (sg) sg->set_shape({int(x.size(1)), int(x.size(2)), int(x.size(3))});
   if (sg && g->has_mapping()) check_style_contract(path, *sg, x);
+  if (sg) sg->compile_for_cpu();
   return g;
 }
 
@@ -659,6 +785,7 @@ std::unique_ptr<Embedder> load_embedder(const std::string& path, const c10::Devi
     e = std::make_unique<ScriptEmbedder>(path, load_script(path, device));
   }
   e->to(device);
+  if (auto* se = dynamic_cast<ScriptEmbedder*>(e.get())) se->compile_for_cpu();
   return e;
 }
 

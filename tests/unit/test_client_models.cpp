@@ -7,8 +7,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 
 #include "rewind/core/error.h"
+#include "rewind/core/log.h"
 #include "rewind/ganinv/invert.h"
 #include "rewind/models/models.h"
 #include "rewind/models/native.h"
@@ -60,6 +62,64 @@ TEST_F(ClientModels, Generator) {
   auto x = g->generate(torch::randn({4, 16}));
   EXPECT_EQ(x.sizes(), (std::vector<int64_t>{4, 3, 32, 32}));
   EXPECT_LE(x.abs().max().item<float>(), 1.0f);
+}
+
+/// Loads with the log captured; `frozen` says whether REWIND_NO_FREEZE=1 was unset.
+template <class Load>
+auto load_logged(Load load, bool freeze, std::string* log) {
+  if (freeze) unsetenv("REWIND_NO_FREEZE");
+  else setenv("REWIND_NO_FREEZE", "1", 1);
+  const auto level = log_level();
+  set_log_level(LogLevel::kInfo);
+  auto old = set_log_sink([log](LogLevel, const std::string& m) { *log += m + "\n"; });
+  auto model = load();
+  set_log_sink(old);
+  set_log_level(level);
+  unsetenv("REWIND_NO_FREEZE");
+  return model;
+}
+
+/// Output and input gradient of sum(f(x) * v), v fixed.
+static std::pair<at::Tensor, at::Tensor> out_and_grad(const std::function<at::Tensor(const at::Tensor&)>& f, const at::Tensor& x0) {
+  auto x = x0.clone().requires_grad_(true);
+  auto y = f(x);
+  auto v = torch::cos(torch::arange(y.numel(), torch::kFloat32).view(y.sizes()));
+  auto g = torch::autograd::grad({(y * v).sum()}, {x})[0];
+  return {y.detach(), g};
+}
+
+TEST_F(ClientModels, TorchScriptIsFrozenForTheCpuAndComputesTheSame) {
+  torch::manual_seed(3);
+  for (const std::string name : {"generator.pt", "generator_wplus.pt", "stylegan.pt"}) {
+    std::string log_frozen, log_plain;
+    auto gf = load_logged([&] { return models::load_generator(path(name)); }, true, &log_frozen);
+    auto gp = load_logged([&] { return models::load_generator(path(name)); }, false, &log_plain);
+    EXPECT_NE(log_frozen.find("frozen for the CPU"), std::string::npos) << name << ": " << log_frozen;
+    EXPECT_NE(log_plain.find("runs as exported, not frozen (REWIND_NO_FREEZE=1)"), std::string::npos) << log_plain;
+    auto z = torch::randn({5, gf->latent_dim()});
+    auto [yf, df] = out_and_grad([&](const at::Tensor& x) { return gf->generate(x); }, z);
+    auto [yp, dp] = out_and_grad([&](const at::Tensor& x) { return gp->generate(x); }, z);
+    EXPECT_LT((yf - yp).abs().max().item<double>(), 1e-5) << name;
+    EXPECT_LT(((df - dp).norm() / dp.norm()).item<double>(), 1e-4) << name;
+    if (gf->has_mapping()) {  // the other methods are kept and frozen too
+      auto [wf, dwf] = out_and_grad([&](const at::Tensor& x) { return gf->mapping(x); }, z);
+      auto [wp, dwp] = out_and_grad([&](const at::Tensor& x) { return gp->mapping(x); }, z);
+      EXPECT_LT((wf - wp).abs().max().item<double>(), 1e-5) << name;
+      auto [sf, dsf] = out_and_grad([&](const at::Tensor& x) { return gf->synthesis(x); }, wp);
+      auto [sp, dsp] = out_and_grad([&](const at::Tensor& x) { return gp->synthesis(x); }, wp);
+      EXPECT_LT((sf - sp).abs().max().item<double>(), 1e-5) << name;
+      EXPECT_LT(((dsf - dsp).norm() / dsp.norm()).item<double>(), 1e-4) << name;
+    }
+  }
+  std::string log_frozen, log_plain;
+  auto ef = load_logged([&] { return models::load_embedder(path("embedder.pt")); }, true, &log_frozen);
+  auto ep = load_logged([&] { return models::load_embedder(path("embedder.pt")); }, false, &log_plain);
+  EXPECT_NE(log_frozen.find("frozen for the CPU"), std::string::npos) << log_frozen;
+  auto img = torch::rand({3, 3, 64, 64}) * 2 - 1;
+  auto [af, gaf] = out_and_grad([&](const at::Tensor& x) { return ef->embed(x); }, img);
+  auto [ap, gap] = out_and_grad([&](const at::Tensor& x) { return ep->embed(x); }, img);
+  EXPECT_LT((af - ap).abs().max().item<double>(), 1e-5);
+  EXPECT_LT(((gaf - gap).norm() / gap.norm()).item<double>(), 1e-4);
 }
 
 TEST_F(ClientModels, StyleGeneratorExposesMappingAndSynthesis) {
@@ -148,6 +208,7 @@ TEST_F(ClientModels, StyleGanInvertsItsOwnSamplesInZWAndWPlus) {
   for (const std::string space : {"z", "w", "w+"}) {
     ganinv::InvertOptions o;
     o.latent = space;
+    o.restarts = 4;
     o.loop.steps = 600;
     o.loop.lr = 0.1;
     auto r = ganinv::invert(*g, targets, o);
