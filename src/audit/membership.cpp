@@ -19,13 +19,14 @@ namespace rw::audit {
 namespace {
 
 std::set<std::string> parse_attacks(const std::string& s) {
-  static const std::set<std::string> known = {"recovery", "calibrated", "lira", "rmia", "identity-nn", "recon-identity"};
+  static const std::set<std::string> known = {"recovery", "calibrated", "lira", "rmia", "identity-nn", "recon-identity",
+                                              "identity-calibrated", "identity-lira"};
   std::set<std::string> out;
   std::stringstream ss(s);
   for (std::string t; std::getline(ss, t, ',');) {
     if (t.empty()) continue;
     RW_CHECK(known.count(t), Usage, "MembershipOptions::attacks: unknown attack '", t,
-             "' (recovery, calibrated, lira, rmia, identity-nn, recon-identity)");
+             "' (recovery, calibrated, lira, rmia, identity-nn, recon-identity, identity-calibrated, identity-lira)");
     out.insert(t);
   }
   return out;
@@ -57,6 +58,7 @@ void aggregate_identities(MembershipResult& r, const io::Manifest* const sets[2]
   for (size_t i = 0; i < r.rows.size(); ++i) {
     const auto& identity = sets[r.rows[i].label]->entries[r.rows[i].row].identity;
     auto [it, fresh] = where.emplace(std::make_pair(r.rows[i].label, identity), r.identity_rows.size());
+    r.rows[i].identity = int64_t(it->second);
     if (fresh) {
       r.identity_rows.push_back({identity, r.rows[i].label, 0});
       members.emplace_back();
@@ -183,18 +185,20 @@ void evaluate(MembershipResult& r, const MembershipOptions& o) {
     for (const auto& k : r.attacks) {
       std::vector<double> s, raw_m, raw_n;
       std::vector<int> lab;
+      std::vector<int64_t> groups;  // image level: the identities, resampled whole
       const auto& sc = img ? r.score[k] : r.identity_score[k];
       for (size_t i = 0; i < sc.size(); ++i) {
         if (std::isnan(sc[i])) continue;
         const int l = img ? r.rows[i].label : r.identity_rows[i].label;
         s.push_back(sc[i]);
         lab.push_back(l);
+        if (img) groups.push_back(r.rows[i].identity);
         if (img) (l ? raw_m : raw_n).push_back(r.raw[k][i]);
       }
       AttackMetrics am;
       am.attack = k;
       am.level = level;
-      am.m = mia::evaluate(s, lab, mia::default_fprs(), o.boot, o.seed);
+      am.m = mia::evaluate(s, lab, mia::default_fprs(), o.boot, o.seed, img ? groups : std::vector<int64_t>{});
       thin(am.m.roc);
       if (img && (k == "recovery" || k == "calibrated")) {
         am.median_member = mia::median(raw_m);
@@ -217,6 +221,30 @@ struct Plan {
 
 /// The attacks that compare the target's recovery error with the references'.
 bool is_reference_attack(const std::string& a) { return a == "calibrated" || a == "lira" || a == "rmia"; }
+/// The attacks that compare an image's closest-sample similarity with its similarity to the references' samples.
+bool is_identity_reference_attack(const std::string& a) { return a == "identity-calibrated" || a == "identity-lira"; }
+/// Whether the attacks need the images' embeddings (identity-nn and those built on it, recon-identity).
+bool needs_embeddings(const std::set<std::string>& run) {
+  return run.count("identity-nn") || run.count("recon-identity") || run.count("identity-calibrated") ||
+         run.count("identity-lira");
+}
+/// Whether the attacks need the target's sample bank (identity-nn and the identity reference attacks).
+bool needs_samples(const std::set<std::string>& run) {
+  return run.count("identity-nn") || run.count("identity-calibrated") || run.count("identity-lira");
+}
+/// Errors (or distances) of the target and of K references for rows gathered over both classes, then
+/// calibrated together (mia::calibrated_scores).
+struct Calibration {
+  explicit Calibration(size_t k) : ref(k) {}
+  std::vector<size_t> at;                ///< index into MembershipResult::rows
+  std::vector<double> target;
+  std::vector<std::vector<double>> ref;  ///< [K][j]
+  void add(size_t i, double t) { at.push_back(i), target.push_back(t); }
+  mia::CalibratedScores scores() const { return mia::calibrated_scores(target, ref); }
+};
+
+/// Stage name of reference k's sample bank.
+std::string reference_samples(size_t k) { return "samples (reference " + std::to_string(k + 1) + ")"; }
 
 /// Stage name of reference k's recovery of a class (the first keeps the name of one-reference runs).
 std::string reference_stage(const std::string& cls, size_t k) {
@@ -252,6 +280,11 @@ Plan plan(models::Generator& g, const References& refs, models::Embedder* e, con
     if (is_reference_attack(a) && refs.empty())
       not_run[a] = "no reference generator given (calibrated, lira and rmia compare each image's error with its errors "
                    "under GANs trained without it: --reference-generator, once per GAN; `train gan --exclude` makes them)";
+    else if (is_identity_reference_attack(a) && (refs.empty() || !e))
+      not_run[a] = refs.empty() ? "no reference generator given (identity-calibrated and identity-lira compare each "
+                                  "image's closest-sample similarity with its similarity to the samples of GANs trained "
+                                  "without it: --reference-generator)"
+                                : "no embedder given (--embedder)";
     else if ((a == "identity-nn" || a == "recon-identity") && !e)
       not_run[a] = "no embedder given (--embedder)";
     else
@@ -304,7 +337,7 @@ ClassScan scan_class(const StageCache& cache, const io::Manifest& m, const std::
   so.stage = "load " + cls;
   data::ImageStream s(m, std::move(mine), pipeline_loader(shape, o.crop), so, progress);
   // the embedder only when an attack uses the embeddings (identity-nn, recon-identity)
-  sc = scan(s, pl.run.count("identity-nn") || pl.run.count("recon-identity") ? e : nullptr);
+  sc = scan(s, needs_embeddings(pl.run) ? e : nullptr);
   save_scan(cache, cls, sc);
   return sc;
 }
@@ -331,10 +364,17 @@ MembershipResult run_membership(models::Generator& g, const References& refs, mo
   const auto shape = g.output_shape();
   // per class: embeddings of the chosen rows (this also finds the rows that load)
   std::unique_ptr<SampleBank> bank;
-  if (run.count("identity-nn")) {
+  std::vector<std::unique_ptr<SampleBank>> ref_banks;  // the references' samples (identity-calibrated, identity-lira)
+  const bool identity_refs = run.count("identity-calibrated") || run.count("identity-lira");
+  if (needs_samples(run)) {
     bank = kept_sample_bank(cache, g, *e, o.samples, o.seed, progress);
+    for (size_t k = 0; identity_refs && k < refs.size(); ++k)
+      ref_banks.push_back(kept_sample_bank(cache, *refs[k], *e, o.samples, o.seed, progress, reference_samples(k)));
     if (record) record->mark("samples");
   }
+  // the reference-calibrated scores pool over images of both classes (LiRA's variance, RMIA's scale): a
+  // score must not know its image's label, so they are computed after both classes, over all of them
+  Calibration rec_cal(refs.size()), id_cal(ref_banks.size());
   int64_t position = 0;  // restart seeds: members first, then non-members, as one list
   std::vector<std::vector<double>> stats;  // per row of r.rows: image statistics (blind baseline)
   for (int lab : {1, 0}) {
@@ -349,16 +389,24 @@ MembershipResult run_membership(models::Generator& g, const References& refs, mo
              sc.skipped.empty() ? std::string() : " (first problem: " + sc.skipped.front().reason + ")");
     (lab ? r.members : r.nonmembers) = int64_t(sc.rows.size());
     const size_t base = r.rows.size();
-    for (size_t row : sc.rows) r.rows.push_back({lab, row});
+    for (size_t row : sc.rows) r.rows.push_back({lab, row, -1});
     for (const auto& a : r.attacks) {
       r.raw[a].resize(r.rows.size(), NAN);
       r.score[a].resize(r.rows.size(), NAN);
     }
-    if (run.count("identity-nn")) {
+    if (needs_samples(run)) {
       RW_CHECK(sc.kept.rows == sc.rows, Input, "membership: the kept ", cls, " scan in ", o.stage_dir,
                " lost embeddings; remove the folder and run again");
       const auto nn = nearest_samples(*bank, sc.kept.emb);
-      for (size_t i = 0; i < sc.rows.size(); ++i) r.raw["identity-nn"][base + i] = r.score["identity-nn"][base + i] = nn[i];
+      if (run.count("identity-nn"))
+        for (size_t i = 0; i < sc.rows.size(); ++i) r.raw["identity-nn"][base + i] = r.score["identity-nn"][base + i] = nn[i];
+      if (identity_refs) {  // as the recovery attacks, on a distance: 1 - closest-sample similarity
+        for (size_t i = 0; i < nn.size(); ++i) id_cal.add(base + i, 1.0 - nn[i]);
+        for (size_t k = 0; k < ref_banks.size(); ++k) {
+          const auto s = nearest_samples(*ref_banks[k], sc.kept.emb);
+          for (double v : s) id_cal.ref[k].push_back(1.0 - v);
+        }
+      }
     }
     if (sc.stats.size(0) == int64_t(sc.rows.size()))
       for (int64_t i = 0; i < sc.stats.size(0); ++i) stats.push_back(to_vector(sc.stats[i]));
@@ -379,21 +427,37 @@ MembershipResult run_membership(models::Generator& g, const References& refs, mo
     for (size_t i = 0; i < sc.rows.size(); ++i) at[sc.rows[i]] = i;
     for (size_t i = 0; i < sc.kept.rows.size(); ++i) kept_at[sc.kept.rows[i]] = i;
     auto mse = to_vector(rc.mse);
-    mia::CalibratedScores cal;
-    if (use_refs) cal = mia::calibrated_scores(mse, mse_ref);
     for (size_t j = 0; j < rc.rows.size(); ++j) {
       auto it = at.find(rc.rows[j]);
       if (it == at.end()) continue;
       const size_t i = base + it->second;
       if (run.count("recovery")) r.raw["recovery"][i] = mse[j], r.score["recovery"][i] = -mse[j];
-      if (run.count("calibrated")) r.raw["calibrated"][i] = -cal.calibrated[j], r.score["calibrated"][i] = cal.calibrated[j];
-      if (run.count("lira")) r.raw["lira"][i] = r.score["lira"][i] = cal.lira[j];
-      if (run.count("rmia")) r.raw["rmia"][i] = r.score["rmia"][i] = cal.rmia[j];
+      if (use_refs) {
+        rec_cal.add(i, mse[j]);
+        for (size_t k = 0; k < mse_ref.size(); ++k) rec_cal.ref[k].push_back(mse_ref[k][j]);
+      }
       auto k = kept_at.find(rc.rows[j]);
       if (run.count("recon-identity") && rc.recon_emb.defined() && k != kept_at.end()) {
         const double c = (sc.kept.emb[int64_t(k->second)] * rc.recon_emb[int64_t(j)]).sum().item<double>();
         r.raw["recon-identity"][i] = r.score["recon-identity"][i] = c;
       }
+    }
+  }
+  if (use_refs) {
+    const auto cal = rec_cal.scores();
+    for (size_t j = 0; j < rec_cal.at.size(); ++j) {
+      const size_t i = rec_cal.at[j];
+      if (run.count("calibrated")) r.raw["calibrated"][i] = -cal.calibrated[j], r.score["calibrated"][i] = cal.calibrated[j];
+      if (run.count("lira")) r.raw["lira"][i] = r.score["lira"][i] = cal.lira[j];
+      if (run.count("rmia")) r.raw["rmia"][i] = r.score["rmia"][i] = cal.rmia[j];
+    }
+  }
+  if (identity_refs) {
+    const auto cal = id_cal.scores();
+    for (size_t j = 0; j < id_cal.at.size(); ++j) {
+      const size_t i = id_cal.at[j];
+      if (run.count("identity-calibrated")) r.raw["identity-calibrated"][i] = r.score["identity-calibrated"][i] = cal.calibrated[j];
+      if (run.count("identity-lira")) r.raw["identity-lira"][i] = r.score["identity-lira"][i] = cal.lira[j];
     }
   }
   if (record) record->mark("load + invert");
@@ -405,7 +469,9 @@ MembershipResult run_membership(models::Generator& g, const References& refs, mo
   if (stats.size() == r.rows.size()) {
     std::vector<int> lab;
     for (const auto& row : r.rows) lab.push_back(row.label);
-    r.blind = mia::blind_baseline(stats, lab, 5, o.boot, o.seed);
+    std::vector<int64_t> groups;  // folds by identity: no person on both sides of a fold
+    for (const auto& row : r.rows) groups.push_back(row.identity);
+    r.blind = mia::blind_baseline(stats, lab, 5, o.boot, o.seed, groups);
     thin(r.blind.m.roc);
     if (r.blind.biased)
       log_warn("the member / non-member split looks biased: image statistics alone separate it (blind baseline AUC ",
@@ -433,8 +499,11 @@ int64_t run_membership_shard(models::Generator& g, const References& refs, model
   const io::Manifest* sets[2] = {&nonmembers, &members};
   if (round == 1) {
     at::Tensor smp;
-    if (pl.run.count("identity-nn") && !part.load("samples", &smp))
+    if (needs_samples(pl.run) && !part.load("samples", &smp))
       part.save("samples", SampleBank(g, *e, o.samples, o.seed, progress, kSampleBatch, shard).embeddings());
+    for (size_t k = 0; (pl.run.count("identity-calibrated") || pl.run.count("identity-lira")) && k < refs.size(); ++k)
+      if (!part.load(reference_samples(k), &smp))
+        part.save(reference_samples(k), SampleBank(*refs[k], *e, o.samples, o.seed, progress, kSampleBatch, shard).embeddings());
     for (int lab : {1, 0}) {
       const std::string cls = lab ? "members" : "nonmembers";
       record_skips(record, scan_class(part, *sets[lab], cls, pl, e, g.output_shape(), o, shard, progress).skipped);
@@ -483,7 +552,9 @@ int64_t merge_membership_shards(models::Generator& g, const References& refs, mo
       for (size_t k = 0; k < refs.size(); ++k) merge_recovery_parts(parts, run, reference_stage(cls, k), o.invert);
     }
   }
-  if (round == 1 && pl.run.count("identity-nn")) run.save("samples", merge_sample_parts(parts, part_stage_dirs, o.samples));
+  if (round == 1 && needs_samples(pl.run)) run.save("samples", merge_sample_parts(parts, part_stage_dirs, o.samples));
+  for (size_t k = 0; round == 1 && (pl.run.count("identity-calibrated") || pl.run.count("identity-lira")) && k < refs.size(); ++k)
+    run.save(reference_samples(k), merge_sample_parts(parts, part_stage_dirs, o.samples, reference_samples(k)));
   run.save_json("round-" + std::to_string(round), {{"shards", n}});
   report_progress(progress, {"merge", round, 2, ""});
   return round;

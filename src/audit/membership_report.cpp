@@ -25,9 +25,10 @@ std::string ci(const mia::Interval& v) { return report::fmt_interval(v.value, v.
 void write_scores(const std::string& out, const MembershipResult& r, const io::Manifest* const sets[2]) {
   io::CsvRow header = {"path", "identity", "member"};
   for (const auto& k : r.attacks)
-    header.push_back(k == "identity-nn" || k == "recon-identity" ? k + "_similarity"
-                     : k == "lira" || k == "rmia"                ? k + "_statistic"
-                                                                 : k + "_error");
+    header.push_back(k == "identity-nn" || k == "recon-identity"      ? k + "_similarity"
+                     : k == "identity-calibrated"                     ? k + "_similarity_gap"
+                     : k == "lira" || k == "rmia" || k == "identity-lira" ? k + "_statistic"
+                                                                      : k + "_error");
   for (const auto& k : r.attacks) header.push_back(k + "_score");
   // one line at a time into the temporary file: at 10^6 images the text would be ~100 MB
   io::write_via_temp(out + "/scores.csv", [&](const std::string& tmp) {
@@ -219,7 +220,10 @@ void write_membership_report(const std::string& out, const MembershipResult& r, 
                  "median reference error); "
                  "identity-nn: best identity similarity between the target and " + std::to_string(o.samples) +
                  " generated samples (Webster et al. 2021); recon-identity: identity similarity between the target and "
-                 "its own reconstruction. MRE-gap = (median non-member error - median member error) / median non-member error. " +
+                 "its own reconstruction; identity-calibrated: the identity-nn similarity minus its mean over the same "
+                 "number of samples of each reference generator (the same seeds), how much closer this GAN comes to the "
+                 "person than GANs that never saw them; identity-lira: offline LiRA on the closest-sample distance "
+                 "(1 - similarity) against the references, as lira on errors. MRE-gap = (median non-member error - median member error) / median non-member error. " +
                  ganinv::latent_space_note(o.invert.latent));
   if (!r.skipped.empty()) html.paragraph(std::to_string(r.skipped.size()) + " images skipped (listed in run.json).");
   html.details("run options", io::dump_json(options_json, 2));

@@ -275,11 +275,12 @@ Embedded kept_embedded(const StageCache& cache, const std::string& name, const s
 }
 
 std::unique_ptr<SampleBank> kept_sample_bank(const StageCache& cache, models::Generator& g, models::Embedder& e,
-                                             int64_t count, uint64_t seed, const ProgressFn& progress) {
+                                             int64_t count, uint64_t seed, const ProgressFn& progress,
+                                             const std::string& name) {
   at::Tensor emb;
-  if (cache.load("samples", &emb)) return std::make_unique<SampleBank>(emb.to(torch::kFloat32), seed);
+  if (cache.load(name, &emb)) return std::make_unique<SampleBank>(emb.to(torch::kFloat32), seed);
   auto bank = std::make_unique<SampleBank>(g, e, count, seed, progress, kSampleBatch);
-  cache.save("samples", bank->embeddings());
+  cache.save(name, bank->embeddings());
   return bank;
 }
 
@@ -506,7 +507,8 @@ std::vector<StageCache> open_finished_parts(const std::vector<std::string>& dirs
   return parts;
 }
 
-at::Tensor merge_sample_parts(const std::vector<StageCache>& parts, const std::vector<std::string>& dirs, int64_t samples) {
+at::Tensor merge_sample_parts(const std::vector<StageCache>& parts, const std::vector<std::string>& dirs, int64_t samples,
+                              const std::string& name) {
   const int64_t n = int64_t(parts.size());
   // samples are dealt in blocks of the bank's batch (SampleBank): walk them in order
   std::vector<at::Tensor> ps(static_cast<size_t>(n));
@@ -517,8 +519,8 @@ at::Tensor merge_sample_parts(const std::vector<StageCache>& parts, const std::v
     ++want[size_t(owner)];
   }
   for (int64_t i = 0; i < n; ++i) {
-    RW_CHECK(parts[size_t(i)].load("samples", &ps[size_t(i)]), Input, "merge: ", dirs[size_t(i)],
-             " has no samples; rerun that shard");
+    RW_CHECK(parts[size_t(i)].load(name, &ps[size_t(i)]), Input, "merge: ", dirs[size_t(i)],
+             " has no ", name, "; rerun that shard");
     RW_CHECK(ps[size_t(i)].dim() == 2 && ps[size_t(i)].size(0) == want[size_t(i)], Input, "merge: ", dirs[size_t(i)],
              " holds ", ps[size_t(i)].size(0), " samples, shard ", i, "/", n, " makes ", want[size_t(i)],
              "; rerun that shard");

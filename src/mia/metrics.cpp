@@ -5,6 +5,7 @@
 #include <limits>
 #include <numeric>
 #include <cstdio>
+#include <map>
 #include <random>
 
 #include "rewind/core/error.h"
@@ -292,28 +293,36 @@ std::vector<double> fit_logistic(const std::vector<std::vector<double>>& x, cons
 }  // namespace
 
 BlindBaseline blind_baseline(const std::vector<std::vector<double>>& features, const std::vector<int>& labels,
-                             int folds, int boot, uint64_t seed) {
+                             int folds, int boot, uint64_t seed, const std::vector<int64_t>& groups) {
   RW_CHECK(features.size() == labels.size(), Internal, "blind_baseline: ", features.size(), " rows, ", labels.size(), " labels");
+  RW_CHECK(groups.empty() || groups.size() == labels.size(), Internal, "blind_baseline: ", groups.size(), " groups for ",
+           labels.size(), " rows");
   RW_CHECK(folds >= 2, Usage, "blind_baseline: folds must be >= 2, got ", folds);
   BlindBaseline out;
   out.folds = folds;
-  std::vector<size_t> cls[2];
-  for (size_t i = 0; i < labels.size(); ++i) cls[labels[i] ? 1 : 0].push_back(i);
+  // the units dealt to folds: groups (identities) of each class, or single items
+  std::map<std::pair<int, int64_t>, std::vector<size_t>> units;
+  for (size_t i = 0; i < labels.size(); ++i)
+    units[{labels[i] ? 1 : 0, groups.empty() ? int64_t(i) : groups[i]}].push_back(i);
+  std::vector<std::vector<size_t>> cls[2];
+  for (auto& [key, items] : units) cls[key.first].push_back(std::move(items));
+  const std::string unit = groups.empty() ? "s" : " identities";
   if (cls[0].size() < size_t(folds) || cls[1].size() < size_t(folds) || features.empty() || features[0].empty()) {
-    out.reason = "needs at least " + std::to_string(folds) + " members and " + std::to_string(folds) +
-                 " non-members with image statistics (has " + std::to_string(cls[1].size()) + " / " +
+    out.reason = "needs at least " + std::to_string(folds) + " member" + unit + " and " + std::to_string(folds) +
+                 " non-member" + unit + " with image statistics (has " + std::to_string(cls[1].size()) + " / " +
                  std::to_string(cls[0].size()) + ")";
     return out;
   }
   const size_t nf = features[0].size();
   for (const auto& r : features)
     RW_CHECK(r.size() == nf, Internal, "blind_baseline: rows of different lengths");
-  // stratified folds: each class shuffled (seeded) and dealt round robin
+  // stratified, grouped folds: each class's units shuffled (seeded) and dealt round robin
   std::vector<int> fold(labels.size(), 0);
   std::mt19937_64 rng(seed);
   for (auto& c : cls) {
     std::shuffle(c.begin(), c.end(), rng);
-    for (size_t k = 0; k < c.size(); ++k) fold[c[k]] = int(k % size_t(folds));
+    for (size_t k = 0; k < c.size(); ++k)
+      for (size_t i : c[k]) fold[i] = int(k % size_t(folds));
   }
   std::vector<double> score(labels.size(), 0);
   for (int f = 0; f < folds; ++f) {
@@ -337,7 +346,7 @@ BlindBaseline blind_baseline(const std::vector<std::vector<double>>& features, c
       score[i] = s;
     }
   }
-  out.m = evaluate(score, labels, {}, boot, seed);
+  out.m = evaluate(score, labels, {}, boot, seed, groups);
   out.ran = true;
   out.biased = out.m.auc.lo > 0.5;
   return out;
@@ -352,8 +361,10 @@ std::string format_pvalue(double p) {
 }
 
 MiaMetrics evaluate(const std::vector<double>& scores, const std::vector<int>& labels, const std::vector<double>& fprs,
-                    int boot, uint64_t seed) {
+                    int boot, uint64_t seed, const std::vector<int64_t>& groups) {
   RW_CHECK(scores.size() == labels.size(), Internal, "evaluate: sizes differ");
+  RW_CHECK(groups.empty() || groups.size() == labels.size(), Internal, "evaluate: ", groups.size(), " groups for ",
+           labels.size(), " scores");
   MiaMetrics m;
   std::vector<size_t> pos, neg;
   std::vector<double> sp, sn;
@@ -394,11 +405,31 @@ MiaMetrics evaluate(const std::vector<double>& scores, const std::vector<int>& l
   std::vector<std::vector<double>> tprs(fprs.size());
   std::vector<double> s(scores.size());
   std::vector<int> l(scores.size());
+  // cluster bootstrap: each class's groups (the items of one person) drawn whole, with replacement
+  std::vector<std::vector<size_t>> gpos, gneg;
+  if (!groups.empty()) {
+    std::map<std::pair<int, int64_t>, size_t> at;
+    for (size_t i = 0; i < labels.size(); ++i) {
+      auto& list = labels[i] ? gpos : gneg;
+      auto [it, fresh] = at.emplace(std::make_pair(labels[i] ? 1 : 0, groups[i]), list.size());
+      if (fresh) list.emplace_back();
+      list[it->second].push_back(i);
+    }
+  }
   for (int b = 0; b < boot; ++b) {
     size_t k = 0;
-    std::uniform_int_distribution<size_t> dp(0, pos.size() - 1), dn(0, neg.size() - 1);
-    for (size_t i = 0; i < pos.size(); ++i, ++k) { s[k] = scores[pos[dp(rng)]]; l[k] = 1; }
-    for (size_t i = 0; i < neg.size(); ++i, ++k) { s[k] = scores[neg[dn(rng)]]; l[k] = 0; }
+    if (!groups.empty()) {
+      s.clear(), l.clear();
+      std::uniform_int_distribution<size_t> gp(0, gpos.size() - 1), gn(0, gneg.size() - 1);
+      for (size_t g = 0; g < gpos.size(); ++g)
+        for (size_t i : gpos[gp(rng)]) s.push_back(scores[i]), l.push_back(1);
+      for (size_t g = 0; g < gneg.size(); ++g)
+        for (size_t i : gneg[gn(rng)]) s.push_back(scores[i]), l.push_back(0);
+    } else {
+      std::uniform_int_distribution<size_t> dp(0, pos.size() - 1), dn(0, neg.size() - 1);
+      for (size_t i = 0; i < pos.size(); ++i, ++k) { s[k] = scores[pos[dp(rng)]]; l[k] = 1; }
+      for (size_t i = 0; i < neg.size(); ++i, ++k) { s[k] = scores[neg[dn(rng)]]; l[k] = 0; }
+    }
     aucs.push_back(roc_auc(s, l));
     auto r = roc_curve(s, l);
     for (size_t f = 0; f < fprs.size(); ++f)

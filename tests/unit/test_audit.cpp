@@ -552,3 +552,45 @@ TEST(Membership, ReferenceGeneratorsCalibrate) {
   EXPECT_EQ(none.attacks, (std::vector<std::string>{"recovery"}));
   EXPECT_EQ(none.skipped_attacks.count("lira"), 1u);
 }
+
+// identity-calibrated / identity-lira: each image's closest-sample distance (1 - similarity) under the
+// target against those under the references' sample banks (the same count and seed), through
+// mia::calibrated_scores; computed again here from the banks themselves.
+TEST(Membership, IdentityReferenceAttacksCalibrateTheClosestSample) {
+  Planted p;
+  io::Manifest other;
+  other.base_dir = p.dir.path();
+  PlantedGenerator r1(write_images(p.dir.path(), "x", 8, 0, 21, &other)), r2(write_images(p.dir.path(), "y", 8, 0, 22, &other));
+  audit::MembershipOptions o;
+  o.attacks = "identity-nn,identity-calibrated,identity-lira";
+  o.samples = 300;
+  o.boot = 50;
+  auto r = audit::run_membership(*p.g, {&r1, &r2}, &p.e, p.members, p.nonmembers, o);
+  EXPECT_EQ(r.attacks, (std::vector<std::string>{"identity-calibrated", "identity-lira", "identity-nn"}));
+  std::vector<std::vector<double>> d_ref;
+  for (models::Generator* g : {static_cast<models::Generator*>(&r1), static_cast<models::Generator*>(&r2)}) {
+    audit::SampleBank bank(*g, p.e, o.samples, o.seed, {}, audit::kSampleBatch);
+    std::vector<double> d;
+    for (size_t i = 0; i < r.rows.size(); ++i) {
+      const auto& m = r.rows[i].label ? p.members : p.nonmembers;
+      data::ImageStream s(m, {r.rows[i].row}, audit::pipeline_loader(p.g->output_shape(), o.crop));
+      auto x = data::load_all(s, "row").images;
+      std::vector<double> sim;
+      std::vector<int64_t> k;
+      bank.nearest(p.e.embed(x), &sim, &k);
+      d.push_back(1.0 - sim[0]);
+    }
+    d_ref.push_back(d);
+  }
+  std::vector<double> d;
+  for (double s : r.score.at("identity-nn")) d.push_back(1.0 - s);
+  const auto want = mia::calibrated_scores(d, d_ref);
+  for (size_t i = 0; i < r.rows.size(); ++i) {
+    EXPECT_NEAR(r.score.at("identity-calibrated")[i], want.calibrated[i], 1e-5) << i;
+    EXPECT_NEAR(r.score.at("identity-lira")[i], want.lira[i], 1e-4) << i;
+  }
+  // without references they are skipped, with the reason
+  auto none = audit::run_membership(*p.g, {}, &p.e, p.members, p.nonmembers, o);
+  EXPECT_EQ(none.attacks, (std::vector<std::string>{"identity-nn"}));
+  EXPECT_NE(none.skipped_attacks.at("identity-lira").find("--reference-generator"), std::string::npos);
+}

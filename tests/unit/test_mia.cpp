@@ -312,6 +312,55 @@ TEST(Mia, BlindBaselineSeparatesOnlyWhatDiffers) {
   EXPECT_NE(few.reason.find("at least 5 members"), std::string::npos) << few.reason;
 }
 
+// Four copies of each person's score are one piece of evidence, not four: resampling whole identities
+// gives the interval of 30 + 30 people, resampling images one about half as wide.
+TEST(Mia, ClusterBootstrapResamplesIdentities) {
+  std::mt19937_64 rng(9);
+  std::normal_distribution<double> nd;
+  std::vector<double> s;
+  std::vector<int> l;
+  std::vector<int64_t> g;
+  for (int64_t id = 0; id < 60; ++id) {
+    const double v = nd(rng) + (id < 30 ? 0.8 : 0.0);
+    for (int k = 0; k < 4; ++k) s.push_back(v), l.push_back(id < 30), g.push_back(id);
+  }
+  const auto flat = mia::evaluate(s, l, {1e-1}, 400, 1);
+  const auto grouped = mia::evaluate(s, l, {1e-1}, 400, 1, g);
+  EXPECT_DOUBLE_EQ(flat.auc.value, grouped.auc.value);  // the estimate is the same
+  const double wf = flat.auc.hi - flat.auc.lo, wg = grouped.auc.hi - grouped.auc.lo;
+  EXPECT_GT(wg, 1.5 * wf) << wf << " " << wg;
+  EXPECT_LT(wg, 2.6 * wf) << wf << " " << wg;
+}
+
+// Images of a person share their statistics. With folds dealt by image, the regression learns the
+// people and "separates" a split with no bias at all; dealt by identity, it finds nothing.
+TEST(Mia, BlindBaselineFoldsByIdentity) {
+  std::mt19937_64 rng(5);
+  std::normal_distribution<double> nd;
+  std::vector<std::vector<double>> f;
+  std::vector<int> l;
+  std::vector<int64_t> group;
+  for (int64_t id = 0; id < 60; ++id) {  // 20 member identities, 40 non-member ones, 4 images each
+    std::vector<double> person = {nd(rng), nd(rng), nd(rng), nd(rng)};
+    for (int k = 0; k < 4; ++k) {
+      std::vector<double> x;
+      for (double v : person) x.push_back(v + 0.05 * nd(rng));
+      f.push_back(x);
+      l.push_back(id < 20);
+      group.push_back(id);
+    }
+  }
+  const auto by_image = mia::blind_baseline(f, l, 5, 200, 1);
+  const auto by_person = mia::blind_baseline(f, l, 5, 200, 1, group);
+  ASSERT_TRUE(by_image.ran && by_person.ran);
+  EXPECT_GT(by_image.m.auc.value, 0.6);  // the false alarm the grouping removes
+  EXPECT_FALSE(by_person.biased) << by_person.m.auc.value;
+  EXPECT_LT(std::abs(by_person.m.auc.value - 0.5), 0.15);
+  auto few = mia::blind_baseline({{1}, {2}, {3}, {4}}, {1, 1, 0, 0}, 2, 10, 1, {7, 7, 8, 8});
+  EXPECT_FALSE(few.ran);  // one identity a class cannot fill 2 folds
+  EXPECT_NE(few.reason.find("at least 2 member identities"), std::string::npos) << few.reason;
+}
+
 // Reference-calibrated scores on planted errors, against values worked out by hand.
 TEST(Calibrated, GanLeaksLiraRmiaByHand) {
   // 3 images, K = 2 references: errors e, r1, r2

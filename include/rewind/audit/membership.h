@@ -7,6 +7,11 @@
 //                   (the three: mia::calibrated_scores)
 //   identity-nn     best identity similarity to `samples` generated samples (Webster et al. 2021)
 //   recon-identity  identity similarity of the target to its own reconstruction
+//   identity-calibrated  closest-sample similarity under the target GAN minus its mean under the K
+//                   references' samples (the same count, the same seeds): how much closer this GAN
+//                   comes to the person than GANs that never saw them
+//   identity-lira   offline LiRA on the closest-sample distances (1 - similarity) against the references
+//                   (the two: mia::calibrated_scores on distances; no latent recovery needed)
 // A score is "higher = more likely a member". Latent recovery is the expensive part: at most
 // `recover_max` images per class get it (a seeded draw; 0 = all); the recovery-based attacks are
 // evaluated on those images only.
@@ -29,7 +34,7 @@ class HtmlReport;
 namespace rw::audit {
 
 struct MembershipOptions {
-  std::string attacks = "recovery,calibrated,lira,rmia,identity-nn,recon-identity";  ///< comma list; attacks whose models are missing are skipped
+  std::string attacks = "recovery,calibrated,lira,rmia,identity-nn,recon-identity,identity-calibrated,identity-lira";  ///< comma list; attacks whose models are missing are skipped
   int64_t samples = 1000;      ///< generated samples searched by identity-nn
   std::string crop = "center";   ///< how images are cut to the generator's size: center | none | detect | dlib
                                  ///< (audit::pipeline_loader; dlib for real photos)
@@ -49,6 +54,8 @@ struct MembershipOptions {
 struct MembershipRow {
   int label = 0;          ///< 1 member, 0 non-member
   size_t row = 0;         ///< row in its manifest
+  int64_t identity = -1;  ///< its MembershipResult::identity_rows index: image-level intervals resample
+                          ///< identities (a cluster bootstrap), the blind baseline's folds keep them whole
 };
 
 struct AttackMetrics {

@@ -121,10 +121,11 @@ void save_embedded(const StageCache& c, const std::string& name, const Embedded&
 /// Stage `name` of `cache` when it is kept there, else make() kept under that name (the pipelines'
 /// embedded image sets: a resumed run does not embed them again).
 Embedded kept_embedded(const StageCache& cache, const std::string& name, const std::function<Embedded()>& make);
-/// The sample bank kept in `cache` as stage "samples", else generated (SampleBank(g, e, count,
+/// The sample bank kept in `cache` as stage `name`, else generated (SampleBank(g, e, count,
 /// seed, progress)) and kept: a resumed or merged run does not generate it again.
 std::unique_ptr<SampleBank> kept_sample_bank(const StageCache& cache, models::Generator& g, models::Embedder& e,
-                                             int64_t count, uint64_t seed, const ProgressFn& progress);
+                                             int64_t count, uint64_t seed, const ProgressFn& progress,
+                                             const std::string& name = "samples");
 
 /// The pieces stages are saved as: manifest rows as a [n] int64 tensor, skipped items as json.
 at::Tensor rows_tensor(const std::vector<size_t>& rows);
@@ -165,7 +166,8 @@ StageCache open_part(const std::string& dir, const nlohmann::json& fp, const dat
 /// and checked to have finished the round (Error{kInput} naming the shard to run again).
 std::vector<StageCache> open_finished_parts(const std::vector<std::string>& dirs, const nlohmann::json& fp, int64_t round);
 /// The sample embeddings of the parts (each SampleBank(..., kSampleBatch, shard i of n)) in sample order.
-at::Tensor merge_sample_parts(const std::vector<StageCache>& parts, const std::vector<std::string>& dirs, int64_t samples);
+at::Tensor merge_sample_parts(const std::vector<StageCache>& parts, const std::vector<std::string>& dirs, int64_t samples,
+                              const std::string& name = "samples");
 /// The recovery segments of `stage` in the parts, saved into `run` as one process saves them
 /// (segments of recovery_segment_size, in row order).
 void merge_recovery_parts(const std::vector<StageCache>& parts, const StageCache& run, const std::string& stage,

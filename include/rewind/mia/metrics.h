@@ -64,8 +64,11 @@ inline const std::vector<double>& default_fprs() {
 
 /// All metrics; `boot` bootstrap resamples (stratified: members and non-members resampled
 /// separately), seeded. TPR at an FPR the non-members cannot resolve is left unresolved.
+/// `groups` (optional, one per item: the identity): a cluster bootstrap that resamples whole groups,
+/// since images of one person are not independent evidence (their intervals would be too narrow).
 MiaMetrics evaluate(const std::vector<double>& scores, const std::vector<int>& labels,
-                    const std::vector<double>& fprs = default_fprs(), int boot = 1000, uint64_t seed = 1);
+                    const std::vector<double>& fprs = default_fprs(), int boot = 1000, uint64_t seed = 1,
+                    const std::vector<int64_t>& groups = {});
 
 /// Two-sided p-value of AUC != 0.5 from the Mann-Whitney U statistic (normal approximation with
 /// the tie correction of the variance). NaN when a class is empty; 1 when every score ties.
@@ -84,7 +87,7 @@ int64_t null_scores_needed(double rate);
 
 /// A validity guard (Das et al. 2024, "blind baselines"): can the member and non-member sets be
 /// told apart WITHOUT the model, from simple image statistics alone? A ridge logistic regression
-/// on standardised features, scored out of fold (k-fold, seeded, stratified); its AUC with a 95%
+/// on standardised features, scored out of fold (k-fold, seeded, stratified, grouped); its AUC with a 95%
 /// bootstrap interval. When the interval's lower end is above 0.5 the split itself is biased and
 /// any attack's AUC on it is suspect.
 struct BlindBaseline {
@@ -95,8 +98,10 @@ struct BlindBaseline {
   std::string reason;    ///< when not ran
 };
 /// `features`: one row of F values per item (same F for all); labels 1 = member, 0 = non-member.
+/// `groups` (optional, one per item: the identity): folds are dealt by group, so no person has images
+/// on both sides of a fold (otherwise the regression recognises the person, not a bias of the split).
 BlindBaseline blind_baseline(const std::vector<std::vector<double>>& features, const std::vector<int>& labels,
-                             int folds = 5, int boot = 1000, uint64_t seed = 1);
+                             int folds = 5, int boot = 1000, uint64_t seed = 1, const std::vector<int64_t>& groups = {});
 
 /// A p-value for reports: scientific notation ("3.2e-07"), "< 1e-300" when it underflows, "n/a" for NaN.
 std::string format_pvalue(double p);
