@@ -13,6 +13,8 @@ Prints one JSON line like bench_invert.
 import argparse
 import json
 import math
+import os
+import sys
 import time
 
 import numpy as np
@@ -43,8 +45,29 @@ class Generator(nn.Module):
         return self.net(h.view(z.size(0), self.c0, self.base, self.base))
 
 
-def load_native(path, device):
+def load_generator(path, device, scripted=False):
+    """A rewind native generator as the eager module above; a user's TorchScript DCGAN-32 (no rewind_arch) as
+    the eager experiments/torchscript_dcgan.py Generator its weights fit, or, with --scripted or when they do
+    not fit, the TorchScript module itself. Returns (module, latent_dim)."""
     archive = torch.jit.load(path, map_location="cpu")
+    if not hasattr(archive, "rewind_arch"):
+        g = archive
+        if not scripted:
+            sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+            from torchscript_dcgan import Generator as TsGenerator
+            state = archive.state_dict()
+            width = state["net.0.weight"].shape[1] // 4 if "net.0.weight" in state else 0
+            channels = state["net.9.weight"].shape[1] if "net.9.weight" in state else 0
+            try:
+                eager = TsGenerator(int(archive.latent_dim), width, channels)
+                eager.load_state_dict(state)
+                g = eager
+            except (RuntimeError, ValueError):
+                g = archive
+        g.eval().to(device)
+        for p in g.parameters():
+            p.requires_grad_(False)
+        return g, int(archive.latent_dim)
     arch = json.loads(archive.rewind_arch)
     g = Generator(arch)
     state = {k: v for k, v in archive.named_parameters()}
@@ -53,11 +76,11 @@ def load_native(path, device):
     g.eval().to(device)
     for p in g.parameters():
         p.requires_grad_(False)
-    return g, arch
+    return g, arch["latent_dim"]
 
 
-def invert(g, targets, restarts, steps, lr):
-    n, d = targets.size(0), g.fc.in_features
+def invert(g, d, targets, restarts, steps, lr):
+    n = targets.size(0)
     tgt = targets.repeat_interleave(restarts, 0)
     z = torch.randn(n * restarts, d, device=targets.device, requires_grad=True)
     opt = torch.optim.Adam([z], lr=lr)
@@ -93,26 +116,27 @@ def main():
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--make-targets", type=int, default=0, help="write N generator samples to --targets and exit")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--scripted", action="store_true", help="a user's TorchScript file: run the scripted module, not eager")
     a = ap.parse_args()
     if a.threads > 0:
         torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
-    g, arch = load_native(a.generator, a.device)
+    g, latent_dim = load_generator(a.generator, a.device, a.scripted)
     if a.make_targets:
         with torch.no_grad():
-            x = g(torch.randn(a.make_targets, arch["latent_dim"], device=a.device))
+            x = g(torch.randn(a.make_targets, latent_dim, device=a.device))
         np.save(a.targets, x.cpu().numpy().astype(np.float32))
         return
     targets = torch.from_numpy(np.load(a.targets)).to(a.device)
-    invert(g, targets[: max(1, min(2, targets.size(0)))], a.restarts, 2, a.lr)  # warm-up
+    invert(g, latent_dim, targets[: max(1, min(2, targets.size(0)))], a.restarts, 2, a.lr)  # warm-up
     if a.device.startswith("cuda"):
         torch.cuda.synchronize()
     t0 = time.time()
-    best = invert(g, targets, a.restarts, a.steps, a.lr)
+    best = invert(g, latent_dim, targets, a.restarts, a.steps, a.lr)
     if a.device.startswith("cuda"):
         torch.cuda.synchronize()
     s = time.time() - t0
-    print(json.dumps({"impl": "pytorch", "device": a.device, "graph": False, "targets": targets.size(0),
+    print(json.dumps({"impl": "pytorch-scripted" if isinstance(g, torch.jit.ScriptModule) else "pytorch", "device": a.device, "graph": False, "targets": targets.size(0),
                       "restarts": a.restarts, "steps": a.steps, "threads": torch.get_num_threads(),
                       "seconds": round(s, 4), "image_steps_per_s": round(targets.size(0) * a.restarts * a.steps / s, 1),
                       "ms_per_step": round(1000 * s / a.steps, 4), "median_mse": float(best.median()),

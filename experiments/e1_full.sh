@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# #16 "E1 at full strength" pilot: on synthetic faces, at 64 and 128 training images, uncalibrated
+# (recovery, identity-nn, recon-identity) vs reference-calibrated (calibrated, lira, rmia; K=2 reference GANs)
+# membership attacks, every GAN trained for the SAME NUMBER OF EPOCHS at every size (steps = epochs * S / batch).
+#
+# Data: `rewind data synth-faces --size 32 --per-identity 4 --identities S` per size S; with n = S/4 the identity
+# blocks are disjoint:
+#   members     identities [0, n)   x 4 images = the target GAN's whole training set (all S images)
+#   nonmembers  identities [n, 2n)  x 4 images, never trained on by any GAN
+#   ref1, ref2  identities [2n, 3n) and [3n, 4n): each reference GAN's own training set
+# GANs: `rewind train gan --arch dcgan32 --channels 3 --width WIDTH --batch 64 --steps EPOCHS*S/64`, seeds 1
+# (target), 2 (ref1), 3 (ref2).
+# Attacks: `rewind membership --attacks recovery,calibrated,lira,rmia,identity-nn,recon-identity,identity-calibrated,
+# identity-lira` with the demo
+# embedder, 1000 samples, default recovery (2 restarts x 200 Adam steps), --seed 1, K=2 references.
+# One thread everywhere (REWIND_THREADS=1, OMP_NUM_THREADS=1); run under `nice -n 10`.
+# TPR at 1% FPR: rewind reports it only with >= 300 non-members, so each size also gets a "wide" run: the same
+# target, members and references against WIDE identities x 4 images (default 80 x 4 = 320) rendered from
+# --first-identity 100000 (never trained on by any GAN), into mia-wide/ (--wide 0 skips it).
+# Validity: rewind's blind baseline (image statistics -> 5-fold logistic regression, folds dealt by identity)
+# is in each report; image-level intervals resample whole identities (cluster bootstrap).
+# Finished steps (target.pt, ref1.pt, ref2.pt, mia*/report.json) are skipped, so the script can be rerun to resume.
+# Writes out/e1full/faces-S/ (faces, sets), out/e1full/w<WIDTH>-e<EPOCHS>/<S>/ (GANs, mia*), out/e1full/timings.tsv, and the table to
+# stdout (and to --table FILE if given).
+# usage: nice -n 10 experiments/e1_full.sh [--sizes "64 128"] [--epochs 3000] [--width 16] [--wide 80] [--table FILE]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REWIND=${REWIND:-./build/rewind}
+SIZES="64 128"; EPOCHS=3000; WIDTH=16; BATCH=64; TABLE=""; WIDE=80
+EMB=data-tools/demo/embedder.pt
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --sizes) SIZES="$2"; shift 2;; --epochs) EPOCHS="$2"; shift 2;; --width) WIDTH="$2"; shift 2;;
+    --table) TABLE="$2"; shift 2;; --wide) WIDE="$2"; shift 2;;
+    *) echo "unknown option $1" >&2; exit 2;;
+  esac
+done
+export REWIND_THREADS=1 OMP_NUM_THREADS=1
+TH=(--threads 1)
+W=out/e1full
+mkdir -p "$W"
+T="$W/timings.tsv"
+[ -f "$T" ] || printf 'step\tseconds\n' > "$T"
+. experiments/lib.sh  # timed NAME CMD...: appends its wall time to $T
+
+for S in $SIZES; do
+  n=$((S / 4))
+  F="$W/faces-$S"
+  [ -f "$F/manifest.csv" ] || "$REWIND" data synth-faces --out "$F" --identities "$S" --per-identity 4 --size 32 \
+      "${TH[@]}" -q >/dev/null
+  block() {  # block NAME B: identities [B*n, (B+1)*n), all 4 images each
+    [ -f "$F/$1.csv" ] || awk -F, -v lo=$(($2 * n)) -v hi=$((($2 + 1) * n)) \
+        'NR==1 || (substr($2,3)+0 >= lo && substr($2,3)+0 < hi)' "$F/manifest.csv" > "$F/$1.csv"
+  }
+  block members 0; block nonmembers 1; block ref1 2; block ref2 3
+  R="$W/w$WIDTH-e$EPOCHS/$S"
+  mkdir -p "$R"
+  STEPS=$((EPOCHS * S / BATCH))
+  seed=1
+  for g in target ref1 ref2; do
+    set_=$g; [ "$g" = target ] && set_=members
+    if [ ! -f "$R/$g.pt" ]; then
+      echo "== w$WIDTH-e$EPOCHS S=$S: training $g on $set_ ($STEPS steps, seed $seed)" >&2
+      timed "train w$WIDTH-e$EPOCHS S=$S $g ($STEPS steps)" "$REWIND" train gan --data "$F/$set_.csv" \
+          --out "$R/$g.pt" --arch dcgan32 --width "$WIDTH" --channels 3 --batch "$BATCH" --steps "$STEPS" \
+          --seed "$seed" --checkpoint-every 1000 --sample-every 1000000 --resume "${TH[@]}" > "$R/train-$g.log" 2>&1
+      tail -2 "$R/train-$g.log" >&2
+    fi
+    seed=$((seed + 1))
+  done
+  mia() {  # mia DIR NONMEMBERS
+    [ -f "$R/$1/report.json" ] && return 0
+    echo "== w$WIDTH-e$EPOCHS S=$S: membership -> $1" >&2
+    timed "membership w$WIDTH-e$EPOCHS S=$S $1" "$REWIND" membership --generator "$R/target.pt" \
+        --members "$F/members.csv" --nonmembers "$2" \
+        --reference-generator "$R/ref1.pt" --reference-generator "$R/ref2.pt" \
+        --attacks recovery,calibrated,lira,rmia,identity-nn,recon-identity,identity-calibrated,identity-lira \
+        --embedder "$EMB" --samples 1000 \
+        --seed 1 "${TH[@]}" --out "$R/$1" > "$R/$1.log" 2>&1
+  }
+  mia mia "$F/nonmembers.csv"
+  if [ "$WIDE" -gt 0 ]; then
+    X="$W/wide-$WIDE"
+    [ -f "$X/manifest.csv" ] || "$REWIND" data synth-faces --out "$X" --identities "$WIDE" --per-identity 4 --size 32 \
+        --first-identity 100000 --no-contact-sheet "${TH[@]}" -q >/dev/null
+    mia mia-wide "$X/manifest.csv"
+  fi
+done
+
+python3 - "$W" <<'PY' | { if [ -n "$TABLE" ]; then tee "$TABLE"; else cat; fi; }
+import json, sys, glob, csv
+w = sys.argv[1]
+def ci(v):
+    return f"{v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]"
+print("| run | S | non-members | attack | image AUC [95% CI] | TPR@1%FPR [95% CI] | TPR@0 FP (emp.) | MRE-gap | identity AUC [95% CI] |")
+print("|---|---|---|---|---|---|---|---|---|")
+def key(f):
+    p = f.split("/")
+    return (p[-4], int(p[-3]), p[-2])
+for f in sorted(glob.glob(f"{w}/w*-e*/*/mia*/report.json"), key=key):
+    run, s, d = key(f)
+    rep = json.load(open(f)); m = rep["metrics"]
+    rows = list(csv.DictReader(open(f.replace("report.json", "scores.csv"))))
+    for att, v in m["image"].items():
+        t = v.get("tpr_at_fpr", {}).get("0.01")
+        ts = "n/a (< 300 non-members)" if t is None or isinstance(t, str) else ci(t)
+        col = att + "_score"
+        emp = ""
+        if rows and col in rows[0]:
+            mem = [float(r[col]) for r in rows if r["member"] == "1" and r[col] not in ("", "nan")]
+            non = [float(r[col]) for r in rows if r["member"] == "0" and r[col] not in ("", "nan")]
+            if mem and non:
+                thr = max(non); emp = f"{sum(x > thr for x in mem) / len(mem):.3f}"
+        gap = f"{v['mre_gap']:.3f}" if v.get("mre_gap") is not None else ""
+        ida = m.get("identity", {}).get(att, {}).get("auc")
+        print(f"| {run} | {s} | {v['nonmembers']} | {att} | {ci(v['auc'])} | {ts} | {emp} | {gap} | {ci(ida) if ida else ''} |")
+    b = rep.get("blind_baseline")
+    if b and b.get("auc"):
+        print(f"| {run} | {s} | {b['nonmembers']} | blind baseline (no model) | {ci(b['auc'])} | | | | |")
+PY
