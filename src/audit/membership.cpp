@@ -223,15 +223,14 @@ struct Plan {
 bool is_reference_attack(const std::string& a) { return a == "calibrated" || a == "lira" || a == "rmia"; }
 /// The attacks that compare an image's closest-sample similarity with its similarity to the references' samples.
 bool is_identity_reference_attack(const std::string& a) { return a == "identity-calibrated" || a == "identity-lira"; }
-/// Whether the attacks need the images' embeddings (identity-nn and those built on it, recon-identity).
-bool needs_embeddings(const std::set<std::string>& run) {
-  return run.count("identity-nn") || run.count("recon-identity") || run.count("identity-calibrated") ||
-         run.count("identity-lira");
+/// Whether an identity reference attack runs (the references' sample banks are then made).
+bool uses_identity_refs(const std::set<std::string>& run) {
+  return std::any_of(run.begin(), run.end(), is_identity_reference_attack);
 }
 /// Whether the attacks need the target's sample bank (identity-nn and the identity reference attacks).
-bool needs_samples(const std::set<std::string>& run) {
-  return run.count("identity-nn") || run.count("identity-calibrated") || run.count("identity-lira");
-}
+bool needs_samples(const std::set<std::string>& run) { return run.count("identity-nn") || uses_identity_refs(run); }
+/// Whether the attacks need the images' embeddings (those on the sample bank, and recon-identity).
+bool needs_embeddings(const std::set<std::string>& run) { return needs_samples(run) || run.count("recon-identity"); }
 /// Errors (or distances) of the target and of K references for rows gathered over both classes, then
 /// calibrated together (mia::calibrated_scores).
 struct Calibration {
@@ -365,7 +364,7 @@ MembershipResult run_membership(models::Generator& g, const References& refs, mo
   // per class: embeddings of the chosen rows (this also finds the rows that load)
   std::unique_ptr<SampleBank> bank;
   std::vector<std::unique_ptr<SampleBank>> ref_banks;  // the references' samples (identity-calibrated, identity-lira)
-  const bool identity_refs = run.count("identity-calibrated") || run.count("identity-lira");
+  const bool identity_refs = uses_identity_refs(run);
   if (needs_samples(run)) {
     bank = kept_sample_bank(cache, g, *e, o.samples, o.seed, progress);
     for (size_t k = 0; identity_refs && k < refs.size(); ++k)
@@ -501,7 +500,7 @@ int64_t run_membership_shard(models::Generator& g, const References& refs, model
     at::Tensor smp;
     if (needs_samples(pl.run) && !part.load("samples", &smp))
       part.save("samples", SampleBank(g, *e, o.samples, o.seed, progress, kSampleBatch, shard).embeddings());
-    for (size_t k = 0; (pl.run.count("identity-calibrated") || pl.run.count("identity-lira")) && k < refs.size(); ++k)
+    for (size_t k = 0; uses_identity_refs(pl.run) && k < refs.size(); ++k)
       if (!part.load(reference_samples(k), &smp))
         part.save(reference_samples(k), SampleBank(*refs[k], *e, o.samples, o.seed, progress, kSampleBatch, shard).embeddings());
     for (int lab : {1, 0}) {
@@ -553,7 +552,7 @@ int64_t merge_membership_shards(models::Generator& g, const References& refs, mo
     }
   }
   if (round == 1 && needs_samples(pl.run)) run.save("samples", merge_sample_parts(parts, part_stage_dirs, o.samples));
-  for (size_t k = 0; round == 1 && (pl.run.count("identity-calibrated") || pl.run.count("identity-lira")) && k < refs.size(); ++k)
+  for (size_t k = 0; round == 1 && uses_identity_refs(pl.run) && k < refs.size(); ++k)
     run.save(reference_samples(k), merge_sample_parts(parts, part_stage_dirs, o.samples, reference_samples(k)));
   run.save_json("round-" + std::to_string(round), {{"shards", n}});
   report_progress(progress, {"merge", round, 2, ""});

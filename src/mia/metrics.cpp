@@ -1,6 +1,7 @@
 #include "rewind/mia/metrics.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <limits>
 #include <numeric>
@@ -292,6 +293,23 @@ std::vector<double> fit_logistic(const std::vector<std::vector<double>>& x, cons
 
 }  // namespace
 
+namespace {
+/// The units a resample or a fold takes whole, per class (0 non-members, 1 members), in item order:
+/// each group's items (`groups`, one per item), or each item alone when there are no groups.
+std::array<std::vector<std::vector<size_t>>, 2> units_by_class(const std::vector<int>& labels,
+                                                                const std::vector<int64_t>& groups) {
+  std::array<std::vector<std::vector<size_t>>, 2> cls;
+  std::map<std::pair<int, int64_t>, size_t> at;
+  for (size_t i = 0; i < labels.size(); ++i) {
+    const int c = labels[i] ? 1 : 0;
+    auto [it, fresh] = at.emplace(std::make_pair(c, groups.empty() ? int64_t(i) : groups[i]), cls[c].size());
+    if (fresh) cls[c].emplace_back();
+    cls[c][it->second].push_back(i);
+  }
+  return cls;
+}
+}  // namespace
+
 BlindBaseline blind_baseline(const std::vector<std::vector<double>>& features, const std::vector<int>& labels,
                              int folds, int boot, uint64_t seed, const std::vector<int64_t>& groups) {
   RW_CHECK(features.size() == labels.size(), Internal, "blind_baseline: ", features.size(), " rows, ", labels.size(), " labels");
@@ -300,12 +318,7 @@ BlindBaseline blind_baseline(const std::vector<std::vector<double>>& features, c
   RW_CHECK(folds >= 2, Usage, "blind_baseline: folds must be >= 2, got ", folds);
   BlindBaseline out;
   out.folds = folds;
-  // the units dealt to folds: groups (identities) of each class, or single items
-  std::map<std::pair<int, int64_t>, std::vector<size_t>> units;
-  for (size_t i = 0; i < labels.size(); ++i)
-    units[{labels[i] ? 1 : 0, groups.empty() ? int64_t(i) : groups[i]}].push_back(i);
-  std::vector<std::vector<size_t>> cls[2];
-  for (auto& [key, items] : units) cls[key.first].push_back(std::move(items));
+  auto cls = units_by_class(labels, groups);  // dealt to folds whole: identities, or single items
   const std::string unit = groups.empty() ? "s" : " identities";
   if (cls[0].size() < size_t(folds) || cls[1].size() < size_t(folds) || features.empty() || features[0].empty()) {
     out.reason = "needs at least " + std::to_string(folds) + " member" + unit + " and " + std::to_string(folds) +
@@ -366,14 +379,10 @@ MiaMetrics evaluate(const std::vector<double>& scores, const std::vector<int>& l
   RW_CHECK(groups.empty() || groups.size() == labels.size(), Internal, "evaluate: ", groups.size(), " groups for ",
            labels.size(), " scores");
   MiaMetrics m;
-  std::vector<size_t> pos, neg;
-  std::vector<double> sp, sn;
-  for (size_t i = 0; i < scores.size(); ++i) {
-    if (labels[i]) { pos.push_back(i); sp.push_back(scores[i]); }
-    else { neg.push_back(i); sn.push_back(scores[i]); }
-  }
-  m.members = int64_t(pos.size());
-  m.nonmembers = int64_t(neg.size());
+  std::vector<double> sp, sn;  // member and non-member scores
+  for (size_t i = 0; i < scores.size(); ++i) (labels[i] ? sp : sn).push_back(scores[i]);
+  m.members = int64_t(sp.size());
+  m.nonmembers = int64_t(sn.size());
   m.roc = roc_curve(scores, labels);
   m.auc.value = roc_auc(scores, labels);
   m.auc_pvalue = auc_pvalue(scores, labels);
@@ -389,7 +398,7 @@ MiaMetrics evaluate(const std::vector<double>& scores, const std::vector<int>& l
     m.tpr.push_back(t);
   }
   std::tie(m.ks_statistic, m.ks_pvalue) = ks_test(sp, sn);
-  if (pos.empty() || neg.empty() || boot <= 0) {
+  if (sp.empty() || sn.empty() || boot <= 0) {
     m.auc.lo = m.auc.hi = m.auc.value;
     return m;
   }
@@ -403,32 +412,17 @@ MiaMetrics evaluate(const std::vector<double>& scores, const std::vector<int>& l
   std::mt19937_64 rng(seed);
   std::vector<double> aucs;
   std::vector<std::vector<double>> tprs(fprs.size());
-  std::vector<double> s(scores.size());
-  std::vector<int> l(scores.size());
-  // cluster bootstrap: each class's groups (the items of one person) drawn whole, with replacement
-  std::vector<std::vector<size_t>> gpos, gneg;
-  if (!groups.empty()) {
-    std::map<std::pair<int, int64_t>, size_t> at;
-    for (size_t i = 0; i < labels.size(); ++i) {
-      auto& list = labels[i] ? gpos : gneg;
-      auto [it, fresh] = at.emplace(std::make_pair(labels[i] ? 1 : 0, groups[i]), list.size());
-      if (fresh) list.emplace_back();
-      list[it->second].push_back(i);
-    }
-  }
+  std::vector<double> s;
+  std::vector<int> l;
+  // stratified (cluster) bootstrap: each class's units (an item, or the items of one person) drawn whole,
+  // with replacement, members first
+  const auto units = units_by_class(labels, groups);
   for (int b = 0; b < boot; ++b) {
-    size_t k = 0;
-    if (!groups.empty()) {
-      s.clear(), l.clear();
-      std::uniform_int_distribution<size_t> gp(0, gpos.size() - 1), gn(0, gneg.size() - 1);
-      for (size_t g = 0; g < gpos.size(); ++g)
-        for (size_t i : gpos[gp(rng)]) s.push_back(scores[i]), l.push_back(1);
-      for (size_t g = 0; g < gneg.size(); ++g)
-        for (size_t i : gneg[gn(rng)]) s.push_back(scores[i]), l.push_back(0);
-    } else {
-      std::uniform_int_distribution<size_t> dp(0, pos.size() - 1), dn(0, neg.size() - 1);
-      for (size_t i = 0; i < pos.size(); ++i, ++k) { s[k] = scores[pos[dp(rng)]]; l[k] = 1; }
-      for (size_t i = 0; i < neg.size(); ++i, ++k) { s[k] = scores[neg[dn(rng)]]; l[k] = 0; }
+    s.clear(), l.clear();
+    for (int c : {1, 0}) {
+      std::uniform_int_distribution<size_t> draw(0, units[c].size() - 1);
+      for (size_t u = 0; u < units[c].size(); ++u)
+        for (size_t i : units[c][draw(rng)]) s.push_back(scores[i]), l.push_back(c);
     }
     aucs.push_back(roc_auc(s, l));
     auto r = roc_curve(s, l);

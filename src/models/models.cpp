@@ -119,8 +119,8 @@ using ScriptCall = std::function<at::Tensor(torch::jit::Module&, const std::stri
 /// BatchNorm folds into the convolutions before it, attribute lookups and the modules' shape checks
 /// leave the graph), kept only when every checked method's output and input gradient match the
 /// module's on its probe input; else `note` says why and the module runs as it is.
-/// Opt-in (REWIND_FREEZE=1): measured on one thread, it gained nothing on a PyTorch DCGAN-32
-/// (2,168-2,201 vs 2,196-2,208 image-steps/s) and cost 9-15% on the StyleGAN-like test model.
+/// Opt-in (REWIND_FREEZE=1, freeze_requested): measured on one thread, it gained nothing on a PyTorch
+/// DCGAN-32 (2,168-2,201 vs 2,196-2,208 image-steps/s) and cost 9-15% on the StyleGAN-like test model.
 struct FrozenScript {
   std::optional<torch::jit::Module> m;
   std::string note;
@@ -131,13 +131,14 @@ bool freeze_requested() {
   return on && std::string(on) == "1";
 }
 
+/// What freezing `what` did, said once per load.
+void log_freeze(const std::string& what, const FrozenScript& f) {
+  log_info(what, f.m ? ": frozen for the CPU (torch::jit::freeze; " : ": runs as exported, not frozen (", f.note, ")");
+}
+
 FrozenScript freeze_checked(const torch::jit::Module& m, const std::vector<std::string>& preserved,
                             const std::vector<std::pair<std::string, at::Tensor>>& checks, const ScriptCall& call) {
   FrozenScript out;
-  if (!freeze_requested()) {
-    out.note = "REWIND_FREEZE is not 1";
-    return out;
-  }
   torch::jit::Module frozen;
   try {
     auto copy = m.clone();
@@ -310,10 +311,10 @@ class ScriptGenerator : public Generator {
     if (d != device_) frozen_.reset();  // frozen for the CPU only (compile_for_cpu)
     device_ = d;
   }
-  /// Freezes the module for the CPU (freeze_checked), checked on forward and, for style-based
+  /// With REWIND_FREEZE=1, freezes the module for the CPU (freeze_checked), checked on forward and, for style-based
   /// generators, mapping and synthesis; logs once what it did.
   void compile_for_cpu() {
-    if (!device_.is_cpu()) return;
+    if (!freeze_requested() || !device_.is_cpu()) return;  // no probe passes at load unless asked
     std::vector<std::string> keep = {"latent_dim"};
     for (const char* a : {"num_ws", "w_avg"})
       if (m_.hasattr(a)) keep.push_back(a);
@@ -330,14 +331,9 @@ class ScriptGenerator : public Generator {
     auto f = freeze_checked(m_, keep, checks, [this](torch::jit::Module& m, const std::string& method, const at::Tensor& x) {
       return call_on(m, method.c_str(), x);
     });
-    if (f.m) {
-      frozen_ = std::move(f.m);
-      log_info(describe(), ": frozen for the CPU (torch::jit::freeze; ", f.note, ")");
-    } else if (freeze_requested()) {
-      log_info(describe(), ": runs as exported, not frozen (", f.note, ")");
-    }
+    log_freeze(describe(), f);
+    if (f.m) frozen_ = std::move(f.m);
   }
-  bool frozen() const { return frozen_.has_value(); }
   std::string describe() const override {
     std::string style;
     if (has_mapping_)
@@ -457,7 +453,7 @@ class ScriptEmbedder : public Embedder {
   }
   /// As ScriptGenerator::compile_for_cpu, checked on a probe batch of images.
   void compile_for_cpu() {
-    if (!device_.is_cpu()) return;
+    if (!freeze_requested() || !device_.is_cpu()) return;
     std::vector<std::string> keep;
     for (const char* a : {"input_size", "channels"})
       if (m_.hasattr(a)) keep.push_back(a);
@@ -466,9 +462,8 @@ class ScriptEmbedder : public Embedder {
     auto f = freeze_checked(m_, keep, {{"forward", probe}}, [](torch::jit::Module& m, const std::string& method, const at::Tensor& x) {
       return m.get_method(method)({x}).toTensor();
     });
+    log_freeze(describe(), f);
     if (f.m) frozen_ = std::move(f.m);
-    if (freeze_requested())
-      log_info(describe(), frozen_ ? ": frozen for the CPU (torch::jit::freeze; " : ": runs as exported, not frozen (", f.note, ")");
   }
   std::string describe() const override {
     return "TorchScript embedder " + fs::path(path_).filename().string() + " (" + std::to_string(dim_) + "-d)";

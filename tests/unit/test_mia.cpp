@@ -84,15 +84,20 @@ TEST(Mia, MreGapAndMedian) {
   EXPECT_DOUBLE_EQ(mia::mre_gap({2, 2}, {2, 2}), 0.0);
 }
 
-TEST(Mia, BootstrapIntervalBracketsEstimate) {
-  std::mt19937_64 rng(7);
+/// n scores, alternately non-member N(0, 1) and member N(1, 1), seeded.
+static void alternating_normals(int n, uint64_t seed, std::vector<double>* s, std::vector<int>* l) {
+  std::mt19937_64 rng(seed);
   std::normal_distribution<double> nd;
+  for (int i = 0; i < n; ++i) {
+    l->push_back(i % 2);
+    s->push_back(nd(rng) + (i % 2));
+  }
+}
+
+TEST(Mia, BootstrapIntervalBracketsEstimate) {
   std::vector<double> s;
   std::vector<int> l;
-  for (int i = 0; i < 200; ++i) {
-    l.push_back(i % 2);
-    s.push_back(nd(rng) + (i % 2));
-  }
+  alternating_normals(200, 7, &s, &l);
   auto m = mia::evaluate(s, l, {1e-1, 3e-2}, 300, 1);
   EXPECT_EQ(m.members, 100);
   EXPECT_LE(m.auc.lo, m.auc.value);
@@ -107,14 +112,9 @@ TEST(Mia, BootstrapIntervalBracketsEstimate) {
 }
 
 TEST(Mia, RocBandBracketsTheCurveWhereResolved) {
-  std::mt19937_64 rng(11);
-  std::normal_distribution<double> nd;
   std::vector<double> s;
   std::vector<int> l;
-  for (int i = 0; i < 400; ++i) {
-    l.push_back(i % 2);
-    s.push_back(nd(rng) + (i % 2));
-  }
+  alternating_normals(400, 11, &s, &l);
   auto m = mia::evaluate(s, l, {1e-1}, 300, 1);
   // 200 non-members resolve FPR >= 3/200 = 0.015: the grid starts there and runs to 0.98
   ASSERT_FALSE(m.band.fpr.empty());
