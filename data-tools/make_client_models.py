@@ -5,6 +5,10 @@ usage: /usr/bin/python3 data-tools/make_client_models.py OUT_DIR
 
 Writes (all with torch.jit.script(model).save(path), Debian's python3-torch):
   generator.pt        DCGAN-style generator, latent_dim 16, 3x32x32, tanh output
+  generator_linear.pt DCGAN-style generator with a dense first layer: Linear + BatchNorm1d + ReLU, reshaped in
+                      forward to 64 x 4 x 4, then the ConvTranspose2d stack of generator.pt
+  generator_flipped.pt generator.pt's modules, but forward mirrors the image: a stack rewind must not take
+                      for the plain DCGAN it looks like
   generator_wplus.pt  the same with mapping(z) -> w and synthesis(w) -> x (one w, no num_ws)
   stylegan.pt         StyleGAN-like (Karras et al. 2020, scaled down): mapping MLP z 32 -> w 32, synthesis
                       from a learned constant 4x4 through modulated / demodulated 3x3 convs with
@@ -33,6 +37,27 @@ class Generator(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z.view(z.size(0), z.size(1), 1, 1))
+
+
+class LinearGenerator(nn.Module):
+    def __init__(self, latent_dim: int = 16):
+        super().__init__()
+        self.latent_dim: int = latent_dim
+        self.fc = nn.Linear(latent_dim, 64 * 4 * 4)
+        self.bn = nn.BatchNorm1d(64 * 4 * 4)
+        self.act = nn.ReLU(True)
+        self.net = nn.Sequential(
+            nn.ConvTranspose2d(64, 32, 4, 2, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU(True),
+            nn.ConvTranspose2d(32, 16, 4, 2, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU(True),
+            nn.ConvTranspose2d(16, 3, 4, 2, 1), nn.Tanh())
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(self.act(self.bn(self.fc(z))).view(z.size(0), 64, 4, 4))
+
+
+class FlippedGenerator(Generator):
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z.view(z.size(0), z.size(1), 1, 1)).flip(3)
 
 
 class StyleGenerator(nn.Module):
@@ -165,11 +190,20 @@ def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
     torch.manual_seed(0)
-    for name, model in [("generator", Generator()), ("generator_wplus", StyleGenerator()), ("stylegan", StyleGAN()),
-                        ("classifier", Classifier()), ("classifier_ht", HeadTail()), ("embedder", Embedder())]:
+    models = [("generator", Generator()), ("generator_linear", LinearGenerator()), ("generator_flipped", FlippedGenerator()),
+              ("generator_wplus", StyleGenerator()), ("stylegan", StyleGAN()),
+              ("classifier", Classifier()), ("classifier_ht", HeadTail()), ("embedder", Embedder())]
+    for name, model in models:
+        with torch.no_grad():  # non-trivial BatchNorm statistics, as after training
+            for mod in model.modules():
+                if isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                    mod.running_mean.normal_(0, 0.3)
+                    mod.running_var.uniform_(0.5, 2.0)
+                    mod.weight.normal_(1, 0.2)
+                    mod.bias.normal_(0, 0.2)
         model.eval()
         torch.jit.script(model).save(os.path.join(out, name + ".pt"))
-    print("wrote 6 TorchScript models to", out)
+    print("wrote", len(models), "TorchScript models to", out)
 
 
 if __name__ == "__main__":

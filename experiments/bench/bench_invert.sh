@@ -46,7 +46,7 @@ for cfg in $CONFIGS; do
   "$PY" - "$cfg" "$rw" "$pt" <<'PY'
 import json, sys
 cfg, a, b = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
-print("| %s | %.0f | %.0f | %.2fx | %.5f | %.5f |" % (cfg, a["image_steps_per_s"], b["image_steps_per_s"],
+print("| %s | %.0f | %.0f | %.2fx | %.3e | %.3e |" % (cfg, a["image_steps_per_s"], b["image_steps_per_s"],
       a["image_steps_per_s"] / b["image_steps_per_s"], a["median_mse"], b["median_mse"]))
 PY
 done

@@ -136,6 +136,36 @@ void log_freeze(const std::string& what, const FrozenScript& f) {
   log_info(what, f.m ? ": frozen for the CPU (torch::jit::freeze; " : ": runs as exported, not frozen (", f.note, ")");
 }
 
+/// How far `b` is from `a` on `probe`: the same weighted sum of outputs differentiated through both,
+/// {largest output difference relative to max(1, |output|), input-gradient difference relative to its norm};
+/// throws when their shapes differ.
+std::pair<double, double> probe_difference(const std::function<at::Tensor(const at::Tensor&)>& a,
+                                           const std::function<at::Tensor(const at::Tensor&)>& b, const at::Tensor& probe) {
+  auto run = [&](const std::function<at::Tensor(const at::Tensor&)>& f, at::Tensor* grad) {
+    torch::AutoGradMode grad_on(true);  // the loaders probe under NoGradGuard
+    auto x = probe.detach().clone().requires_grad_(true);
+    auto y = f(x);
+    auto v = torch::sin(torch::arange(y.numel(), y.options().dtype(torch::kFloat32)).view(y.sizes()) * 0.731f);
+    *grad = torch::autograd::grad({(y * v).sum()}, {x})[0];
+    return y.detach();
+  };
+  at::Tensor ga, gb;
+  auto ya = run(a, &ga), yb = run(b, &gb);
+  RW_CHECK(ya.sizes() == yb.sizes(), Internal, "changes shape (", shape_str(ya), " vs ", shape_str(yb), ")");
+  const double scale = std::max(1.0, ya.abs().max().item<double>());
+  return {(ya - yb).abs().max().item<double>() / scale,
+          (ga - gb).norm().item<double>() / std::max(ga.norm().item<double>(), 1e-12)};
+}
+
+/// The tolerances a compiled form of a user's module must meet on the probes to replace it.
+bool close_enough(double out, double grad) { return out <= 1e-4 && grad <= 1e-3; }
+
+std::string within(double out, double grad) {
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "outputs within %.1e, input gradients within %.1e of the module", out, grad);
+  return buf;
+}
+
 FrozenScript freeze_checked(const torch::jit::Module& m, const std::vector<std::string>& preserved,
                             const std::vector<std::pair<std::string, at::Tensor>>& checks, const ScriptCall& call) {
   FrozenScript out;
@@ -152,40 +182,153 @@ FrozenScript freeze_checked(const torch::jit::Module& m, const std::vector<std::
   double worst_out = 0, worst_grad = 0;
   for (const auto& [method, probe] : checks) {
     try {
-      // the same weighted sum of outputs, differentiated through both: outputs and input gradients
-      auto run = [&](torch::jit::Module& mod, at::Tensor* grad) {
-        torch::AutoGradMode grad_on(true);  // the loaders probe under NoGradGuard
-        auto x = probe.detach().clone().requires_grad_(true);
-        auto y = call(mod, method, x);
-        auto v = torch::sin(torch::arange(y.numel(), y.options().dtype(torch::kFloat32)).view(y.sizes()) * 0.731f);
-        *grad = torch::autograd::grad({(y * v).sum()}, {x})[0];
-        return y.detach();
-      };
-      at::Tensor ga, gb;
-      auto ya = run(original, &ga), yb = run(frozen, &gb);
-      if (ya.sizes() != yb.sizes()) {
-        out.note = method + " changes shape when frozen";
-        return out;
-      }
-      const double scale = std::max(1.0, ya.abs().max().item<double>());
-      worst_out = std::max(worst_out, (ya - yb).abs().max().item<double>() / scale);
-      const double gn = ga.norm().item<double>();
-      worst_grad = std::max(worst_grad, (ga - gb).norm().item<double>() / std::max(gn, 1e-12));
+      auto [o, g] = probe_difference([&](const at::Tensor& x) { return call(original, method, x); },
+                                     [&](const at::Tensor& x) { return call(frozen, method, x); }, probe);
+      worst_out = std::max(worst_out, o);
+      worst_grad = std::max(worst_grad, g);
     } catch (const std::exception& e) {
       out.note = "the frozen " + method + " failed on a probe: " + one_line(e);
       return out;
     }
   }
-  if (!(worst_out <= 1e-4 && worst_grad <= 1e-3)) {
+  if (!close_enough(worst_out, worst_grad)) {
     out.note = "the frozen module differs from the module (output " + std::to_string(worst_out) + ", input gradient " +
                std::to_string(worst_grad) + " relative)";
     return out;
   }
   out.m = std::move(frozen);
-  char buf[96];
-  std::snprintf(buf, sizeof buf, "outputs within %.1e, input gradients within %.1e of the module", worst_out, worst_grad);
-  out.note = buf;
+  out.note = within(worst_out, worst_grad);
   return out;
+}
+
+// ---- a user's TorchScript DCGAN as FrozenDcgan ----------------------------------------------------
+
+/// A TorchScript module's setting: an attribute, or a constant of its class (nn.Module's
+/// __constants__, such as a convolution's stride, become class constants when scripted).
+std::optional<c10::IValue> setting(const torch::jit::Module& m, const std::string& name) {
+  if (m.hasattr(name)) return m.attr(name);
+  if (auto c = m.type()->findConstant(name)) return *c;
+  return std::nullopt;
+}
+
+std::vector<int64_t> int_list(const std::optional<c10::IValue>& v) {
+  std::vector<int64_t> out;
+  if (!v) return out;
+  if (v->isInt()) return {v->toInt()};
+  if (v->isIntList()) return v->toIntVector();
+  if (v->isTuple())
+    for (const auto& e : v->toTupleRef().elements())
+      if (e.isInt()) out.push_back(e.toInt());
+  return out;
+}
+
+at::Tensor tensor_or(const torch::jit::Module& m, const std::string& name, const at::Tensor& fallback) {
+  auto v = setting(m, name);
+  return v && v->isTensor() ? v->toTensor().detach().to(torch::kCPU, torch::kFloat32) : fallback;
+}
+
+struct Lowered {
+  std::unique_ptr<FrozenDcgan> g;
+  std::string note;  ///< why not, when g is null
+};
+
+/// A user's TorchScript DCGAN generator as FrozenDcgan, when its leaf modules, in order, are the
+/// plain stack: a dense first layer (ConvTranspose2d from the 1x1 latent with stride 1 and no padding,
+/// or Linear), optional BatchNorm, ReLU; then ConvTranspose2d(kernel 4, stride 2, padding 1), optional
+/// BatchNorm, ReLU, ..., the last followed by Tanh. The caller checks the result against the module
+/// (its forward may do more than run these modules in order).
+Lowered lower_dcgan(const torch::jit::Module& root) {
+  std::vector<torch::jit::Module> leaves;
+  for (const auto& m : root.modules())
+    if (m.children().size() == 0 && m._ivalue() != root._ivalue()) leaves.push_back(m);
+  auto kind = [&](size_t i) { return i < leaves.size() ? leaves[i].type()->name()->name() : std::string(); };
+  auto refuse = [&](size_t i, const std::string& why) {
+    return Lowered{nullptr, i < leaves.size() ? "module " + std::to_string(i) + " (" + kind(i) + ") " + why : why};
+  };
+  // folds an eval-mode BatchNorm at leaves[i] into per-channel {scale, shift}; i moves past it
+  auto batchnorm = [&](size_t& i, int64_t channels, at::Tensor* scale, at::Tensor* shift) -> bool {
+    *scale = torch::ones({channels});
+    *shift = torch::zeros({channels});
+    if (kind(i) != "BatchNorm2d" && kind(i) != "BatchNorm1d") return true;
+    const auto& bn = leaves[i];
+    auto mean = tensor_or(bn, "running_mean", {}), var = tensor_or(bn, "running_var", {});
+    auto eps = setting(bn, "eps");
+    if (!mean.defined() || !var.defined() || !eps || !eps->isDouble() || mean.numel() != channels) return false;
+    std::tie(*scale, *shift) = batchnorm_affine(tensor_or(bn, "weight", torch::ones({channels})),
+                                                tensor_or(bn, "bias", torch::zeros({channels})), mean, var, eps->toDouble());
+    ++i;
+    return true;
+  };
+  torch::NoGradGuard ng;
+  size_t i = 0;
+  at::Tensor fc_w, fc_b, s, t;
+  int64_t c0 = 0, base = 0;
+  if (kind(0) == "ConvTranspose2d") {  // z [N, D, 1, 1] -> [N, c0, k, k]: a dense layer
+    auto w = tensor_or(leaves[0], "weight", {});
+    if (!w.defined() || w.dim() != 4 || w.size(2) != w.size(3) || int_list(setting(leaves[0], "stride")) != std::vector<int64_t>{1, 1} ||
+        int_list(setting(leaves[0], "padding")) != std::vector<int64_t>{0, 0})
+      return refuse(0, "is not a stride-1, unpadded first layer from the 1x1 latent");
+    c0 = w.size(1);
+    base = w.size(2);
+    fc_w = w.permute({1, 2, 3, 0}).reshape({c0 * base * base, w.size(0)});
+    fc_b = tensor_or(leaves[0], "bias", torch::zeros({c0})).repeat_interleave(base * base);
+    i = 1;
+    if (!batchnorm(i, c0, &s, &t)) return refuse(i, "has no running statistics");
+    fc_w = fc_w * s.repeat_interleave(base * base).unsqueeze(1);
+    fc_b = fc_b * s.repeat_interleave(base * base) + t.repeat_interleave(base * base);
+  } else if (kind(0) == "Linear") {  // z -> [N, c0 * base * base], c0 the next layer's input channels
+    auto w = tensor_or(leaves[0], "weight", {});
+    if (!w.defined() || w.dim() != 2) return refuse(0, "has no weight");
+    fc_w = w;
+    fc_b = tensor_or(leaves[0], "bias", torch::zeros({w.size(0)}));
+    i = 1;
+    if (!batchnorm(i, w.size(0), &s, &t)) return refuse(i, "does not match the dense layer");
+    fc_w = fc_w * s.unsqueeze(1);
+    fc_b = fc_b * s + t;
+  } else {
+    return refuse(0, "does not start a DCGAN stack (ConvTranspose2d or Linear first)");
+  }
+  if (kind(i) != "ReLU") return refuse(i, "is not the ReLU after the first layer");
+  ++i;
+  std::vector<FrozenDcgan::Up> ups;
+  while (i < leaves.size()) {
+    if (kind(i) != "ConvTranspose2d") return refuse(i, "is not a ConvTranspose2d where the stack goes on");
+    const auto& ct = leaves[i];
+    auto w = tensor_or(ct, "weight", {});
+    const auto out_pad = int_list(setting(ct, "output_padding")), dil = int_list(setting(ct, "dilation"));
+    auto groups = setting(ct, "groups");
+    if (!w.defined() || w.dim() != 4 || w.size(2) != 4 || w.size(3) != 4 ||
+        int_list(setting(ct, "stride")) != std::vector<int64_t>{2, 2} || int_list(setting(ct, "padding")) != std::vector<int64_t>{1, 1} ||
+        (!out_pad.empty() && out_pad != std::vector<int64_t>{0, 0}) || (!dil.empty() && dil != std::vector<int64_t>{1, 1}) ||
+        (groups && groups->isInt() && groups->toInt() != 1))
+      return refuse(i, "is not kernel 4, stride 2, padding 1 (the phase rewrite needs that shape)");
+    if (ups.empty() && c0 == 0) {  // after a Linear: the first map's channels and side
+      c0 = w.size(0);
+      base = int64_t(std::lround(std::sqrt(double(fc_w.size(0)) / double(c0))));
+      if (c0 * base * base != fc_w.size(0)) return refuse(i, "does not take the dense layer's output as a square map");
+    }
+    FrozenDcgan::Up up;
+    up.bias = tensor_or(ct, "bias", torch::zeros({w.size(1)}));
+    ++i;
+    if (!batchnorm(i, w.size(1), &s, &t)) return refuse(i, "does not match the layer before it");
+    up.w = w * s.view({1, -1, 1, 1});
+    up.bias = up.bias * s + t;
+    if (kind(i) == "Tanh") {
+      up.relu = false;
+      ups.push_back(std::move(up));
+      if (i + 1 != leaves.size()) return refuse(i + 1, "follows the Tanh");
+      return Lowered{std::make_unique<FrozenDcgan>(fc_w.contiguous(), fc_b.contiguous(), c0, base, std::move(ups)), ""};
+    }
+    if (kind(i) != "ReLU") return refuse(i, "is not ReLU or Tanh after a ConvTranspose2d");
+    ups.push_back(std::move(up));
+    ++i;
+  }
+  return refuse(leaves.size(), "the stack does not end with Tanh");
+}
+
+bool compile_requested() {
+  const char* off = std::getenv("REWIND_COMPILE");
+  return !(off && std::string(off) == "0");
 }
 
 }  // namespace
@@ -223,8 +366,8 @@ class NativeGenerator : public Generator {
   int64_t latent_dim() const override { return arch_.latent_dim; }
   ImageShape output_shape() const override { return {arch_.channels, arch_.resolution(), arch_.resolution()}; }
   /// On CPU the compiled form (FrozenDcgan: same function, 2.25x fewer multiply-adds) is faster; on
-  /// CUDA cuDNN's single 3x3 convolution beats four small ones plus the interleave (measured on an
-  /// H100: the compiled form was 0.89x at 256x4 and slower at batch 8), so the module runs there.
+  /// CUDA cuDNN's single 3x3 convolution beat the compiled form's earlier four-convolution version
+  /// (measured on an H100: 0.89x at 256x4 and slower at batch 8), so the module runs there.
   at::Tensor generate(const at::Tensor& z) override { return z.is_cuda() ? net_->forward(z) : frozen_->forward(z); }
   std::vector<std::string> feature_layers() const override { return net_->layer_names(); }
   at::Tensor head(const at::Tensor& z, const std::string& layer) override { return net_->head(z, layer); }
@@ -276,6 +419,7 @@ class ScriptGenerator : public Generator {
   int64_t latent_dim() const override { return latent_dim_; }
   ImageShape output_shape() const override { return shape_; }
   at::Tensor generate(const at::Tensor& z) override {
+    if (lowered_ && !z.is_cuda()) return lowered_->forward(z);
     return guarded(path_, "forward(z)", [&] { return call("forward", z); });
   }
   bool has_mapping() const override { return has_mapping_; }
@@ -309,12 +453,38 @@ class ScriptGenerator : public Generator {
   void to(const c10::Device& d) override {
     m_.to(d);
     if (d != device_) frozen_.reset();  // frozen for the CPU only (compile_for_cpu)
+    if (d != device_) lowered_.reset();
     device_ = d;
   }
-  /// With REWIND_FREEZE=1, freezes the module for the CPU (freeze_checked), checked on forward and, for style-based
-  /// generators, mapping and synthesis; logs once what it did.
+  /// On CPU, a plain DCGAN (ConvTranspose2d / BatchNorm / ReLU / Tanh stack, no mapping) runs as FrozenDcgan
+  /// when its outputs and input gradients match the module's on probes: measured 1.5-1.9x the module's speed
+  /// (experiments/results/bench-invert-torchscript.md); REWIND_COMPILE=0 turns this off. Else, with
+  /// REWIND_FREEZE=1, freezes the module (freeze_checked), checked on forward and, for style-based generators,
+  /// mapping and synthesis. Logs once what it did.
   void compile_for_cpu() {
-    if (!freeze_requested() || !device_.is_cpu()) return;  // no probe passes at load unless asked
+    if (!device_.is_cpu()) return;
+    if (!has_mapping_ && compile_requested()) {
+      std::string note;
+      try {
+        auto low = lower_dcgan(m_);
+        note = low.note;
+        if (low.g) {
+          auto [o, g] = probe_difference([this](const at::Tensor& z) { return call("forward", z); },
+                                         [&](const at::Tensor& z) { return low.g->forward(z); }, probe_latents(3, latent_dim_));
+          if (close_enough(o, g)) {
+            lowered_ = std::move(low.g);
+            log_info(describe(), ": compiled for the CPU (ConvTranspose2d stack as phase convolutions; ", within(o, g), ")");
+            return;
+          }
+          note = "the compiled stack differs from forward(z) (output " + std::to_string(o) + ", input gradient " +
+                 std::to_string(g) + " relative), so forward does more than run its modules in order";
+        }
+      } catch (const std::exception& e) {
+        note = "the compiled stack failed on a probe: " + one_line(e);
+      }
+      log_info(describe(), ": runs as exported, not compiled for the CPU (", note, ")");
+    }
+    if (!freeze_requested()) return;  // no probe passes at load unless asked
     std::vector<std::string> keep = {"latent_dim"};
     for (const char* a : {"num_ws", "w_avg"})
       if (m_.hasattr(a)) keep.push_back(a);
@@ -363,6 +533,7 @@ class ScriptGenerator : public Generator {
   static constexpr uint64_t kNoiseSeed = 0x6e6f697365;  // "noise"
   torch::jit::Module m_;
   std::optional<torch::jit::Module> frozen_;  ///< compile_for_cpu's, used by call() when set
+  std::unique_ptr<FrozenDcgan> lowered_;      ///< compile_for_cpu's, used by generate() on the CPU when set
   std::string path_, hash_;
   int64_t latent_dim_ = 0, w_dim_ = 0, num_ws_ = 0;
   bool has_mapping_ = false, own_w_avg_ = false;

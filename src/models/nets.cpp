@@ -107,41 +107,41 @@ torch::Tensor DcganGeneratorImpl::tail(torch::Tensor a, const std::string& layer
 // ---- frozen (compiled) generator ----------------------------------------------------------------
 
 namespace {
-/// "Nearest x2 upsample, then 3x3 / stride 1 / padding 1 convolution" with frozen weights, computed
-/// exactly as four 2x2 convolutions on the low-resolution input (one per output phase (a, c)) whose
-/// results interleave: out[2i + a, 2j + c] = phase_ac[i, j]. 2.25x fewer multiply-adds than the
-/// upsampled 3x3 convolution, and no upsampled intermediate. The input gradient is computed the
-/// same way, as forward convolutions (LibTorch 1.13's CPU conv backward goes through slow col2im).
-struct UpConvFrozen : public torch::autograd::Function<UpConvFrozen> {
-  // k: [4 * cout, cin, 2, 2] phase kernels stacked (phase 2a + c); kb: the flipped transposes [4 * cin, cout, 2, 2]
+/// One up layer of FrozenDcgan: ConvTranspose2d(kernel 4, stride 2, padding 1) + bias, then ReLU or tanh.
+/// Forward: the padded input [N, cin, H + 2, W + 2] through one 2x2 convolution with the four phase
+/// kernels stacked ([4 * cout, cin, 2, 2], bias repeated), giving [N, 4 * cout, H + 1, W + 1]; output
+/// phase (a, c) is its group 2a + c shifted by (a, c): out[2i + a, 2j + c] = y[2a + c][i + a, j + c].
+/// Backward: the activation's derivative from the saved output, then the transposed convolution's
+/// input gradient, which is the stride-2 4x4 convolution with the same weight.
+struct PhaseUp : public torch::autograd::Function<PhaseUp> {
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& k,
-                               const torch::Tensor& kb) {
-    ctx->save_for_backward({kb});
-    ctx->saved_data["h"] = x.size(2);
-    ctx->saved_data["w"] = x.size(3);
+                               const torch::Tensor& bias4, const torch::Tensor& w, bool relu) {
     const int64_t n = x.size(0), H = x.size(2), W = x.size(3), co = k.size(0) / 4;
-    auto xp = torch::constant_pad_nd(x, {1, 1, 1, 1});
-    std::vector<torch::Tensor> phases;
+    auto y = torch::conv2d(torch::constant_pad_nd(x, {1, 1, 1, 1}), k, bias4);
+    auto out = torch::empty({n, co, H, 2, W, 2}, x.options());
     for (int a = 0; a < 2; ++a)
       for (int c = 0; c < 2; ++c)
-        phases.push_back(torch::conv2d(xp.slice(2, a, a + H + 1).slice(3, c, c + W + 1), k.narrow(0, (2 * a + c) * co, co)));
-    return torch::stack(phases, 2).view({n, co, 2, 2, H, W}).permute({0, 1, 4, 2, 5, 3}).reshape({n, co, 2 * H, 2 * W});
+        out.select(5, c).select(3, a).copy_(y.narrow(1, (2 * a + c) * co, co).narrow(2, a, H).narrow(3, c, W));
+    out = out.view({n, co, 2 * H, 2 * W});
+    if (relu) out.relu_();
+    else out.mul_(2).sigmoid_().mul_(2).sub_(1);  // tanh(v) = 2 sigmoid(2v) - 1: 2.8x faster than 1.13's CPU tanh
+    ctx->save_for_backward({w, out});
+    ctx->saved_data["relu"] = relu;
+    return out;
   }
   static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx,
                                                torch::autograd::tensor_list grad) {
-    auto kb = ctx->get_saved_variables()[0];
-    const int64_t H = ctx->saved_data["h"].toInt(), W = ctx->saved_data["w"].toInt(), ci = kb.size(0) / 4;
-    const auto& g = grad[0];
-    auto gxp = torch::zeros({g.size(0), ci, H + 2, W + 2}, g.options());
-    for (int a = 0; a < 2; ++a)
-      for (int c = 0; c < 2; ++c) {
-        auto gp = g.slice(2, a, 2 * H, 2).slice(3, c, 2 * W, 2);  // phase (a, c) of the output gradient
-        auto gs = torch::conv2d(torch::constant_pad_nd(gp, {1, 1, 1, 1}), kb.narrow(0, (2 * a + c) * ci, ci));
-        gxp.slice(2, a, a + H + 1).slice(3, c, c + W + 1).add_(gs);
-      }
-    return {gxp.slice(2, 1, H + 1).slice(3, 1, W + 1), torch::Tensor(), torch::Tensor()};
+    const auto saved = ctx->get_saved_variables();
+    const auto& w = saved[0];
+    const auto& y = saved[1];
+    auto g = ctx->saved_data["relu"].toBool() ? torch::threshold_backward(grad[0], y, 0) : torch::tanh_backward(grad[0], y);
+    return {torch::conv2d(g, w, {}, 2, 1), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
+
+/// The ConvTranspose2d(4, 2, 1) kernel tap that phase `a` (0 or 1) reads at its 2x2 position `p`:
+/// phase 0 reads source offsets {-1, 0} through taps {3, 1}, phase 1 offsets {0, +1} through {2, 0}.
+constexpr int64_t kTap[2][2] = {{3, 1}, {2, 0}};
 }  // namespace
 
 std::pair<torch::Tensor, torch::Tensor> batchnorm_affine(const torch::Tensor& weight, const torch::Tensor& bias,
@@ -170,39 +170,62 @@ FrozenDcgan::FrozenDcgan(DcganGeneratorImpl& g) : c0_(g.first_channels_), base_(
     } else {
       up.relu = false;
     }
-    // rows / cols of the 3x3 kernel that land on source offsets {-1, 0} (phase 0) or {0, +1} (phase 1)
+    // "nearest x2, then 3x3 conv": output phase a reads source offsets {-1, 0} (a = 0) or {0, +1} (a = 1),
+    // through the kernel rows r[a] sums; those 2x2 phase kernels are the transposed convolution's taps
     const auto r0 = torch::tensor({{1.f, 0.f, 0.f}, {0.f, 1.f, 1.f}}), r1 = torch::tensor({{1.f, 1.f, 0.f}, {0.f, 0.f, 1.f}});
-    std::vector<torch::Tensor> k, kb;
+    up.w = torch::zeros({w.size(1), w.size(0), 4, 4});
     for (int a = 0; a < 2; ++a)
       for (int c = 0; c < 2; ++c) {
-        auto kac = torch::einsum("pk,ql,oikl->oipq", {a ? r1 : r0, c ? r1 : r0, w});
-        k.push_back(kac);
-        kb.push_back(kac.transpose(0, 1).flip({2, 3}));
+        auto kac = torch::einsum("pk,ql,oikl->iopq", {a ? r1 : r0, c ? r1 : r0, w});  // [cin, cout, 2, 2]
+        for (int p = 0; p < 2; ++p)
+          for (int q = 0; q < 2; ++q) up.w.select(3, kTap[c][q]).select(2, kTap[a][p]).copy_(kac.select(3, q).select(2, p));
       }
-    up.k = torch::cat(k).contiguous();
-    up.k_back = torch::cat(kb).contiguous();
     up.bias = b.clone();
     ups_.push_back(std::move(up));
   }
   RW_ASSERT(!ups_.empty());
+  prepare();
+}
+
+FrozenDcgan::FrozenDcgan(torch::Tensor fc_w, torch::Tensor fc_b, int64_t c0, int64_t base, std::vector<Up> ups)
+    : fc_w_(std::move(fc_w)), fc_b_(std::move(fc_b)), c0_(c0), base_(base), ups_(std::move(ups)) {
+  RW_ASSERT(!ups_.empty() && fc_w_.dim() == 2 && fc_w_.size(0) == c0_ * base_ * base_);
+  prepare();
+}
+
+void FrozenDcgan::prepare() {
+  torch::NoGradGuard ng;
+  phase_.clear();
+  bias4_.clear();
+  for (auto& u : ups_) {
+    u.w = u.w.detach().contiguous();
+    u.bias = u.bias.detach().contiguous();
+    std::vector<torch::Tensor> k;
+    for (int a = 0; a < 2; ++a)
+      for (int c = 0; c < 2; ++c) {
+        auto ia = torch::tensor({kTap[a][0], kTap[a][1]}, torch::kLong).to(u.w.device());
+        auto ic = torch::tensor({kTap[c][0], kTap[c][1]}, torch::kLong).to(u.w.device());
+        k.push_back(u.w.index_select(2, ia).index_select(3, ic).transpose(0, 1));
+      }
+    phase_.push_back(torch::cat(k).contiguous());
+    bias4_.push_back(u.bias.repeat({4}));
+  }
 }
 
 void FrozenDcgan::to(const torch::Device& d) {
   fc_w_ = fc_w_.to(d);
   fc_b_ = fc_b_.to(d);
   for (auto& u : ups_) {
-    u.k = u.k.to(d);
-    u.k_back = u.k_back.to(d);
+    u.w = u.w.to(d);
     u.bias = u.bias.to(d);
   }
+  prepare();
 }
 
 torch::Tensor FrozenDcgan::forward(const torch::Tensor& z) const {
   auto h = torch::relu(torch::addmm(fc_b_, z, fc_w_.t())).view({z.size(0), c0_, base_, base_});
-  for (const auto& u : ups_) {
-    h = UpConvFrozen::apply(h, u.k, u.k_back) + u.bias.view({1, -1, 1, 1});
-    h = u.relu ? torch::relu(h) : torch::tanh(h);
-  }
+  for (size_t l = 0; l < ups_.size(); ++l)
+    h = PhaseUp::apply(h, phase_[l], bias4_[l], ups_[l].w, ups_[l].relu);
   return h;
 }
 

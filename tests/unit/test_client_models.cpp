@@ -2,6 +2,7 @@
 // python3-torch) must load and run through rewind's contracts.
 #include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
+#include <torch/script.h>
 #include <torch/torch.h>
 
 #include <cstdio>
@@ -90,6 +91,7 @@ static std::pair<at::Tensor, at::Tensor> out_and_grad(const std::function<at::Te
 
 TEST_F(ClientModels, TorchScriptFrozenOnRequestComputesTheSame) {
   torch::manual_seed(3);
+  setenv("REWIND_COMPILE", "0", 1);  // plain DCGANs are otherwise compiled, not frozen
   for (const std::string name : {"generator.pt", "generator_wplus.pt", "stylegan.pt"}) {
     std::string log_frozen, log_plain;
     auto gf = load_logged([&] { return models::load_generator(path(name)); }, true, &log_frozen);
@@ -120,6 +122,53 @@ TEST_F(ClientModels, TorchScriptFrozenOnRequestComputesTheSame) {
   auto [ap, gap] = out_and_grad([&](const at::Tensor& x) { return ep->embed(x); }, img);
   EXPECT_LT((af - ap).abs().max().item<double>(), 1e-5);
   EXPECT_LT(((gaf - gap).norm() / gap.norm()).item<double>(), 1e-4);
+  unsetenv("REWIND_COMPILE");
+}
+
+/// Loads a generator with REWIND_COMPILE set to `compile` ("" leaves it unset: the default), log captured.
+static std::unique_ptr<models::Generator> load_compiled(const std::string& path, const char* compile, std::string* log) {
+  if (*compile) setenv("REWIND_COMPILE", compile, 1);
+  auto g = load_logged([&] { return models::load_generator(path); }, false, log);
+  unsetenv("REWIND_COMPILE");
+  return g;
+}
+
+// A user's plain TorchScript DCGAN runs as FrozenDcgan on the CPU by default, computing what the module
+// computes (checked here against the module itself, outside rewind's loader); one whose forward does more
+// than its modules in order runs as exported, and says why.
+TEST_F(ClientModels, TorchScriptDcganCompiledComputesTheSame) {
+  torch::manual_seed(4);
+  for (const std::string name : {"generator.pt", "generator_linear.pt"}) {
+    std::string log_on, log_off;
+    auto on = load_compiled(path(name), "", &log_on);
+    auto off = load_compiled(path(name), "0", &log_off);
+    EXPECT_NE(log_on.find("compiled for the CPU (ConvTranspose2d stack as phase convolutions"), std::string::npos) << name << ": " << log_on;
+    EXPECT_EQ(log_off.find("compiled"), std::string::npos) << log_off;
+    auto module = torch::jit::load(path(name));
+    module.eval();
+    for (int64_t n : {1, 7}) {
+      auto z = torch::randn({n, 16});
+      auto [yc, dc] = out_and_grad([&](const at::Tensor& x) { return on->generate(x); }, z);
+      auto [ym, dm] = out_and_grad([&](const at::Tensor& x) { return module.forward({x}).toTensor(); }, z);
+      auto [yo, dd] = out_and_grad([&](const at::Tensor& x) { return off->generate(x); }, z);
+      EXPECT_GT(ym.abs().max().item<double>(), 0.05) << name;  // not a degenerate case
+      EXPECT_LT((yc - ym).abs().max().item<double>(), 1e-5) << name;
+      EXPECT_LT(((dc - dm).norm() / dm.norm()).item<double>(), 1e-4) << name;
+      EXPECT_TRUE(torch::equal(yo, ym)) << name;
+    }
+  }
+  std::string log;
+  auto flipped = load_compiled(path("generator_flipped.pt"), "", &log);
+  EXPECT_NE(log.find("runs as exported, not compiled for the CPU (the compiled stack differs from forward(z)"), std::string::npos) << log;
+  auto module = torch::jit::load(path("generator_flipped.pt"));
+  torch::NoGradGuard ng;
+  auto z = torch::randn({3, 16});
+  EXPECT_TRUE(torch::equal(flipped->generate(z), module.forward({z}).toTensor()));
+  for (const std::string name : {"generator_wplus.pt", "stylegan.pt"}) {  // style-based: not tried
+    std::string l;
+    load_compiled(path(name), "", &l);
+    EXPECT_EQ(l.find("compiled"), std::string::npos) << name << ": " << l;
+  }
 }
 
 TEST_F(ClientModels, StyleGeneratorExposesMappingAndSynthesis) {

@@ -59,27 +59,37 @@ class DcganGeneratorImpl : public torch::nn::Module {
 };
 TORCH_MODULE(DcganGenerator);
 
-/// A trained DcganGenerator compiled for inversion and sampling on CPU (weights frozen): BatchNorm
-/// folded into the preceding linear / conv; every "nearest x2 upsample + 3x3 conv" computed exactly
-/// as four 2x2 convolutions on the low-resolution map (one per output phase), interleaved, with the
-/// input gradient computed the same way as forward convolutions (LibTorch 1.13's CPU conv backward
-/// goes through the slow col2im). The same function with 2.25x fewer multiply-adds; differentiable in z.
+/// A DCGAN-style generator compiled for inversion and sampling on CPU (weights frozen, BatchNorm
+/// folded in): a dense first layer z [N, D] -> relu(z W^T + b) viewed as [N, c0, base, base], then
+/// up layers that each double the size, every one the linear map of a ConvTranspose2d(kernel 4,
+/// stride 2, padding 1) plus bias, ReLU between them and tanh on the last.
+/// Forward: one 2x2 convolution with 4 x cout outputs on the padded low-resolution map (one output
+/// group per output phase), interleaved; the input gradient: one stride-2 4x4 convolution. LibTorch
+/// 1.13's CPU transposed convolution and its backward loop over the batch through im2col / col2im;
+/// these are oneDNN convolutions over the whole batch. Differentiable in z.
+/// Made from rewind's own generator (nearest x2 upsample + 3x3 conv is such a transposed convolution
+/// with a 4x4 kernel, at 2.25x fewer multiply-adds than the upsampled conv) or from the ConvTranspose2d
+/// stack of a user's TorchScript DCGAN (models.cpp, checked against the module before use).
 class FrozenDcgan {
  public:
+  struct Up {
+    torch::Tensor w;     ///< [cin, cout, 4, 4] the transposed convolution's weight, BatchNorm folded in
+    torch::Tensor bias;  ///< [cout]
+    bool relu = true;    ///< false for the output layer (tanh follows)
+  };
   explicit FrozenDcgan(DcganGeneratorImpl& g);
+  /// fc_w [c0 * base * base, D], fc_b [c0 * base * base], the dense layer's output laid out as [c0, base, base].
+  FrozenDcgan(torch::Tensor fc_w, torch::Tensor fc_b, int64_t c0, int64_t base, std::vector<Up> ups);
   torch::Tensor forward(const torch::Tensor& z) const;
   void to(const torch::Device& d);
 
  private:
-  struct Up {
-    torch::Tensor k;       // [4 * cout, cin, 2, 2] phase kernels (phase 2a + c), BatchNorm folded in
-    torch::Tensor k_back;  // [4 * cin, cout, 2, 2] their flipped transposes: input-gradient kernels
-    torch::Tensor bias;    // [cout]
-    bool relu = true;      // false for the output layer (tanh follows)
-  };
+  void prepare();  // the phase kernels of every layer
   torch::Tensor fc_w_, fc_b_;
   int64_t c0_ = 0, base_ = 4;
   std::vector<Up> ups_;
+  std::vector<torch::Tensor> phase_;  // per up layer [4 * cout, cin, 2, 2]: phase (a, c)'s kernel at 2a + c
+  std::vector<torch::Tensor> bias4_;  // per up layer [4 * cout]: its bias once per phase
 };
 
 /// Conv2d with spectral normalisation (one power iteration per training forward, Miyato et al.).
