@@ -7,8 +7,9 @@ Writes (all with torch.jit.script(model).save(path), Debian's python3-torch):
   generator.pt        DCGAN-style generator, latent_dim 16, 3x32x32, tanh output
   generator_linear.pt DCGAN-style generator with a dense first layer: Linear + BatchNorm1d + ReLU, reshaped in
                       forward to 64 x 4 x 4, then the ConvTranspose2d stack of generator.pt
-  generator_flipped.pt generator.pt's modules, but forward mirrors the image: a stack rewind must not take
-                      for the plain DCGAN it looks like
+  generator_flipped.pt generator.pt's modules, but forward mirrors the image, and
+  generator_clamped.pt generator.pt's modules, but forward clamps z to [-2, 2]: stacks rewind must not take
+                      for the plain DCGAN they look like
   generator_wplus.pt  the same with mapping(z) -> w and synthesis(w) -> x (one w, no num_ws)
   stylegan.pt         StyleGAN-like (Karras et al. 2020, scaled down): mapping MLP z 32 -> w 32, synthesis
                       from a learned constant 4x4 through modulated / demodulated 3x3 convs with
@@ -58,6 +59,12 @@ class LinearGenerator(nn.Module):
 class FlippedGenerator(Generator):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z.view(z.size(0), z.size(1), 1, 1)).flip(3)
+
+
+class ClampedGenerator(Generator):
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        z = z.clamp(-2.0, 2.0)
+        return self.net(z.view(z.size(0), z.size(1), 1, 1))
 
 
 class StyleGenerator(nn.Module):
@@ -190,9 +197,10 @@ def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
     torch.manual_seed(0)
-    models = [("generator", Generator()), ("generator_linear", LinearGenerator()), ("generator_flipped", FlippedGenerator()),
-              ("generator_wplus", StyleGenerator()), ("stylegan", StyleGAN()),
-              ("classifier", Classifier()), ("classifier_ht", HeadTail()), ("embedder", Embedder())]
+    models = [("generator", Generator()), ("generator_wplus", StyleGenerator()), ("stylegan", StyleGAN()),
+              ("classifier", Classifier()), ("classifier_ht", HeadTail()), ("embedder", Embedder()),
+              ("generator_linear", LinearGenerator()), ("generator_flipped", FlippedGenerator()),
+              ("generator_clamped", ClampedGenerator())]  # new ones last: the others' weights stay as they were
     for name, model in models:
         with torch.no_grad():  # non-trivial BatchNorm statistics, as after training
             for mod in model.modules():

@@ -6,6 +6,8 @@
 #               100000+ and the demo reference's 300000+), image 0 each
 #   members:    identities 0..63, image 0 (one of the two images each was trained on)
 # Writes out/dataset-test/ and prints the table (experiments/results/dataset-test.md).
+# Another GAN: GEN=G.pt MEMBERS=M.csv W=out/dir (M: a manifest of the images it was trained on; the first
+# image of each identity is used); the never-seen identities are the same.
 # usage: bash experiments/dataset_test.sh   (after building with -DREWIND_BUILD_BENCH=ON)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,13 +16,20 @@ X=${EXP:-build/experiments/bench/exp_dataset_test}
 D=data-tools/demo
 W=${W:-out/dataset-test}
 mkdir -p "$W"
+G=${GEN:-$D/generator.pt}
+if [ -n "${MEMBERS:-}" ]; then  # one image per identity: the first
+  mkdir -p "$W/members"
+  base=$(cd "$(dirname "$MEMBERS")" && pwd)
+  awk -F, -v b="$base" 'NR==1 {print; next} !seen[$2]++ {if ($1 !~ /^\//) $1 = b "/" $1; print}' OFS=, "$MEMBERS" \
+      > "$W/members/manifest.csv"
+fi
 [ -f "$W/members/manifest.csv" ] || "$R" data synth-faces --out "$W/members" --identities 64 --per-identity 1 --size 32 -q
-[ -f "$W/never/manifest.csv" ] || "$R" data synth-faces --out "$W/never" --identities 3000 --first-identity 1000 \
+N=${NEVER:-$W/never}  # NEVER=DIR shares the never-seen images (and their embeddings) between runs
+[ -f "$N/manifest.csv" ] || "$R" data synth-faces --out "$N" --identities 3000 --first-identity 1000 \
     --per-identity 1 --size 32 -q
-[ -f "$W/samples/embeddings.npy" ] || "$R" generate --generator $D/generator.pt --embedder $D/embedder.pt --count 1000 \
+[ -f "$W/samples/embeddings.npy" ] || "$R" generate --generator "$G" --embedder $D/embedder.pt --count 1000 \
     --seed 1 --format npy --out "$W/samples" -q
-for s in members never; do
-  [ -f "$W/emb-$s/embeddings.npy" ] || "$R" embed --embedder $D/embedder.pt --data "$W/$s" --out "$W/emb-$s" -q
-done
+[ -f "$W/emb-members/embeddings.npy" ] || "$R" embed --embedder $D/embedder.pt --data "$W/members" --out "$W/emb-members" -q
+[ -f "$N/emb/embeddings.npy" ] || "$R" embed --embedder $D/embedder.pt --data "$N" --out "$N/emb" -q
 "$X" --samples "$W/samples/embeddings.npy" --members "$W/emb-members/embeddings.npy" \
-    --nonmembers "$W/emb-never/embeddings.npy" --sizes 20,50 --reference 1000 --trials 1000 --alpha 0.01
+    --nonmembers "$N/emb/embeddings.npy" --sizes 20,50 --reference 1000 --trials 1000 --alpha 0.01
