@@ -22,16 +22,21 @@
 # Finished steps (target.pt, ref1.pt, ref2.pt, mia*/report.json) are skipped, so the script can be rerun to resume.
 # Writes out/e1full/faces-S/ (faces, sets), out/e1full/w<WIDTH>-e<EPOCHS>/<S>/ (GANs, mia*), out/e1full/timings.tsv, and the table to
 # stdout (and to --table FILE if given).
-# usage: nice -n 10 experiments/e1_full.sh [--sizes "64 128"] [--epochs 3000] [--width 16] [--wide 80] [--table FILE]
+# --data fmnist: Fashion-MNIST instead (Debian's dataset-fashion-mnist, 8192 training images imported): every image
+# its own identity; members, non-members, ref1, ref2 (S images each) and the wide set (WIDE x 4 images) are disjoint
+# draws with the same class mix (experiments/torchscript_dcgan.py sets), 28x28 padded to 32x32, 1 channel; attacks
+# recovery, calibrated, lira, rmia (the identity attacks need a face embedder); runs under out/e1full/fmnist-w.../.
+# usage: nice -n 10 experiments/e1_full.sh [--sizes "64 128"] [--epochs 3000] [--width 16] [--wide 80] [--data faces|fmnist]
+#        [--table FILE]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REWIND=${REWIND:-./build/rewind}
-SIZES="64 128"; EPOCHS=3000; WIDTH=16; BATCH=64; TABLE=""; WIDE=80
+SIZES="64 128"; EPOCHS=3000; WIDTH=16; BATCH=64; TABLE=""; WIDE=80; DATA=faces
 EMB=data-tools/demo/embedder.pt
 while [ $# -gt 0 ]; do
   case "$1" in
     --sizes) SIZES="$2"; shift 2;; --epochs) EPOCHS="$2"; shift 2;; --width) WIDTH="$2"; shift 2;;
-    --table) TABLE="$2"; shift 2;; --wide) WIDE="$2"; shift 2;;
+    --table) TABLE="$2"; shift 2;; --wide) WIDE="$2"; shift 2;; --data) DATA="$2"; shift 2;;
     *) echo "unknown option $1" >&2; exit 2;;
   esac
 done
@@ -43,17 +48,29 @@ T="$W/timings.tsv"
 [ -f "$T" ] || printf 'step\tseconds\n' > "$T"
 . experiments/lib.sh  # timed NAME CMD...: appends its wall time to $T
 
+CH=3; PREFIX=""; ATTACKS=recovery,calibrated,lira,rmia,identity-nn,recon-identity,identity-calibrated,identity-lira
+ID_ARGS=(--embedder "$EMB" --samples 1000)
+if [ "$DATA" = fmnist ]; then
+  CH=1; PREFIX=fmnist-; ATTACKS=recovery,calibrated,lira,rmia; ID_ARGS=()
+  [ -f "$W/fmnist/manifest.csv" ] || "$REWIND" data fashion-mnist --out "$W/fmnist" --limit 8192 "${TH[@]}" -q >/dev/null
+fi
 for S in $SIZES; do
   n=$((S / 4))
-  F="$W/faces-$S"
-  [ -f "$F/manifest.csv" ] || "$REWIND" data synth-faces --out "$F" --identities "$S" --per-identity 4 --size 32 \
-      "${TH[@]}" -q >/dev/null
-  block() {  # block NAME B: identities [B*n, (B+1)*n), all 4 images each
-    [ -f "$F/$1.csv" ] || awk -F, -v lo=$(($2 * n)) -v hi=$((($2 + 1) * n)) \
-        'NR==1 || (substr($2,3)+0 >= lo && substr($2,3)+0 < hi)' "$F/manifest.csv" > "$F/$1.csv"
-  }
-  block members 0; block nonmembers 1; block ref1 2; block ref2 3
-  R="$W/w$WIDTH-e$EPOCHS/$S"
+  if [ "$DATA" = fmnist ]; then
+    F="$W/fmnist-$S"
+    [ -f "$F/ref2.csv" ] || /usr/bin/python3 experiments/torchscript_dcgan.py sets --manifest "$W/fmnist/manifest.csv" \
+        --out "$F" --per-set "$S" --sets "members,nonmembers,ref1,ref2,wide:$((WIDE * 4))" --seed 1 >/dev/null
+  else
+    F="$W/faces-$S"
+    [ -f "$F/manifest.csv" ] || "$REWIND" data synth-faces --out "$F" --identities "$S" --per-identity 4 --size 32 \
+        "${TH[@]}" -q >/dev/null
+    block() {  # block NAME B: identities [B*n, (B+1)*n), all 4 images each
+      [ -f "$F/$1.csv" ] || awk -F, -v lo=$(($2 * n)) -v hi=$((($2 + 1) * n)) \
+          'NR==1 || (substr($2,3)+0 >= lo && substr($2,3)+0 < hi)' "$F/manifest.csv" > "$F/$1.csv"
+    }
+    block members 0; block nonmembers 1; block ref1 2; block ref2 3
+  fi
+  R="$W/${PREFIX}w$WIDTH-e$EPOCHS/$S"
   mkdir -p "$R"
   STEPS=$((EPOCHS * S / BATCH))
   seed=1
@@ -62,7 +79,7 @@ for S in $SIZES; do
     if [ ! -f "$R/$g.pt" ]; then
       echo "== w$WIDTH-e$EPOCHS S=$S: training $g on $set_ ($STEPS steps, seed $seed)" >&2
       timed "train w$WIDTH-e$EPOCHS S=$S $g ($STEPS steps)" "$REWIND" train gan --data "$F/$set_.csv" \
-          --out "$R/$g.pt" --arch dcgan32 --width "$WIDTH" --channels 3 --batch "$BATCH" --steps "$STEPS" \
+          --out "$R/$g.pt" --arch dcgan32 --width "$WIDTH" --channels "$CH" --batch "$BATCH" --steps "$STEPS" \
           --seed "$seed" --checkpoint-every 1000 --sample-every 1000000 --resume "${TH[@]}" > "$R/train-$g.log" 2>&1
       tail -2 "$R/train-$g.log" >&2
     fi
@@ -74,12 +91,12 @@ for S in $SIZES; do
     timed "membership w$WIDTH-e$EPOCHS S=$S $1" "$REWIND" membership --generator "$R/target.pt" \
         --members "$F/members.csv" --nonmembers "$2" \
         --reference-generator "$R/ref1.pt" --reference-generator "$R/ref2.pt" \
-        --attacks recovery,calibrated,lira,rmia,identity-nn,recon-identity,identity-calibrated,identity-lira \
-        --embedder "$EMB" --samples 1000 \
-        --seed 1 "${TH[@]}" --out "$R/$1" > "$R/$1.log" 2>&1
+        --attacks "$ATTACKS" "${ID_ARGS[@]}" --seed 1 "${TH[@]}" --out "$R/$1" > "$R/$1.log" 2>&1
   }
   mia mia "$F/nonmembers.csv"
-  if [ "$WIDE" -gt 0 ]; then
+  if [ "$WIDE" -gt 0 ] && [ "$DATA" = fmnist ]; then
+    mia mia-wide "$F/wide.csv"
+  elif [ "$WIDE" -gt 0 ]; then
     X="$W/wide-$WIDE"
     [ -f "$X/manifest.csv" ] || "$REWIND" data synth-faces --out "$X" --identities "$WIDE" --per-identity 4 --size 32 \
         --first-identity 100000 --no-contact-sheet "${TH[@]}" -q >/dev/null
@@ -97,7 +114,7 @@ print("|---|---|---|---|---|---|---|---|---|")
 def key(f):
     p = f.split("/")
     return (p[-4], int(p[-3]), p[-2])
-for f in sorted(glob.glob(f"{w}/w*-e*/*/mia*/report.json"), key=key):
+for f in sorted(glob.glob(f"{w}/w*-e*/*/mia*/report.json") + glob.glob(f"{w}/fmnist-w*-e*/*/mia*/report.json"), key=key):
     run, s, d = key(f)
     rep = json.load(open(f)); m = rep["metrics"]
     rows = list(csv.DictReader(open(f.replace("report.json", "scores.csv"))))

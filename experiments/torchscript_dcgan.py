@@ -3,7 +3,7 @@
 
 usage:
   /usr/bin/python3 experiments/torchscript_dcgan.py sets --manifest FMNIST/manifest.csv --out DIR [--seed 1]
-      [--per-set 64] [--sets members,nonmembers,ref1,ref2]
+      [--per-set 64] [--sets members,nonmembers,ref1,ref2]   (NAME:N: that set has N images)
   /usr/bin/python3 experiments/torchscript_dcgan.py train --data MANIFEST --out G.pt [--steps 3000] [--batch 64]
       [--seed 1] [--latent-dim 100] [--width 32] [--lr 2e-4] [--threads 1]
   /usr/bin/python3 experiments/torchscript_dcgan.py analyse --runs OUT_DIR [--rotations target,ref1,ref2]
@@ -121,13 +121,17 @@ def cmd_sets(a):
     for c in classes:  # seeded shuffle within each class
         idx = rng.permutation(len(by_class[c]))
         by_class[c] = [by_class[c][i] for i in idx]
-    # the same class counts in every set: PER_SET spread over the classes, the remainder to the first classes
-    base, extra = divmod(a.per_set, len(classes))
-    counts = {c: base + (1 if i < extra else 0) for i, c in enumerate(classes)}
+    # the same class mix in every set: its size (PER_SET, or N for NAME:N) spread over the classes, the remainder
+    # to the first classes
+    def class_counts(n):
+        base, extra = divmod(n, len(classes))
+        return {c: base + (1 if i < extra else 0) for i, c in enumerate(classes)}
     taken = {c: 0 for c in classes}
     os.makedirs(a.out, exist_ok=True)
     used = set()
-    for name in names:
+    for spec in names:
+        name, _, size = spec.partition(":")
+        counts = class_counts(int(size) if size else a.per_set)
         d = os.path.join(a.out, "images", name)
         os.makedirs(d, exist_ok=True)
         out_rows = []

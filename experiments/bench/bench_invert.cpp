@@ -4,12 +4,14 @@
 // same algorithm is experiments/bench/invert_reference.py; bench_invert.sh runs both side by side.
 //
 // usage: bench_invert --generator G.pt --targets T.npy [--restarts 4] [--steps 200] [--lr 0.05]
-//                     [--device cpu|cuda] [--threads 0] [--batch 0 (auto)] [--graph]
+//                     [--device cpu|cuda] [--threads 0] [--batch 0 (auto)] [--graph] [--precision fp32|bf16]
+//                     [--errors FILE (each target's final MSE, one a line)]
 #include <torch/torch.h>
 
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <string>
 
 #include "rewind/core/build_info.h"
@@ -19,7 +21,7 @@
 #include "rewind/models/models.h"
 
 int main(int argc, char** argv) {
-  std::string generator, targets, device = "cpu";
+  std::string generator, targets, device = "cpu", precision = "fp32", errors;
   int64_t restarts = 4, steps = 200, threads = 0, batch = 0;
   double lr = 0.05;
   bool graph = false;
@@ -38,6 +40,8 @@ int main(int argc, char** argv) {
     else if (a == "--threads") threads = std::stoll(next());
     else if (a == "--batch") batch = std::stoll(next());
     else if (a == "--graph") graph = true;
+    else if (a == "--precision") precision = next();
+    else if (a == "--errors") errors = next();
     else { std::fprintf(stderr, "unknown option %s\n", a.c_str()); return 2; }
   }
   if (generator.empty() || targets.empty()) {
@@ -55,6 +59,7 @@ int main(int argc, char** argv) {
     o.loop.lr = lr;
     o.batch = batch;
     o.cuda_graph = graph;
+    o.precision = precision;
     // warm-up (allocator, kernels, graph capture) on 2 steps
     {
       auto w = o;
@@ -68,12 +73,16 @@ int main(int argc, char** argv) {
     double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     auto mse = r.terms.select(1, 0).to(torch::kCPU);
     double median = mse.median().item<double>();
+    if (!errors.empty()) {
+      std::ofstream f(errors);
+      for (int64_t i = 0; i < mse.size(0); ++i) f << mse[i].item<double>() << "\n";
+    }
     const auto& b = rw::build_info();
     std::printf(
-        "{\"impl\": \"rewind\", \"device\": \"%s\", \"graph\": %s, \"targets\": %lld, \"restarts\": %lld, \"steps\": %lld, "
+        "{\"impl\": \"rewind\", \"device\": \"%s\", \"precision\": \"%s\", \"graph\": %s, \"targets\": %lld, \"restarts\": %lld, \"steps\": %lld, "
         "\"threads\": %d, \"seconds\": %.4f, \"image_steps_per_s\": %.1f, \"ms_per_step\": %.4f, \"median_mse\": %.6g, "
         "\"build\": \"%s %s %s\"}\n",
-        device.c_str(), graph ? "true" : "false", (long long)t.size(0), (long long)restarts, (long long)steps,
+        device.c_str(), precision.c_str(), graph ? "true" : "false", (long long)t.size(0), (long long)restarts, (long long)steps,
         rw::num_threads(), s, double(t.size(0) * restarts * steps) / s, 1000.0 * s / double(steps), median,
         b.git_commit.c_str(), b.build_type.c_str(), b.torch.c_str());
     if (b.debug) std::fprintf(stderr, "warning: debug build, timings are not representative\n");

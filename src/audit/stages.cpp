@@ -296,7 +296,7 @@ nlohmann::json recovery_fingerprint(const ganinv::InvertOptions& o) {
   return {{"restarts", o.restarts}, {"steps", o.loop.steps}, {"lr", o.loop.lr}, {"optimizer", o.loop.optimizer},
           {"schedule", o.loop.schedule}, {"latent", o.latent}, {"w_start", o.w_start},
           {"weights", {o.w_mse, o.w_l1, o.w_ssim, o.w_identity, o.w_prior, o.w_feature}},
-          {"feature_net", o.feature_net ? o.feature_net->id() : ""}, {"scales", o.scales}};
+          {"feature_net", o.feature_net ? o.feature_net->id() : ""}, {"scales", o.scales}, {"precision", o.precision}};
 }
 
 int64_t recovery_segment_size(const ganinv::InvertOptions& o) {

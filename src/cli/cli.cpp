@@ -161,6 +161,8 @@ void add_recovery_flags(po::options_description& desc, ganinv::InvertOptions& o,
       ("optimizer", opt(&o.loop.optimizer), "latent recovery: adam | lbfgs")
       ("latent", opt(&o.latent), "latent recovery: z | w | w+ (w, w+: style-based generators; w+ recovers non-members too)")
       ("batch", opt(&o.batch), "latent recovery: targets x restarts per chunk; 0 = auto (64 on CPU)")
+      ("precision", opt(&o.precision), "latent recovery: the generator's arithmetic, fp32 | bf16 (compiled generators on "
+       "the CPU; errors reported in fp32)")
       ("recovery-loss", opt(&l.loss), "latent recovery: weighted terms as invert's --loss (mse, l1, ssim, feature, ...)")
       ("feature-net", po::value(&l.feature_net), "latent recovery: network of the feature term (face descriptor, classifier "
        "or discriminator)")
@@ -170,7 +172,7 @@ void add_recovery_flags(po::options_description& desc, ganinv::InvertOptions& o,
 
 nlohmann::json recovery_options(const RecoveryLoss& l, const ganinv::InvertOptions& o) {
   return {{"restarts", o.restarts}, {"steps", o.loop.steps}, {"lr", o.loop.lr}, {"optimizer", o.loop.optimizer},
-          {"batch", o.batch}, {"latent", o.latent}, {"recovery_loss", l.loss}, {"feature_net", l.feature_net},
+          {"batch", o.batch}, {"latent", o.latent}, {"precision", o.precision}, {"recovery_loss", l.loss}, {"feature_net", l.feature_net},
           {"feature_layer", l.feature_layer}};
 }
 

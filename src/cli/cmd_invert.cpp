@@ -62,6 +62,8 @@ void bind(po::options_description& desc, InvertPaths& p, ganinv::InvertOptions& 
       ("latent", opt(&o.latent), "z | w | w+ (w: generators with mapping/synthesis; w+: one w per layer, needs num_ws)")
       ("w-start", opt(&o.w_start), "w, w+: mapped (each restart at mapping(z)) | mean (restart 0 at the mean W)")
       ("batch", opt(&o.batch), "max targets x restarts optimised at once; 0 = auto (64 on CPU, 1024 on CUDA)")
+      ("precision", opt(&o.precision), "the generator's arithmetic during the search: fp32 | bf16 (compiled generators "
+       "on the CPU: native ones and plain TorchScript DCGANs; reconstructions and errors reported in fp32)")
       ("seed", opt(&o.seed), "seed (restart r of target i is seeded by (seed, i, r))")
       ("refine", opt(&o.refine),
        "none | pixel | feature:LAYER: after the latent stage, fit a bounded residual on the pixels, or on the "
@@ -384,7 +386,8 @@ int invert_cmd(const Args& args) {
                       {"steps", o.loop.steps}, {"optimizer", o.loop.optimizer}, {"lr", o.loop.lr},
                       {"schedule", o.loop.schedule}, {"patience", o.loop.patience}, {"loss", p.loss},
                       {"feature_net", p.feature_net}, {"feature_layer", p.feature_layer}, {"scales", o.scales},
-                      {"embedder", p.embedder}, {"latent", o.latent}, {"w_start", o.w_start}, {"batch", o.batch}, {"seed", o.seed},
+                      {"embedder", p.embedder}, {"latent", o.latent}, {"w_start", o.w_start}, {"batch", o.batch},
+                      {"precision", o.precision}, {"seed", o.seed},
                       {"refine", o.refine}, {"refine_steps", o.refine_steps}};
   record.set_seed(o.seed);
   auto ran = run_sharded(p.shard, {"invert", p.out, &record,

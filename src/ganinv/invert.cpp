@@ -146,9 +146,34 @@ void check_options(models::Generator& g, const InvertOptions& o, bool has_embedd
   }
   RW_CHECK(o.loop.optimizer == "adam" || o.loop.optimizer == "lbfgs", Usage, "--optimizer must be adam or lbfgs, got '",
            o.loop.optimizer, "'");
+  RW_CHECK(o.precision == "fp32" || o.precision == "bf16", Usage, "--precision must be fp32 or bf16, got '", o.precision,
+           "'");
+  if (o.precision != "fp32") {  // refused before any work
+    const auto why = g.set_precision(o.precision);
+    g.set_precision("fp32");
+    RW_CHECK(why.empty(), Usage, "--precision ", o.precision, ": ", why, "; use --precision fp32");
+  }
   RW_CHECK(o.loop.schedule == "cosine" || o.loop.schedule == "constant", Usage,
            "--schedule must be cosine or constant, got '", o.loop.schedule, "'");
 }
+
+namespace {
+/// The generator's arithmetic set to `p` for a scope, fp32 again after (also when the search throws).
+struct PrecisionScope {
+  PrecisionScope(models::Generator& g, const std::string& p) : g_(g), on_(p != "fp32") {
+    if (!on_) return;
+    const auto why = g_.set_precision(p);
+    RW_CHECK(why.empty(), Usage, "--precision ", p, ": ", why);
+  }
+  ~PrecisionScope() {
+    if (on_) g_.set_precision("fp32");
+  }
+  PrecisionScope(const PrecisionScope&) = delete;
+  PrecisionScope& operator=(const PrecisionScope&) = delete;
+  models::Generator& g_;
+  bool on_;
+};
+}  // namespace
 
 InvertResult invert(models::Generator& g, const at::Tensor& targets, const InvertOptions& o,
                     models::Embedder* embedder, const ProgressFn& progress, const ChunkFn& on_chunk,
@@ -204,7 +229,11 @@ InvertResult invert(models::Generator& g, const at::Tensor& targets, const Inver
     const int64_t base = c * (o.loop.steps + (refining ? o.refine_steps : 0));
     // Adam without early stopping runs fused (device-side state; capturable in a CUDA graph);
     // L-BFGS and early stopping go through the generic loop.
-    auto res = optim::optimise(init, objective, o.loop, reset, progress, "invert", base, total_steps, o.cuda_graph);
+    optim::LoopResult res;
+    {
+      PrecisionScope lowp(g, o.precision);
+      res = optim::optimise(init, objective, o.loop, reset, progress, "invert", base, total_steps, o.cuda_graph);
+    }
     // best restart per target
     InvertResult part;
     {

@@ -353,6 +353,13 @@ Lowered lower_dcgan(const torch::jit::Module& root) {
   return Lowered{std::make_unique<FrozenDcgan>(fc_w.contiguous(), fc_b.contiguous(), c0, base, std::move(ups)), ""};
 }
 
+/// Generator::set_precision for a generator that runs as `f` on the CPU.
+std::string set_compiled_precision(FrozenDcgan& f, const std::string& p) {
+  if (p != "fp32" && p != "bf16") return "precision must be fp32 or bf16, got '" + p + "'";
+  f.set_dtype(p == "bf16" ? torch::kBFloat16 : torch::kFloat32);
+  return "";
+}
+
 bool compile_requested() {
   const char* off = std::getenv("REWIND_COMPILE");
   return !(off && std::string(off) == "0");
@@ -396,12 +403,17 @@ class NativeGenerator : public Generator {
   /// CUDA cuDNN's single 3x3 convolution beat the compiled form's earlier four-convolution version
   /// (measured on an H100: 0.89x at 256x4 and slower at batch 8), so the module runs there.
   at::Tensor generate(const at::Tensor& z) override { return z.is_cuda() ? net_->forward(z) : frozen_->forward(z); }
+  std::string set_precision(const std::string& p) override {
+    if (on_cuda_ && p != "fp32") return Generator::set_precision(p);  // the module runs there
+    return set_compiled_precision(*frozen_, p);
+  }
   std::vector<std::string> feature_layers() const override { return net_->layer_names(); }
   at::Tensor head(const at::Tensor& z, const std::string& layer) override { return net_->head(z, layer); }
   at::Tensor tail(const at::Tensor& a, const std::string& layer) override { return net_->tail(a, layer); }
   void to(const c10::Device& d) override {
     net_->to(d);
     frozen_->to(d);
+    on_cuda_ = d.is_cuda();
   }
   std::string describe() const override {
     return "native " + arch_.name + " generator " + fs::path(path_).filename().string() + " (latent " +
@@ -413,6 +425,7 @@ class NativeGenerator : public Generator {
   GanArch arch_;
   DcganGenerator net_;
   std::unique_ptr<FrozenDcgan> frozen_;
+  bool on_cuda_ = false;
   std::string path_, hash_;
 
  public:
@@ -450,6 +463,10 @@ class ScriptGenerator : public Generator {
     return guarded(path_, "forward(z)", [&] { return call("forward", z); });
   }
   bool has_mapping() const override { return has_mapping_; }
+  std::string set_precision(const std::string& p) override {
+    if (lowered_) return set_compiled_precision(*lowered_, p);
+    return Generator::set_precision(p);
+  }
   int64_t w_dim() const override { return w_dim_; }
   int64_t num_ws() const override { return num_ws_; }
   at::Tensor mapping(const at::Tensor& z) override {

@@ -197,6 +197,7 @@ void FrozenDcgan::prepare() {
   torch::NoGradGuard ng;
   phase_.clear();
   bias4_.clear();
+  w_.clear();
   for (auto& u : ups_) {
     u.w = u.w.detach().contiguous();
     u.bias = u.bias.detach().contiguous();
@@ -207,8 +208,9 @@ void FrozenDcgan::prepare() {
         auto ic = torch::tensor({kTap[c][0], kTap[c][1]}, torch::kLong).to(u.w.device());
         k.push_back(u.w.index_select(2, ia).index_select(3, ic).transpose(0, 1));
       }
-    phase_.push_back(torch::cat(k).contiguous());
-    bias4_.push_back(u.bias.repeat({4}));
+    phase_.push_back(torch::cat(k).to(dtype_).contiguous());
+    bias4_.push_back(u.bias.repeat({4}).to(dtype_));
+    w_.push_back(u.w.to(dtype_));
   }
 }
 
@@ -222,11 +224,18 @@ void FrozenDcgan::to(const torch::Device& d) {
   prepare();
 }
 
+void FrozenDcgan::set_dtype(torch::ScalarType t) {
+  RW_ASSERT(t == torch::kFloat32 || t == torch::kBFloat16);
+  if (t == dtype_) return;
+  dtype_ = t;
+  prepare();
+}
+
 torch::Tensor FrozenDcgan::forward(const torch::Tensor& z) const {
   auto h = torch::relu(torch::addmm(fc_b_, z, fc_w_.t())).view({z.size(0), c0_, base_, base_});
-  for (size_t l = 0; l < ups_.size(); ++l)
-    h = PhaseUp::apply(h, phase_[l], bias4_[l], ups_[l].w, ups_[l].relu);
-  return h;
+  if (dtype_ != h.scalar_type()) h = h.to(dtype_);
+  for (size_t l = 0; l < ups_.size(); ++l) h = PhaseUp::apply(h, phase_[l], bias4_[l], w_[l], ups_[l].relu);
+  return h.scalar_type() == torch::kFloat32 ? h : h.to(torch::kFloat32);
 }
 
 SNConv2dImpl::SNConv2dImpl(int64_t in, int64_t out, int64_t k, int64_t stride, int64_t pad)

@@ -167,6 +167,22 @@ TEST_F(ClientModels, TorchScriptDcganCompiledComputesTheSame) {
     auto z = torch::randn({3, 16}) * 3;
     EXPECT_TRUE(torch::equal(g->generate(z), module.forward({z}).toTensor())) << name;
   }
+  {  // bf16 search: compiled generators only, refused before any work otherwise
+    std::string l;
+    auto g = load_compiled(path("generator_flipped.pt"), "", &l);
+    ganinv::InvertOptions o;
+    o.precision = "bf16";
+    o.loop.steps = 2;
+    try {
+      ganinv::invert(*g, torch::zeros({1, 3, 32, 32}), o);
+      ADD_FAILURE() << "bf16 accepted for a generator that runs as exported";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("--precision bf16: TorchScript generator generator_flipped.pt"), std::string::npos) << e.what();
+    }
+    auto c = load_compiled(path("generator.pt"), "", &l);
+    EXPECT_EQ(c->set_precision("bf16"), "");
+    EXPECT_EQ(c->set_precision("fp32"), "");
+  }
   for (const std::string name : {"generator_wplus.pt", "stylegan.pt"}) {  // style-based: not tried
     std::string l;
     load_compiled(path(name), "", &l);

@@ -160,6 +160,40 @@ TEST(Invert, RecoversPlantedLatents) {
   EXPECT_GT(rn.terms[0][0].item<float>(), 10 * r.terms.select(1, 0).max().item<float>());
 }
 
+// --precision bf16: the search runs the compiled generator in bfloat16, finds what fp32 finds (planted
+// latents), and the reported reconstruction and errors are the fp32 generator's at the latents found.
+TEST(Invert, Bf16SearchReportsFp32Errors) {
+  TempDir d;
+  auto g = tiny_generator(d);
+  torch::manual_seed(2);
+  auto z_true = torch::randn({3, 8});
+  at::Tensor targets, y32, y16;
+  {
+    torch::NoGradGuard ng;
+    targets = g->generate(z_true);
+    ASSERT_EQ(g->set_precision("bf16"), "");
+    y16 = g->generate(z_true);
+    ASSERT_EQ(g->set_precision("fp32"), "");
+    y32 = g->generate(z_true);
+  }
+  EXPECT_TRUE(torch::equal(y32, targets));  // back to fp32 exactly
+  const double diff = (y16 - y32).abs().max().item<double>();
+  EXPECT_GT(diff, 0.0);   // bf16 did run
+  EXPECT_LT(diff, 0.05);  // and computes the same images to bf16's precision
+  ganinv::InvertOptions o;
+  o.restarts = 3;
+  o.loop.steps = 200;
+  o.precision = "bf16";
+  auto r = ganinv::invert(*g, targets, o);
+  EXPECT_LT(r.terms.select(1, 0).max().item<float>(), 2e-3) << r.terms;
+  torch::NoGradGuard ng;
+  auto again = g->generate(r.latents);
+  EXPECT_TRUE(torch::equal(again, r.recon));  // the reported reconstruction is fp32's
+  EXPECT_NEAR((again - targets).pow(2).mean({1, 2, 3})[0].item<double>(), r.terms[0][0].item<double>(), 1e-6);
+  o.precision = "fp16";
+  EXPECT_THROW(ganinv::invert(*g, targets, o), Error);
+}
+
 TEST(Invert, ResultsDoNotDependOnBatching) {
   TempDir d;
   auto g = tiny_generator(d);

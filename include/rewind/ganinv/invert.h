@@ -50,6 +50,10 @@ struct InvertOptions {
   int64_t refine_steps = 100;
   double refine_bound = 0.25; ///< max |residual|: per pixel (in [-1,1] units), or per activation in
                               ///< units of the item's activation spread (feature:LAYER)
+  std::string precision = "fp32";  ///< the generator's arithmetic during the search: fp32 | bf16 (layers in
+                                   ///< bfloat16; latents, optimiser state, losses float32; the reported
+                                   ///< reconstruction and errors are recomputed in fp32 at the latents found).
+                                   ///< bf16: rewind's compiled generators on the CPU (Generator::set_precision)
   bool cuda_graph = false;    ///< CUDA + Adam + z only: capture one optimisation step in a CUDA graph
                               ///< and replay it (removes per-kernel launch overhead)
 };

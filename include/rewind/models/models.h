@@ -61,6 +61,12 @@ class Generator {
   virtual at::Tensor head(const at::Tensor& z, const std::string& layer);
   virtual at::Tensor tail(const at::Tensor& a, const std::string& layer);
   virtual void to(const c10::Device& device) = 0;
+  /// The arithmetic of generate() from now on: "fp32" (default) or "bf16" (the generator's layers in
+  /// bfloat16, z and the returned images float32). Returns "" when set, else why this generator
+  /// cannot (bf16: rewind's compiled generators on the CPU only: native ones and plain TorchScript DCGANs).
+  virtual std::string set_precision(const std::string& p) {
+    return p == "fp32" ? "" : describe() + " runs only in fp32 here (bf16: rewind's compiled generators on the CPU)";
+  }
   /// "native dcgan64 (latent 128, 3x64x64)" or "torchscript gen.pt (latent 100, 1x28x28)".
   virtual std::string describe() const = 0;
   /// Stable id for resume checks and stage fingerprints: describe() and the file's hash (a file

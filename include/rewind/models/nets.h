@@ -82,14 +82,20 @@ class FrozenDcgan {
   FrozenDcgan(torch::Tensor fc_w, torch::Tensor fc_b, int64_t c0, int64_t base, std::vector<Up> ups);
   torch::Tensor forward(const torch::Tensor& z) const;
   void to(const torch::Device& d);
+  /// The up layers' arithmetic: kFloat32 (default) or kBFloat16 (weights, activations and their
+  /// gradients in bfloat16; z, the dense layer and the output stay float32).
+  void set_dtype(torch::ScalarType t);
+  torch::ScalarType dtype() const { return dtype_; }
 
  private:
-  void prepare();  // the phase kernels of every layer
+  void prepare();  // the phase kernels of every layer, in dtype_
   torch::Tensor fc_w_, fc_b_;
   int64_t c0_ = 0, base_ = 4;
   std::vector<Up> ups_;
   std::vector<torch::Tensor> phase_;  // per up layer [4 * cout, cin, 2, 2]: phase (a, c)'s kernel at 2a + c
   std::vector<torch::Tensor> bias4_;  // per up layer [4 * cout]: its bias once per phase
+  std::vector<torch::Tensor> w_;      // per up layer: Up::w in dtype_ (the input-gradient convolution)
+  torch::ScalarType dtype_ = torch::kFloat32;
 };
 
 /// Conv2d with spectral normalisation (one power iteration per training forward, Miyato et al.).
