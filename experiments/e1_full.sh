@@ -16,7 +16,9 @@
 # One thread everywhere (REWIND_THREADS=1, OMP_NUM_THREADS=1); run under `nice -n 10`.
 # TPR at 1% FPR: rewind reports it only with >= 300 non-members, so each size also gets a "wide" run: the same
 # target, members and references against WIDE identities x 4 images (default 80 x 4 = 320) rendered from
-# --first-identity 100000 (never trained on by any GAN), into mia-wide/ (--wide 0 skips it).
+# --first-identity 500000 (never trained on by any GAN, nor by the demo embedder, which learned identities
+# 100000..101499), into wide2-WIDE/ and mia-wide2/ (--wide 0 skips it). Until session 30 the wide set started at
+# 100000, inside the embedder's training identities (wide-WIDE/, mia-wide/: kept for comparison).
 # Validity: rewind's blind baseline (image statistics -> 5-fold logistic regression, folds dealt by identity)
 # is in each report; image-level intervals resample whole identities (cluster bootstrap).
 # Finished steps (target.pt, ref1.pt, ref2.pt, mia*/report.json) are skipped, so the script can be rerun to resume.
@@ -97,10 +99,10 @@ for S in $SIZES; do
   if [ "$WIDE" -gt 0 ] && [ "$DATA" = fmnist ]; then
     mia mia-wide "$F/wide.csv"
   elif [ "$WIDE" -gt 0 ]; then
-    X="$W/wide-$WIDE"
+    X="$W/wide2-$WIDE"
     [ -f "$X/manifest.csv" ] || "$REWIND" data synth-faces --out "$X" --identities "$WIDE" --per-identity 4 --size 32 \
-        --first-identity 100000 --no-contact-sheet "${TH[@]}" -q >/dev/null
-    mia mia-wide "$X/manifest.csv"
+        --first-identity 500000 --no-contact-sheet "${TH[@]}" -q >/dev/null
+    mia mia-wide2 "$X/manifest.csv"
   fi
 done
 

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # #16 E1: the same target GAN against more reference GANs. After experiments/e1_full.sh has made
-# out/e1full/w<WIDTH>-e<EPOCHS>/<S>/ (target.pt, ref1.pt, ref2.pt) and the wide non-member set, trains
+# out/e1full/w<WIDTH>-e<EPOCHS>/<S>/ (target.pt, ref1.pt, ref2.pt) and the wide non-member set (wide2-80), trains
 # reference GANs ref3 .. ref<K> on further synthetic identities that no other set holds (S/4 identities x 4
 # images each, from identity 200000 for ref3/ref4 and 400000 for ref5..ref8; seeds 4, 5, ...; the same
 # architecture and steps as e1_full.sh's), then runs `rewind membership` on the wide set with all K references
-# into mia-wide-k<K>/. One thread per process, two trainers at a time; finished steps are skipped.
+# into mia-wide2-k<K>/. One thread per process, two trainers at a time; finished steps are skipped.
 # usage: nice -n 10 experiments/e1_more_refs.sh [--size 128] [--k 4|8] [--epochs 3000] [--width 16]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +20,7 @@ done
 export REWIND_THREADS=1 OMP_NUM_THREADS=1
 W=out/e1full; R=$W/w$WIDTH-e$EPOCHS/$S; n=$((S / 4)); STEPS=$((EPOCHS * S / BATCH))
 for f in target ref1 ref2; do [ -f "$R/$f.pt" ] || { echo "$R/$f.pt missing: run experiments/e1_full.sh first" >&2; exit 1; }; done
-[ -f "$W/wide-80/manifest.csv" ] || { echo "$W/wide-80 missing: run experiments/e1_full.sh first" >&2; exit 1; }
+[ -f "$W/wide2-80/manifest.csv" ] || { echo "$W/wide2-80 missing: run experiments/e1_full.sh first" >&2; exit 1; }
 extra() {  # extra DIR FIRST COUNT: COUNT blocks of n identities from FIRST
   [ -f "$1/manifest.csv" ] || "$REWIND" data synth-faces --out "$1" --identities $((n * $3)) --per-identity 4 --size 32 \
       --first-identity "$2" --no-contact-sheet --threads 1 -q >/dev/null
@@ -49,8 +49,8 @@ for k in $(seq 3 "$K"); do
 done
 [ ${#pids[@]} -eq 0 ] || wait "${pids[@]}"
 refs=(); for k in $(seq 1 "$K"); do refs+=(--reference-generator "$R/ref$k.pt"); done
-[ -f "$R/mia-wide-k$K/report.json" ] || "$REWIND" membership --generator "$R/target.pt" --members "$W/faces-$S/members.csv" \
-    --nonmembers "$W/wide-80/manifest.csv" "${refs[@]}" \
+[ -f "$R/mia-wide2-k$K/report.json" ] || "$REWIND" membership --generator "$R/target.pt" --members "$W/faces-$S/members.csv" \
+    --nonmembers "$W/wide2-80/manifest.csv" "${refs[@]}" \
     --attacks recovery,calibrated,lira,rmia,identity-nn,recon-identity,identity-calibrated,identity-lira \
-    --embedder data-tools/demo/embedder.pt --samples 1000 --seed 1 --threads 1 --out "$R/mia-wide-k$K" > "$R/mia-wide-k$K.log" 2>&1
-grep -E "^[a-z-]+: AUC" "$R/mia-wide-k$K.log"
+    --embedder data-tools/demo/embedder.pt --samples 1000 --seed 1 --threads 1 --out "$R/mia-wide2-k$K" > "$R/mia-wide2-k$K.log" 2>&1
+grep -E "^[a-z-]+: AUC" "$R/mia-wide2-k$K.log"
