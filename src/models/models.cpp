@@ -136,12 +136,13 @@ void log_freeze(const std::string& what, const FrozenScript& f) {
   log_info(what, f.m ? ": frozen for the CPU (torch::jit::freeze; " : ": runs as exported, not frozen (", f.note, ")");
 }
 
-/// How far `b` is from `a` on `probe`: the same weighted sum of outputs differentiated through both,
-/// {largest output difference relative to max(1, |output|), input-gradient difference relative to its norm};
-/// throws when their shapes differ.
+/// How far `b` is from `a` on the probes, the worst over them: the same weighted sum of outputs
+/// differentiated through both, {largest output difference relative to max(1, |output|), input-gradient
+/// difference relative to its norm}; throws when their shapes differ.
 std::pair<double, double> probe_difference(const std::function<at::Tensor(const at::Tensor&)>& a,
-                                           const std::function<at::Tensor(const at::Tensor&)>& b, const at::Tensor& probe) {
-  auto run = [&](const std::function<at::Tensor(const at::Tensor&)>& f, at::Tensor* grad) {
+                                           const std::function<at::Tensor(const at::Tensor&)>& b,
+                                           const std::vector<at::Tensor>& probes) {
+  auto run = [](const std::function<at::Tensor(const at::Tensor&)>& f, const at::Tensor& probe, at::Tensor* grad) {
     torch::AutoGradMode grad_on(true);  // the loaders probe under NoGradGuard
     auto x = probe.detach().clone().requires_grad_(true);
     auto y = f(x);
@@ -149,12 +150,16 @@ std::pair<double, double> probe_difference(const std::function<at::Tensor(const 
     *grad = torch::autograd::grad({(y * v).sum()}, {x})[0];
     return y.detach();
   };
-  at::Tensor ga, gb;
-  auto ya = run(a, &ga), yb = run(b, &gb);
-  RW_CHECK(ya.sizes() == yb.sizes(), Internal, "changes shape (", shape_str(ya), " vs ", shape_str(yb), ")");
-  const double scale = std::max(1.0, ya.abs().max().item<double>());
-  return {(ya - yb).abs().max().item<double>() / scale,
-          (ga - gb).norm().item<double>() / std::max(ga.norm().item<double>(), 1e-12)};
+  double out = 0, grad = 0;
+  for (const auto& probe : probes) {
+    at::Tensor ga, gb;
+    auto ya = run(a, probe, &ga), yb = run(b, probe, &gb);
+    RW_CHECK(ya.sizes() == yb.sizes(), Internal, "changes shape (", shape_str(ya), " vs ", shape_str(yb), ")");
+    const double scale = std::max(1.0, ya.abs().max().item<double>());
+    out = std::max(out, (ya - yb).abs().max().item<double>() / scale);
+    grad = std::max(grad, (ga - gb).norm().item<double>() / std::max(ga.norm().item<double>(), 1e-12));
+  }
+  return {out, grad};
 }
 
 /// The tolerances a compiled form of a user's module must meet on the probes to replace it.
@@ -183,7 +188,7 @@ FrozenScript freeze_checked(const torch::jit::Module& m, const std::vector<std::
   for (const auto& [method, probe] : checks) {
     try {
       auto [o, g] = probe_difference([&](const at::Tensor& x) { return call(original, method, x); },
-                                     [&](const at::Tensor& x) { return call(frozen, method, x); }, probe);
+                                     [&](const at::Tensor& x) { return call(frozen, method, x); }, {probe});
       worst_out = std::max(worst_out, o);
       worst_grad = std::max(worst_grad, g);
     } catch (const std::exception& e) {
@@ -496,8 +501,10 @@ class ScriptGenerator : public Generator {
   }
   void to(const c10::Device& d) override {
     m_.to(d);
-    if (d != device_) frozen_.reset();  // frozen for the CPU only (compile_for_cpu)
-    if (d != device_) lowered_.reset();
+    if (d != device_) {  // frozen and compiled for the CPU only (compile_for_cpu)
+      frozen_.reset();
+      lowered_.reset();
+    }
     device_ = d;
   }
   /// On CPU, a plain DCGAN (ConvTranspose2d / BatchNorm / ReLU / Tanh stack, no mapping) runs as FrozenDcgan
@@ -513,13 +520,8 @@ class ScriptGenerator : public Generator {
         auto low = lower_dcgan(m_);
         note = low.note;
         if (low.g) {
-          double o = 0, g = 0;
-          for (const auto& z : compile_probes(latent_dim_)) {
-            auto [oz, gz] = probe_difference([this](const at::Tensor& x) { return call("forward", x); },
-                                             [&](const at::Tensor& x) { return low.g->forward(x); }, z);
-            o = std::max(o, oz);
-            g = std::max(g, gz);
-          }
+          auto [o, g] = probe_difference([this](const at::Tensor& x) { return call("forward", x); },
+                                         [&](const at::Tensor& x) { return low.g->forward(x); }, compile_probes(latent_dim_));
           if (close_enough(o, g)) {
             lowered_ = std::move(low.g);
             log_info(describe(), ": compiled for the CPU (ConvTranspose2d stack as phase convolutions; ", within(o, g), ")");

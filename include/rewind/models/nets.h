@@ -85,7 +85,6 @@ class FrozenDcgan {
   /// The up layers' arithmetic: kFloat32 (default) or kBFloat16 (weights, activations and their
   /// gradients in bfloat16; z, the dense layer and the output stay float32).
   void set_dtype(torch::ScalarType t);
-  torch::ScalarType dtype() const { return dtype_; }
 
  private:
   void prepare();  // the phase kernels of every layer, in dtype_
