@@ -6,6 +6,8 @@
 // usage: bench_invert --generator G.pt --targets T.npy [--restarts 4] [--steps 200] [--lr 0.05]
 //                     [--device cpu|cuda] [--threads 0] [--batch 0 (auto)] [--graph] [--precision fp32|bf16]
 //                     [--errors FILE (each target's final MSE, one a line)]
+//        bench_invert --generator G.pt --targets MANIFEST.csv --write-targets T.npy
+//                     (the manifest's images at the generator's size as one .npy, for a machine without OpenCV)
 #include <torch/torch.h>
 
 #include <chrono>
@@ -16,12 +18,14 @@
 
 #include "rewind/core/build_info.h"
 #include "rewind/core/runtime.h"
+#include "rewind/data/image_stream.h"
 #include "rewind/ganinv/invert.h"
+#include "rewind/io/manifest.h"
 #include "rewind/io/npy.h"
 #include "rewind/models/models.h"
 
 int main(int argc, char** argv) {
-  std::string generator, targets, device = "cpu", precision = "fp32", errors;
+  std::string generator, targets, device = "cpu", precision = "fp32", errors, write_targets;
   int64_t restarts = 4, steps = 200, threads = 0, batch = 0;
   double lr = 0.05;
   bool graph = false;
@@ -42,6 +46,7 @@ int main(int argc, char** argv) {
     else if (a == "--graph") graph = true;
     else if (a == "--precision") precision = next();
     else if (a == "--errors") errors = next();
+    else if (a == "--write-targets") write_targets = next();
     else { std::fprintf(stderr, "unknown option %s\n", a.c_str()); return 2; }
   }
   if (generator.empty() || targets.empty()) {
@@ -52,7 +57,22 @@ int main(int argc, char** argv) {
     rw::init_threads(int(threads));
     c10::Device dev(device);
     auto g = rw::models::load_generator(generator, dev);
-    auto t = rw::io::read_npy(targets).to(torch::kFloat32).to(dev);
+    at::Tensor t;
+    if (targets.size() > 4 && targets.substr(targets.size() - 4) == ".csv") {
+      const auto m = rw::io::read_manifest(targets);
+      const auto shape = g->output_shape();
+      rw::data::ImageStream s(m, rw::io::ImageSpec{shape.channels, shape.height});
+      t = rw::data::load_all(s, targets).images;
+      if (!s.skipped().empty()) std::fprintf(stderr, "bench_invert: %zu images skipped\n", s.skipped().size());
+    } else {
+      t = rw::io::read_npy(targets).to(torch::kFloat32);
+    }
+    if (!write_targets.empty()) {
+      rw::io::write_npy(write_targets, t);
+      std::printf("wrote %lld targets to %s\n", (long long)t.size(0), write_targets.c_str());
+      return 0;
+    }
+    t = t.to(dev);
     rw::ganinv::InvertOptions o;
     o.restarts = restarts;
     o.loop.steps = steps;

@@ -4,7 +4,7 @@
 // experiments/bench/split_reference.py; bench_split.sh runs both side by side.
 //
 // usage: bench_split --classifier C.pt --targets T.npy --split relu2 [--steps 100] [--threads 0]
-//                    [--batch 0 (auto: 64)] [--w-bn 0.05]
+//                    [--batch 0 (auto)] [--w-bn 0.05] [--device cpu|cuda] [--no-graph] [--precision fp32|bf16|fp16]
 #include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/torch.h>
 
@@ -19,7 +19,8 @@
 #include "rewind/models/models.h"
 
 int main(int argc, char** argv) {
-  std::string classifier, targets, split = "relu2";
+  std::string classifier, targets, split = "relu2", device = "cpu", precision = "fp32";
+  bool graph = true;
   int64_t steps = 100, threads = 0, batch = 0;
   double w_bn = rw::featinv::WhiteBoxOptions{}.w_bn;
   for (int i = 1; i < argc; ++i) {
@@ -35,6 +36,9 @@ int main(int argc, char** argv) {
     else if (a == "--threads") threads = std::stoll(next());
     else if (a == "--batch") batch = std::stoll(next());
     else if (a == "--w-bn") w_bn = std::stod(next());
+    else if (a == "--device") device = next();
+    else if (a == "--no-graph") graph = false;
+    else if (a == "--precision") precision = next();
     else { std::fprintf(stderr, "unknown option %s\n", a.c_str()); return 2; }
   }
   if (classifier.empty() || targets.empty()) {
@@ -43,6 +47,7 @@ int main(int argc, char** argv) {
   }
   try {
     rw::init_threads(int(threads));
+    device = rw::select_device(device);
     auto c = rw::models::load_classifier(classifier);
     auto x = rw::io::read_npy(targets).to(torch::kFloat32);
     auto acts = rw::featinv::activations(*c, split, x);
@@ -50,6 +55,8 @@ int main(int argc, char** argv) {
     o.loop.steps = steps;
     o.batch = batch;
     o.w_bn = w_bn;
+    o.cuda_graph = graph;
+    o.precision = precision;
     {  // warm-up
       auto w = o;
       w.loop.steps = 2;
@@ -58,15 +65,17 @@ int main(int argc, char** argv) {
     // REWIND_PROFILE=trace.json: a chrome trace of the timed run (for finding where the time goes)
     std::unique_ptr<torch::autograd::profiler::RecordProfile> prof;
     if (const char* f = std::getenv("REWIND_PROFILE")) prof = std::make_unique<torch::autograd::profiler::RecordProfile>(f);
+    if (c->device().is_cuda()) torch::cuda::synchronize();
     auto t0 = std::chrono::steady_clock::now();
     auto r = rw::featinv::white_box(*c, split, acts, o);
+    if (c->device().is_cuda()) torch::cuda::synchronize();
     prof.reset();
     double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     auto q = rw::featinv::quality(x, r.recon);
     std::printf(
-        "{\"impl\": \"rewind\", \"split\": \"%s\", \"targets\": %lld, \"steps\": %lld, \"threads\": %d, \"seconds\": %.4f, "
+        "{\"impl\": \"rewind\", \"device\": \"%s\", \"precision\": \"%s\", \"graph\": %s, \"split\": \"%s\", \"targets\": %lld, \"steps\": %lld, \"threads\": %d, \"seconds\": %.4f, "
         "\"image_steps_per_s\": %.1f, \"median_psnr\": %.3f, \"build\": \"%s\"}\n",
-        split.c_str(), (long long)x.size(0), (long long)steps, rw::num_threads(), s, double(x.size(0) * steps) / s,
+        device.c_str(), precision.c_str(), graph && device != "cpu" ? "true" : "false", split.c_str(), (long long)x.size(0), (long long)steps, rw::num_threads(), s, double(x.size(0) * steps) / s,
         q.psnr.median().item<double>(), rw::build_string().c_str());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_split: %s\n", e.what());

@@ -7,7 +7,7 @@ best restart per target kept. The generator is rewind's own native file (a LibTo
 torch.jit.load reads): the architecture below mirrors src/models/nets.cpp and loads its weights.
 
 usage: invert_reference.py --generator G.pt --targets T.npy [--restarts 4] [--steps 200] [--lr 0.05]
-                           [--device cpu|cuda] [--threads 0] [--make-targets N --seed S]
+                           [--device cpu|cuda] [--threads 0] [--make-targets N --seed S] [--tuned]
 Prints one JSON line like bench_invert.
 """
 import argparse
@@ -105,6 +105,67 @@ def invert(g, d, targets, restarts, steps, lr):
     return best
 
 
+def invert_tuned(g, d, targets, restarts, steps, lr):
+    """The same search as a tuned PyTorch user writes it: the generator in channels_last under bf16 autocast
+    (latents, Adam state and the loss in fp32), and on CUDA one whole step (forward, backward, best tracking,
+    a capturable Adam with a tensor learning rate) captured in a CUDA graph and replayed."""
+    dev = targets.device
+    cuda = dev.type == "cuda"
+    g = g.to(memory_format=torch.channels_last)
+    n = targets.size(0)
+    tgt = targets.repeat_interleave(restarts, 0).contiguous(memory_format=torch.channels_last)
+    z = torch.randn(n * restarts, d, device=dev, requires_grad=True)
+    lr_t = torch.tensor(lr, device=dev)
+    opt = torch.optim.Adam([z], lr=lr_t if cuda else lr, capturable=cuda)
+    best = torch.full((n * restarts,), float("inf"), device=dev)
+    best_z = z.detach().clone()
+
+    def step():
+        opt.zero_grad(set_to_none=False)
+        with torch.autocast(dev.type, dtype=torch.bfloat16):
+            out = g(z)
+        loss = (out.float() - tgt).pow(2).flatten(1).mean(1)
+        loss.sum().backward()
+        with torch.no_grad():
+            better = loss < best
+            best.copy_(torch.where(better, loss, best))
+            best_z.copy_(torch.where(better.unsqueeze(1), z, best_z))
+        opt.step()
+
+    def set_lr(k):
+        v = 0.5 * lr * (1 + math.cos(math.pi * k / steps))
+        if cuda:
+            lr_t.fill_(v)
+        else:
+            opt.param_groups[0]["lr"] = v
+
+    done = 0
+    if cuda and steps > 3:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                set_lr(done)
+                step()
+                done += 1
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            step()
+        while done < steps:
+            set_lr(done)
+            graph.replay()
+            done += 1
+    while done < steps:
+        set_lr(done)
+        step()
+        done += 1
+    with torch.no_grad(), torch.autocast(dev.type, dtype=torch.bfloat16):
+        loss = (g(z).float() - tgt).pow(2).flatten(1).mean(1)
+    best = torch.minimum(best, loss)
+    return best.view(n, restarts).min(1).values
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--generator", required=True)
@@ -117,6 +178,8 @@ def main():
     ap.add_argument("--make-targets", type=int, default=0, help="write N generator samples to --targets and exit")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--scripted", action="store_true", help="a user's TorchScript file: run the scripted module, not eager")
+    ap.add_argument("--tuned", action="store_true",
+                    help="a tuned PyTorch user's loop: bf16 autocast + channels_last, and on CUDA a CUDA graph")
     a = ap.parse_args()
     if a.threads > 0:
         torch.set_num_threads(a.threads)
@@ -128,15 +191,20 @@ def main():
         np.save(a.targets, x.cpu().numpy().astype(np.float32))
         return
     targets = torch.from_numpy(np.load(a.targets)).to(a.device)
-    invert(g, latent_dim, targets[: max(1, min(2, targets.size(0)))], a.restarts, 2, a.lr)  # warm-up
+    run = invert_tuned if a.tuned else invert
+    run(g, latent_dim, targets[: max(1, min(2, targets.size(0)))], a.restarts, 5, a.lr)  # warm-up
     if a.device.startswith("cuda"):
         torch.cuda.synchronize()
     t0 = time.time()
-    best = invert(g, latent_dim, targets, a.restarts, a.steps, a.lr)
+    best = run(g, latent_dim, targets, a.restarts, a.steps, a.lr)
     if a.device.startswith("cuda"):
         torch.cuda.synchronize()
     s = time.time() - t0
-    print(json.dumps({"impl": "pytorch-scripted" if isinstance(g, torch.jit.ScriptModule) else "pytorch", "device": a.device, "graph": False, "targets": targets.size(0),
+    impl = "pytorch-scripted" if isinstance(g, torch.jit.ScriptModule) else "pytorch"
+    if a.tuned:
+        impl += "-tuned"
+    print(json.dumps({"impl": impl, "device": a.device, "graph": bool(a.tuned and a.device.startswith("cuda")),
+                      "precision": "bf16-autocast" if a.tuned else "fp32", "targets": targets.size(0),
                       "restarts": a.restarts, "steps": a.steps, "threads": torch.get_num_threads(),
                       "seconds": round(s, 4), "image_steps_per_s": round(targets.size(0) * a.restarts * a.steps / s, 1),
                       "ms_per_step": round(1000 * s / a.steps, 4), "median_mse": float(best.median()),

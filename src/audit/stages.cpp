@@ -136,8 +136,10 @@ SampleBank::SampleBank(models::Generator& g, models::Embedder& e, int64_t count,
   for (int64_t b = 0; b < n; b += batch) {
     const int64_t k = std::min(n, b + batch) - b;
     std::vector<int64_t> ids(all.begin() + b, all.begin() + b + k);
-    auto x = g.generate(models::sample_latents_at(ids, d, seed)).clamp(-1, 1);
-    for (int64_t s = 0; s < k; s += 128) parts.push_back(e.embed(x.slice(0, s, std::min(k, s + 128))));
+    // the images stay on the generator's device for the embedder (one GPU pass on CUDA); embeddings come home
+    auto x = g.generate(models::sample_latents_at(ids, d, seed).to(g.device())).clamp(-1, 1);
+    const int64_t eb = e.device().is_cuda() ? k : 128;
+    for (int64_t s = 0; s < k; s += eb) parts.push_back(e.embed(x.slice(0, s, std::min(k, s + eb))).to(torch::kCPU));
     report_progress(progress, {"generate + embed samples", b + k, n, ""});
   }
   emb_ = parts.empty() ? torch::empty({0, e.dim()}) : torch::cat(parts);

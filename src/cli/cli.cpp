@@ -59,6 +59,10 @@ bool parse_command(const std::string& usage, const Args& args, po::options_descr
       ("max-pixels", opt(&common.max_pixels),
        "refuse images whose header declares more pixels, before decoding; 0 = $REWIND_MAX_PIXELS if set, else 50e6")
       ("help,h", po::bool_switch(&common.help), "show this help");
+  if (common.runs_models)
+    general.add_options()("device", opt(&common.device),
+                          "where the models run: auto (cuda:0 when this build has CUDA and a GPU is visible, else cpu) | "
+                          "cpu | cuda | cuda:N; run.json records it and the GPU's name");
   po::options_description all;
   all.add(desc).add(general);
   po::variables_map vm;
@@ -79,6 +83,7 @@ bool parse_command(const std::string& usage, const Args& args, po::options_descr
   g_quiet = common.quiet;
   if (common.quiet) set_log_level(LogLevel::kWarn);
   init_threads(common.threads);
+  if (common.runs_models) select_device(common.device);
   RW_CHECK(common.max_pixels >= 0 && std::isfinite(common.max_pixels), Usage, "--max-pixels must be a count >= 0, got ",
            common.max_pixels);
   io::set_max_pixels(uint64_t(common.max_pixels));
@@ -160,9 +165,10 @@ void add_recovery_flags(po::options_description& desc, ganinv::InvertOptions& o,
       ("lr", opt(&o.loop.lr), "latent recovery: learning rate")
       ("optimizer", opt(&o.loop.optimizer), "latent recovery: adam | lbfgs")
       ("latent", opt(&o.latent), "latent recovery: z | w | w+ (w, w+: style-based generators; w+ recovers non-members too)")
-      ("batch", opt(&o.batch), "latent recovery: targets x restarts per chunk; 0 = auto (64 on CPU)")
-      ("precision", opt(&o.precision), "latent recovery: the generator's arithmetic, fp32 | bf16 (compiled generators on "
-       "the CPU; errors reported in fp32)")
+      ("batch", opt(&o.batch), "latent recovery: targets x restarts per chunk; 0 = auto (64 on CPU; on CUDA the most "
+       "that fit the free memory, by a trial step)")
+      ("precision", opt(&o.precision), "latent recovery: the generator's arithmetic during the search, fp32 | bf16 | "
+       "fp16 (CUDA only); on the CPU bf16 pays off for compiled generators; errors reported in fp32")
       ("recovery-loss", opt(&l.loss), "latent recovery: weighted terms as invert's --loss (mse, l1, ssim, feature, ...)")
       ("feature-net", po::value(&l.feature_net), "latent recovery: network of the feature term (face descriptor, classifier "
        "or discriminator)")

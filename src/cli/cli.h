@@ -44,6 +44,8 @@ struct CommonOptions {
   double max_pixels = 0;  ///< decompression-bomb limit per image; 0 = $REWIND_MAX_PIXELS or 50 MP
   bool quiet = false;   ///< no progress, no info lines
   bool help = false;
+  std::string device = "auto";  ///< --device: where models run (rw::select_device); auto = CUDA when present
+  bool runs_models = true;      ///< false: the command runs no model on a device (data, training: CPU), no --device
 };
 
 /// Whether --NAME (or --NAME=VALUE) is among the arguments: a flag the user gave, not a default.

@@ -17,6 +17,7 @@ namespace {
 int synth_faces_cmd(const Args& args) {
   data::SynthFacesOptions o;
   CommonOptions common;
+  common.runs_models = false;
   bool no_sheet = false;
   po::options_description desc("synth-faces options");
   desc.add_options()
@@ -53,6 +54,7 @@ int synth_faces_cmd(const Args& args) {
 int fashion_mnist_cmd(const Args& args) {
   data::FashionMnistOptions o;
   CommonOptions common;
+  common.runs_models = false;
   po::options_description desc("fashion-mnist options");
   desc.add_options()
       ("out", po::value(&o.out)->required(), "output folder (images/<split>/, manifest.csv, run.json)")
@@ -77,6 +79,7 @@ int fashion_mnist_cmd(const Args& args) {
 int import_cmd(const Args& args) {
   data::ImportOptions o;
   CommonOptions common;
+  common.runs_models = false;
   po::options_description desc("import options");
   desc.add_options()
       ("root", po::value(&o.root)->required(), "dataset folder")
@@ -96,6 +99,7 @@ int import_cmd(const Args& args) {
 int crop_faces_cmd(const Args& args) {
   data::CropFacesOptions o;
   CommonOptions common;
+  common.runs_models = false;
   po::options_description desc("crop-faces options");
   desc.add_options()
       ("data", po::value(&o.data)->required(), "photos: manifest, folder with manifest.csv, or image folder")

@@ -723,6 +723,7 @@ int query_cmd(const Args& args) {
 // ------------------------------------------------------------------------------------------------
 int info_cmd(const Args& args) {
   CommonOptions common;
+  common.runs_models = false;
   std::string index_dir;
   bool json = false, skip_hash = false;
   po::options_description desc("index info options");

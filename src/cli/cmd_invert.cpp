@@ -61,9 +61,11 @@ void bind(po::options_description& desc, InvertPaths& p, ganinv::InvertOptions& 
       ("scales", opt(&o.scales), "pixel loss averaged over this many resolutions; 0 = auto (3 above 128 px, else 1)")
       ("latent", opt(&o.latent), "z | w | w+ (w: generators with mapping/synthesis; w+: one w per layer, needs num_ws)")
       ("w-start", opt(&o.w_start), "w, w+: mapped (each restart at mapping(z)) | mean (restart 0 at the mean W)")
-      ("batch", opt(&o.batch), "max targets x restarts optimised at once; 0 = auto (64 on CPU, 1024 on CUDA)")
-      ("precision", opt(&o.precision), "the generator's arithmetic during the search: fp32 | bf16 (compiled generators "
-       "on the CPU: native ones and plain TorchScript DCGANs; reconstructions and errors reported in fp32)")
+      ("batch", opt(&o.batch), "max targets x restarts optimised at once; 0 = auto (64 on CPU; on CUDA the most that "
+       "fit the free memory, measured by a trial step)")
+      ("precision", opt(&o.precision), "the generator's arithmetic during the search: fp32 | bf16 | fp16 (CUDA only); "
+       "on the CPU bf16 pays off for compiled generators (native ones, plain TorchScript DCGANs); reconstructions and "
+       "errors reported in fp32")
       ("seed", opt(&o.seed), "seed (restart r of target i is seeded by (seed, i, r))")
       ("refine", opt(&o.refine),
        "none | pixel | feature:LAYER: after the latent stage, fit a bounded residual on the pixels, or on the "

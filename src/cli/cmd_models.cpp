@@ -23,6 +23,7 @@ namespace {
 
 int convert_face_api_cmd(const Args& args) {
   CommonOptions common;
+  common.runs_models = false;
   const auto search = models::find_face_api_dir();
   std::string from = search.found, out;
   po::options_description desc("convert face-api options");

@@ -122,7 +122,10 @@ void add_flags(po::options_description& desc, Flags& f) {
       ("wb-tv", opt(&wb.w_tv), "white-box: total-variation weight")
       ("wb-l2", opt(&wb.w_l2), "white-box: L2 weight")
       ("wb-bn", opt(&wb.w_bn), "white-box: DeepInversion BatchNorm-statistics weight (0 = off)")
-      ("wb-batch", opt(&wb.batch), "white-box: targets x restarts optimised at once; 0 = auto (64 on CPU)")
+      ("wb-batch", opt(&wb.batch), "white-box: targets x restarts optimised at once; 0 = auto (64 on CPU; on CUDA "
+       "sized by a trial step)")
+      ("wb-precision", opt(&wb.precision), "white-box: the classifier's arithmetic during the search, fp32 | bf16 | fp16 "
+       "(CUDA only); pixels and the reported errors fp32")
       ("aux", po::value(&f.aux), "inverse-net: the attacker's own images (disjoint from --targets)")
       ("inv-epochs", opt(&inv.epochs), "inverse-net: training epochs")
       ("inv-width", opt(&inv.width), "inverse-net: decoder width")
@@ -182,7 +185,7 @@ nlohmann::json options_json(const Flags& f) {
           {"attack", f.sweep.attacks}, {"defense", f.defense}, {"limit", f.limit}, {"seed", f.sweep.seed},
           {"wb_restarts", wb.restarts}, {"wb_steps", wb.loop.steps}, {"wb_lr", wb.loop.lr},
           {"wb_optimizer", wb.loop.optimizer}, {"wb_tv", wb.w_tv}, {"wb_l2", wb.w_l2}, {"wb_bn", wb.w_bn},
-          {"wb_batch", wb.batch}, {"aux", f.aux}, {"inv_epochs", inv.epochs}, {"inv_width", inv.width},
+          {"wb_batch", wb.batch}, {"wb_precision", wb.precision}, {"aux", f.aux}, {"inv_epochs", inv.epochs}, {"inv_width", inv.width},
           {"inv_lr", inv.lr}, {"inv_batch", inv.batch}, {"generator", f.generator},
           {"restarts", gp.restarts}, {"steps", gp.loop.steps}, {"lr", gp.loop.lr}, {"optimizer", gp.loop.optimizer},
           {"batch", gp.batch}, {"refine_steps", gp.refine_steps},

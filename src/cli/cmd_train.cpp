@@ -67,6 +67,7 @@ io::Manifest without(io::Manifest m, const io::Manifest& exclude, int64_t* dropp
 int train_gan_cmd(const Args& args) {
   models::TrainGanOptions o;
   CommonOptions common;
+  common.runs_models = false;
   std::string data, exclude;
   po::options_description desc("train gan options");
   desc.add_options()
@@ -184,6 +185,7 @@ void hold_out_identities(const std::string& val, const LoadedData& train, at::Te
 int train_classifier_cmd(const Args& args) {
   models::TrainClassifierOptions o;
   CommonOptions common;
+  common.runs_models = false;
   std::string data, val;
   std::string label_column = "label";
   double val_fraction = 0.1;
@@ -255,6 +257,7 @@ int train_embedder_cmd(const Args& args) {
   o.arch.width = 16;
   o.arch.outputs = 128;
   CommonOptions common;
+  common.runs_models = false;
   std::string data, val;
   double heldout_fraction = 0.2;
   po::options_description desc("train embedder options");

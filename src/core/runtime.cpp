@@ -8,7 +8,14 @@
 #include <sched.h>
 
 #include <cstdlib>
+#include <fstream>
+#include <mutex>
 #include <thread>
+#ifdef REWIND_WITH_CUDA
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAFunctions.h>
+#include <cuda_runtime_api.h>
+#endif
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
@@ -57,6 +64,92 @@ int init_threads(int n) {
 }
 
 int num_threads() { return at::get_num_threads(); }
+
+namespace {
+std::mutex device_mu;
+std::string device_in_force = "cpu";
+
+int64_t cuda_devices() {
+#ifdef REWIND_WITH_CUDA
+  return torch::cuda::is_available() ? static_cast<int64_t>(torch::cuda::device_count()) : 0;
+#else
+  return 0;
+#endif
+}
+}  // namespace
+
+std::string select_device(const std::string& spec) {
+  std::string dev;
+  if (spec == "auto" || spec.empty()) {
+    dev = cuda_devices() > 0 ? "cuda:0" : "cpu";
+  } else if (spec == "cpu") {
+    dev = "cpu";
+  } else if (spec == "cuda" || spec.rfind("cuda:", 0) == 0) {
+    int64_t index = 0;
+    if (spec.size() > 5) {
+      const std::string num = spec.substr(5);
+      RW_CHECK(!num.empty() && num.find_first_not_of("0123456789") == std::string::npos && num.size() < 4, Usage,
+               "--device ", spec, ": expected cpu, cuda, cuda:N (N a device number) or auto");
+      index = std::stoll(num);
+    }
+#ifdef REWIND_WITH_CUDA
+    const int64_t n = cuda_devices();
+    RW_CHECK(n > 0, Usage, "--device ", spec,
+             ": no CUDA device is visible to this process (driver missing, or CUDA_VISIBLE_DEVICES empty); use --device cpu");
+    RW_CHECK(index < n, Usage, "--device ", spec, ": this machine has ", n, " CUDA device", n == 1 ? "" : "s",
+             " (cuda:0", n > 1 ? "..cuda:" + std::to_string(n - 1) : std::string(), "); use one of them or --device cpu");
+#else
+    RW_FAIL(Usage, "--device ", spec,
+            ": this rewind was built against a LibTorch without CUDA (Debian's libtorch is CPU-only); use --device cpu, "
+            "or build against a CUDA LibTorch (README: GPU build)");
+#endif
+    dev = "cuda:" + std::to_string(index);
+  } else {
+    RW_FAIL(Usage, "--device ", spec, ": expected cpu, cuda, cuda:N or auto");
+  }
+  std::lock_guard<std::mutex> lk(device_mu);
+  device_in_force = dev;
+  return dev;
+}
+
+std::string current_device() {
+  std::lock_guard<std::mutex> lk(device_mu);
+  return device_in_force;
+}
+
+std::string device_name(const std::string& device) {
+  if (device.rfind("cuda:", 0) != 0) return "";
+#ifdef REWIND_WITH_CUDA
+  const auto* p = at::cuda::getDeviceProperties(static_cast<int>(std::stoll(device.substr(5))));
+  return p ? std::string(p->name) : std::string();
+#else
+  return "";
+#endif
+}
+
+DeviceMemory device_memory(const std::string& device) {
+  DeviceMemory m;
+  if (device.rfind("cuda:", 0) == 0) {
+#ifdef REWIND_WITH_CUDA
+    const int prev = c10::cuda::current_device();
+    c10::cuda::set_device(static_cast<c10::DeviceIndex>(std::stoll(device.substr(5))));
+    size_t f = 0, t = 0;
+    if (cudaMemGetInfo(&f, &t) == cudaSuccess) m = {int64_t(f), int64_t(t)};
+    c10::cuda::set_device(static_cast<c10::DeviceIndex>(prev));
+#endif
+    return m;
+  }
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  int64_t kb = 0;
+  std::string unit;
+  while (in >> key >> kb) {
+    std::getline(in, unit);
+    if (key == "MemAvailable:") m.free = kb * 1024;
+    if (key == "MemTotal:") m.total = kb * 1024;
+  }
+  return m;
+}
 
 void seed_everything(uint64_t seed) { torch::manual_seed(seed); }
 

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "rewind/core/error.h"
+#include "rewind/core/runtime.h"
 #include "rewind/io/npy.h"
 
 namespace fs = std::filesystem;
@@ -73,6 +74,7 @@ struct ImageStream::Impl {
   std::deque<Item> queue;
   bool stop = false;
   std::thread worker;
+  bool pin = false;  // page-locked batches (a CUDA device is in force)
 
   // consumer side
   std::vector<Skipped> skipped;
@@ -90,6 +92,7 @@ struct ImageStream::Impl {
                manifest.entries.size(), " rows)");
       if (opt.shard.contains(int64_t(row))) rows.push_back(row);
     }
+    pin = opt.pin_memory && current_device() != "cpu";
     worker = std::thread([this] { produce(); });
   }
 
@@ -151,6 +154,7 @@ struct ImageStream::Impl {
           cur.end = last;
           if (!imgs.empty()) {
             cur.batch.images = torch::stack(imgs);
+            if (pin) cur.batch.images = cur.batch.images.pin_memory();
             cur.batch.first = position;
             position += int64_t(imgs.size());
           }

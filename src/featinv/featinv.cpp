@@ -26,7 +26,13 @@ at::Generator item_gen(uint64_t seed, int64_t index, uint64_t salt) {
   return at::detail::createCPUGenerator(mix_seed(seed, uint64_t(index), salt));
 }
 
-int64_t auto_budget(int64_t batch, const at::Tensor& t) { return batch > 0 ? batch : (t.is_cuda() ? 1024 : 64); }
+/// --batch: the user's rows per chunk, or auto (optim::auto_chunk_rows: 64 on the CPU, measured on a
+/// CUDA device by a trial step of `trial`), logged once per run on CUDA.
+int64_t chunk_rows(int64_t batch, const c10::Device& dev, int64_t restarts, const std::function<void(int64_t)>& trial) {
+  RW_CHECK(batch >= 0, Usage, "--batch must be >= 0 (0 = automatic), got ", batch);
+  if (batch > 0) return batch;
+  return optim::auto_chunk_rows(dev, restarts, trial, "split inversion");
+}
 
 /// s_i * sum_j (a_ij - t_ij)^2 per item, with a one-pass backward (2 s_i g_i (a - t)). Autograd of
 /// the same expression through pow and mean runs several full-size passes over the activations and
@@ -184,33 +190,53 @@ AttackResult white_box(models::SplitClassifier& c, const std::string& split, con
   RW_CHECK(!init.defined() || (init.size(0) == n && init.size(1) == shape.channels && init.size(2) == shape.height &&
                                init.size(3) == shape.width),
            Internal, "white_box: init must be [N,C,H,W] in the classifier's shape");
-  const int64_t per_chunk = std::max<int64_t>(1, auto_budget(o.batch, acts) / restarts);
+  // the search runs where the classifier lives; results go back to the activations' device
+  const auto dev = c.device(), home = acts.device();
+  const int64_t per_chunk = std::max<int64_t>(1, chunk_rows(o.batch, dev, restarts, [&](int64_t rows) {
+    auto x = torch::zeros({rows, shape.channels, shape.height, shape.width}, torch::TensorOptions(dev)).requires_grad_(true);
+    c.inference_head(split)(x).sum().backward();
+  }) / restarts);
   const int64_t chunks = (n + per_chunk - 1) / per_chunk;
   // BatchNorm statistics (DeepInversion prior), in the order head_bn reports inputs
   std::vector<models::SplitClassifier::BatchNormStats> bns;
   if (o.w_bn > 0) bns = c.batchnorm_stats();
   for (auto& b : bns) {
-    b.running_mean = b.running_mean.to(acts.device());
-    b.running_var = b.running_var.to(acts.device());
+    b.running_mean = b.running_mean.to(dev);
+    b.running_var = b.running_var.to(dev);
   }
   const bool use_bn = !bns.empty();
-  // BatchNorm folded into the convolutions: the same function, fewer operations per step
-  const auto fast_head = use_bn ? models::SplitClassifier::HeadFn() : c.inference_head(split);
+  /// --wb-precision for the search only: the final feature error below is fp32's
+  struct PrecisionScope {
+    models::SplitClassifier& c;
+    bool on;
+    PrecisionScope(models::SplitClassifier& cl, const std::string& p) : c(cl), on(p != "fp32") {
+      if (!on) return;
+      const auto why = c.set_precision(p);
+      RW_CHECK(why.empty(), Usage, "--wb-precision ", p, ": ", why);
+    }
+    ~PrecisionScope() {
+      if (on) c.set_precision("fp32");
+    }
+  };
+  { PrecisionScope check(c, o.precision); }  // refused before any work
 
   AttackResult res;
   std::vector<at::Tensor> recons, losses, picks;
   for (int64_t ci = 0; ci < chunks; ++ci) {
     const int64_t first = ci * per_chunk, last = std::min(n, first + per_chunk), t = last - first;
-    auto tgt = acts.slice(0, first, last).detach().repeat_interleave(restarts, 0);
+    auto tgt = acts.slice(0, first, last).detach().to(dev).repeat_interleave(restarts, 0);
     auto denom = feature_denom(tgt);
-    auto start = torch::zeros({t * restarts, shape.channels, shape.height, shape.width}, acts.options());
-    if (init.defined()) start.copy_(init.slice(0, first, last).repeat_interleave(restarts, 0));
+    auto start = torch::zeros({t * restarts, shape.channels, shape.height, shape.width}, acts.options().device(dev));
+    if (init.defined()) start.copy_(init.slice(0, first, last).to(dev).repeat_interleave(restarts, 0));
     for (int64_t i = 0; i < t; ++i)
       for (int64_t r = 1; r < restarts; ++r) {
         auto gen = item_gen(o.seed, first_index + first + i, uint64_t(r));
         start[i * restarts + r].add_(
-            torch::randn({shape.channels, shape.height, shape.width}, gen, torch::kFloat32).to(acts.device()) * 0.25);
+            torch::randn({shape.channels, shape.height, shape.width}, gen, torch::kFloat32).to(dev) * 0.25);
       }
+    auto lowp = std::make_unique<PrecisionScope>(c, o.precision);  // the search only
+    // BatchNorm folded into the convolutions: the same function, fewer operations per step
+    const auto fast_head = use_bn ? models::SplitClassifier::HeadFn() : c.inference_head(split);
     auto objective = [&](const at::Tensor& x) {
       std::vector<at::Tensor> bn_in;
       auto a = use_bn ? c.head_bn(x, split, &bn_in) : fast_head(x);
@@ -232,18 +258,19 @@ AttackResult white_box(models::SplitClassifier& c, const std::string& split, con
     };
     // Adam without early stopping runs fused (state on the device, no host sync per step)
     auto r = optim::optimise(start, objective, o.loop, reset, progress, "white-box", ci * o.loop.steps,
-                             chunks * o.loop.steps);
+                             chunks * o.loop.steps, o.cuda_graph);
+    lowp.reset();  // fp32 again: the reported feature error is fp32's
     res.steps = std::max(res.steps, r.steps);
     res.nan_resets += r.nan_resets;
     auto [best, pick] = pick_best(r.best_vars, r.best_loss, restarts);
     best = best.clamp(-1, 1);
     {
       torch::NoGradGuard ng;
-      auto a0 = acts.slice(0, first, last);
-      losses.push_back(feature_error(c.head(best, split), a0, feature_denom(a0)));
+      auto a0 = acts.slice(0, first, last).to(dev);
+      losses.push_back(feature_error(c.head(best, split), a0, feature_denom(a0)).to(home));
     }
-    recons.push_back(best);
-    picks.push_back(pick);
+    recons.push_back(best.to(home));
+    picks.push_back(pick.to(home));
   }
   res.recon = torch::cat(recons);
   res.feature_loss = torch::cat(losses);
@@ -262,13 +289,17 @@ AttackResult gan_prior(models::Generator& g, models::SplitClassifier& c, const s
   const auto t0 = std::chrono::steady_clock::now();
   const auto shape = c.input_shape();
   const int64_t n = acts.size(0), restarts = o.restarts, d = g.latent_dim();
-  const int64_t per_chunk = std::max<int64_t>(1, auto_budget(o.batch, acts) / restarts);
+  const auto dev = g.device(), home = acts.device();
+  const int64_t per_chunk = std::max<int64_t>(1, chunk_rows(o.batch, dev, restarts, [&](int64_t rows) {
+    auto z = torch::zeros({rows, d}, torch::TensorOptions(dev)).requires_grad_(true);
+    c.head(to_shape(g.generate(z), shape), split).sum().backward();
+  }) / restarts);
   const int64_t chunks = (n + per_chunk - 1) / per_chunk;
   AttackResult res;
   std::vector<at::Tensor> recons, picks;
   for (int64_t ci = 0; ci < chunks; ++ci) {
     const int64_t first = ci * per_chunk, last = std::min(n, first + per_chunk), t = last - first;
-    auto tgt = acts.slice(0, first, last).detach().repeat_interleave(restarts, 0);
+    auto tgt = acts.slice(0, first, last).detach().to(dev).repeat_interleave(restarts, 0);
     auto denom = feature_denom(tgt);
     auto start = torch::empty({t * restarts, d});
     for (int64_t i = 0; i < t; ++i)
@@ -276,7 +307,7 @@ AttackResult gan_prior(models::Generator& g, models::SplitClassifier& c, const s
         auto gen = item_gen(o.seed, first_index + first + i, 0x6A40ull + uint64_t(r));
         start[i * restarts + r].copy_(torch::randn({d}, gen));
       }
-    start = start.to(acts.device());
+    start = start.to(dev);
     auto objective = [&](const at::Tensor& z) {
       auto x = to_shape(g.generate(z), shape);
       auto loss = feature_error(c.head(x, split), tgt, denom);
@@ -292,8 +323,8 @@ AttackResult gan_prior(models::Generator& g, models::SplitClassifier& c, const s
     res.nan_resets += r.nan_resets;
     auto [best, pick] = pick_best(r.best_vars, r.best_loss, restarts);
     torch::NoGradGuard ng;
-    recons.push_back(to_shape(g.generate(best), shape).clamp(-1, 1));
-    picks.push_back(pick);
+    recons.push_back(to_shape(g.generate(best), shape).clamp(-1, 1).to(home));
+    picks.push_back(pick.to(home));
   }
   res.recon = torch::cat(recons);
   res.restart = torch::cat(picks);

@@ -193,17 +193,36 @@ InvertResult invert(models::Generator& g, const at::Tensor& targets, const Inver
            " targets");
   auto seed_id = [&](int64_t k) { return seed_ids.empty() ? first_index + k : seed_ids[size_t(k)]; };
   RW_CHECK(o.batch >= 0, Usage, "--batch must be >= 0 (0 = automatic), got ", o.batch);
-  const int64_t budget = o.batch > 0 ? o.batch : (targets.is_cuda() ? 1024 : 64);
+  const int64_t budget =
+      o.batch > 0 ? o.batch
+                  : optim::auto_chunk_rows(g.device(), o.restarts, [&](int64_t rows) {
+                      // one step of the real objective on `rows` copies of the first target
+                      const int64_t k = std::max<int64_t>(1, rows / o.restarts);
+                      auto tgt = targets.slice(0, 0, 1).to(g.device()).expand({k * o.restarts, -1, -1, -1}).contiguous();
+                      Problem p{g, o, embedder, tgt, {}, {}, g.latent_dim(), 1, {}};
+                      p.prepare();
+                      std::vector<int64_t> restart_of(size_t(k * o.restarts));
+                      for (size_t j = 0; j < restart_of.size(); ++j) restart_of[j] = int64_t(j) % o.restarts;
+                      auto v = to_space(g, o, torch::randn({k * o.restarts, g.latent_dim()}, at::detail::createCPUGenerator(1)).to(g.device()), restart_of)
+                                   .detach()
+                                   .requires_grad_(true);
+                      PrecisionScope lowp(g, o.precision);
+                      p.weighted(p.terms(v, p.render(v), true)).sum().backward();
+                    }, "latent recovery");
   const int64_t per_chunk = std::max<int64_t>(1, budget / o.restarts);
   const int64_t chunks = (n + per_chunk - 1) / per_chunk;
   const int64_t total_steps = chunks * (o.loop.steps + (refining ? o.refine_steps : 0));
-  const auto dev = targets.device();
+  // the search runs where the generator lives; targets may come from anywhere (a CPU stream) and
+  // the results go back to the targets' device
+  const auto dev = g.device();
+  const auto home = targets.device();
 
   std::vector<InvertResult> parts;
   InvertResult all;
   for (int64_t c = 0; c < chunks; ++c) {
     const int64_t first = c * per_chunk, count = std::min(per_chunk, n - first);
-    auto tgt = targets.slice(0, first, first + count).repeat_interleave(o.restarts, 0);
+    auto chunk_targets = targets.slice(0, first, first + count).to(dev);
+    auto tgt = chunk_targets.repeat_interleave(o.restarts, 0);
     Problem p{g, o, embedder, tgt, {}, {}, d, scales, {}};
     p.prepare();
     std::vector<int64_t> ids(static_cast<size_t>(count));
@@ -243,7 +262,7 @@ InvertResult invert(models::Generator& g, const at::Tensor& targets, const Inver
       auto rows = torch::arange(count, torch::kLong).to(dev) * o.restarts + best;
       auto v = res.best_vars.index_select(0, rows);
       auto x = p.render(v);
-      Problem pb{g, o, embedder, targets.slice(0, first, first + count), {}, {}, d, 1, {}};
+      Problem pb{g, o, embedder, chunk_targets, {}, {}, d, 1, {}};
       if (p.target_emb.defined()) pb.target_emb = p.target_emb.index_select(0, rows);
       if (p.target_feat.defined()) pb.target_feat = p.target_feat.index_select(0, rows);
       part.latents = v;
@@ -259,7 +278,7 @@ InvertResult invert(models::Generator& g, const at::Tensor& targets, const Inver
       // cannot explain. feature:LAYER: the same on the generator's activations at LAYER, scaled by their
       // spread per item, x = tail(a + bound * std(a) * tanh(r)) (intermediate-layer optimisation, Bau et
       // al. 2019; Daras et al. 2021): what the layers after LAYER can still produce.
-      auto tg = targets.slice(0, first, first + count);
+      auto tg = chunk_targets;
       at::Tensor base, scale;
       {
         torch::NoGradGuard ng;
@@ -280,6 +299,10 @@ InvertResult invert(models::Generator& g, const at::Tensor& targets, const Inver
       torch::NoGradGuard ng;
       part.refined = image_of(rr.best_vars);
       part.refined_mse = optim::mse(part.refined, tg);
+    }
+    if (dev != home) {
+      for (auto* t : {&part.latents, &part.recon, &part.refined, &part.loss, &part.terms, &part.restart, &part.refined_mse})
+        if (t->defined()) *t = t->to(home);
     }
     if (on_chunk) {  // the caller keeps the chunk (saves it): do not hold every chunk in memory
       on_chunk(first, part);

@@ -54,7 +54,8 @@ nlohmann::json RunRecord::to_json() const {
   j["options"] = options_;
   if (has_seed_) j["seed"] = seed_;
   j["build"] = build_json();
-  j["device"] = "cpu";
+  j["device"] = current_device();  // the CLI's --device (models load there)
+  if (const auto gpu = device_name(current_device()); !gpu.empty()) j["gpu"] = gpu;
   j["threads"] = num_threads();
   nlohmann::json t = nlohmann::json::object();
   for (const auto& [k, v] : timings_) t[k] = v;

@@ -13,6 +13,7 @@
 
 #include "rewind/core/error.h"
 #include "rewind/core/log.h"
+#include "rewind/core/runtime.h"
 #include "rewind/models/face_resnet.h"
 #include "rewind/models/native.h"
 #include "rewind/models/nets.h"
@@ -359,9 +360,24 @@ Lowered lower_dcgan(const torch::jit::Module& root) {
 }
 
 /// Generator::set_precision for a generator that runs as `f` on the CPU.
-std::string set_compiled_precision(FrozenDcgan& f, const std::string& p) {
-  if (p != "fp32" && p != "bf16") return "precision must be fp32 or bf16, got '" + p + "'";
-  f.set_dtype(p == "bf16" ? torch::kBFloat16 : torch::kFloat32);
+/// --precision's dtype, or "" and *why when `p` cannot run on this device.
+std::optional<torch::ScalarType> precision_dtype(const std::string& p, bool cuda, const std::string& who, std::string* why) {
+  if (p == "fp32") return torch::kFloat32;
+  if (p == "bf16") return torch::kBFloat16;
+  if (p == "fp16") {
+    if (cuda) return torch::kHalf;
+    *why = who + ": fp16 runs on CUDA only (the CPU has no fast half-precision convolutions); use bf16 or fp32";
+    return std::nullopt;
+  }
+  *why = "precision must be fp32, bf16 or fp16, got '" + p + "'";
+  return std::nullopt;
+}
+
+std::string set_compiled_precision(FrozenDcgan& f, const std::string& p, bool cuda, const std::string& who) {
+  std::string why;
+  const auto dt = precision_dtype(p, cuda, who, &why);
+  if (!dt) return why;
+  f.set_dtype(*dt);
   return "";
 }
 
@@ -392,6 +408,16 @@ namespace {
 
 at::Tensor l2n(const at::Tensor& e) { return F::normalize(e, F::NormalizeFuncOptions().dim(1).eps(1e-12)); }
 
+/// f(x moved to `dev`), returned on x's device: a model computes where it lives, its caller gets the
+/// result where it keeps its data (no copy when they agree, as in every optimisation loop).
+template <class Fn>
+at::Tensor on_device(const c10::Device& dev, const at::Tensor& x, Fn&& f) {
+  if (!x.defined() || x.device() == dev) return f(x);
+  // a page-locked CPU batch (ImageStream on a CUDA run) is copied without blocking the host
+  const bool async = x.is_cpu() && dev.is_cuda() && x.is_pinned();
+  return f(x.to(x.options().device(dev), async)).to(x.device());
+}
+
 // ---- generators --------------------------------------------------------------------------------
 
 class NativeGenerator : public Generator {
@@ -407,19 +433,30 @@ class NativeGenerator : public Generator {
   /// On CPU the compiled form (FrozenDcgan: same function, 2.25x fewer multiply-adds) is faster; on
   /// CUDA cuDNN's single 3x3 convolution beat the compiled form's earlier four-convolution version
   /// (measured on an H100: 0.89x at 256x4 and slower at batch 8), so the module runs there.
-  at::Tensor generate(const at::Tensor& z) override { return z.is_cuda() ? net_->forward(z) : frozen_->forward(z); }
+  at::Tensor generate(const at::Tensor& z) override {
+    return on_device(device_, z,
+                     [&](const at::Tensor& v) { return on_cuda_ && !low_on_cuda_ ? net_->forward(v) : frozen_->forward(v); });
+  }
+  /// On CUDA, fp32 runs the module (cuDNN's 3x3 convolutions); bf16 / fp16 run the compiled form there too.
   std::string set_precision(const std::string& p) override {
-    if (on_cuda_ && p != "fp32") return Generator::set_precision(p);  // the module runs there
-    return set_compiled_precision(*frozen_, p);
+    const auto why = set_compiled_precision(*frozen_, p, on_cuda_, describe());
+    if (why.empty()) low_on_cuda_ = on_cuda_ && p != "fp32";
+    return why;
   }
   std::vector<std::string> feature_layers() const override { return net_->layer_names(); }
-  at::Tensor head(const at::Tensor& z, const std::string& layer) override { return net_->head(z, layer); }
-  at::Tensor tail(const at::Tensor& a, const std::string& layer) override { return net_->tail(a, layer); }
+  at::Tensor head(const at::Tensor& z, const std::string& layer) override {
+    return on_device(device_, z, [&](const at::Tensor& v) { return net_->head(v, layer); });
+  }
+  at::Tensor tail(const at::Tensor& a, const std::string& layer) override {
+    return on_device(device_, a, [&](const at::Tensor& v) { return net_->tail(v, layer); });
+  }
   void to(const c10::Device& d) override {
     net_->to(d);
     frozen_->to(d);
     on_cuda_ = d.is_cuda();
+    device_ = d;
   }
+  c10::Device device() const override { return device_; }
   std::string describe() const override {
     return "native " + arch_.name + " generator " + fs::path(path_).filename().string() + " (latent " +
            std::to_string(arch_.latent_dim) + ", " + std::to_string(arch_.channels) + "x" +
@@ -430,7 +467,8 @@ class NativeGenerator : public Generator {
   GanArch arch_;
   DcganGenerator net_;
   std::unique_ptr<FrozenDcgan> frozen_;
-  bool on_cuda_ = false;
+  bool on_cuda_ = false, low_on_cuda_ = false;
+  c10::Device device_ = c10::kCPU;
   std::string path_, hash_;
 
  public:
@@ -464,19 +502,51 @@ class ScriptGenerator : public Generator {
   int64_t latent_dim() const override { return latent_dim_; }
   ImageShape output_shape() const override { return shape_; }
   at::Tensor generate(const at::Tensor& z) override {
-    if (lowered_ && !z.is_cuda()) return lowered_->forward(z);
-    return guarded(path_, "forward(z)", [&] { return call("forward", z); });
+    return on_device(device_, z, [&](const at::Tensor& v) {
+      if (lowered_ && !v.is_cuda()) return lowered_->forward(v);
+      return guarded(path_, "forward(z)", [&] { return call("forward", v); });
+    });
   }
   bool has_mapping() const override { return has_mapping_; }
+  /// Compiled (CPU): the compiled form's layers in that precision. As exported: a copy of the module cast
+  /// to it (weights are frozen, so no fp32 master copy is needed; the fp32 module is kept for fp32), inputs
+  /// cast in and outputs back to fp32. On the CPU bf16 pays off only for compiled generators.
   std::string set_precision(const std::string& p) override {
-    if (lowered_) return set_compiled_precision(*lowered_, p);
-    return Generator::set_precision(p);
+    if (lowered_) return set_compiled_precision(*lowered_, p, false, describe());
+    std::string why;
+    const auto dt = precision_dtype(p, device_.is_cuda(), describe(), &why);
+    if (!dt) return why;
+    if (*dt == torch::kFloat32) {
+      lowp_.reset();
+      return "";
+    }
+    if (frozen_) return describe() + " is frozen (REWIND_FREEZE=1): it runs in fp32 only";
+    if (!lowp_ || lowp_dtype_ != *dt) {
+      auto copy = m_.deepcopy();
+      copy.to(*dt);
+      // the cast copy must run and agree with fp32 on a probe (Debian's LibTorch 1.13 CPU ConvTranspose2d,
+      // for one, fails in bf16)
+      torch::NoGradGuard ng;
+      auto z = probe_latents(2, latent_dim_).to(device_);
+      try {
+        auto y = call_on(copy, "forward", z.to(*dt)).to(torch::kFloat32);
+        const double diff = (y - call_on(m_, "forward", z)).abs().max().item<double>();
+        if (!(diff < 0.1))
+          return describe() + " computes other images in " + p + " (max difference " + std::to_string(diff) +
+                 " on a probe, > 0.1): use fp32";
+      } catch (const std::exception& e) {
+        return describe() + " does not run in " + p + " on " + device_.str() + " (" + one_line(e) + "): use fp32";
+      }
+      lowp_ = std::move(copy);
+      lowp_dtype_ = *dt;
+    }
+    return "";
   }
   int64_t w_dim() const override { return w_dim_; }
   int64_t num_ws() const override { return num_ws_; }
   at::Tensor mapping(const at::Tensor& z) override {
     if (!has_mapping_) return Generator::mapping(z);
-    auto w = guarded(path_, "mapping(z)", [&] { return call("mapping", z); });
+    auto w = on_device(device_, z, [&](const at::Tensor& v) { return guarded(path_, "mapping(z)", [&] { return call("mapping", v); }); });
     return w.dim() == 3 ? w.select(1, 0) : w;  // StyleGAN2-ADA broadcasts w to [N, num_ws, w_dim]
   }
   at::Tensor synthesis(const at::Tensor& w) override {
@@ -485,7 +555,7 @@ class ScriptGenerator : public Generator {
     if (num_ws_ > 0 && w.dim() == 2) ws = w.unsqueeze(1).expand({-1, num_ws_, -1});
     RW_CHECK(num_ws_ > 0 || w.dim() == 2, Usage, describe(),
              " has no attribute num_ws, so its synthesis takes one w [N, w_dim]: use --latent w or z, not w+");
-    return guarded(path_, "synthesis(ws)", [&] { return call("synthesis", ws); });
+    return on_device(device_, ws, [&](const at::Tensor& v) { return guarded(path_, "synthesis(ws)", [&] { return call("synthesis", v); }); });
   }
   at::Tensor w_avg() override {
     if (!has_mapping_) return Generator::w_avg();
@@ -504,9 +574,11 @@ class ScriptGenerator : public Generator {
     if (d != device_) {  // frozen and compiled for the CPU only (compile_for_cpu)
       frozen_.reset();
       lowered_.reset();
+      if (lowp_) lowp_->to(d);
     }
     device_ = d;
   }
+  c10::Device device() const override { return device_; }
   /// On CPU, a plain DCGAN (ConvTranspose2d / BatchNorm / ReLU / Tanh stack, no mapping) runs as FrozenDcgan
   /// when its outputs and input gradients match the module's on the compile probes: measured 1.6-2.6x plain
   /// PyTorch (experiments/results/bench-invert-cpu.md); REWIND_COMPILE=0 turns this off. Else, with
@@ -573,7 +645,10 @@ class ScriptGenerator : public Generator {
  private:
   /// One method call, after reseeding torch's global generator: noise drawn inside the model is the
   /// same at every call (an optimisation needs a fixed function).
-  at::Tensor call(const char* method, const at::Tensor& x) { return call_on(frozen_ ? *frozen_ : m_, method, x); }
+  at::Tensor call(const char* method, const at::Tensor& x) {
+    if (lowp_) return call_on(*lowp_, method, x.to(lowp_dtype_)).to(torch::kFloat32);
+    return call_on(frozen_ ? *frozen_ : m_, method, x);
+  }
   static at::Tensor call_on(torch::jit::Module& m, const char* method, const at::Tensor& x) {
     if (!x.is_cuda()) {  // CPU only: reseeding CUDA's generator would break CUDA graph capture
       auto gen = at::detail::getDefaultCPUGenerator();
@@ -586,6 +661,8 @@ class ScriptGenerator : public Generator {
   torch::jit::Module m_;
   std::optional<torch::jit::Module> frozen_;  ///< compile_for_cpu's, used by call() when set
   std::unique_ptr<FrozenDcgan> lowered_;      ///< compile_for_cpu's, used by generate() on the CPU when set
+  std::optional<torch::jit::Module> lowp_;    ///< set_precision's bf16 / fp16 copy of the module, used by call()
+  torch::ScalarType lowp_dtype_ = torch::kFloat32;
   std::string path_, hash_;
   int64_t latent_dim_ = 0, w_dim_ = 0, num_ws_ = 0;
   bool has_mapping_ = false, own_w_avg_ = false;
@@ -605,8 +682,14 @@ class NativeCnnEmbedder : public Embedder {
   }
   int64_t dim() const override { return arch_.outputs; }
   ImageShape input_shape() const override { return {arch_.channels, arch_.resolution(), arch_.resolution()}; }
-  at::Tensor embed(const at::Tensor& x) override { return l2n(net_->forward(adapt_images(x, input_shape()))); }
-  void to(const c10::Device& d) override { net_->to(d); }
+  at::Tensor embed(const at::Tensor& x) override {
+    return on_device(device_, x, [&](const at::Tensor& v) { return l2n(net_->forward(adapt_images(v, input_shape()))); });
+  }
+  void to(const c10::Device& d) override {
+    net_->to(d);
+    device_ = d;
+  }
+  c10::Device device() const override { return device_; }
   std::string describe() const override {
     return "native " + arch_.name + " embedder " + fs::path(path_).filename().string() + " (" + std::to_string(dim()) + "-d)";
   }
@@ -615,6 +698,7 @@ class NativeCnnEmbedder : public Embedder {
  private:
   CnnArch arch_;
   StagedNet net_;
+  c10::Device device_ = c10::kCPU;
   std::string path_, hash_;
 };
 
@@ -629,10 +713,16 @@ class FaceResNetEmbedder : public Embedder {
     return {3, int(FaceResNetImpl::kInputSize), int(FaceResNetImpl::kInputSize)};
   }
   at::Tensor embed(const at::Tensor& x) override {
-    auto y = adapt_images(x, input_shape());
-    return l2n(net_->forward((y + 1.0) * 127.5));
+    return on_device(device_, x, [&](const at::Tensor& v) {
+      auto y = adapt_images(v, input_shape());
+      return l2n(net_->forward((y + 1.0) * 127.5));
+    });
   }
-  void to(const c10::Device& d) override { net_->to(d); }
+  void to(const c10::Device& d) override {
+    net_->to(d);
+    device_ = d;
+  }
+  c10::Device device() const override { return device_; }
   std::string describe() const override {
     return "dlib face ResNet (face-api) " + fs::path(path_).filename().string() + " (128-d)";
   }
@@ -640,6 +730,7 @@ class FaceResNetEmbedder : public Embedder {
 
  private:
   FaceResNet net_;
+  c10::Device device_ = c10::kCPU;
   std::string path_, hash_;
 };
 
@@ -667,13 +758,16 @@ class ScriptEmbedder : public Embedder {
   ImageShape input_shape() const override { return shape_; }
   at::Tensor embed(const at::Tensor& x) override {
     auto& m = frozen_ ? *frozen_ : m_;
-    return l2n(guarded(path_, "forward(images)", [&] { return m.forward({adapt_images(x, shape_)}).toTensor(); }));
+    return on_device(device_, x, [&](const at::Tensor& v) {
+      return l2n(guarded(path_, "forward(images)", [&] { return m.forward({adapt_images(v, shape_)}).toTensor(); }));
+    });
   }
   void to(const c10::Device& d) override {
     m_.to(d);
     if (d != device_) frozen_.reset();
     device_ = d;
   }
+  c10::Device device() const override { return device_; }
   /// As ScriptGenerator::compile_for_cpu, checked on a probe batch of images.
   void compile_for_cpu() {
     if (!freeze_requested() || !device_.is_cpu()) return;
@@ -716,15 +810,54 @@ class NativeClassifier : public SplitClassifier {
   int64_t num_classes() const override { return arch_.outputs; }
   at::Tensor head(const at::Tensor& x, const std::string& split) override {
     check_split(*this, split);
-    return net_->run(x, "", split);
+    return on_device(device_, x, [&](const at::Tensor& v) { return out(active()->run(in(v), "", split)); });
   }
   at::Tensor tail(const at::Tensor& a, const std::string& split) override {
     check_split(*this, split);
     if (split == net_->names().back()) return a;
-    return net_->run(a, split, "");
+    return on_device(device_, a, [&](const at::Tensor& v) { return out(active()->run(in(v), split, "")); });
   }
-  at::Tensor forward(const at::Tensor& x) override { return net_->forward(x); }
-  void to(const c10::Device& d) override { net_->to(d); }
+  at::Tensor forward(const at::Tensor& x) override {
+    return on_device(device_, x, [&](const at::Tensor& v) { return out(active()->forward(in(v))); });
+  }
+  void to(const c10::Device& d) override {
+    net_->to(d);
+    if (!lowp_.is_empty()) lowp_->to(d);
+    device_ = d;
+  }
+  /// A second copy of the network, cast, used when it agrees with fp32 on a probe (relative 0.1).
+  std::string set_precision(const std::string& p) override {
+    std::string why;
+    const auto dt = precision_dtype(p, device_.is_cuda(), describe(), &why);
+    if (!dt) return why;
+    if (*dt == torch::kFloat32) {
+      lowp_ = StagedNet(nullptr);
+      dtype_ = torch::kFloat32;
+      return "";
+    }
+    if (!lowp_.is_empty() && dtype_ == *dt) return "";
+    auto copy = make_cnn(arch_);
+    load_native_weights(path_, *copy);
+    freeze(*copy);
+    copy->to(device_);
+    copy->to(*dt);
+    torch::NoGradGuard ng;
+    auto x = torch::sin(torch::arange(2 * arch_.channels * arch_.resolution() * arch_.resolution(), torch::kFloat32) * 0.37f)
+                 .view({2, arch_.channels, arch_.resolution(), arch_.resolution()})
+                 .to(device_);
+    try {
+      auto ref = net_->forward(x);
+      const double rel = ((copy->forward(x.to(*dt)).to(torch::kFloat32) - ref).abs().max() /
+                          ref.abs().max().clamp_min(1e-6)).item<double>();
+      if (!(rel < 0.1)) return describe() + " computes other outputs in " + p + " (relative difference " + std::to_string(rel) + "): use fp32";
+    } catch (const std::exception& e) {
+      return describe() + " does not run in " + p + " on " + device_.str() + " (" + one_line(e) + "): use fp32";
+    }
+    lowp_ = copy;
+    dtype_ = *dt;
+    return "";
+  }
+  c10::Device device() const override { return device_; }
   std::string describe() const override {
     return "native " + arch_.name + " classifier " + fs::path(path_).filename().string();
   }
@@ -740,13 +873,14 @@ class NativeClassifier : public SplitClassifier {
     check_split(*this, split);
     const auto& names = net_->names();
     const int end = net_->index_of(split);
-    at::Tensor a = x;
+    auto net = active();
+    at::Tensor a = in(x.to(device_));
     for (int i = 0; i <= end; ++i) {
-      auto child = net_->named_children()[names[size_t(i)]];
-      if (bn_inputs && std::dynamic_pointer_cast<torch::nn::BatchNorm2dImpl>(child)) bn_inputs->push_back(a);
-      a = net_->run(a, i == 0 ? "" : names[size_t(i - 1)], names[size_t(i)]);
+      auto child = net->named_children()[names[size_t(i)]];
+      if (bn_inputs && std::dynamic_pointer_cast<torch::nn::BatchNorm2dImpl>(child)) bn_inputs->push_back(out(a));
+      a = net->run(a, i == 0 ? "" : names[size_t(i - 1)], names[size_t(i)]);
     }
-    return a;
+    return out(a).to(x.device());
   }
   HeadFn inference_head(const std::string& split) override {
     check_split(*this, split);
@@ -764,8 +898,8 @@ class NativeClassifier : public SplitClassifier {
       if (conv && bn && pad && c10::get_if<torch::enumtype::kZeros>(&conv->options.padding_mode())) {
         // eval-mode BatchNorm is a per-channel affine map: fold it into the conv
         auto [scale, shift] = batchnorm_affine(bn->weight, bn->bias, bn->running_mean, bn->running_var, bn->options.eps());
-        auto w = (conv->weight * scale.view({-1, 1, 1, 1})).contiguous();
-        auto b = conv->bias.defined() ? conv->bias * scale + shift : shift;
+        auto w = (conv->weight * scale.view({-1, 1, 1, 1})).to(dtype_).contiguous();
+        auto b = (conv->bias.defined() ? conv->bias * scale + shift : shift).to(dtype_);
         std::vector<int64_t> stride(conv->options.stride()->begin(), conv->options.stride()->end()),
             padding((*pad)->begin(), (*pad)->end()),
             dilation(conv->options.dilation()->begin(), conv->options.dilation()->end());
@@ -778,19 +912,28 @@ class NativeClassifier : public SplitClassifier {
         ops.push_back([](const at::Tensor& x) { return at::relu(x); });
       } else {
         const std::string from = i == 0 ? "" : names[size_t(i - 1)], to = names[size_t(i)];
-        ops.push_back([net = net_, from, to](const at::Tensor& x) mutable { return net->run(x, from, to); });
+        ops.push_back([net = active(), from, to](const at::Tensor& x) mutable { return net->run(x, from, to); });
       }
     }
-    return [ops = std::move(ops)](const at::Tensor& x) {
-      at::Tensor a = x;
-      for (const auto& op : ops) a = op(a);
-      return a;
+    return [ops = std::move(ops), dev = device_, dt = dtype_](const at::Tensor& x) {
+      return on_device(dev, x, [&](const at::Tensor& v) {
+        at::Tensor a = v.to(dt);
+        for (const auto& op : ops) a = op(a);
+        return a.to(torch::kFloat32);
+      });
     };
   }
 
  private:
+  StagedNet active() const { return lowp_.is_empty() ? net_ : lowp_; }
+  at::Tensor in(const at::Tensor& v) const { return v.scalar_type() == dtype_ ? v : v.to(dtype_); }
+  static at::Tensor out(const at::Tensor& v) { return v.scalar_type() == torch::kFloat32 ? v : v.to(torch::kFloat32); }
+
   CnnArch arch_;
   StagedNet net_;
+  StagedNet lowp_{nullptr};  ///< set_precision's cast copy
+  torch::ScalarType dtype_ = torch::kFloat32;
+  c10::Device device_ = c10::kCPU;
   std::string path_, hash_;
 };
 
@@ -799,7 +942,7 @@ class ScriptClassifier : public SplitClassifier {
   ScriptClassifier(const std::string& path, torch::jit::Module m) : m_(std::move(m)), path_(path), hash_(file_hash(path)) {
     freeze(m_);
     head_tail_ = m_.find_method("head").has_value() && m_.find_method("tail").has_value();
-    if (!head_tail_) collect(m_, "");
+    if (!head_tail_) collect(m_, "", stages_);
     RW_CHECK(head_tail_ || !stages_.empty(), Model, "TorchScript classifier '", path,
              "' has neither head/tail methods nor child modules to split between");
     probe(path);
@@ -814,18 +957,63 @@ class ScriptClassifier : public SplitClassifier {
   int64_t num_classes() const override { return classes_; }
   at::Tensor head(const at::Tensor& x, const std::string& split) override {
     check_split(*this, split);
-    if (head_tail_) return guarded(path_, "head(x)", [&] { return m_.get_method("head")({x}).toTensor(); });
-    return run(x, 0, index(split));
+    return on_device(device_, x, [&](const at::Tensor& v) {
+      if (head_tail_) return out(guarded(path_, "head(x)", [&] { return mod().get_method("head")({in(v)}).toTensor(); }));
+      return out(run(in(v), 0, index(split)));
+    });
   }
   at::Tensor tail(const at::Tensor& a, const std::string& split) override {
     check_split(*this, split);
-    if (head_tail_) return guarded(path_, "tail(a)", [&] { return m_.get_method("tail")({a}).toTensor(); });
-    return run(a, index(split) + 1, int(stages_.size()) - 1);
+    return on_device(device_, a, [&](const at::Tensor& v) {
+      if (head_tail_) return out(guarded(path_, "tail(a)", [&] { return mod().get_method("tail")({in(v)}).toTensor(); }));
+      return out(run(in(v), index(split) + 1, int(stages_.size()) - 1));
+    });
   }
   at::Tensor forward(const at::Tensor& x) override {
-    return guarded(path_, "forward(x)", [&] { return m_.forward({x}).toTensor(); });
+    return on_device(device_, x, [&](const at::Tensor& v) {
+      return out(guarded(path_, "forward(x)", [&] { return mod().forward({in(v)}).toTensor(); }));
+    });
   }
-  void to(const c10::Device& d) override { m_.to(d); }
+  void to(const c10::Device& d) override {
+    m_.to(d);
+    if (lowp_) lowp_->to(d);
+    device_ = d;
+  }
+  /// A cast copy of the module (its stages re-read from the copy), used when it agrees with fp32 on a
+  /// probe (relative 0.1).
+  std::string set_precision(const std::string& p) override {
+    std::string why;
+    const auto dt = precision_dtype(p, device_.is_cuda(), describe(), &why);
+    if (!dt) return why;
+    if (*dt == torch::kFloat32) {
+      lowp_.reset();
+      lowp_stages_.clear();
+      dtype_ = torch::kFloat32;
+      return "";
+    }
+    if (lowp_ && dtype_ == *dt) return "";
+    auto copy = m_.deepcopy();
+    copy.to(*dt);
+    std::vector<Stage> stages;
+    if (!head_tail_) collect(copy, "", stages);
+    torch::NoGradGuard ng;
+    auto x = torch::sin(torch::arange(2 * shape_.channels * shape_.height * shape_.width, torch::kFloat32) * 0.37f)
+                 .view({2, shape_.channels, shape_.height, shape_.width})
+                 .to(device_);
+    try {
+      auto ref = m_.forward({x}).toTensor();
+      auto y = copy.forward({x.to(*dt)}).toTensor().to(torch::kFloat32);
+      const double rel = ((y - ref).abs().max() / ref.abs().max().clamp_min(1e-6)).item<double>();
+      if (!(rel < 0.1)) return describe() + " computes other outputs in " + p + " (relative difference " + std::to_string(rel) + "): use fp32";
+    } catch (const std::exception& e) {
+      return describe() + " does not run in " + p + " on " + device_.str() + " (" + one_line(e) + "): use fp32";
+    }
+    lowp_ = std::move(copy);
+    lowp_stages_ = std::move(stages);
+    dtype_ = *dt;
+    return "";
+  }
+  c10::Device device() const override { return device_; }
   std::string describe() const override { return "TorchScript classifier " + fs::path(path_).filename().string(); }
   std::string id() const override { return describe() + ":" + hash_; }
   std::vector<BatchNormStats> batchnorm_stats() const override {
@@ -836,13 +1024,13 @@ class ScriptClassifier : public SplitClassifier {
   }
   at::Tensor head_bn(const at::Tensor& x, const std::string& split, std::vector<at::Tensor>* bn_inputs) override {
     check_split(*this, split);
-    if (head_tail_) return guarded(path_, "head(x)", [&] { return m_.get_method("head")({x}).toTensor(); });
-    at::Tensor a = x;
+    if (head_tail_) return head(x, split);
+    at::Tensor a = in(x.to(device_));
     for (int i = 0; i <= index(split); ++i) {
-      if (stages_[size_t(i)].batchnorm && bn_inputs) bn_inputs->push_back(a);
+      if (stages_[size_t(i)].batchnorm && bn_inputs) bn_inputs->push_back(out(a));
       a = run(a, i, i);
     }
-    return a;
+    return out(a).to(x.device());
   }
 
  private:
@@ -853,13 +1041,13 @@ class ScriptClassifier : public SplitClassifier {
     bool batchnorm = false;  ///< BatchNorm2d with running statistics
   };
 
-  void collect(const torch::jit::Module& m, const std::string& prefix) {
+  void collect(const torch::jit::Module& m, const std::string& prefix, std::vector<Stage>& stages) {
     for (const auto& child : m.named_children()) {
       std::string name = prefix.empty() ? child.name : prefix + "." + child.name;
       std::string type = child.value.type()->name() ? child.value.type()->name()->qualifiedName() : "";
-      if (type.find("Sequential") != std::string::npos) collect(child.value, name);
+      if (type.find("Sequential") != std::string::npos) collect(child.value, name, stages);
       else
-        stages_.push_back({name, child.value, type.find("Linear") != std::string::npos,
+        stages.push_back({name, child.value, type.find("Linear") != std::string::npos,
                            type.find("BatchNorm2d") != std::string::npos && child.value.hasattr("running_mean") &&
                                child.value.attr("running_mean").isTensor()});
     }
@@ -871,8 +1059,9 @@ class ScriptClassifier : public SplitClassifier {
   }
   at::Tensor run(at::Tensor x, int from, int to) {
     for (int i = from; i <= to; ++i) {
-      if (stages_[i].linear && x.dim() > 2) x = x.flatten(1);
-      x = guarded(path_, stages_[size_t(i)].name.c_str(), [&] { return stages_[size_t(i)].module.forward({x}).toTensor(); });
+      auto& st = lowp_ ? lowp_stages_ : stages_;
+      if (st[size_t(i)].linear && x.dim() > 2) x = x.flatten(1);
+      x = guarded(path_, st[size_t(i)].name.c_str(), [&] { return st[size_t(i)].module.forward({x}).toTensor(); });
     }
     return x;
   }
@@ -921,7 +1110,15 @@ class ScriptClassifier : public SplitClassifier {
             "input_size and channels to the module");
   }
 
+  torch::jit::Module& mod() { return lowp_ ? *lowp_ : m_; }
+  at::Tensor in(const at::Tensor& v) const { return v.scalar_type() == dtype_ ? v : v.to(dtype_); }
+  static at::Tensor out(const at::Tensor& v) { return v.scalar_type() == torch::kFloat32 ? v : v.to(torch::kFloat32); }
+
   torch::jit::Module m_;
+  std::optional<torch::jit::Module> lowp_;  ///< set_precision's cast copy
+  std::vector<Stage> lowp_stages_;         ///< its stages (same names as stages_)
+  torch::ScalarType dtype_ = torch::kFloat32;
+  c10::Device device_ = c10::kCPU;
   std::string path_, hash_;
   bool head_tail_ = false;
   std::vector<Stage> stages_;
@@ -959,6 +1156,8 @@ void check_style_contract(const std::string& path, ScriptGenerator& g, const at:
 }
 
 }  // namespace
+
+c10::Device default_device() { return c10::Device(rw::current_device()); }
 
 std::unique_ptr<Generator> load_generator(const std::string& path, const c10::Device& device) {
   std::unique_ptr<Generator> g;

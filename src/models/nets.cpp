@@ -225,7 +225,7 @@ void FrozenDcgan::to(const torch::Device& d) {
 }
 
 void FrozenDcgan::set_dtype(torch::ScalarType t) {
-  RW_ASSERT(t == torch::kFloat32 || t == torch::kBFloat16);
+  RW_ASSERT(t == torch::kFloat32 || t == torch::kBFloat16 || t == torch::kHalf);
   if (t == dtype_) return;
   dtype_ = t;
   prepare();

@@ -80,6 +80,17 @@ expect_code 0 "invert" -- "$REWIND" invert "${INV[@]}" --steps 30 --out "$TMP/in
 for f in latents.npy recon/5.png pairs.png run.json; do [ -s "$TMP/inv/$f" ] && ok || bad "invert wrote $f"; done
 [ ! -e "$TMP/inv/.partial" ] && ok || bad "partial state removed after a finished run"
 expect_grep "median MSE" "$TMP/out" "invert summary"
+expect_grep '"device": "cpu"' "$TMP/inv/run.json" "run.json records the device"
+if ! python3 -c 'import torch,sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+  expect_code 2 "invert --device cuda without a GPU" -- "$REWIND" invert "${INV[@]}" --steps 3 --out "$TMP/inv-cuda" --device cuda
+  expect_grep "use --device cpu" "$TMP/err" "--device cuda refused, saying what to do"
+fi
+expect_code 2 "invert --device gpu (not a device)" -- "$REWIND" invert "${INV[@]}" --steps 3 --out "$TMP/inv-gpu" --device gpu
+expect_grep "expected cpu, cuda, cuda:N or auto" "$TMP/err" "bad --device named"
+expect_code 0 "invert --help shows --device" -- "$REWIND" invert --help
+expect_grep "device arg (=auto)" "$TMP/out" "--device in invert's help"
+expect_code 0 "data synth-faces --help has no --device" -- "$REWIND" data synth-faces --help
+grep -q -- "--device" "$TMP/out" && bad "data commands run no model: no --device" || ok
 "$REWIND" invert "${INV[@]}" --steps 300 --out "$TMP/inv-int" -q >/dev/null 2>"$TMP/int.err" &
 pid=$!
 for _ in $(seq 1200); do [ -e "$TMP/inv-int/.partial/seg-0.csv" ] && break; sleep 0.05; done

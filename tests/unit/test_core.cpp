@@ -100,3 +100,38 @@ TEST(Core, ThreadsAndBuildInfo) {
   EXPECT_FALSE(build_info().version.empty());
   EXPECT_NE(build_string().find("torch"), std::string::npos);
 }
+
+// --device: auto picks CUDA only where this build and machine have it; asking for CUDA where there is
+// none is a usage error that says what to do; malformed names are refused.
+TEST(Core, SelectDevice) {
+  auto usage_message = [](const std::string& spec) -> std::string {
+    try {
+      select_device(spec);
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::kUsage) << spec;
+      return e.message();
+    }
+    return "";
+  };
+  EXPECT_EQ(select_device("cpu"), "cpu");
+  EXPECT_EQ(current_device(), "cpu");
+  EXPECT_EQ(device_name("cpu"), "");
+  for (const std::string bad : {"gpu", "cuda:", "cuda:x", "cuda:-1", "CPU", "cuda:99999"})
+    EXPECT_NE(usage_message(bad), "") << bad;
+  EXPECT_NE(usage_message("gpu").find("expected cpu, cuda, cuda:N or auto"), std::string::npos);
+  const std::string a = select_device("auto");
+  if (a == "cpu") {  // no CUDA here: asking for it says why and what to do
+    const auto m = usage_message("cuda");
+    EXPECT_NE(m.find("use --device cpu"), std::string::npos) << m;
+    EXPECT_EQ(current_device(), "cpu");  // a refused choice changes nothing
+  } else {
+    EXPECT_EQ(a, "cuda:0");
+    EXPECT_EQ(select_device("cuda"), "cuda:0");
+    EXPECT_NE(device_name("cuda:0"), "");
+  }
+  select_device("cpu");
+  const auto mem = device_memory("cpu");
+  EXPECT_GT(mem.total, 0);
+  EXPECT_GT(mem.free, 0);
+  EXPECT_LE(mem.free, mem.total);
+}

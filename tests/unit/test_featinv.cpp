@@ -164,6 +164,44 @@ TEST(FeatInv, WhiteBoxRecoversShallowSplitsNotDeepOnes) {
   EXPECT_LE(shallow.recon.abs().max().item<double>(), 1.0);
 }
 
+// --wb-precision bf16: the classifier's cast copy computes the same activations to bf16's precision
+// (plain and BatchNorm-folded heads), the search recovers a shallow split as fp32 does, and the
+// reported feature error is fp32's; fp32 afterwards is the model again, exactly; fp16 is CUDA's only.
+TEST(FeatInv, Bf16WhiteBoxReportsFp32Errors) {
+  TempDir d;
+  auto c = tiny_classifier(d);
+  auto x = smooth_images(3, 2);
+  {
+    torch::NoGradGuard ng;
+    auto a32 = c->head(x, "relu2");
+    ASSERT_EQ(c->set_precision("bf16"), "");
+    auto a16 = c->head(x, "relu2"), f16 = c->inference_head("relu2")(x);
+    EXPECT_EQ(a16.scalar_type(), torch::kFloat32);
+    const double scale = a32.abs().max().item<double>();
+    EXPECT_GT((a16 - a32).abs().max().item<double>(), 0.0);
+    EXPECT_LT((a16 - a32).abs().max().item<double>(), 0.05 * scale);
+    EXPECT_LT((f16 - a32).abs().max().item<double>(), 0.05 * scale);
+    ASSERT_EQ(c->set_precision("fp32"), "");
+    EXPECT_TRUE(torch::equal(c->head(x, "relu2"), a32));
+    EXPECT_NE(c->set_precision("fp16").find("fp16 runs on CUDA only"), std::string::npos);
+  }
+  featinv::WhiteBoxOptions o;
+  o.loop.steps = 250;
+  o.loop.lr = 0.1;
+  o.precision = "bf16";
+  auto r = featinv::white_box(*c, "conv1", featinv::activations(*c, "conv1", x), o);
+  auto q = featinv::quality(x, r.recon);
+  EXPECT_GT(q.psnr.min().item<double>(), 25.0) << q.psnr;
+  {
+    torch::NoGradGuard ng;
+    auto a0 = c->head(x, "conv1");
+    auto again = (c->head(r.recon, "conv1") - a0).pow(2).flatten(1).mean(1) / a0.pow(2).flatten(1).mean(1);
+    EXPECT_TRUE(torch::allclose(again, r.feature_loss, 1e-4, 1e-7)) << again << r.feature_loss;
+  }
+  o.precision = "fp16";
+  EXPECT_THROW(featinv::white_box(*c, "conv1", featinv::activations(*c, "conv1", x), o), Error);
+}
+
 TEST(FeatInv, WhiteBoxIsPerItemAndRestartsKeepTheBest) {
   TempDir d;
   auto c = tiny_classifier(d);

@@ -277,3 +277,22 @@ TEST(Invert, RefineAtAGeneratorLayer) {
   o.latent = "w";
   EXPECT_THROW(ganinv::invert(*g, targets, o), Error);
 }
+
+// --batch 0 on CUDA: a trial step's peak memory per row sizes the chunk to 80% of the free memory.
+TEST(Loop, RowsThatFitFollowTheTrialStep) {
+  // 64 rows took 64 MiB: 1 MiB a row; 1000 MiB free -> 800 rows
+  EXPECT_EQ(optim::rows_that_fit(64, 64 << 20, 1000ll << 20, 1, 65536), 800);
+  EXPECT_EQ(optim::rows_that_fit(64, 64 << 20, 1000ll << 20, 1, 65536, 0.5), 500);
+  EXPECT_EQ(optim::rows_that_fit(64, 64 << 20, 1000ll << 20, 1, 512), 512);   // capped
+  EXPECT_EQ(optim::rows_that_fit(64, 64 << 20, 10ll << 20, 4, 65536), 8);     // 8 rows fit
+  EXPECT_EQ(optim::rows_that_fit(64, 64 << 20, 1ll << 20, 4, 65536), 4);      // never below the floor
+  EXPECT_EQ(optim::rows_that_fit(64, 0, 1ll << 20, 4, 4096), 4096);           // nothing measured
+  EXPECT_THROW(optim::rows_that_fit(0, 1, 1, 1, 2), Error);
+  // on the CPU the automatic chunk is 64 rows, a multiple of the restarts, and runs no trial
+  bool ran = false;
+  auto trial = [&](int64_t) { ran = true; };
+  EXPECT_EQ(optim::auto_chunk_rows(torch::kCPU, 1, trial, "test"), 64);
+  EXPECT_EQ(optim::auto_chunk_rows(torch::kCPU, 3, trial, "test"), 63);
+  EXPECT_EQ(optim::auto_chunk_rows(torch::kCPU, 100, trial, "test"), 100);
+  EXPECT_FALSE(ran);
+}

@@ -18,6 +18,22 @@ int usable_cores();
 void keep_freed_memory();
 int num_threads();
 
+/// Chooses the device models run on from now on (process-wide, like the thread count): "auto"
+/// (CUDA device 0 when this LibTorch has CUDA and a device is visible, else the CPU), "cpu", "cuda"
+/// or "cuda:N". Error{kUsage} when CUDA is asked for and there is none, saying why and to use
+/// --device cpu. Returns the device in force, canonical: "cpu" or "cuda:N".
+std::string select_device(const std::string& spec);
+/// The device in force: "cpu" until select_device() chose another.
+std::string current_device();
+/// The GPU's name ("NVIDIA H100 80GB HBM3") for a "cuda:N" device; "" on the CPU.
+std::string device_name(const std::string& device);
+/// Free and total memory of a device in bytes: CUDA from the driver, the CPU from /proc/meminfo
+/// (MemAvailable, MemTotal); {0, 0} when unknown.
+struct DeviceMemory {
+  int64_t free = 0, total = 0;
+};
+DeviceMemory device_memory(const std::string& device);
+
 /// Seeds LibTorch's global generator (CPU and, when present, CUDA).
 void seed_everything(uint64_t seed);
 

@@ -60,6 +60,9 @@ struct StreamOptions {
   int64_t prefetch = 2;    ///< batches decoded ahead of the consumer (>= 1); memory ~ (prefetch + 1) batches
   Shard shard;             ///< which rows this process reads
   std::string stage = "load";  ///< progress stage name
+  bool pin_memory = true;  ///< when the device in force (rw::current_device) is CUDA, batches are decoded
+                           ///< into page-locked memory, so their copy to the GPU is asynchronous while
+                           ///< the worker decodes the next ones; no effect on the CPU
 };
 
 class ImageStream {

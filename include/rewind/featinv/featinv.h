@@ -86,8 +86,14 @@ struct WhiteBoxOptions {
                              ///< prior at 0.05 pulled relu1 inversions from 99 dB down to 20 dB
                              ///< (experiments/results/e3-split-depth.md)
   double first_bn_multiplier = 10;  ///< DeepInversion's extra weight on the first BatchNorm layer
-  int64_t batch = 0;         ///< max targets x restarts optimised at once; 0 = auto (64 CPU, 1024 CUDA)
+  int64_t batch = 0;         ///< max targets x restarts optimised at once; 0 = auto (optim::auto_chunk_rows:
+                             ///< 64 on the CPU; on CUDA the most that fit the free memory, by a trial step)
   uint64_t seed = 1;         ///< restart r of target i starts from a seed of (seed, i, r)
+  bool cuda_graph = true;    ///< on CUDA, capture one Adam step in a CUDA graph and replay it (eager when
+                             ///< the objective cannot be captured, said once); no effect on the CPU
+  std::string precision = "fp32";  ///< the classifier's arithmetic during the search: fp32 | bf16 | fp16 (CUDA
+                                   ///< only), SplitClassifier::set_precision; pixels, optimiser state and the
+                                   ///< reported feature error stay fp32
 
   static optim::LoopOptions default_loop() {
     optim::LoopOptions l;
@@ -150,7 +156,7 @@ struct GanPriorOptions {
   double w_prior = 1e-3;     ///< GAN-Leaks latent prior ((|z|^2 - D) / D)^2
   int64_t refine_steps = 0;  ///< then white_box from G(z) for this many steps (0 = latent only)
   WhiteBoxOptions refine;    ///< priors and lr of the refinement (its loop.steps is refine_steps)
-  int64_t batch = 0;         ///< max targets x restarts at once; 0 = auto (64 CPU, 1024 CUDA)
+  int64_t batch = 0;         ///< max targets x restarts at once; 0 = auto (optim::auto_chunk_rows)
   uint64_t seed = 1;
 };
 

@@ -40,8 +40,9 @@ struct InvertOptions {
   std::string latent = "z";   ///< z | w | w+ (w, w+: generators with mapping/synthesis; w+: with num_ws)
   std::string w_start = "mapped";  ///< w, w+: mapped (restart r starts at mapping(z_r)) | mean (restart 0
                                    ///< at the mean W as projectors start, the others at w_avg + 0.5 (mapping(z_r) - w_avg))
-  int64_t batch = 0;          ///< max targets x restarts optimised at once; 0 = auto: 64 on CPU (the
-                              ///< fastest per image-step on 2 cores: caches), 1024 on CUDA
+  int64_t batch = 0;          ///< max targets x restarts optimised at once; 0 = auto (optim::auto_chunk_rows):
+                              ///< 64 on the CPU (the fastest per image-step on 2 cores: caches); on CUDA
+                              ///< the most that fit 80% of the free memory, measured by a trial step
   uint64_t seed = 1;          ///< restart r of target i starts from a seed of (seed, id of i, r): results
                               ///< do not depend on batch or chunking
   std::string refine = "none";  ///< none | pixel (bounded residual on top of the latent-only output) |
@@ -54,8 +55,9 @@ struct InvertOptions {
                                    ///< bfloat16; latents, optimiser state, losses float32; the reported
                                    ///< reconstruction and errors are recomputed in fp32 at the latents found).
                                    ///< bf16: rewind's compiled generators on the CPU (Generator::set_precision)
-  bool cuda_graph = false;    ///< CUDA + Adam + z only: capture one optimisation step in a CUDA graph
-                              ///< and replay it (removes per-kernel launch overhead)
+  bool cuda_graph = true;     ///< on CUDA with Adam: capture one optimisation step in a CUDA graph and
+                              ///< replay it (removes per-kernel launch overhead); eager when the objective
+                              ///< cannot be captured (said once). No effect on the CPU
 };
 
 struct InvertResult {

@@ -6,6 +6,10 @@
 // A model file is either TorchScript (exported by a PyTorch user) or a native rewind file (see
 // native.h); load_* accept both. Loaded models are in eval mode with parameters frozen
 // (requires_grad = false), so gradients flow only to the inputs an attack optimises.
+//
+// Devices: a model computes on the device it was loaded onto (device()); its methods take inputs on
+// any device and return on the input's device, so pipelines may feed CPU batches to a GPU model
+// (one copy each way) while optimisation loops keep their tensors on device() (no copies).
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -17,6 +21,10 @@
 #include <vector>
 
 namespace rw::models {
+
+/// The device loaders use when none is named: rw::current_device() (the CLI's --device; the CPU
+/// unless chosen).
+c10::Device default_device();
 
 struct ImageShape {
   int channels = 3;
@@ -61,11 +69,14 @@ class Generator {
   virtual at::Tensor head(const at::Tensor& z, const std::string& layer);
   virtual at::Tensor tail(const at::Tensor& a, const std::string& layer);
   virtual void to(const c10::Device& device) = 0;
-  /// The arithmetic of generate() from now on: "fp32" (default) or "bf16" (the generator's layers in
-  /// bfloat16, z and the returned images float32). Returns "" when set, else why this generator
-  /// cannot (bf16: rewind's compiled generators on the CPU only: native ones and plain TorchScript DCGANs).
+  /// Where it computes (the last to()).
+  virtual c10::Device device() const { return c10::kCPU; }
+  /// The arithmetic of generate() from now on: "fp32" (default), "bf16" or "fp16" (CUDA only): the
+  /// generator's layers in that type, z and the returned images float32. Returns "" when set, else
+  /// why this generator cannot. rewind's generators: compiled ones in their compiled form, the others
+  /// as a cast copy of the module.
   virtual std::string set_precision(const std::string& p) {
-    return p == "fp32" ? "" : describe() + " runs only in fp32 here (bf16: rewind's compiled generators on the CPU)";
+    return p == "fp32" ? "" : describe() + " runs only in fp32";
   }
   /// "native dcgan64 (latent 128, 3x64x64)" or "torchscript gen.pt (latent 100, 1x28x28)".
   virtual std::string describe() const = 0;
@@ -77,7 +88,7 @@ class Generator {
 /// Loads and checks a generator: runs one probe batch and throws Error{kModel} naming the file and
 /// the contract that failed (missing latent_dim, output not [N,C,H,W], channels not 1/3, values
 /// outside [-1, 1]).
-std::unique_ptr<Generator> load_generator(const std::string& path, const c10::Device& device = c10::kCPU);
+std::unique_ptr<Generator> load_generator(const std::string& path, const c10::Device& device = default_device());
 
 // ------------------------------------------------------------------------------------------------
 /// Embedder: images [N, C, H, W] in [-1, 1] (any size; resized to input_size) -> [N, dim] L2-normalised.
@@ -91,12 +102,13 @@ class Embedder {
   /// Embeds a batch; resizes and converts channels as needed. Output L2-normalised.
   virtual at::Tensor embed(const at::Tensor& images) = 0;
   virtual void to(const c10::Device& device) = 0;
+  virtual c10::Device device() const { return c10::kCPU; }
   virtual std::string describe() const = 0;
   /// Stable id for index manifests: "<name>:<file hash>".
   virtual std::string id() const = 0;
 };
 
-std::unique_ptr<Embedder> load_embedder(const std::string& path, const c10::Device& device = c10::kCPU);
+std::unique_ptr<Embedder> load_embedder(const std::string& path, const c10::Device& device = default_device());
 
 // ------------------------------------------------------------------------------------------------
 /// Split classifier: head(x, split) -> activations after stage `split`; tail(a, split) -> logits.
@@ -118,6 +130,11 @@ class SplitClassifier {
   virtual at::Tensor tail(const at::Tensor& a, const std::string& split) = 0;
   virtual at::Tensor forward(const at::Tensor& x) = 0;
   virtual void to(const c10::Device& device) = 0;
+  virtual c10::Device device() const { return c10::kCPU; }
+  /// The arithmetic of head / tail / forward / head_bn and of inference_heads made from now on:
+  /// "fp32" (default), "bf16" or "fp16" (CUDA only), as a cast copy of the model checked on a probe;
+  /// inputs and outputs stay float32. Returns "" when set, else why not.
+  virtual std::string set_precision(const std::string& p) { return p == "fp32" ? "" : describe() + " runs only in fp32"; }
   virtual std::string describe() const = 0;
   /// describe() and the file's hash: what resume checks and stage fingerprints compare.
   virtual std::string id() const { return describe(); }
@@ -146,7 +163,7 @@ class SplitClassifier {
   }
 };
 
-std::unique_ptr<SplitClassifier> load_classifier(const std::string& path, const c10::Device& device = c10::kCPU);
+std::unique_ptr<SplitClassifier> load_classifier(const std::string& path, const c10::Device& device = default_device());
 
 /// Converts images [N,C,H,W] in [-1,1] to `shape`: grey <-> RGB (channel mean / repeat), bilinear
 /// resize. No-op when they match. Error{kInput} for other channel counts.
@@ -176,6 +193,6 @@ class FeatureNet {
 /// discriminator whose children run in order included (layers: its split points). Error{kUsage} listing the layers when `layer`
 /// is not one of them.
 std::unique_ptr<FeatureNet> load_feature_net(const std::string& path, const std::string& layer,
-                                             const c10::Device& device = c10::kCPU);
+                                             const c10::Device& device = default_device());
 
 }  // namespace rw::models
