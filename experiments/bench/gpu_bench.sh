@@ -9,7 +9,8 @@
 #      default recovery (2 restarts x 200 steps) in fp32 and bf16: Spearman of the per-target errors, the
 #      recovery attack's AUC in each;
 #   3. white-box split inversion, ResNet-18 at 224 px (seeded random weights: speed does not depend on them),
-#      after the max-pool and after layer2, batch 8 and 256, 100 steps: rewind vs PyTorch eager and tuned
+#      after the max-pool and after layer2, batch 8 and 256, 100 steps: rewind fp32 and bf16 (--wb-precision) vs
+#      PyTorch eager and tuned
 #      (experiments/bench/split_reference_resnet.py);
 # and writes OUT/gpu-bench.md: the tables and the README's device line (GPU, driver, CUDA, torch, date).
 # Prepare .carry/ on a CPU machine first: bash experiments/bench/gpu_prepare.sh
@@ -136,7 +137,7 @@ if [ "$QUICK" = 1 ]; then BATCHES="2 4"; SSTEPS=5; else BATCHES="8 256"; SSTEPS=
 {
   echo "## White-box split inversion, ResNet-18 at 224 px, $SSTEPS Adam steps"
   echo
-  echo "| split | batch | implementation | image-steps/s | ms / step | rewind / this |"
+  echo "| split | batch | implementation | image-steps/s | ms / step | rewind's best / this |"
   echo "|---|---|---|---|---|---|"
 } >> "$MD"
 for split in maxpool layer2.1; do
@@ -145,16 +146,18 @@ for split in maxpool layer2.1; do
     [ -s "$T" ] || "$PY" experiments/bench/split_reference_resnet.py --make-targets "$n" --targets "$T"
     {
       "$BS" --classifier "$R" --targets "$T" --split "$split" --steps "$SSTEPS" --device "$DEV" --batch "$n"
+      "$BS" --classifier "$R" --targets "$T" --split "$split" --steps "$SSTEPS" --device "$DEV" --batch "$n" --precision bf16
       "$PY" experiments/bench/split_reference_resnet.py --classifier "$R" --targets "$T" --split "$split" --steps "$SSTEPS" --device "$DEV"
       "$PY" experiments/bench/split_reference_resnet.py --classifier "$R" --targets "$T" --split "$split" --steps "$SSTEPS" --device "$DEV" --tuned
     } > "$OUT/split-$split-$n.jsonl"
     "$PY" - "$split" "$n" "$OUT/split-$split-$n.jsonl" >> "$MD" <<'PY'
 import json, sys
 split, n, rows = sys.argv[1], sys.argv[2], [json.loads(l) for l in open(sys.argv[3]) if l.startswith("{")]
-rw = rows[0]["image_steps_per_s"]
+rw = max(r["image_steps_per_s"] for r in rows if r["impl"] == "rewind")
 for r in rows:
     ms = r.get("ms_per_step", 1000.0 * r["seconds"] / r["steps"])
-    print("| %s | %s | %s | %.0f | %.3f | %.2fx |" % (split, n, r["impl"], r["image_steps_per_s"], ms, rw / r["image_steps_per_s"]))
+    name = r["impl"] + (" " + r["precision"] if r["impl"] == "rewind" else "")
+    print("| %s | %s | %s | %.0f | %.3f | %.2fx |" % (split, n, name, r["image_steps_per_s"], ms, rw / r["image_steps_per_s"]))
 PY
   done
 done

@@ -19,6 +19,7 @@ if [ ! -s .carry/g64.pt ]; then
   "$RW" data synth-faces --out "$TMP/faces" --identities 64 --per-identity 8 --size 64 -q >/dev/null
   "$RW" train gan --data "$TMP/faces/manifest.csv" --out .carry/g64.pt --arch dcgan64 --width 32 --steps 300 \
     --sample-every 0 -q >/dev/null
+  rm -f .carry/g64.pt.ckpt .carry/g64.pt.disc .carry/g64-samples.png .carry/.g64.run.json.lock  # 64 MiB carry limit
 fi
 "$RW" data synth-faces --out "$TMP/demo" --identities 128 --per-identity 2 --size 32 -q >/dev/null
 "$B" --generator data-tools/demo/generator.pt --targets "$TMP/demo/manifest.csv" --write-targets .carry/mia.npy
