@@ -182,7 +182,14 @@ nlohmann::json recovery_options(const RecoveryLoss& l, const ganinv::InvertOptio
           {"feature_layer", l.feature_layer}};
 }
 
+void check_precision_flag(const std::string& flag, const std::string& p) {
+  RW_CHECK(p == "fp32" || p == "bf16" || p == "fp16", Usage, flag, " must be fp32, bf16 or fp16 (CUDA only), got '", p, "'");
+  RW_CHECK(p != "fp16" || current_device() != "cpu", Usage, flag,
+           " fp16: half precision runs on CUDA only (the CPU has no fast half-precision convolutions); use bf16 or fp32");
+}
+
 void apply_recovery_loss(const RecoveryLoss& l, ganinv::InvertOptions& o) {
+  check_precision_flag("--precision", o.precision);  // before any work (the demo renders its data first)
   parse_loss(l.loss, o);
   RW_CHECK(o.w_identity <= 0, Usage, "--recovery-loss: the identity term is for `rewind invert --embedder`; use mse, l1, "
            "ssim or feature here");

@@ -129,7 +129,10 @@ struct RecoveryLoss {
 /// --restarts --steps --lr --optimizer --latent --batch --recovery-loss --feature-net
 /// --feature-layer bound to a pipeline's latent-recovery options; apply_recovery_loss after parsing.
 void add_recovery_flags(po::options_description& desc, ganinv::InvertOptions& o, RecoveryLoss& l);
-/// Parses l.loss into o and loads the feature net it needs.
+/// --precision / --wb-precision: fp32 | bf16 | fp16, and fp16 only with a CUDA device in force (Error{kUsage}
+/// before any work; whether a given model runs in bf16 is checked when it is loaded).
+void check_precision_flag(const std::string& flag, const std::string& p);
+/// Parses l.loss into o (after check_precision_flag on o.precision) and loads the feature net it needs.
 void apply_recovery_loss(const RecoveryLoss& l, ganinv::InvertOptions& o);
 /// The recovery's options (restarts, steps, lr, optimizer, batch, latent space, loss) as run.json options.
 nlohmann::json recovery_options(const RecoveryLoss& l, const ganinv::InvertOptions& o);

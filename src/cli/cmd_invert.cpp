@@ -380,6 +380,7 @@ int invert_cmd(const Args& args) {
   po::options_description desc("invert options");
   bind(desc, p, o);
   if (!parse_command("rewind invert --generator G --targets MANIFEST|DIR --out DIR [options]", args, desc, common)) return 0;
+  check_precision_flag("--precision", o.precision);
   parse_loss(p.loss, o);
   RW_CHECK(o.w_feature <= 0 || !p.feature_net.empty(), Usage, "--loss feature=W needs --feature-net FILE --feature-layer NAME");
   if (o.w_feature > 0) o.feature_net = models::load_feature_net(p.feature_net, p.feature_layer);

@@ -517,6 +517,7 @@ int split_attack_cmd(const Args& args) {
                      common))
     return 0;
   resolve_flags(args, f);
+  check_precision_flag("--wb-precision", f.sweep.white_box.precision);
   io::RunRecord record("split-attack");
   record.options() = options_json(f);
   record.set_seed(f.sweep.seed);

@@ -16,7 +16,8 @@ namespace rw::cli {
 void add_shard_flags(po::options_description& desc, ShardFlags& f) {
   desc.add_options()
       ("shard", po::value(&f.shard),
-       "I/N: do only rows i with i % N == I, into OUT/part-I-of-N/; default: the rank mpirun or Slurm gives "
+       "I/N: do only this part's rows (dealt round-robin in blocks of the command's batch: rows i with "
+       "(i / batch) % N == I), into OUT/part-I-of-N/; default: the rank mpirun or Slurm gives "
        "(OMPI_COMM_WORLD_RANK, PMI_RANK, SLURM_ARRAY_TASK_ID, SLURM_PROCID), else the whole run; 0/1 forces the whole run")
       ("merge", po::bool_switch(&f.merge),
        "combine the finished OUT/part-I-of-N/ of this same command (same options) into OUT, as one process would have "

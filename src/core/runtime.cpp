@@ -80,32 +80,33 @@ int64_t cuda_devices() {
 
 std::string select_device(const std::string& spec) {
   std::string dev;
-  if (spec == "auto" || spec.empty()) {
+  RW_CHECK(!spec.empty(), Usage, "--device '': expected cpu, cuda, cuda:N (N a device number) or auto");
+  if (spec == "auto") {
     dev = cuda_devices() > 0 ? "cuda:0" : "cpu";
   } else if (spec == "cpu") {
     dev = "cpu";
   } else if (spec == "cuda" || spec.rfind("cuda:", 0) == 0) {
     int64_t index = 0;
-    if (spec.size() > 5) {
+    if (spec != "cuda") {  // cuda:N
       const std::string num = spec.substr(5);
       RW_CHECK(!num.empty() && num.find_first_not_of("0123456789") == std::string::npos && num.size() < 4, Usage,
-               "--device ", spec, ": expected cpu, cuda, cuda:N (N a device number) or auto");
+               "--device '", spec, "': expected cpu, cuda, cuda:N (N a device number) or auto");
       index = std::stoll(num);
     }
 #ifdef REWIND_WITH_CUDA
     const int64_t n = cuda_devices();
-    RW_CHECK(n > 0, Usage, "--device ", spec,
+    RW_CHECK(n > 0, Usage, "--device '", spec, "'",
              ": no CUDA device is visible to this process (driver missing, or CUDA_VISIBLE_DEVICES empty); use --device cpu");
-    RW_CHECK(index < n, Usage, "--device ", spec, ": this machine has ", n, " CUDA device", n == 1 ? "" : "s",
+    RW_CHECK(index < n, Usage, "--device '", spec, "': this machine has ", n, " CUDA device", n == 1 ? "" : "s",
              " (cuda:0", n > 1 ? "..cuda:" + std::to_string(n - 1) : std::string(), "); use one of them or --device cpu");
 #else
-    RW_FAIL(Usage, "--device ", spec,
+    RW_FAIL(Usage, "--device '", spec, "'",
             ": this rewind was built against a LibTorch without CUDA (Debian's libtorch is CPU-only); use --device cpu, "
-            "or build against a CUDA LibTorch (README: GPU build)");
+            "or build against a CUDA LibTorch (README, 'On a GPU')");
 #endif
     dev = "cuda:" + std::to_string(index);
   } else {
-    RW_FAIL(Usage, "--device ", spec, ": expected cpu, cuda, cuda:N or auto");
+    RW_FAIL(Usage, "--device '", spec, "': expected cpu, cuda, cuda:N or auto");
   }
   std::lock_guard<std::mutex> lk(device_mu);
   device_in_force = dev;

@@ -28,8 +28,9 @@ at::Generator item_gen(uint64_t seed, int64_t index, uint64_t salt) {
 
 /// --batch: the user's rows per chunk, or auto (optim::auto_chunk_rows: 64 on the CPU, measured on a
 /// CUDA device by a trial step of `trial`), logged once per run on CUDA.
-int64_t chunk_rows(int64_t batch, const c10::Device& dev, int64_t restarts, const std::function<void(int64_t)>& trial) {
-  RW_CHECK(batch >= 0, Usage, "--batch must be >= 0 (0 = automatic), got ", batch);
+int64_t chunk_rows(int64_t batch, const c10::Device& dev, int64_t restarts, const std::function<void(int64_t)>& trial,
+                   const char* flag) {
+  RW_CHECK(batch >= 0, Usage, flag, " must be >= 0 (0 = automatic), got ", batch);
   if (batch > 0) return batch;
   return optim::auto_chunk_rows(dev, restarts, trial, "split inversion");
 }
@@ -195,7 +196,7 @@ AttackResult white_box(models::SplitClassifier& c, const std::string& split, con
   const int64_t per_chunk = std::max<int64_t>(1, chunk_rows(o.batch, dev, restarts, [&](int64_t rows) {
     auto x = torch::zeros({rows, shape.channels, shape.height, shape.width}, torch::TensorOptions(dev)).requires_grad_(true);
     c.inference_head(split)(x).sum().backward();
-  }) / restarts);
+  }, "--wb-batch") / restarts);
   const int64_t chunks = (n + per_chunk - 1) / per_chunk;
   // BatchNorm statistics (DeepInversion prior), in the order head_bn reports inputs
   std::vector<models::SplitClassifier::BatchNormStats> bns;
@@ -293,7 +294,7 @@ AttackResult gan_prior(models::Generator& g, models::SplitClassifier& c, const s
   const int64_t per_chunk = std::max<int64_t>(1, chunk_rows(o.batch, dev, restarts, [&](int64_t rows) {
     auto z = torch::zeros({rows, d}, torch::TensorOptions(dev)).requires_grad_(true);
     c.head(to_shape(g.generate(z), shape), split).sum().backward();
-  }) / restarts);
+  }, "--batch") / restarts);
   const int64_t chunks = (n + per_chunk - 1) / per_chunk;
   AttackResult res;
   std::vector<at::Tensor> recons, picks;

@@ -3,6 +3,9 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
+#include <map>
+#include <mutex>
+
 #include "rewind/core/error.h"
 #include "rewind/core/runtime.h"
 #include "rewind/optim/losses.h"
@@ -146,12 +149,12 @@ void check_options(models::Generator& g, const InvertOptions& o, bool has_embedd
   }
   RW_CHECK(o.loop.optimizer == "adam" || o.loop.optimizer == "lbfgs", Usage, "--optimizer must be adam or lbfgs, got '",
            o.loop.optimizer, "'");
-  RW_CHECK(o.precision == "fp32" || o.precision == "bf16", Usage, "--precision must be fp32 or bf16, got '", o.precision,
-           "'");
+  RW_CHECK(o.precision == "fp32" || o.precision == "bf16" || o.precision == "fp16", Usage,
+           "--precision must be fp32, bf16 or fp16 (CUDA only), got '", o.precision, "'");
   if (o.precision != "fp32") {  // refused before any work
     const auto why = g.set_precision(o.precision);
     g.set_precision("fp32");
-    RW_CHECK(why.empty(), Usage, "--precision ", o.precision, ": ", why, "; use --precision fp32");
+    RW_CHECK(why.empty(), Usage, "--precision ", o.precision, ": ", why);
   }
   RW_CHECK(o.loop.schedule == "cosine" || o.loop.schedule == "constant", Usage,
            "--schedule must be cosine or constant, got '", o.loop.schedule, "'");
@@ -193,9 +196,23 @@ InvertResult invert(models::Generator& g, const at::Tensor& targets, const Inver
            " targets");
   auto seed_id = [&](int64_t k) { return seed_ids.empty() ? first_index + k : seed_ids[size_t(k)]; };
   RW_CHECK(o.batch >= 0, Usage, "--batch must be >= 0 (0 = automatic), got ", o.batch);
+  // --batch 0 on CUDA: a trial step, once per generator and options (pipelines call invert per segment)
+  static std::mutex sized_mu;
+  static std::map<std::string, int64_t> sized;
+  const std::string size_key = g.id() + "|" + g.device().str() + "|" + std::to_string(o.restarts) + "|" + o.latent +
+                               "|" + o.precision + "|" + std::to_string(o.w_identity > 0) + std::to_string(o.w_feature > 0) +
+                               std::to_string(o.w_ssim > 0) + "|" + std::to_string(o.scales) +
+                               (embedder ? "|" + embedder->id() : std::string());
+  auto auto_rows = [&](const std::function<void(int64_t)>& trial) {
+    if (!g.device().is_cuda()) return optim::auto_chunk_rows(g.device(), o.restarts, trial, "latent recovery");
+    std::lock_guard<std::mutex> lk(sized_mu);
+    auto it = sized.find(size_key);
+    if (it == sized.end()) it = sized.emplace(size_key, optim::auto_chunk_rows(g.device(), o.restarts, trial, "latent recovery")).first;
+    return it->second;
+  };
   const int64_t budget =
       o.batch > 0 ? o.batch
-                  : optim::auto_chunk_rows(g.device(), o.restarts, [&](int64_t rows) {
+                  : auto_rows([&](int64_t rows) {
                       // one step of the real objective on `rows` copies of the first target
                       const int64_t k = std::max<int64_t>(1, rows / o.restarts);
                       auto tgt = targets.slice(0, 0, 1).to(g.device()).expand({k * o.restarts, -1, -1, -1}).contiguous();
@@ -208,7 +225,7 @@ InvertResult invert(models::Generator& g, const at::Tensor& targets, const Inver
                                    .requires_grad_(true);
                       PrecisionScope lowp(g, o.precision);
                       p.weighted(p.terms(v, p.render(v), true)).sum().backward();
-                    }, "latent recovery");
+                    });
   const int64_t per_chunk = std::max<int64_t>(1, budget / o.restarts);
   const int64_t chunks = (n + per_chunk - 1) / per_chunk;
   const int64_t total_steps = chunks * (o.loop.steps + (refining ? o.refine_steps : 0));

@@ -535,7 +535,9 @@ class ScriptGenerator : public Generator {
           return describe() + " computes other images in " + p + " (max difference " + std::to_string(diff) +
                  " on a probe, > 0.1): use fp32";
       } catch (const std::exception& e) {
-        return describe() + " does not run in " + p + " on " + device_.str() + " (" + one_line(e) + "): use fp32";
+        return describe() + " does not run in " + p + " on " + device_.str() +
+               ": one of its layers has no working " + p + " kernel in this LibTorch (on the CPU, ConvTranspose2d for one; "
+               "LibTorch said: " + one_line(e) + "); use fp32";
       }
       lowp_ = std::move(copy);
       lowp_dtype_ = *dt;
@@ -851,7 +853,9 @@ class NativeClassifier : public SplitClassifier {
                           ref.abs().max().clamp_min(1e-6)).item<double>();
       if (!(rel < 0.1)) return describe() + " computes other outputs in " + p + " (relative difference " + std::to_string(rel) + "): use fp32";
     } catch (const std::exception& e) {
-      return describe() + " does not run in " + p + " on " + device_.str() + " (" + one_line(e) + "): use fp32";
+      return describe() + " does not run in " + p + " on " + device_.str() +
+               ": one of its layers has no working " + p + " kernel in this LibTorch (on the CPU, ConvTranspose2d for one; "
+               "LibTorch said: " + one_line(e) + "); use fp32";
     }
     lowp_ = copy;
     dtype_ = *dt;
@@ -1006,7 +1010,9 @@ class ScriptClassifier : public SplitClassifier {
       const double rel = ((y - ref).abs().max() / ref.abs().max().clamp_min(1e-6)).item<double>();
       if (!(rel < 0.1)) return describe() + " computes other outputs in " + p + " (relative difference " + std::to_string(rel) + "): use fp32";
     } catch (const std::exception& e) {
-      return describe() + " does not run in " + p + " on " + device_.str() + " (" + one_line(e) + "): use fp32";
+      return describe() + " does not run in " + p + " on " + device_.str() +
+               ": one of its layers has no working " + p + " kernel in this LibTorch (on the CPU, ConvTranspose2d for one; "
+               "LibTorch said: " + one_line(e) + "); use fp32";
     }
     lowp_ = std::move(copy);
     lowp_stages_ = std::move(stages);

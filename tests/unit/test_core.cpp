@@ -116,7 +116,7 @@ TEST(Core, SelectDevice) {
   EXPECT_EQ(select_device("cpu"), "cpu");
   EXPECT_EQ(current_device(), "cpu");
   EXPECT_EQ(device_name("cpu"), "");
-  for (const std::string bad : {"gpu", "cuda:", "cuda:x", "cuda:-1", "CPU", "cuda:99999"})
+  for (const std::string bad : {"", "gpu", "cuda:", "cuda:x", "cuda:-1", "CPU", "cuda:99999"})
     EXPECT_NE(usage_message(bad), "") << bad;
   EXPECT_NE(usage_message("gpu").find("expected cpu, cuda, cuda:N or auto"), std::string::npos);
   const std::string a = select_device("auto");
