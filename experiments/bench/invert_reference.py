@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
+import tuned_loop
+
 
 class Generator(nn.Module):
     """rewind's DcganGenerator: linear+BN1d+ReLU, then (nearest x2, conv3x3, BN, ReLU) per doubling, tanh."""
@@ -115,8 +117,7 @@ def invert_tuned(g, d, targets, restarts, steps, lr):
     n = targets.size(0)
     tgt = targets.repeat_interleave(restarts, 0).contiguous(memory_format=torch.channels_last)
     z = torch.randn(n * restarts, d, device=dev, requires_grad=True)
-    lr_t = torch.tensor(lr, device=dev)
-    opt = torch.optim.Adam([z], lr=lr_t if cuda else lr, capturable=cuda)
+    opt, lr_t = tuned_loop.adam(z, lr, cuda)
     best = torch.full((n * restarts,), float("inf"), device=dev)
     best_z = z.detach().clone()
 
@@ -132,34 +133,7 @@ def invert_tuned(g, d, targets, restarts, steps, lr):
             best_z.copy_(torch.where(better.unsqueeze(1), z, best_z))
         opt.step()
 
-    def set_lr(k):
-        v = 0.5 * lr * (1 + math.cos(math.pi * k / steps))
-        if cuda:
-            lr_t.fill_(v)
-        else:
-            opt.param_groups[0]["lr"] = v
-
-    done = 0
-    if cuda and steps > 3:
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(3):
-                set_lr(done)
-                step()
-                done += 1
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            step()
-        while done < steps:
-            set_lr(done)
-            graph.replay()
-            done += 1
-    while done < steps:
-        set_lr(done)
-        step()
-        done += 1
+    tuned_loop.run(step, opt, lr_t, lr, steps, cuda)
     with torch.no_grad(), torch.autocast(dev.type, dtype=torch.bfloat16):
         loss = (g(z).float() - tgt).pow(2).flatten(1).mean(1)
     best = torch.minimum(best, loss)

@@ -17,12 +17,13 @@ Prints one JSON line like bench_split.
 """
 import argparse
 import json
-import math
 import time
 
 import numpy as np
 import torch
 from torch import nn
+
+import tuned_loop
 
 
 class BasicBlock(nn.Module):
@@ -109,9 +110,8 @@ def invert(net, split, acts, steps, tuned, lr=0.05, w_tv=1e-4, w_l2=1e-5):
         net = net.to(memory_format=torch.channels_last)
     x = torch.zeros(n, 3, 224, 224, device=dev).contiguous(memory_format=fmt).requires_grad_(True)
     denom = acts.float().pow(2).flatten(1).mean(1).clamp_min(1e-12)
-    lr_t = torch.tensor(lr, device=dev)
     graphable = tuned and cuda
-    opt = torch.optim.Adam([x], lr=lr_t if graphable else lr, capturable=graphable)
+    opt, lr_t = tuned_loop.adam(x, lr, graphable)
     best = torch.full((n,), float("inf"), device=dev)
     best_x = x.detach().clone()
 
@@ -130,34 +130,7 @@ def invert(net, split, acts, steps, tuned, lr=0.05, w_tv=1e-4, w_l2=1e-5):
             best_x.copy_(torch.where(better[:, None, None, None], x, best_x))
         opt.step()
 
-    def set_lr(k):
-        v = 0.5 * lr * (1 + math.cos(math.pi * k / steps))
-        if graphable:
-            lr_t.fill_(v)
-        else:
-            opt.param_groups[0]["lr"] = v
-
-    done = 0
-    if graphable and steps > 3:
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(3):
-                set_lr(done)
-                step()
-                done += 1
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            step()
-        while done < steps:
-            set_lr(done)
-            graph.replay()
-            done += 1
-    while done < steps:
-        set_lr(done)
-        step()
-        done += 1
+    tuned_loop.run(step, opt, lr_t, lr, steps, graphable)
     return best_x.clamp(-1, 1)
 
 

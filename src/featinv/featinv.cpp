@@ -206,20 +206,8 @@ AttackResult white_box(models::SplitClassifier& c, const std::string& split, con
     b.running_var = b.running_var.to(dev);
   }
   const bool use_bn = !bns.empty();
-  /// --wb-precision for the search only: the final feature error below is fp32's
-  struct PrecisionScope {
-    models::SplitClassifier& c;
-    bool on;
-    PrecisionScope(models::SplitClassifier& cl, const std::string& p) : c(cl), on(p != "fp32") {
-      if (!on) return;
-      const auto why = c.set_precision(p);
-      RW_CHECK(why.empty(), Usage, "--wb-precision ", p, ": ", why);
-    }
-    ~PrecisionScope() {
-      if (on) c.set_precision("fp32");
-    }
-  };
-  { PrecisionScope check(c, o.precision); }  // refused before any work
+  using Precision = models::PrecisionScope<models::SplitClassifier>;
+  { Precision check(c, o.precision, "--wb-precision"); }  // refused before any work
 
   AttackResult res;
   std::vector<at::Tensor> recons, losses, picks;
@@ -235,7 +223,7 @@ AttackResult white_box(models::SplitClassifier& c, const std::string& split, con
         start[i * restarts + r].add_(
             torch::randn({shape.channels, shape.height, shape.width}, gen, torch::kFloat32).to(dev) * 0.25);
       }
-    auto lowp = std::make_unique<PrecisionScope>(c, o.precision);  // the search only
+    auto lowp = std::make_unique<Precision>(c, o.precision, "--wb-precision");  // the search only
     // BatchNorm folded into the convolutions: the same function, fewer operations per step
     const auto fast_head = use_bn ? models::SplitClassifier::HeadFn() : c.inference_head(split);
     auto objective = [&](const at::Tensor& x) {

@@ -160,23 +160,6 @@ void check_options(models::Generator& g, const InvertOptions& o, bool has_embedd
            "--schedule must be cosine or constant, got '", o.loop.schedule, "'");
 }
 
-namespace {
-/// The generator's arithmetic set to `p` for a scope, fp32 again after (also when the search throws).
-struct PrecisionScope {
-  PrecisionScope(models::Generator& g, const std::string& p) : g_(g), on_(p != "fp32") {
-    if (!on_) return;
-    const auto why = g_.set_precision(p);
-    RW_CHECK(why.empty(), Usage, "--precision ", p, ": ", why);
-  }
-  ~PrecisionScope() {
-    if (on_) g_.set_precision("fp32");
-  }
-  PrecisionScope(const PrecisionScope&) = delete;
-  PrecisionScope& operator=(const PrecisionScope&) = delete;
-  models::Generator& g_;
-  bool on_;
-};
-}  // namespace
 
 InvertResult invert(models::Generator& g, const at::Tensor& targets, const InvertOptions& o,
                     models::Embedder* embedder, const ProgressFn& progress, const ChunkFn& on_chunk,
@@ -223,7 +206,7 @@ InvertResult invert(models::Generator& g, const at::Tensor& targets, const Inver
                       auto v = to_space(g, o, torch::randn({k * o.restarts, g.latent_dim()}, at::detail::createCPUGenerator(1)).to(g.device()), restart_of)
                                    .detach()
                                    .requires_grad_(true);
-                      PrecisionScope lowp(g, o.precision);
+                      models::PrecisionScope lowp(g, o.precision, "--precision");
                       p.weighted(p.terms(v, p.render(v), true)).sum().backward();
                     });
   const int64_t per_chunk = std::max<int64_t>(1, budget / o.restarts);
@@ -267,7 +250,7 @@ InvertResult invert(models::Generator& g, const at::Tensor& targets, const Inver
     // L-BFGS and early stopping go through the generic loop.
     optim::LoopResult res;
     {
-      PrecisionScope lowp(g, o.precision);
+      models::PrecisionScope lowp(g, o.precision, "--precision");
       res = optim::optimise(init, objective, o.loop, reset, progress, "invert", base, total_steps, o.cuda_graph);
     }
     // best restart per target

@@ -74,6 +74,12 @@ torch::jit::Module load_script(const std::string& path, const c10::Device& devic
 }
 
 /// Deterministic probe latents that do not touch the global RNG.
+/// n deterministic images [n, C, H, W] in [-1, 1] of `s` for probes (a smooth pattern, not zeros).
+at::Tensor probe_images(int64_t n, const ImageShape& s) {
+  return torch::sin(torch::arange(n * s.channels * s.height * s.width, torch::kFloat32) * 0.37f)
+      .view({n, s.channels, s.height, s.width});
+}
+
 at::Tensor probe_latents(int64_t n, int64_t d) {
   auto idx = torch::arange(n * d, torch::kFloat32).view({n, d});
   return torch::sin(idx * 12.9898f + 78.233f) * 1.5f;
@@ -381,6 +387,26 @@ std::string set_compiled_precision(FrozenDcgan& f, const std::string& p, bool cu
   return "";
 }
 
+/// Whether a model's cast copy can stand in for it: "" when `low()` runs and stays within 0.1 of `fp32()` on
+/// a probe (relative to fp32's largest magnitude when `relative`: logits and activations have any scale;
+/// absolute for images in [-1, 1]), else why not, naming `who`.
+std::string check_cast_copy(const std::string& who, const std::string& p, const c10::Device& dev,
+                            const std::function<at::Tensor()>& fp32, const std::function<at::Tensor()>& low, bool relative) {
+  torch::NoGradGuard ng;
+  try {
+    auto ref = fp32();
+    double diff = (low().to(torch::kFloat32) - ref).abs().max().item<double>();
+    if (relative) diff /= std::max(ref.abs().max().item<double>(), 1e-6);
+    if (!(diff < 0.1))
+      return who + " computes other outputs in " + p + " (" + (relative ? "relative" : "max") + " difference " +
+             std::to_string(diff) + " on a probe, > 0.1): use fp32";
+  } catch (const std::exception& e) {
+    return who + " does not run in " + p + " on " + dev.str() + ": one of its layers has no working " + p +
+           " kernel in this LibTorch (on the CPU, ConvTranspose2d for one; LibTorch said: " + one_line(e) + "); use fp32";
+  }
+  return "";
+}
+
 bool compile_requested() {
   const char* off = std::getenv("REWIND_COMPILE");
   return !(off && std::string(off) == "0");
@@ -526,19 +552,10 @@ class ScriptGenerator : public Generator {
       copy.to(*dt);
       // the cast copy must run and agree with fp32 on a probe (Debian's LibTorch 1.13 CPU ConvTranspose2d,
       // for one, fails in bf16)
-      torch::NoGradGuard ng;
-      auto z = probe_latents(2, latent_dim_).to(device_);
-      try {
-        auto y = call_on(copy, "forward", z.to(*dt)).to(torch::kFloat32);
-        const double diff = (y - call_on(m_, "forward", z)).abs().max().item<double>();
-        if (!(diff < 0.1))
-          return describe() + " computes other images in " + p + " (max difference " + std::to_string(diff) +
-                 " on a probe, > 0.1): use fp32";
-      } catch (const std::exception& e) {
-        return describe() + " does not run in " + p + " on " + device_.str() +
-               ": one of its layers has no working " + p + " kernel in this LibTorch (on the CPU, ConvTranspose2d for one; "
-               "LibTorch said: " + one_line(e) + "); use fp32";
-      }
+      const auto z = probe_latents(2, latent_dim_).to(device_);
+      const auto why = check_cast_copy(describe(), p, device_, [&] { return call_on(m_, "forward", z); },
+                                       [&] { return call_on(copy, "forward", z.to(*dt)); }, false);
+      if (!why.empty()) return why;
       lowp_ = std::move(copy);
       lowp_dtype_ = *dt;
     }
@@ -776,8 +793,7 @@ class ScriptEmbedder : public Embedder {
     std::vector<std::string> keep;
     for (const char* a : {"input_size", "channels"})
       if (m_.hasattr(a)) keep.push_back(a);
-    auto probe = torch::sin(torch::arange(3 * shape_.channels * shape_.height * shape_.width, torch::kFloat32) * 0.37f)
-                     .view({3, shape_.channels, shape_.height, shape_.width});
+    auto probe = probe_images(3, shape_);
     auto f = freeze_checked(m_, keep, {{"forward", probe}}, [](torch::jit::Module& m, const std::string& method, const at::Tensor& x) {
       return m.get_method(method)({x}).toTensor();
     });
@@ -843,20 +859,10 @@ class NativeClassifier : public SplitClassifier {
     freeze(*copy);
     copy->to(device_);
     copy->to(*dt);
-    torch::NoGradGuard ng;
-    auto x = torch::sin(torch::arange(2 * arch_.channels * arch_.resolution() * arch_.resolution(), torch::kFloat32) * 0.37f)
-                 .view({2, arch_.channels, arch_.resolution(), arch_.resolution()})
-                 .to(device_);
-    try {
-      auto ref = net_->forward(x);
-      const double rel = ((copy->forward(x.to(*dt)).to(torch::kFloat32) - ref).abs().max() /
-                          ref.abs().max().clamp_min(1e-6)).item<double>();
-      if (!(rel < 0.1)) return describe() + " computes other outputs in " + p + " (relative difference " + std::to_string(rel) + "): use fp32";
-    } catch (const std::exception& e) {
-      return describe() + " does not run in " + p + " on " + device_.str() +
-               ": one of its layers has no working " + p + " kernel in this LibTorch (on the CPU, ConvTranspose2d for one; "
-               "LibTorch said: " + one_line(e) + "); use fp32";
-    }
+    const auto x = probe_images(2, input_shape()).to(device_);
+    why = check_cast_copy(describe(), p, device_, [&] { return net_->forward(x); },
+                          [&] { return copy->forward(x.to(*dt)); }, true);
+    if (!why.empty()) return why;
     lowp_ = copy;
     dtype_ = *dt;
     return "";
@@ -1000,20 +1006,10 @@ class ScriptClassifier : public SplitClassifier {
     copy.to(*dt);
     std::vector<Stage> stages;
     if (!head_tail_) collect(copy, "", stages);
-    torch::NoGradGuard ng;
-    auto x = torch::sin(torch::arange(2 * shape_.channels * shape_.height * shape_.width, torch::kFloat32) * 0.37f)
-                 .view({2, shape_.channels, shape_.height, shape_.width})
-                 .to(device_);
-    try {
-      auto ref = m_.forward({x}).toTensor();
-      auto y = copy.forward({x.to(*dt)}).toTensor().to(torch::kFloat32);
-      const double rel = ((y - ref).abs().max() / ref.abs().max().clamp_min(1e-6)).item<double>();
-      if (!(rel < 0.1)) return describe() + " computes other outputs in " + p + " (relative difference " + std::to_string(rel) + "): use fp32";
-    } catch (const std::exception& e) {
-      return describe() + " does not run in " + p + " on " + device_.str() +
-               ": one of its layers has no working " + p + " kernel in this LibTorch (on the CPU, ConvTranspose2d for one; "
-               "LibTorch said: " + one_line(e) + "); use fp32";
-    }
+    const auto x = probe_images(2, shape_).to(device_);
+    why = check_cast_copy(describe(), p, device_, [&] { return m_.forward({x}).toTensor(); },
+                          [&] { return copy.forward({x.to(*dt)}).toTensor(); }, true);
+    if (!why.empty()) return why;
     lowp_ = std::move(copy);
     lowp_stages_ = std::move(stages);
     dtype_ = *dt;
@@ -1080,8 +1076,7 @@ class ScriptClassifier : public SplitClassifier {
       candidates = {{c, s, s}};
     }
     for (const auto& s : candidates) {
-      auto x = torch::sin(torch::arange(2 * s.channels * s.height * s.width, torch::kFloat32) * 0.37f)
-                   .view({2, s.channels, s.height, s.width});
+      auto x = probe_images(2, s);
       at::Tensor out;
       try {
         out = m_.forward({x}).toTensor();

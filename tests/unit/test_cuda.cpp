@@ -10,6 +10,7 @@
 #include "rewind/models/native.h"
 #include "rewind/models/nets.h"
 #include "test_util.h"
+#include "tiny_models.h"
 
 using namespace rw;
 using rw::test::TempDir;
@@ -20,30 +21,12 @@ namespace {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device (or a CPU-only LibTorch) here"
 
 std::string save_generator(const TempDir& d) {
-  models::GanArch a;
-  a.name = "dcgan32";
-  a.latent_dim = 8;
-  a.channels = 3;
-  a.width = 8;
-  torch::manual_seed(7);
-  models::DcganGenerator g(a);
-  g->eval();
-  for (auto& b : g->named_buffers())
-    if (b.key().find("running_var") != std::string::npos) b.value().fill_(0.05);
-  models::save_native(d / "g.pt", *g, a.to_json("generator"));
+  test::save_tiny_generator(d / "g.pt");
   return d / "g.pt";
 }
 
 std::string save_classifier(const TempDir& d) {
-  models::CnnArch a;
-  a.name = "cnn28";
-  a.channels = 1;
-  a.width = 4;
-  a.outputs = 10;
-  torch::manual_seed(3);
-  auto net = models::make_cnn(a);
-  net->eval();
-  models::save_native(d / "c.pt", *net, a.to_json("classifier"));
+  test::save_tiny_classifier(d / "c.pt");
   return d / "c.pt";
 }
 

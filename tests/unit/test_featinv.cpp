@@ -8,6 +8,7 @@
 #include "rewind/models/native.h"
 #include "rewind/models/nets.h"
 #include "test_util.h"
+#include "tiny_models.h"
 
 using namespace rw;
 using rw::test::TempDir;
@@ -25,15 +26,7 @@ std::string error_of(const std::function<void()>& f) {
 
 /// A random (untrained) cnn28 classifier, width 4, saved natively and loaded through the contract.
 std::unique_ptr<models::SplitClassifier> tiny_classifier(const TempDir& d, int width = 4) {
-  models::CnnArch a;
-  a.name = "cnn28";
-  a.channels = 1;
-  a.width = width;
-  a.outputs = 10;
-  torch::manual_seed(3);
-  auto net = models::make_cnn(a);
-  net->eval();
-  models::save_native(d / "c.pt", *net, a.to_json("classifier"));
+  test::save_tiny_classifier(d / "c.pt", width);
   return models::load_classifier(d / "c.pt");
 }
 
@@ -279,17 +272,7 @@ TEST(FeatInv, InverseNetTrainingReducesLossAndDecodes) {
 TEST(FeatInv, GanPriorBeatsARandomSampleAndRefinementHelps) {
   TempDir d;
   auto c = tiny_classifier(d);
-  models::GanArch ga;
-  ga.name = "dcgan28";
-  ga.latent_dim = 8;
-  ga.channels = 1;
-  ga.width = 8;
-  torch::manual_seed(7);
-  models::DcganGenerator g(ga);
-  g->eval();
-  for (auto& b : g->named_buffers())
-    if (b.key().find("running_var") != std::string::npos) b.value().fill_(0.05);
-  models::save_native(d / "g.pt", *g, ga.to_json("generator"));
+  test::save_tiny_generator(d / "g.pt", "dcgan28", 1);
   auto gen = models::load_generator(d / "g.pt");
   torch::manual_seed(11);
   at::Tensor x, other;

@@ -10,6 +10,7 @@
 #include "rewind/optim/loop.h"
 #include "rewind/optim/losses.h"
 #include "test_util.h"
+#include "tiny_models.h"
 
 using namespace rw;
 using rw::test::TempDir;
@@ -117,18 +118,7 @@ TEST(Loop, EarlyStopAndNanResetAndCancel) {
 
 namespace {
 std::unique_ptr<models::Generator> tiny_generator(const TempDir& d) {
-  models::GanArch a;
-  a.name = "dcgan32";
-  a.latent_dim = 8;
-  a.channels = 3;
-  a.width = 8;
-  torch::manual_seed(7);
-  models::DcganGenerator g(a);
-  g->eval();
-  // sharper BN statistics than the untrained defaults, so images depend strongly on z
-  for (auto& b : g->named_buffers())
-    if (b.key().find("running_var") != std::string::npos) b.value().fill_(0.05);
-  models::save_native(d / "g.pt", *g, a.to_json("generator"));
+  test::save_tiny_generator(d / "g.pt");
   return models::load_generator(d / "g.pt");
 }
 }  // namespace

@@ -20,6 +20,8 @@
 #include <string>
 #include <vector>
 
+#include "rewind/core/error.h"
+
 namespace rw::models {
 
 /// The device loaders use when none is named: rw::current_device() (the CLI's --device; the CPU
@@ -164,6 +166,27 @@ class SplitClassifier {
 };
 
 std::unique_ptr<SplitClassifier> load_classifier(const std::string& path, const c10::Device& device = default_device());
+
+/// A model (Generator, SplitClassifier) in precision `p` for a scope, fp32 again after it: Error{kUsage}
+/// "FLAG P: why" when the model cannot run in `p`. fp32 does nothing.
+template <class Model>
+class PrecisionScope {
+ public:
+  PrecisionScope(Model& m, const std::string& p, const char* flag) : m_(m), on_(p != "fp32") {
+    if (!on_) return;
+    const auto why = m_.set_precision(p);
+    RW_CHECK(why.empty(), Usage, flag, " ", p, ": ", why);
+  }
+  ~PrecisionScope() {
+    if (on_) m_.set_precision("fp32");
+  }
+  PrecisionScope(const PrecisionScope&) = delete;
+  PrecisionScope& operator=(const PrecisionScope&) = delete;
+
+ private:
+  Model& m_;
+  bool on_;
+};
 
 /// Converts images [N,C,H,W] in [-1,1] to `shape`: grey <-> RGB (channel mean / repeat), bilinear
 /// resize. No-op when they match. Error{kInput} for other channel counts.
