@@ -78,11 +78,21 @@ int64_t cuda_devices() {
 }
 }  // namespace
 
+int local_rank() {
+  for (const char* v : {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID", "LOCAL_RANK"})
+    if (const char* e = std::getenv(v)) {
+      const int r = std::atoi(e);
+      if (r >= 0) return r;
+    }
+  return 0;
+}
+
 std::string select_device(const std::string& spec) {
   std::string dev;
   RW_CHECK(!spec.empty(), Usage, "--device '': expected cpu, cuda, cuda:N (N a device number) or auto");
   if (spec == "auto") {
-    dev = cuda_devices() > 0 ? "cuda:0" : "cpu";
+    const int64_t n = cuda_devices();
+    dev = n > 0 ? "cuda:" + std::to_string(local_rank() % n) : "cpu";
   } else if (spec == "cpu") {
     dev = "cpu";
   } else if (spec == "cuda" || spec.rfind("cuda:", 0) == 0) {

@@ -130,6 +130,15 @@ TEST(Core, SelectDevice) {
     EXPECT_NE(device_name("cuda:0"), "");
   }
   select_device("cpu");
+  // auto spreads the ranks of a node over its GPUs by local rank (mpirun's or Slurm's)
+  for (const char* v : {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID", "LOCAL_RANK"}) unsetenv(v);
+  EXPECT_EQ(local_rank(), 0);
+  setenv("SLURM_LOCALID", "3", 1);
+  EXPECT_EQ(local_rank(), 3);
+  setenv("OMPI_COMM_WORLD_LOCAL_RANK", "5", 1);  // mpirun's first
+  EXPECT_EQ(local_rank(), 5);
+  unsetenv("OMPI_COMM_WORLD_LOCAL_RANK");
+  unsetenv("SLURM_LOCALID");
   const auto mem = device_memory("cpu");
   EXPECT_GT(mem.total, 0);
   EXPECT_GT(mem.free, 0);

@@ -19,10 +19,15 @@ void keep_freed_memory();
 int num_threads();
 
 /// Chooses the device models run on from now on (process-wide, like the thread count): "auto"
-/// (CUDA device 0 when this LibTorch has CUDA and a device is visible, else the CPU), "cpu", "cuda"
+/// (CUDA device local_rank() mod count when this LibTorch has CUDA and a device is visible, else the
+/// CPU), "cpu", "cuda"
 /// or "cuda:N". Error{kUsage} when CUDA is asked for and there is none, saying why and to use
 /// --device cpu. Returns the device in force, canonical: "cpu" or "cuda:N".
 std::string select_device(const std::string& spec);
+/// This process's rank among the ranks of its node (OMPI_COMM_WORLD_LOCAL_RANK, MPI_LOCALRANKID,
+/// SLURM_LOCALID, LOCAL_RANK; 0 when none is set): `auto` gives local rank r the GPU r mod count, so the
+/// ranks of a multi-GPU node spread over its GPUs.
+int local_rank();
 /// The device in force: "cpu" until select_device() chose another.
 std::string current_device();
 /// The GPU's name ("NVIDIA H100 80GB HBM3") for a "cuda:N" device; "" on the CPU.
