@@ -61,8 +61,9 @@ bool parse_command(const std::string& usage, const Args& args, po::options_descr
       ("help,h", po::bool_switch(&common.help), "show this help");
   if (common.runs_models)
     general.add_options()("device", opt(&common.device),
-                          "where the models run: auto (cuda:0 when this build has CUDA and a GPU is visible, else cpu) | "
-                          "cpu | cuda | cuda:N; run.json records it and the GPU's name");
+                          "where the models run: auto (a GPU when this build has CUDA and one is visible: cuda:0, or under "
+                          "mpirun / Slurm the node-local rank mod the GPUs; else cpu) | cpu | cuda | cuda:N; run.json "
+                          "records it and the GPU's name");
   po::options_description all;
   all.add(desc).add(general);
   po::variables_map vm;
