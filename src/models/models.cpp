@@ -73,13 +73,13 @@ torch::jit::Module load_script(const std::string& path, const c10::Device& devic
   }
 }
 
-/// Deterministic probe latents that do not touch the global RNG.
 /// n deterministic images [n, C, H, W] in [-1, 1] of `s` for probes (a smooth pattern, not zeros).
 at::Tensor probe_images(int64_t n, const ImageShape& s) {
   return torch::sin(torch::arange(n * s.channels * s.height * s.width, torch::kFloat32) * 0.37f)
       .view({n, s.channels, s.height, s.width});
 }
 
+/// Deterministic probe latents that do not touch the global RNG.
 at::Tensor probe_latents(int64_t n, int64_t d) {
   auto idx = torch::arange(n * d, torch::kFloat32).view({n, d});
   return torch::sin(idx * 12.9898f + 78.233f) * 1.5f;
@@ -365,8 +365,7 @@ Lowered lower_dcgan(const torch::jit::Module& root) {
   return Lowered{std::make_unique<FrozenDcgan>(fc_w.contiguous(), fc_b.contiguous(), c0, base, std::move(ups)), ""};
 }
 
-/// Generator::set_precision for a generator that runs as `f` on the CPU.
-/// --precision's dtype, or "" and *why when `p` cannot run on this device.
+/// --precision's dtype, or nullopt and *why when `p` cannot run on this device.
 std::optional<torch::ScalarType> precision_dtype(const std::string& p, bool cuda, const std::string& who, std::string* why) {
   if (p == "fp32") return torch::kFloat32;
   if (p == "bf16") return torch::kBFloat16;
@@ -379,6 +378,7 @@ std::optional<torch::ScalarType> precision_dtype(const std::string& p, bool cuda
   return std::nullopt;
 }
 
+/// set_precision for a generator that runs as the compiled `f`.
 std::string set_compiled_precision(FrozenDcgan& f, const std::string& p, bool cuda, const std::string& who) {
   std::string why;
   const auto dt = precision_dtype(p, cuda, who, &why);
@@ -406,6 +406,37 @@ std::string check_cast_copy(const std::string& who, const std::string& p, const 
   }
   return "";
 }
+
+/// `v` in dtype `dt` (no copy when it is already).
+at::Tensor cast_to(const at::Tensor& v, torch::ScalarType dt) { return v.scalar_type() == dt ? v : v.to(dt); }
+
+/// The low-precision copy behind a model's set_precision: built and checked once per dtype, then kept
+/// while the model switches to fp32 and back (invert and white-box switch once per chunk, after an
+/// up-front check), so a switch costs nothing after the first.
+template <class Copy>
+struct CastCopy {
+  std::optional<Copy> copy;                      ///< the cast model, for copy_dtype
+  torch::ScalarType copy_dtype = torch::kFloat32;
+  torch::ScalarType active = torch::kFloat32;    ///< the arithmetic in force; kFloat32 = the model itself
+  bool on() const { return active != torch::kFloat32; }
+  /// Sets precision `p` ("" or why not): `make(dt)` builds a cast copy, `check(copy, dt)` says "" when it
+  /// may stand in for the model (check_cast_copy).
+  template <class Make, class Check>
+  std::string set(const std::string& p, bool cuda, const std::string& who, Make&& make, Check&& check) {
+    std::string why;
+    const auto dt = precision_dtype(p, cuda, who, &why);
+    if (!dt) return why;
+    if (*dt != torch::kFloat32 && (!copy || copy_dtype != *dt)) {
+      Copy c = make(*dt);
+      why = check(c, *dt);
+      if (!why.empty()) return why;
+      copy = std::move(c);
+      copy_dtype = *dt;
+    }
+    active = *dt;
+    return "";
+  }
+};
 
 bool compile_requested() {
   const char* off = std::getenv("REWIND_COMPILE");
@@ -461,12 +492,12 @@ class NativeGenerator : public Generator {
   /// (measured on an H100: 0.89x at 256x4 and slower at batch 8), so the module runs there.
   at::Tensor generate(const at::Tensor& z) override {
     return on_device(device_, z,
-                     [&](const at::Tensor& v) { return on_cuda_ && !low_on_cuda_ ? net_->forward(v) : frozen_->forward(v); });
+                     [&](const at::Tensor& v) { return device_.is_cuda() && !low_on_cuda_ ? net_->forward(v) : frozen_->forward(v); });
   }
   /// On CUDA, fp32 runs the module (cuDNN's 3x3 convolutions); bf16 / fp16 run the compiled form there too.
   std::string set_precision(const std::string& p) override {
-    const auto why = set_compiled_precision(*frozen_, p, on_cuda_, describe());
-    if (why.empty()) low_on_cuda_ = on_cuda_ && p != "fp32";
+    const auto why = set_compiled_precision(*frozen_, p, device_.is_cuda(), describe());
+    if (why.empty()) low_on_cuda_ = device_.is_cuda() && p != "fp32";
     return why;
   }
   std::vector<std::string> feature_layers() const override { return net_->layer_names(); }
@@ -479,7 +510,6 @@ class NativeGenerator : public Generator {
   void to(const c10::Device& d) override {
     net_->to(d);
     frozen_->to(d);
-    on_cuda_ = d.is_cuda();
     device_ = d;
   }
   c10::Device device() const override { return device_; }
@@ -493,7 +523,7 @@ class NativeGenerator : public Generator {
   GanArch arch_;
   DcganGenerator net_;
   std::unique_ptr<FrozenDcgan> frozen_;
-  bool on_cuda_ = false, low_on_cuda_ = false;
+  bool low_on_cuda_ = false;  ///< on CUDA in bf16 / fp16: the compiled form runs (fp32: the module)
   c10::Device device_ = c10::kCPU;
   std::string path_, hash_;
 
@@ -539,27 +569,19 @@ class ScriptGenerator : public Generator {
   /// cast in and outputs back to fp32. On the CPU bf16 pays off only for compiled generators.
   std::string set_precision(const std::string& p) override {
     if (lowered_) return set_compiled_precision(*lowered_, p, false, describe());
-    std::string why;
-    const auto dt = precision_dtype(p, device_.is_cuda(), describe(), &why);
-    if (!dt) return why;
-    if (*dt == torch::kFloat32) {
-      lowp_.reset();
-      return "";
-    }
-    if (frozen_) return describe() + " is frozen (REWIND_FREEZE=1): it runs in fp32 only";
-    if (!lowp_ || lowp_dtype_ != *dt) {
-      auto copy = m_.deepcopy();
-      copy.to(*dt);
-      // the cast copy must run and agree with fp32 on a probe (Debian's LibTorch 1.13 CPU ConvTranspose2d,
-      // for one, fails in bf16)
-      const auto z = probe_latents(2, latent_dim_).to(device_);
-      const auto why = check_cast_copy(describe(), p, device_, [&] { return call_on(m_, "forward", z); },
-                                       [&] { return call_on(copy, "forward", z.to(*dt)); }, false);
-      if (!why.empty()) return why;
-      lowp_ = std::move(copy);
-      lowp_dtype_ = *dt;
-    }
-    return "";
+    if (frozen_ && p != "fp32") return describe() + " is frozen (REWIND_FREEZE=1): it runs in fp32 only";
+    return lowp_.set(p, device_.is_cuda(), describe(),
+                     [&](torch::ScalarType dt) {
+                       auto copy = m_.deepcopy();
+                       copy.to(dt);
+                       return copy;
+                     },
+                     [&](torch::jit::Module& copy, torch::ScalarType dt) {
+                       // Debian's LibTorch 1.13 CPU ConvTranspose2d, for one, fails in bf16
+                       const auto z = probe_latents(2, latent_dim_).to(device_);
+                       return check_cast_copy(describe(), p, device_, [&] { return call_on(m_, "forward", z); },
+                                              [&] { return call_on(copy, "forward", z.to(dt)); }, false);
+                     });
   }
   int64_t w_dim() const override { return w_dim_; }
   int64_t num_ws() const override { return num_ws_; }
@@ -593,7 +615,7 @@ class ScriptGenerator : public Generator {
     if (d != device_) {  // frozen and compiled for the CPU only (compile_for_cpu)
       frozen_.reset();
       lowered_.reset();
-      if (lowp_) lowp_->to(d);
+      if (lowp_.copy) lowp_.copy->to(d);
     }
     device_ = d;
   }
@@ -665,7 +687,7 @@ class ScriptGenerator : public Generator {
   /// One method call, after reseeding torch's global generator: noise drawn inside the model is the
   /// same at every call (an optimisation needs a fixed function).
   at::Tensor call(const char* method, const at::Tensor& x) {
-    if (lowp_) return call_on(*lowp_, method, x.to(lowp_dtype_)).to(torch::kFloat32);
+    if (lowp_.on()) return call_on(*lowp_.copy, method, cast_to(x, lowp_.active)).to(torch::kFloat32);
     return call_on(frozen_ ? *frozen_ : m_, method, x);
   }
   static at::Tensor call_on(torch::jit::Module& m, const char* method, const at::Tensor& x) {
@@ -680,8 +702,7 @@ class ScriptGenerator : public Generator {
   torch::jit::Module m_;
   std::optional<torch::jit::Module> frozen_;  ///< compile_for_cpu's, used by call() when set
   std::unique_ptr<FrozenDcgan> lowered_;      ///< compile_for_cpu's, used by generate() on the CPU when set
-  std::optional<torch::jit::Module> lowp_;    ///< set_precision's bf16 / fp16 copy of the module, used by call()
-  torch::ScalarType lowp_dtype_ = torch::kFloat32;
+  CastCopy<torch::jit::Module> lowp_;         ///< set_precision's bf16 / fp16 copy of the module, used by call()
   std::string path_, hash_;
   int64_t latent_dim_ = 0, w_dim_ = 0, num_ws_ = 0;
   bool has_mapping_ = false, own_w_avg_ = false;
@@ -840,32 +861,25 @@ class NativeClassifier : public SplitClassifier {
   }
   void to(const c10::Device& d) override {
     net_->to(d);
-    if (!lowp_.is_empty()) lowp_->to(d);
+    if (lowp_.copy) (*lowp_.copy)->to(d);
     device_ = d;
   }
   /// A second copy of the network, cast, used when it agrees with fp32 on a probe (relative 0.1).
   std::string set_precision(const std::string& p) override {
-    std::string why;
-    const auto dt = precision_dtype(p, device_.is_cuda(), describe(), &why);
-    if (!dt) return why;
-    if (*dt == torch::kFloat32) {
-      lowp_ = StagedNet(nullptr);
-      dtype_ = torch::kFloat32;
-      return "";
-    }
-    if (!lowp_.is_empty() && dtype_ == *dt) return "";
-    auto copy = make_cnn(arch_);
-    load_native_weights(path_, *copy);
-    freeze(*copy);
-    copy->to(device_);
-    copy->to(*dt);
-    const auto x = probe_images(2, input_shape()).to(device_);
-    why = check_cast_copy(describe(), p, device_, [&] { return net_->forward(x); },
-                          [&] { return copy->forward(x.to(*dt)); }, true);
-    if (!why.empty()) return why;
-    lowp_ = copy;
-    dtype_ = *dt;
-    return "";
+    return lowp_.set(p, device_.is_cuda(), describe(),
+                     [&](torch::ScalarType dt) {
+                       auto copy = make_cnn(arch_);
+                       load_native_weights(path_, *copy);
+                       freeze(*copy);
+                       copy->to(device_);
+                       copy->to(dt);
+                       return copy;
+                     },
+                     [&](StagedNet& copy, torch::ScalarType dt) {
+                       const auto x = probe_images(2, input_shape()).to(device_);
+                       return check_cast_copy(describe(), p, device_, [&] { return net_->forward(x); },
+                                              [&] { return copy->forward(x.to(dt)); }, true);
+                     });
   }
   c10::Device device() const override { return device_; }
   std::string describe() const override {
@@ -908,8 +922,8 @@ class NativeClassifier : public SplitClassifier {
       if (conv && bn && pad && c10::get_if<torch::enumtype::kZeros>(&conv->options.padding_mode())) {
         // eval-mode BatchNorm is a per-channel affine map: fold it into the conv
         auto [scale, shift] = batchnorm_affine(bn->weight, bn->bias, bn->running_mean, bn->running_var, bn->options.eps());
-        auto w = (conv->weight * scale.view({-1, 1, 1, 1})).to(dtype_).contiguous();
-        auto b = (conv->bias.defined() ? conv->bias * scale + shift : shift).to(dtype_);
+        auto w = (conv->weight * scale.view({-1, 1, 1, 1})).to(lowp_.active).contiguous();
+        auto b = (conv->bias.defined() ? conv->bias * scale + shift : shift).to(lowp_.active);
         std::vector<int64_t> stride(conv->options.stride()->begin(), conv->options.stride()->end()),
             padding((*pad)->begin(), (*pad)->end()),
             dilation(conv->options.dilation()->begin(), conv->options.dilation()->end());
@@ -925,24 +939,23 @@ class NativeClassifier : public SplitClassifier {
         ops.push_back([net = active(), from, to](const at::Tensor& x) mutable { return net->run(x, from, to); });
       }
     }
-    return [ops = std::move(ops), dev = device_, dt = dtype_](const at::Tensor& x) {
+    return [ops = std::move(ops), dev = device_, dt = lowp_.active](const at::Tensor& x) {
       return on_device(dev, x, [&](const at::Tensor& v) {
-        at::Tensor a = v.to(dt);
+        at::Tensor a = cast_to(v, dt);
         for (const auto& op : ops) a = op(a);
-        return a.to(torch::kFloat32);
+        return cast_to(a, torch::kFloat32);
       });
     };
   }
 
  private:
-  StagedNet active() const { return lowp_.is_empty() ? net_ : lowp_; }
-  at::Tensor in(const at::Tensor& v) const { return v.scalar_type() == dtype_ ? v : v.to(dtype_); }
-  static at::Tensor out(const at::Tensor& v) { return v.scalar_type() == torch::kFloat32 ? v : v.to(torch::kFloat32); }
+  StagedNet active() const { return lowp_.on() ? *lowp_.copy : net_; }
+  at::Tensor in(const at::Tensor& v) const { return cast_to(v, lowp_.active); }
+  static at::Tensor out(const at::Tensor& v) { return cast_to(v, torch::kFloat32); }
 
   CnnArch arch_;
   StagedNet net_;
-  StagedNet lowp_{nullptr};  ///< set_precision's cast copy
-  torch::ScalarType dtype_ = torch::kFloat32;
+  CastCopy<StagedNet> lowp_;  ///< set_precision's cast copy
   c10::Device device_ = c10::kCPU;
   std::string path_, hash_;
 };
@@ -986,34 +999,24 @@ class ScriptClassifier : public SplitClassifier {
   }
   void to(const c10::Device& d) override {
     m_.to(d);
-    if (lowp_) lowp_->to(d);
+    if (lowp_.copy) lowp_.copy->m.to(d);  // its stages are its submodules
     device_ = d;
   }
   /// A cast copy of the module (its stages re-read from the copy), used when it agrees with fp32 on a
   /// probe (relative 0.1).
   std::string set_precision(const std::string& p) override {
-    std::string why;
-    const auto dt = precision_dtype(p, device_.is_cuda(), describe(), &why);
-    if (!dt) return why;
-    if (*dt == torch::kFloat32) {
-      lowp_.reset();
-      lowp_stages_.clear();
-      dtype_ = torch::kFloat32;
-      return "";
-    }
-    if (lowp_ && dtype_ == *dt) return "";
-    auto copy = m_.deepcopy();
-    copy.to(*dt);
-    std::vector<Stage> stages;
-    if (!head_tail_) collect(copy, "", stages);
-    const auto x = probe_images(2, shape_).to(device_);
-    why = check_cast_copy(describe(), p, device_, [&] { return m_.forward({x}).toTensor(); },
-                          [&] { return copy.forward({x.to(*dt)}).toTensor(); }, true);
-    if (!why.empty()) return why;
-    lowp_ = std::move(copy);
-    lowp_stages_ = std::move(stages);
-    dtype_ = *dt;
-    return "";
+    return lowp_.set(p, device_.is_cuda(), describe(),
+                     [&](torch::ScalarType dt) {
+                       Cast c{m_.deepcopy(), {}};
+                       c.m.to(dt);
+                       if (!head_tail_) collect(c.m, "", c.stages);
+                       return c;
+                     },
+                     [&](Cast& c, torch::ScalarType dt) {
+                       const auto x = probe_images(2, shape_).to(device_);
+                       return check_cast_copy(describe(), p, device_, [&] { return m_.forward({x}).toTensor(); },
+                                              [&] { return c.m.forward({x.to(dt)}).toTensor(); }, true);
+                     });
   }
   c10::Device device() const override { return device_; }
   std::string describe() const override { return "TorchScript classifier " + fs::path(path_).filename().string(); }
@@ -1060,8 +1063,8 @@ class ScriptClassifier : public SplitClassifier {
     return -1;
   }
   at::Tensor run(at::Tensor x, int from, int to) {
+    auto& st = lowp_.on() ? lowp_.copy->stages : stages_;
     for (int i = from; i <= to; ++i) {
-      auto& st = lowp_ ? lowp_stages_ : stages_;
       if (st[size_t(i)].linear && x.dim() > 2) x = x.flatten(1);
       x = guarded(path_, st[size_t(i)].name.c_str(), [&] { return st[size_t(i)].module.forward({x}).toTensor(); });
     }
@@ -1111,14 +1114,16 @@ class ScriptClassifier : public SplitClassifier {
             "input_size and channels to the module");
   }
 
-  torch::jit::Module& mod() { return lowp_ ? *lowp_ : m_; }
-  at::Tensor in(const at::Tensor& v) const { return v.scalar_type() == dtype_ ? v : v.to(dtype_); }
-  static at::Tensor out(const at::Tensor& v) { return v.scalar_type() == torch::kFloat32 ? v : v.to(torch::kFloat32); }
+  torch::jit::Module& mod() { return lowp_.on() ? lowp_.copy->m : m_; }
+  at::Tensor in(const at::Tensor& v) const { return cast_to(v, lowp_.active); }
+  static at::Tensor out(const at::Tensor& v) { return cast_to(v, torch::kFloat32); }
 
+  struct Cast {
+    torch::jit::Module m;
+    std::vector<Stage> stages;  ///< m's stages (the same names as stages_)
+  };
   torch::jit::Module m_;
-  std::optional<torch::jit::Module> lowp_;  ///< set_precision's cast copy
-  std::vector<Stage> lowp_stages_;         ///< its stages (same names as stages_)
-  torch::ScalarType dtype_ = torch::kFloat32;
+  CastCopy<Cast> lowp_;  ///< set_precision's cast copy
   c10::Device device_ = c10::kCPU;
   std::string path_, hash_;
   bool head_tail_ = false;
