@@ -176,12 +176,25 @@ at::Tensor SampleBank::images(models::Generator& g, uint64_t seed, const std::ve
 }
 
 // ------------------------------------------------------------------------------------------------
+namespace {
+/// What differs between a kept fingerprint file's text and the fingerprint wanted now.
+std::string fingerprint_difference(const std::string& have, const nlohmann::json& want) {
+  try {
+    auto d = io::describe_difference(nlohmann::json::parse(have), want, false);
+    return d.empty() ? "the file's bytes differ" : d;
+  } catch (const nlohmann::json::exception&) {
+    return "the file is not JSON";
+  }
+}
+}  // namespace
+
 StageCache::StageCache(std::string dir, nlohmann::json fingerprint, bool resume) : dir_(std::move(dir)) {
   if (dir_.empty()) return;
   const std::string fp = dir_ + "/fingerprint.json", want = io::dump_json(fingerprint, 1);
   if (resume && fs::exists(fp)) {
-    RW_CHECK(io::read_file(fp) == want, Usage, "resume: the stages in ", dir_,
-             " were made with other options or inputs (", fp, "); rerun with the same ones, or without resume to start over");
+    const std::string have = io::read_file(fp);
+    RW_CHECK(have == want, Usage, "resume: the stages in ", dir_, " were made with other options or inputs (",
+             fingerprint_difference(have, fingerprint), "; ", fp, "); rerun with the same ones, or without resume to start over");
     return;
   }
   std::error_code ec;
@@ -490,8 +503,10 @@ StageCache open_part(const std::string& dir, const nlohmann::json& fp, const dat
   std::error_code ec;
   RW_CHECK(std::filesystem::exists(f, ec), Input, "merge: ", dir, " holds no stages of round ", round, " (", f,
            " is missing): run shard ", shard.str(), " again");
-  RW_CHECK(io::read_file(f) == io::dump_json(part_fingerprint(fp, shard, round), 1), Input, "merge: the stages in ", dir,
-           " were made with other options or inputs: rerun shard ", shard.str(), " with this command's options");
+  const std::string have = io::read_file(f);
+  const auto want = part_fingerprint(fp, shard, round);
+  RW_CHECK(have == io::dump_json(want, 1), Input, "merge: the stages in ", dir, " were made with other options or inputs (",
+           fingerprint_difference(have, want), "): rerun shard ", shard.str(), " with this command's options");
   return StageCache(dir, part_fingerprint(fp, shard, round), true);
 }
 

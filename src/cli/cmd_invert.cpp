@@ -109,13 +109,51 @@ std::string check_segment(const std::string& csv, const at::Tensor& latents, int
   return "";
 }
 
+/// What differs between two options.json texts: line 1 the options, line 2 the input files' hashes,
+/// line 3 the feature network.
+std::string resume_difference(const std::string& have, const std::string& want) {
+  std::istringstream a(have), b(want);
+  std::string la, lb;
+  for (int line = 0; std::getline(b, lb); ++line) {
+    if (!std::getline(a, la)) la.clear();
+    if (la == lb) continue;
+    if (line == 2) return "the feature network changed";
+    try {
+      auto d = io::describe_difference(nlohmann::json::parse(la), nlohmann::json::parse(lb), line == 0);
+      if (!d.empty()) return line == 0 ? d : d + " (an input file's content)";
+    } catch (const nlohmann::json::exception&) {
+    }
+    break;
+  }
+  return "its record of them differs";
+}
+
+/// `--resume` on a folder whose run finished (no .partial left) would start over and replace it: when
+/// that run was made with other options it is refused, naming the first option that differs.
+void refuse_finished_with_other_options(const std::string& dir, const nlohmann::json& opts) {
+  const std::string rj = dir + "/run.json";
+  if (fs::exists(dir + "/.partial/options.json") || !fs::is_regular_file(rj)) return;
+  nlohmann::json rec;
+  try {
+    rec = nlohmann::json::parse(io::read_file(rj));
+  } catch (const std::exception&) {
+    return;  // not a record we can read: nothing to protect it by
+  }
+  if (!rec.is_object() || rec.value("status", "") != "ok" || rec.value("command", "") != "rewind invert") return;
+  auto was = rec.value("options", nlohmann::json::object());
+  if (was.is_object()) was.erase("out");
+  const std::string d = io::describe_difference(was, opts, true);
+  RW_CHECK(d.empty(), Usage, "--resume: ", dir, " holds a finished run made with other options (", d,
+           "); resuming would replace it: choose another --out, or drop --resume to replace it on purpose");
+}
+
 Segments open_segments(const std::string& out, const std::string& opts_dump, bool resume, size_t columns) {
   Segments s;
   s.dir = out + "/.partial";
   if (resume && fs::exists(s.dir + "/options.json")) {
-    RW_CHECK(io::read_file(s.dir + "/options.json") == opts_dump, Usage, "--resume: ", out,
-             " was started with other options or other inputs (generator, targets, embedder files changed); rerun "
-             "with the same ones or without --resume");
+    const std::string have = io::read_file(s.dir + "/options.json");
+    RW_CHECK(have == opts_dump, Usage, "--resume: ", out, " was started with other options or other inputs (",
+             resume_difference(have, opts_dump), "); rerun with the same ones or without --resume");
     for (int64_t k = 0;; ++k) {
       std::string base = s.dir + "/seg-" + std::to_string(k);
       if (!fs::exists(base + ".csv") || !fs::exists(base + ".npy")) break;
@@ -301,6 +339,7 @@ void invert_part(const InvertPaths& p, const ganinv::InvertOptions& o, io::RunRe
     auto opts = record.options();
     opts.erase("out");  // a moved output folder resumes as well
     const std::string feature = o.feature_net ? o.feature_net->id() + "\n" : "";
+    if (p.resume) refuse_finished_with_other_options(dir, opts);
     auto seg = open_segments(dir, io::dump_json(opts) + "\n" + inputs_fingerprint(p, m, emb.get()) + "\n" + feature, p.resume,
                              segment_columns(o));
     const int64_t resumed = seg.done;

@@ -149,20 +149,7 @@ std::vector<Part> collect_parts(const std::string& out, const std::string& comma
              sh.is_null() ? std::string("none") : sh.dump(), ", not ", s.str(), ": the folder was renamed or copied from another run");
     const auto got = strip(rec.value("options", nlohmann::json::object()));
     if (got != want) {
-      std::string diff = "its options differ";
-      auto flag = [](std::string k) {  // run.json keys are the flags with '_' for '-'; *_hash are data, not flags
-        if (k.size() > 5 && k.compare(k.size() - 5, 5, "_hash") == 0) return k;
-        std::replace(k.begin(), k.end(), '_', '-');
-        return "--" + k;
-      };
-      for (auto it = want.begin(); it != want.end(); ++it)
-        if (!got.contains(it.key()) || got[it.key()] != it.value()) {
-          diff = flag(it.key()) + " was " + (got.contains(it.key()) ? got[it.key()].dump() : "not set") + ", here " +
-                 it.value().dump();
-          break;
-        }
-      for (auto it = got.begin(); it != got.end() && diff == "its options differ"; ++it)
-        if (!want.contains(it.key())) diff = "it has an option " + flag(it.key()) + " this run does not";
+      const std::string diff = io::describe_difference(got, want, true);
       RW_FAIL(Input, "--merge: ", dir, " was made with other options (", diff,
               "): rerun that shard with this command's options, or merge with the options the parts were made with");
     }

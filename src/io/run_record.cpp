@@ -1,5 +1,6 @@
 #include "rewind/io/run_record.h"
 
+#include <algorithm>
 #include <ctime>
 
 #include "rewind/core/build_info.h"
@@ -72,6 +73,44 @@ nlohmann::json RunRecord::to_json() const {
 
 std::string dump_json(const nlohmann::json& j, int indent) {
   return j.dump(indent, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+namespace {
+
+std::string shown(const nlohmann::json& v) {
+  std::string s = dump_json(v);
+  return s.size() > 32 ? std::string() : s;
+}
+
+std::string difference_at(const nlohmann::json& was, const nlohmann::json& now, const std::string& name) {
+  if (was == now) return "";
+  if (was.is_object() && now.is_object()) {
+    for (auto it = now.begin(); it != now.end(); ++it) {
+      const std::string k = name.empty() ? it.key() : name + "." + it.key();
+      if (!was.contains(it.key())) return k + " was not set, here " + (shown(it.value()).empty() ? "set" : shown(it.value()));
+      auto d = difference_at(was[it.key()], it.value(), k);
+      if (!d.empty()) return d;
+    }
+    for (auto it = was.begin(); it != was.end(); ++it)
+      if (!now.contains(it.key())) return (name.empty() ? it.key() : name + "." + it.key()) + " was set, here it is not";
+  }
+  const std::string a = shown(was), b = shown(now);
+  return (name.empty() ? std::string("the record") : name) +
+         (a.empty() || b.empty() ? std::string(" changed") : " was " + a + ", here " + b);
+}
+
+}  // namespace
+
+std::string describe_difference(const nlohmann::json& was, const nlohmann::json& now, bool as_flags) {
+  std::string d = difference_at(was, now, "");
+  if (!as_flags || d.empty() || !was.is_object() || !now.is_object()) return d;
+  // the top-level key names a flag unless it is a hash of data ("*_hash")
+  const size_t end = d.find_first_of(". ");
+  if (end == std::string::npos || d[end] == '.') return d;  // a nested key is not a flag
+  std::string key = d.substr(0, end);
+  if (key.size() > 5 && key.compare(key.size() - 5, 5, "_hash") == 0) return d;
+  std::replace(key.begin(), key.end(), '_', '-');
+  return "--" + key + d.substr(end);
 }
 
 void RunRecord::write(const std::string& json_path, const std::string& status) const {

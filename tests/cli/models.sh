@@ -103,6 +103,11 @@ kill -INT $pid; wait $pid; code=$?
 expect_grep '"status": "cancelled"' "$TMP/inv-int/run.json" "cancelled run recorded"
 [ -e "$TMP/inv-int/.partial/seg-0.csv" ] && ok || bad "finished segment kept after cancel"
 expect_code 2 "resume with other options" -- "$REWIND" invert "${INV[@]}" --steps 301 --out "$TMP/inv-int" --resume
+expect_grep "(--steps was 300, here 301)" "$TMP/err" "resume names the option that changed"
+# --resume on a finished run with other options would replace it: refused, naming the option
+expect_code 2 "resume a finished run with other options" -- "$REWIND" invert "${INV[@]}" --steps 31 --out "$TMP/inv" --resume
+expect_grep "holds a finished run made with other options (--steps was 30, here 31)" "$TMP/err" "finished run kept, option named"
+[ "$(wc -l < "$TMP/inv/targets.csv")" = "7" ] && ok || bad "finished run left in place"
 # a damaged segment is redone, not trusted (a garbage row once crashed std::stod and went into targets.csv)
 cp -r "$TMP/inv-int" "$TMP/inv-garbage"; printf '0,x,y,not-a-number\n' > "$TMP/inv-garbage/.partial/seg-0.csv"
 expect_code 0 "resume over a damaged segment" -- "$REWIND" invert "${INV[@]}" --steps 300 --out "$TMP/inv-garbage" --resume

@@ -244,6 +244,28 @@ TEST(RunRecord, NonUtf8StringsAreWrittenNotThrown) {
   EXPECT_EQ(io::dump_json(nlohmann::json(std::string("a\xff"))), "\"a\xef\xbf\xbd\"");
 }
 
+// A refused --resume / --merge names the first option that differs, as the user typed it.
+TEST(RunRecord, DescribeDifferenceNamesTheFirstChangedOption) {
+  using J = nlohmann::json;
+  const J was = {{"steps", 200}, {"embed_batch", 4}, {"recovery", {{"lr", 0.05}, {"restarts", 2}}}};
+  EXPECT_EQ(io::describe_difference(was, was, true), "");
+  J now = was;
+  now["embed_batch"] = 8;
+  EXPECT_EQ(io::describe_difference(was, now, true), "--embed-batch was 4, here 8");
+  now = was;
+  now["recovery"]["lr"] = 0.1;
+  EXPECT_EQ(io::describe_difference(was, now, false), "recovery.lr was 0.05, here 0.1");
+  EXPECT_EQ(io::describe_difference(was, now, true), "recovery.lr was 0.05, here 0.1");  // nested: not a flag
+  now = was;
+  now["seed"] = 3;
+  EXPECT_EQ(io::describe_difference(was, now, true), "--seed was not set, here 3");
+  now = was;
+  now.erase("steps");
+  EXPECT_EQ(io::describe_difference(was, now, true), "--steps was set, here it is not");
+  const J a = {{"data_hash", std::string(64, 'a')}}, b = {{"data_hash", std::string(64, 'b')}};
+  EXPECT_EQ(io::describe_difference(a, b, true), "data_hash changed");  // a hash names data, not a flag
+}
+
 TEST(RunRecord, WritesOptionsTimingsSkipsAndBuild) {
   TempDir d;
   io::RunRecord r("test cmd");

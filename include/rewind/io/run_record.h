@@ -16,6 +16,12 @@ namespace rw::io {
 /// its record after its work; `indent` < 0 is compact.
 std::string dump_json(const nlohmann::json& j, int indent = -1);
 
+/// The first difference between two records of options or inputs, for an error message: "" when
+/// equal, else e.g. "--steps was 200, here 300" or "recovery.lr was 0.05, here 0.1". With
+/// `as_flags` a top-level key names its flag (run.json's keys are flags with '_' for '-'); a value
+/// longer than 32 characters (a file's hash) is shown as "changed" rather than quoted.
+std::string describe_difference(const nlohmann::json& was, const nlohmann::json& now, bool as_flags);
+
 class RunRecord {
  public:
   /// `command` is the full subcommand, e.g. "data synth-faces".
