@@ -207,8 +207,22 @@ Prepared prepare(models::Generator& g, models::Embedder& e, const io::Manifest& 
     // identities with many images do not weigh more and the scores stay independent
     std::vector<double> own, strangers;
     for (const auto& pos : groups.pos) own.push_back(nn_sim[pos.front()]);
-    for (const auto& pos : group_rows(*reference, ref.rows).pos) strangers.push_back(ref_scores[pos.front()]);
+    const Groups ref_groups = group_rows(*reference, ref.rows);
+    for (const auto& pos : ref_groups.pos) strangers.push_back(ref_scores[pos.front()]);
     res.set_test = mia::set_test(own, strangers);
+    // without identity labels each image is its own "identity": repeated photos of a person would be
+    // counted as independent people, and the p-value would come out too small
+    const bool flat_own = groups.names.size() == ds.rows.size() && ds.rows.size() > 1;
+    const bool flat_ref = ref_groups.names.size() == ref.rows.size() && ref.rows.size() > 1;
+    if ((flat_own || flat_ref) && res.set_test.ran) {
+      const std::string own_n = "your " + std::to_string(ds.rows.size()) + " images",
+                        ref_n = "the reference's " + std::to_string(ref.rows.size()) + " images";
+      res.set_test_caveat = "Each of " + (flat_own && flat_ref ? own_n + " and of " + ref_n : flat_own ? own_n : ref_n) +
+                            " has its own identity label, as a folder without one subfolder per person imports: "
+                            "if a person has several photos there, they count as several people and the p-value is too "
+                            "small. Import one folder per person (rewind data import --layout folder) to be sure.";
+      log_warn(res.set_test_caveat);
+    }
     if (!res.set_test.ran)
       res.set_test.reason = "n/a: needs >= 20 of your identities and >= 20 reference identities (has " +
                             std::to_string(res.set_test.owner) + " and " + std::to_string(res.set_test.reference) + ")";

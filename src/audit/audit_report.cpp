@@ -41,15 +41,16 @@ std::string verdict_html(Verdict v) {
 std::string set_test_line(const AuditResult& r) {
   const auto& t = r.set_test;
   if (!t.ran) return "Dataset-level test: " + t.reason + ".";
+  const std::string caveat = r.set_test_caveat.empty() ? "" : " " + r.set_test_caveat;
   const std::string stats = "p = " + mia::format_pvalue(t.pvalue) + ", one-sided Mann-Whitney U; effect size AUC " +
                             fmt(t.auc, 3) + " over " + std::to_string(t.owner) + " of your identities and " +
                             std::to_string(t.reference) + " reference identities, first image each";
   if (t.pvalue < 0.01)
     return "Dataset-level test: your people as a set are closer to the generator's samples than the reference people (" +
            stats + "): evidence at the 1% level that this set was used to train the generator (a 1% false-alarm rate "
-           "holds when the reference images come from the same population as yours).";
+           "holds when the reference images come from the same population as yours)." + caveat;
   return "Dataset-level test: no evidence at the 1% level that this set as a whole was used (" + stats +
-         "); this does not show that it was not used.";
+         "); this does not show that it was not used." + caveat;
 }
 
 namespace {
@@ -124,7 +125,7 @@ void write_csv_json(const std::string& out, const AuditResult& r, const AuditOpt
                     {"skipped", r.skipped.size()}};
   rep["dataset_test"] = {{"ran", r.set_test.ran}, {"reason", r.set_test.reason}, {"identities", r.set_test.owner},
                          {"reference_identities", r.set_test.reference}, {"auc", opt_json(finite_or_none(r.set_test.auc))},
-                         {"pvalue_one_sided", opt_json(finite_or_none(r.set_test.pvalue))}, {"line", set_test_line(r)}};
+                         {"pvalue_one_sided", opt_json(finite_or_none(r.set_test.pvalue))}, {"line", set_test_line(r)}, {"caveat", r.set_test_caveat}};
   if (r.truth) {
     const auto& t = *r.truth;
     rep["ground_truth"] = {{"members", t.members}, {"nonmembers", t.nonmembers}, {"members_flagged", t.members_flagged},

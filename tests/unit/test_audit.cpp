@@ -309,6 +309,31 @@ TEST(Audit, PlantedGeneratorFlagsMembersMoreThanNonMembers) {
   for (size_t k = 0; k < 4; ++k) EXPECT_TRUE(b.identities[k].recovery_error.has_value()) << k;
 }
 
+// Images without identity labels (each its own name, as a flat folder imports) would count several
+// photos of one person as several people in the dataset-level test: the result says so.
+TEST(Audit, DatasetTestCaveatForImagesWithoutIdentities) {
+  Planted p;
+  auto o = small_audit();
+  o.recover_top = 0;
+  o.recover_control = 0;
+  io::Manifest own, ref;
+  own.base_dir = ref.base_dir = p.dir.path();
+  write_images(p.dir.path(), "o", 40, -1, 21, &own);
+  for (size_t i = 0; i < own.entries.size(); ++i) own.entries[i].identity = "person" + std::to_string(i / 2);
+  write_images(p.dir.path(), "r", 40, 0, 22, &ref);  // 40 identities of one image each
+  auto flat = audit::run(*p.g, p.e, own, &ref, o);
+  ASSERT_TRUE(flat.set_test.ran) << flat.set_test.reason;
+  EXPECT_EQ(flat.set_test.owner, 20);
+  EXPECT_NE(flat.set_test_caveat.find("the reference's 40 images"), std::string::npos) << flat.set_test_caveat;
+  EXPECT_EQ(flat.set_test_caveat.find("your "), std::string::npos) << flat.set_test_caveat;
+  EXPECT_NE(audit::set_test_line(flat).find("--layout folder"), std::string::npos);
+  for (size_t i = 0; i < ref.entries.size(); ++i) ref.entries[i].identity = "stranger" + std::to_string(i / 2);
+  auto labelled = audit::run(*p.g, p.e, own, &ref, o);
+  ASSERT_TRUE(labelled.set_test.ran) << labelled.set_test.reason;
+  EXPECT_EQ(labelled.set_test.reference, 20);
+  EXPECT_EQ(labelled.set_test_caveat, "");
+}
+
 TEST(Membership, PlantedGeneratorSeparatesMembers) {
   Planted p;
   audit::MembershipOptions o;

@@ -116,6 +116,9 @@ struct AuditResult {
   /// Mann-Whitney U on identity-nn similarity (mia::set_test); not run without a reference, with
   /// fewer than 20 identities on either side, or under a domain mismatch (reason said).
   mia::SetTest set_test;
+  /// Said after the test's result when a side has no identity labels (every image its own name, as a
+  /// flat folder imports): several photos of one person there would count as independent people.
+  std::string set_test_caveat;
   Recovery recovery;                         ///< latents of the recovered rows (pictures, resume)
   std::vector<data::Skipped> skipped;
   std::string generator, embedder;           ///< describe() of each
