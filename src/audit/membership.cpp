@@ -20,13 +20,14 @@ namespace {
 
 std::set<std::string> parse_attacks(const std::string& s) {
   static const std::set<std::string> known = {"recovery", "calibrated", "lira", "rmia", "identity-nn", "recon-identity",
-                                              "identity-calibrated", "identity-lira"};
+                                              "identity-calibrated", "identity-lira", "discriminator"};
   std::set<std::string> out;
   std::stringstream ss(s);
   for (std::string t; std::getline(ss, t, ',');) {
     if (t.empty()) continue;
     RW_CHECK(known.count(t), Usage, "MembershipOptions::attacks: unknown attack '", t,
-             "' (recovery, calibrated, lira, rmia, identity-nn, recon-identity, identity-calibrated, identity-lira)");
+             "' (recovery, calibrated, lira, rmia, identity-nn, recon-identity, identity-calibrated, identity-lira, "
+             "discriminator)");
     out.insert(t);
   }
   return out;
@@ -90,23 +91,26 @@ struct ClassScan {
   std::vector<data::Skipped> skipped;
   Embedded kept;            ///< embeddings of the loaded rows (with an embedder)
   at::Tensor stats;         ///< [rows, F] image statistics (image_statistics) for the blind baseline
+  at::Tensor disc;          ///< [rows] float64 discriminator logits (with a discriminator), else undefined
 };
 
-ClassScan scan(data::ImageStream& s, models::Embedder* e) {
+ClassScan scan(data::ImageStream& s, models::Embedder* e, models::Discriminator* d) {
   torch::NoGradGuard ng;
   ClassScan out;
   data::Batch b;
   out.rows.reserve(size_t(s.total()));
-  std::vector<at::Tensor> stats, embs;
+  std::vector<at::Tensor> stats, embs, disc;
   while (s.next(&b)) {
     out.rows.insert(out.rows.end(), b.rows.begin(), b.rows.end());
     stats.push_back(image_statistics(b.images));
+    if (d) disc.push_back(d->score(b.images).to(torch::kCPU, torch::kFloat64));
     if (!e) continue;
     embs.push_back(e->embed(b.images));
     out.kept.rows.insert(out.kept.rows.end(), b.rows.begin(), b.rows.end());
   }
   out.kept.emb = embs.empty() ? torch::empty({0, e ? e->dim() : 0}) : torch::cat(embs);
   out.stats = stats.empty() ? torch::empty({0, 0}, torch::kFloat64) : torch::cat(stats);
+  if (d) out.disc = disc.empty() ? torch::empty({0}, torch::kFloat64) : torch::cat(disc);
   out.skipped = s.skipped();
   return out;
 }
@@ -132,6 +136,7 @@ bool load_scan(const StageCache& c, const std::string& name, ClassScan* out) {
     return false;
   out->rows = rows_from(rows);
   out->skipped = skipped_from(meta.at("skipped"));
+  if (meta.value("discriminator", false) && !c.load(name + "-scan-disc", &out->disc)) return false;
   return true;
 }
 
@@ -140,7 +145,8 @@ void save_scan(const StageCache& c, const std::string& name, const ClassScan& s)
   save_embedded(c, name + "-kept", s.kept);
   c.save(name + "-scan-rows", rows_tensor(s.rows));
   c.save(name + "-scan-stats", s.stats);
-  c.save_json(name + "-scan", {{"skipped", skipped_json(s.skipped)}});
+  if (s.disc.defined()) c.save(name + "-scan-disc", s.disc);
+  c.save_json(name + "-scan", {{"skipped", skipped_json(s.skipped)}, {"discriminator", s.disc.defined()}});
 }
 
 /// The scans of a class's shards, in row order (one process's scan).
@@ -156,11 +162,17 @@ ClassScan merge_scans(const std::vector<ClassScan>& parts) {
     kept.push_back(parts[p].kept);
   }
   std::sort(order.begin(), order.end());
-  std::vector<at::Tensor> st;
+  std::vector<at::Tensor> st, disc;
+  const bool with_disc = !parts.empty() && parts[0].disc.defined();
+  for (const auto& p : parts)
+    RW_CHECK(p.disc.defined() == with_disc && (!with_disc || p.disc.size(0) == int64_t(p.rows.size())), Input,
+             "merge: the parts disagree on the discriminator's scores; rerun the shards with the same options");
   for (const auto& [row, at] : order) {
     out.rows.push_back(row);
     st.push_back(parts[at.first].stats[at.second]);
+    if (with_disc) disc.push_back(parts[at.first].disc[at.second]);
   }
+  if (with_disc) out.disc = disc.empty() ? torch::empty({0}, torch::kFloat64) : torch::stack(disc);
   std::sort(out.skipped.begin(), out.skipped.end(), [](const data::Skipped& a, const data::Skipped& b) { return a.row < b.row; });
   out.stats = st.empty() ? torch::empty({0, 0}, torch::kFloat64) : torch::stack(st);
   out.kept = merge_embedded(kept);
@@ -286,18 +298,23 @@ Plan plan(models::Generator& g, const References& refs, models::Embedder* e, con
                                 : "no embedder given (--embedder)";
     else if ((a == "identity-nn" || a == "recon-identity") && !e)
       not_run[a] = "no embedder given (--embedder)";
+    else if (a == "discriminator" && !o.discriminator)
+      not_run[a] = "no discriminator given (--discriminator FILE: train gan writes GENERATOR.disc; released StyleGAN "
+                   "pickles hold D too)";
     else
       run.insert(a);
   }
   p.use_refs = std::any_of(run.begin(), run.end(), is_reference_attack);
   RW_CHECK(!run.empty(), Usage, "no attack could run: MembershipOptions::attacks '", o.attacks,
-           "' needs an embedder for identity-nn / recon-identity and a reference generator for calibrated, lira, rmia");
+           "' needs an embedder for identity-nn / recon-identity, a reference generator for calibrated, lira, rmia and a "
+           "discriminator for discriminator");
   nlohmann::json ref_names = nlohmann::json::array();
   for (auto* r : refs) ref_names.push_back(r->id());
   p.fp = {{"attacks", o.attacks}, {"samples", o.samples}, {"per_identity", o.per_identity},
           {"recover_max", o.recover_max}, {"seed", o.seed}, {"recovery", recovery_fingerprint(o.invert)}, {"crop", o.crop},
           {"generator", g.id()},
           {"reference_generators", ref_names}, {"embedder", e ? e->id() : ""},
+          {"discriminator", o.discriminator && run.count("discriminator") ? o.discriminator->id() : ""},
           {"members", manifest_hash(members)}, {"nonmembers", manifest_hash(nonmembers)}, {"embed_batch", o.embed_batch}};
   return p;
 }
@@ -336,7 +353,7 @@ ClassScan scan_class(const StageCache& cache, const io::Manifest& m, const std::
   so.stage = "load " + cls;
   data::ImageStream s(m, std::move(mine), pipeline_loader(shape, o.crop), so, progress);
   // the embedder only when an attack uses the embeddings (identity-nn, recon-identity)
-  sc = scan(s, needs_embeddings(pl.run) ? e : nullptr);
+  sc = scan(s, needs_embeddings(pl.run) ? e : nullptr, pl.run.count("discriminator") ? o.discriminator.get() : nullptr);
   save_scan(cache, cls, sc);
   return sc;
 }
@@ -406,6 +423,12 @@ MembershipResult run_membership(models::Generator& g, const References& refs, mo
           for (double v : s) id_cal.ref[k].push_back(1.0 - v);
         }
       }
+    }
+    if (run.count("discriminator")) {
+      RW_CHECK(sc.disc.defined() && sc.disc.size(0) == int64_t(sc.rows.size()), Input, "membership: the kept ", cls,
+               " scan in ", o.stage_dir, " has no discriminator scores; remove the folder and run again");
+      const auto d = to_vector(sc.disc);
+      for (size_t i = 0; i < d.size(); ++i) r.raw["discriminator"][base + i] = r.score["discriminator"][base + i] = d[i];
     }
     if (sc.stats.size(0) == int64_t(sc.rows.size()))
       for (int64_t i = 0; i < sc.stats.size(0); ++i) stats.push_back(to_vector(sc.stats[i]));

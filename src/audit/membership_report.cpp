@@ -28,6 +28,7 @@ void write_scores(const std::string& out, const MembershipResult& r, const io::M
     header.push_back(k == "identity-nn" || k == "recon-identity"      ? k + "_similarity"
                      : k == "identity-calibrated"                     ? k + "_similarity_gap"
                      : k == "lira" || k == "rmia" || k == "identity-lira" ? k + "_statistic"
+                     : k == "discriminator"                           ? k + "_logit"
                                                                       : k + "_error");
   for (const auto& k : r.attacks) header.push_back(k + "_score");
   // one line at a time into the temporary file: at 10^6 images the text would be ~100 MB
@@ -223,7 +224,8 @@ void write_membership_report(const std::string& out, const MembershipResult& r, 
                  "its own reconstruction; identity-calibrated: the identity-nn similarity minus its mean over the same "
                  "number of samples of each reference generator (the same seeds), how much closer this GAN comes to the "
                  "person than GANs that never saw them; identity-lira: offline LiRA on the closest-sample distance "
-                 "(1 - similarity) against the references, as lira on errors. MRE-gap = (median non-member error - median member error) / median non-member error. " +
+                 "(1 - similarity) against the references, as lira on errors; discriminator: the logit the GAN's own "
+                 "discriminator gives the image (Hayes et al. 2019, white-box LOGAN). MRE-gap = (median non-member error - median member error) / median non-member error. " +
                  ganinv::latent_space_note(o.invert.latent));
   if (!r.skipped.empty()) html.paragraph(std::to_string(r.skipped.size()) + " images skipped (listed in run.json).");
   html.details("run options", io::dump_json(options_json, 2));

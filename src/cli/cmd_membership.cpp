@@ -14,7 +14,7 @@ namespace {
 
 struct MembershipPaths {
   RecoveryLoss rloss;  ///< --recovery-loss --feature-net --feature-layer
-  std::string generator, members, nonmembers, out, embedder;
+  std::string generator, members, nonmembers, out, embedder, discriminator;
   std::vector<std::string> reference_generators;
   bool resume = false;
 };
@@ -28,6 +28,8 @@ void bind(po::options_description& desc, MembershipPaths& p, audit::MembershipOp
       ("embedder", po::value(&p.embedder), "identity embedder (identity-nn, recon-identity, identity-calibrated, identity-lira)")
       ("reference-generator", po::value(&p.reference_generators)->composing(),
        "a GAN trained on data without these images; give it once per GAN (K >= 1: calibrated, lira, rmia)")
+      ("discriminator", po::value(&p.discriminator),
+       "the GAN's discriminator (the discriminator attack): train gan's GENERATOR.disc, or TorchScript returning N logits")
       ("attacks", opt(&o.attacks), "which attacks (those whose models are missing are skipped)")
       ("samples", opt(&o.samples), "generated samples searched by identity-nn")
       ("crop", opt(&o.crop), kPipelineCropHelp)
@@ -49,12 +51,19 @@ struct Models {
     return out;
   }
   std::unique_ptr<models::Embedder> e;
+  std::shared_ptr<models::Discriminator> d;
   io::Manifest members, nonmembers;
+  /// `o` with the loaded discriminator.
+  audit::MembershipOptions with(audit::MembershipOptions o) const {
+    o.discriminator = d;
+    return o;
+  }
 };
 Models load(const MembershipPaths& p) {
   Models m;
   m.g = models::load_generator(p.generator);
   if (!p.embedder.empty()) m.e = models::load_embedder(p.embedder);
+  if (!p.discriminator.empty()) m.d = models::load_discriminator(p.discriminator, m.g->output_shape());
   for (const auto& r : p.reference_generators) m.refs.push_back(models::load_generator(r));
   m.members = data::open_data(p.members);
   m.nonmembers = data::open_data(p.nonmembers);
@@ -66,7 +75,7 @@ void membership_whole(const MembershipPaths& p, const audit::MembershipOptions& 
   audit::MembershipResult r;
   run_and_record(record, p.out + "/run.json", [&] {
     auto m = load(p);
-    r = audit::run_membership(*m.g, m.ref_ptrs(), m.e.get(), m.members, m.nonmembers, o, progress_fn(), &record);
+    r = audit::run_membership(*m.g, m.ref_ptrs(), m.e.get(), m.members, m.nonmembers, m.with(o), progress_fn(), &record);
     progress_done();
     audit::write_membership_report(p.out, r, m.members, m.nonmembers, o, p.generator, record.options());
     nlohmann::json j;
@@ -99,7 +108,7 @@ int membership_cmd(const Args& args) {
   io::RunRecord record("membership");
   record.set_seed(o.seed);
   record.options() = {{"generator", p.generator}, {"members", p.members}, {"nonmembers", p.nonmembers},
-                      {"embedder", p.embedder}, {"reference_generators", p.reference_generators}, {"attacks", o.attacks},
+                      {"embedder", p.embedder}, {"reference_generators", p.reference_generators}, {"discriminator", p.discriminator}, {"attacks", o.attacks},
                       {"samples", o.samples}, {"per_identity", o.per_identity}, {"recover_max", o.recover_max},
                       {"embed_batch", o.embed_batch}, {"bootstrap", o.boot}, {"seed", o.seed}};
   record.options().update(recovery_options(p.rloss, o.invert));
@@ -113,12 +122,12 @@ int membership_cmd(const Args& args) {
   run_rounds(sf, {"membership", p.out, &record, 2, [&] { return audit::membership_next_round(o.stage_dir); },
                   [&](const dist::Shard& s, const std::string& stages, int64_t) {
                     auto m = load(p);
-                    audit::run_membership_shard(*m.g, m.ref_ptrs(), m.e.get(), m.members, m.nonmembers, o, s, stages,
+                    audit::run_membership_shard(*m.g, m.ref_ptrs(), m.e.get(), m.members, m.nonmembers, m.with(o), s, stages,
                                                 progress_fn(), &record);
                   },
                   [&](const std::vector<std::string>& dirs, int64_t) {
                     auto m = load(p);
-                    audit::merge_membership_shards(*m.g, m.ref_ptrs(), m.e.get(), m.members, m.nonmembers, o, dirs);
+                    audit::merge_membership_shards(*m.g, m.ref_ptrs(), m.e.get(), m.members, m.nonmembers, m.with(o), dirs);
                   },
                   [&](io::RunRecord& merged) {
                     o.resume = true;

@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "rewind/core/error.h"
+#include "rewind/models/discriminator.h"
 #include "rewind/models/face_resnet.h"
 #include "rewind/models/models.h"
 #include "rewind/models/native.h"
@@ -85,7 +86,99 @@ class SplitFeatures : public NamedFeatures {
   SplitClassifier::HeadFn head_;
 };
 
+class NativeDiscriminator : public Discriminator {
+ public:
+  NativeDiscriminator(const std::string& path, const nlohmann::json& arch, const c10::Device& device)
+      : arch_(GanArch::from_json(arch)), net_(arch_) {
+    load_native_weights(path, *net_);
+    net_->eval();
+    for (auto& p : net_->parameters()) p.set_requires_grad(false);
+    net_->to(device);
+    device_ = device;
+    const int r = arch_.resolution();
+    name_ = "discriminator " + file_name(path) + " (" + arch.value("name", std::string("dcgan")) + ", " +
+            std::to_string(arch_.channels) + "x" + std::to_string(r) + "x" + std::to_string(r) + ")";
+    id_ = name_ + ":" + file_hash(path);
+  }
+  at::Tensor score(const at::Tensor& x) override {
+    torch::NoGradGuard ng;
+    const int r = arch_.resolution();
+    auto in = adapt_images(x, {int(arch_.channels), r, r}).to(device_, torch::kFloat32);
+    return net_->forward(in).to(x.device(), torch::kFloat32).view({-1});
+  }
+  std::string describe() const override { return name_; }
+  std::string id() const override { return id_; }
+
+ private:
+  GanArch arch_;
+  DcganDiscriminator net_;
+  c10::Device device_ = torch::kCPU;
+  std::string name_, id_;
+};
+
+class ScriptDiscriminator : public Discriminator {
+ public:
+  ScriptDiscriminator(const std::string& path, const ImageShape& input, const c10::Device& device)
+      : input_(input), device_(device) {
+    try {
+      m_ = torch::jit::load(path, device);
+    } catch (const c10::Error& e) {
+      RW_FAIL(Model, "'", path, "' is not a rewind discriminator (train gan's G.disc) nor a TorchScript file (",
+              std::string(e.what_without_backtrace()).substr(0, 160), "); export one with torch.jit.script(D).save(path)");
+    }
+    m_.eval();
+    for (auto p : m_.parameters()) p.set_requires_grad(false);
+    name_ = "discriminator " + file_name(path) + " (TorchScript, " + std::to_string(input.channels) + "x" +
+            std::to_string(input.height) + "x" + std::to_string(input.width) + ")";
+    id_ = name_ + ":" + file_hash(path);
+    // one probe now, so that a module of another kind fails here with its file named, not mid-run
+    auto out = run(torch::zeros({2, input.channels, input.height, input.width}));
+    RW_CHECK(out.numel() == 2, Model, "the discriminator '", path, "' returned ", out.sizes(),
+             " for 2 images: a discriminator's forward must return one logit per image ([N] or [N, 1])");
+  }
+  at::Tensor score(const at::Tensor& x) override {
+    auto out = run(adapt_images(x, input_));
+    RW_CHECK(out.numel() == x.size(0), Model, describe(), " returned ", out.numel(), " values for ", x.size(0),
+             " images: a discriminator's forward must return one logit per image");
+    return out.to(x.device(), torch::kFloat32).view({-1});
+  }
+  std::string describe() const override { return name_; }
+  std::string id() const override { return id_; }
+
+ private:
+  at::Tensor run(const at::Tensor& x) {
+    torch::NoGradGuard ng;
+    c10::IValue v;
+    try {
+      v = m_.forward({x.to(device_, torch::kFloat32)});
+    } catch (const c10::Error& e) {
+      RW_FAIL(Model, describe(), " failed on ", x.sizes(), " images (", std::string(e.what_without_backtrace()).substr(0, 160),
+              "): is it a discriminator taking [N, C, H, W] images in [-1, 1]?");
+    }
+    RW_CHECK(v.isTensor(), Model, describe(), "'s forward returned no tensor: a discriminator returns one logit per image");
+    return v.toTensor();
+  }
+  ImageShape input_;
+  c10::Device device_;
+  torch::jit::Module m_;
+  std::string name_, id_;
+};
+
 }  // namespace
+
+std::unique_ptr<Discriminator> load_discriminator(const std::string& path, const ImageShape& input,
+                                                  const c10::Device& device) {
+  RW_CHECK(std::filesystem::is_regular_file(path), Model, "discriminator file '", path,
+           "' does not exist (train gan writes it as GENERATOR.disc)");
+  if (is_native(path)) {
+    const auto arch = read_native_arch(path);
+    const std::string kind = arch.value("kind", "");
+    RW_CHECK(kind == "discriminator", Model, "'", path, "' holds a ", kind.empty() ? "model of no known kind" : kind,
+             ", not a discriminator (train gan writes one as GENERATOR.disc)");
+    return std::make_unique<NativeDiscriminator>(path, arch, device);
+  }
+  return std::make_unique<ScriptDiscriminator>(path, input, device);
+}
 
 std::unique_ptr<FeatureNet> load_feature_net(const std::string& path, const std::string& layer,
                                              const c10::Device& device) {

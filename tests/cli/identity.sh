@@ -115,6 +115,17 @@ for f in scores.csv identity_scores.csv report.json report.html run.json; do [ -
 [ "$(wc -l < "$TMP/mem/scores.csv")" = "13" ] && ok || bad "scores.csv: one row per target (12)"
 for a in recovery calibrated lira rmia identity-nn recon-identity; do expect_grep "\"$a\"" "$TMP/mem/report.json" "metrics for $a"; done
 expect_grep "<svg" "$TMP/mem/report.html" "ROC plot inline"
+expect_grep '"discriminator": "no discriminator given' "$TMP/mem/run.json" "the discriminator attack skipped, saying why"
+# the white-box discriminator attack on train gan's G.disc
+expect_code 0 "membership --discriminator" -- "$REWIND" membership --generator "$TMP/m/g.pt" --members "$TMP/faces/indexed.csv" \
+  --nonmembers "$TMP/faces/others.csv" --discriminator "$TMP/m/g.pt.disc" --attacks discriminator --bootstrap 50 \
+  --out "$TMP/mem-d" -q
+head -1 "$TMP/mem-d/scores.csv" | grep -q "discriminator_logit" && ok || bad "scores.csv has the discriminator's logits"
+expect_grep '"discriminator"' "$TMP/mem-d/report.json" "metrics for the discriminator attack"
+expect_code 4 "membership --discriminator given a generator" -- "$REWIND" membership --generator "$TMP/m/g.pt" \
+  --members "$TMP/faces/indexed.csv" --nonmembers "$TMP/faces/others.csv" --discriminator "$TMP/m/g.pt" \
+  --attacks discriminator --out "$TMP/mem-d2" -q
+expect_grep "g.pt' holds a generator, not a discriminator" "$TMP/err" "a generator given as discriminator named"
 # a kill after each kind of finished stage keeps it: --resume continues and writes the same scores
 MEM=(membership --generator "$TMP/m/g.pt" --members "$TMP/faces/indexed.csv" --nonmembers "$TMP/faces/others.csv"
      --embedder "$TMP/m/e.pt" --reference-generator "$TMP/m/ref.pt" --samples 20 --per-identity 1 --restarts 1

@@ -365,6 +365,58 @@ TEST(Membership, PlantedGeneratorSeparatesMembers) {
   EXPECT_FALSE(r.blind.biased) << r.blind.m.auc.lo;
 }
 
+namespace {
+/// A discriminator that memorised its training images: minus the MSE to the nearest of them.
+class PlantedDiscriminator : public models::Discriminator {
+ public:
+  explicit PlantedDiscriminator(at::Tensor seen) : seen_(std::move(seen)) {}
+  at::Tensor score(const at::Tensor& x) override {
+    auto d = (x.unsqueeze(1) - seen_.unsqueeze(0)).pow(2).flatten(2).mean(2);  // [N, seen]
+    return -std::get<0>(d.min(1));
+  }
+  std::string describe() const override { return "planted discriminator"; }
+  std::string id() const override { return "planted discriminator"; }
+
+ private:
+  at::Tensor seen_;
+};
+}  // namespace
+
+// The discriminator attack: each image's logit from the GAN's discriminator, kept across a resume;
+// without a discriminator it is skipped with the flag to give.
+TEST(Membership, DiscriminatorAttackScoresEachImage) {
+  Planted p;
+  TempDir out;
+  std::vector<at::Tensor> seen;
+  for (const auto& en : p.members.entries)
+    seen.push_back(io::load_image(p.dir.path() + "/" + en.path, {1, kSide, io::ResizeMode::kRefuse}));
+  audit::MembershipOptions o;
+  o.attacks = "identity-nn,discriminator";
+  o.samples = 50;
+  o.boot = 20;
+  o.stage_dir = out / "stages";
+  o.discriminator = std::make_shared<PlantedDiscriminator>(torch::stack(seen));
+  auto r = audit::run_membership(*p.g, {}, &p.e, p.members, p.nonmembers, o);
+  EXPECT_EQ(r.attacks, (std::vector<std::string>{"discriminator", "identity-nn"}));
+  for (size_t i = 0; i < r.rows.size(); ++i) {
+    const double s = r.score.at("discriminator")[i];
+    if (r.rows[i].label) EXPECT_NEAR(s, 0.0, 1e-6) << i;  // a member is one of the images it saw
+    else EXPECT_LT(s, -1e-3) << i;
+  }
+  for (const auto& a : r.metrics)
+    if (a.attack == "discriminator") EXPECT_DOUBLE_EQ(a.m.auc.value, 1.0) << a.level;
+  o.resume = true;
+  auto again = audit::run_membership(*p.g, {}, &p.e, p.members, p.nonmembers, o);
+  EXPECT_EQ(again.score.at("discriminator"), r.score.at("discriminator"));
+  o.resume = false;
+  o.stage_dir.clear();
+  o.discriminator.reset();
+  auto none = audit::run_membership(*p.g, {}, &p.e, p.members, p.nonmembers, o);
+  EXPECT_EQ(none.attacks, (std::vector<std::string>{"identity-nn"}));
+  ASSERT_EQ(none.skipped_attacks.count("discriminator"), 1u);
+  EXPECT_NE(none.skipped_attacks.at("discriminator").find("--discriminator"), std::string::npos);
+}
+
 TEST(Membership, BlindBaselineWarnsOnABiasedSplit) {
   Planted p;
   // non-members from another "source": low-resolution noise upscaled (smooth), members native noise

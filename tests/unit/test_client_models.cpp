@@ -13,6 +13,7 @@
 #include "rewind/core/error.h"
 #include "rewind/core/log.h"
 #include "rewind/ganinv/invert.h"
+#include "rewind/models/discriminator.h"
 #include "rewind/models/models.h"
 #include "rewind/models/native.h"
 #include "rewind/models/nets.h"
@@ -417,4 +418,52 @@ TEST(FeatureLoss, NativeDiscriminatorBlocks) {
   EXPECT_EQ(f->features(torch::rand({2, 3, 32, 32}) * 2 - 1).sizes(), (std::vector<int64_t>{2, 16, 8, 8}));
   EXPECT_EQ(d->stage_names(), (std::vector<std::string>{"block1", "block2", "block3"}));
   EXPECT_THROW(models::load_feature_net(path, "relu1"), Error);
+}
+
+// The discriminator attack's scorer: a native G.disc and a TorchScript discriminator give one logit
+// per image, equal to their forward; other files are refused naming the file.
+TEST(Discriminator, NativeAndTorchScriptScoreOneLogitPerImage) {
+  TempDir tmp;
+  models::GanArch arch;
+  arch.name = "dcgan32";
+  arch.width = 8;
+  models::DcganDiscriminator d(arch);
+  const std::string path = tmp / "g.pt.disc";
+  models::save_native(path, *d, arch.to_json("discriminator"));
+  d->eval();
+  auto x = torch::rand({3, 3, 32, 32}) * 2 - 1;
+  auto nat = models::load_discriminator(path, {3, 32, 32});
+  auto s = nat->score(x);
+  ASSERT_EQ(s.sizes(), (std::vector<int64_t>{3}));
+  {
+    torch::NoGradGuard ng;
+    EXPECT_TRUE(torch::allclose(s, d->forward(x).view({-1}), 1e-5, 1e-6));
+  }
+  EXPECT_EQ(nat->score(torch::rand({2, 1, 32, 32})).numel(), 2);  // grey images are adapted to its 3 channels
+  EXPECT_NE(nat->describe().find("g.pt.disc"), std::string::npos);
+  // a generator file is not a discriminator
+  models::DcganGenerator g(arch);
+  models::save_native(tmp / "g.pt", *g, arch.to_json("generator"));
+  try {
+    models::load_discriminator(tmp / "g.pt", {3, 32, 32});
+    ADD_FAILURE() << "a generator was taken for a discriminator";
+  } catch (const Error& e) {
+    EXPECT_NE(e.message().find("not a discriminator"), std::string::npos) << e.message();
+  }
+  // TorchScript: forward(x) -> [N, 1]
+  torch::jit::Module m("D");
+  torch::manual_seed(3);
+  const auto w = torch::randn({3 * 8 * 8, 1}) * 0.1;
+  m.register_parameter("w", w, false);
+  m.define("def forward(self, x):\n    return x.flatten(1) @ self.w\n");
+  m.save(tmp / "d.ts");
+  auto ts = models::load_discriminator(tmp / "d.ts", {3, 8, 8});
+  auto y = torch::rand({4, 3, 8, 8});
+  EXPECT_TRUE(torch::allclose(ts->score(y), (y.flatten(1).matmul(w)).view({-1}), 1e-5, 1e-6));
+  // a module that returns images, not logits, is refused when loaded
+  torch::jit::Module id("NotD");
+  id.define("def forward(self, x):\n    return x\n");
+  id.save(tmp / "id.ts");
+  EXPECT_THROW(models::load_discriminator(tmp / "id.ts", {3, 8, 8}), Error);
+  EXPECT_THROW(models::load_discriminator(tmp / "missing.disc", {3, 8, 8}), Error);
 }

@@ -12,6 +12,9 @@
 //                   comes to the person than GANs that never saw them
 //   identity-lira   offline LiRA on the closest-sample distances (1 - similarity) against the references
 //                   (the two: mia::calibrated_scores on distances; no latent recovery needed)
+//   discriminator   the GAN's own discriminator's logit for the image (Hayes et al. 2019, LOGAN white-box):
+//                   a discriminator trained on a small set learns to call its training images real; needs
+//                   the discriminator (train gan writes GENERATOR.disc; released StyleGAN pickles hold D)
 // A score is "higher = more likely a member". Latent recovery is the expensive part: at most
 // `recover_max` images per class get it (a seeded draw; 0 = all); the recovery-based attacks are
 // evaluated on those images only.
@@ -25,6 +28,7 @@
 #include <nlohmann/json.hpp>
 
 #include "rewind/audit/stages.h"
+#include "rewind/models/discriminator.h"
 #include "rewind/mia/metrics.h"
 
 namespace rw::report {
@@ -34,7 +38,7 @@ class HtmlReport;
 namespace rw::audit {
 
 struct MembershipOptions {
-  std::string attacks = "recovery,calibrated,lira,rmia,identity-nn,recon-identity,identity-calibrated,identity-lira";  ///< comma list; attacks whose models are missing are skipped
+  std::string attacks = "recovery,calibrated,lira,rmia,identity-nn,recon-identity,identity-calibrated,identity-lira,discriminator";  ///< comma list; attacks whose models are missing are skipped
   int64_t samples = 1000;      ///< generated samples searched by identity-nn
   std::string crop = "center";   ///< how images are cut to the generator's size: center | none | detect | dlib
                                  ///< (audit::pipeline_loader; dlib for real photos)
@@ -46,6 +50,8 @@ struct MembershipOptions {
   ganinv::InvertOptions invert;  ///< latent recovery (its defaults: 2 restarts x 200 Adam steps)
   std::string stage_dir;       ///< where finished stages are kept ("" = no cache)
   bool resume = false;         ///< continue the stages kept in stage_dir
+  /// The GAN's discriminator for the discriminator attack (null: that attack is skipped, the reason said).
+  std::shared_ptr<models::Discriminator> discriminator;
 
 };
 
