@@ -150,7 +150,8 @@ awk -F, 'NR==1 || substr($2,3)+0 >= 12' "$M" > "$TMP/faces/non.csv"
 R train gan --data "$M" --exclude "$TMP/faces/mem.csv" --out "$TMP/m/ref.pt" --arch dcgan32 --width 8 --latent-dim 16 \
   --steps 4 --batch 8 --seed 2 >/dev/null || bad "train reference gan"
 MB="--generator $TMP/m/g.pt --members $TMP/faces/mem.csv --nonmembers $TMP/faces/non.csv --embedder $TMP/m/e.pt
-    --reference-generator $TMP/m/ref.pt --samples 600 --steps 10 --recover-max 8 --batch 4 --bootstrap 50 --embed-batch 8"
+    --reference-generator $TMP/m/ref.pt --discriminator $TMP/m/g.pt.disc --samples 600 --steps 10 --recover-max 8 --batch 4
+    --bootstrap 50 --embed-batch 8"
 R membership $MB --out "$TMP/mb1" >/dev/null 2>&1 || bad "membership, one process"
 for i in 0 1; do R membership $MB --out "$TMP/mb2" --shard $i/2 >/dev/null 2>&1 || bad "membership round 1 shard $i/2"; done
 expect_code 0 "membership --merge, round 1" -- "$REWIND" membership $MB --out "$TMP/mb2" --merge -q
@@ -160,6 +161,7 @@ expect_grep "were made with other options or inputs" "$TMP/err" "membership shar
 for i in 0 1; do R membership $MB --out "$TMP/mb2" --shard $i/2 >/dev/null 2>&1 || bad "membership round 2 shard $i/2"; done
 expect_code 0 "membership --merge, round 2" -- "$REWIND" membership $MB --out "$TMP/mb2" --merge -q
 for f in scores.csv identity_scores.csv; do same "$TMP/mb1/$f" "$TMP/mb2/$f" "merged membership $f"; done
+head -1 "$TMP/mb2/scores.csv" | grep -q discriminator_logit && ok || bad "sharded membership ran the discriminator attack"
 grep -q 'identity-nn' "$TMP/mb1/scores.csv" && grep -q 'calibrated' "$TMP/mb1/scores.csv" && ok || bad "scores.csv carries every attack"
 [ -e "$TMP/mb2/.rounds" ] || [ -e "$TMP/mb2/.stages" ] && bad "membership rounds not cleaned up" || ok
 
