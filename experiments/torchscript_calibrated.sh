@@ -87,6 +87,15 @@ mia ref2-k2 ref2 ref2 "target ref1"
 mia target-recovery-seed2 target members "" --seed 2
 mia target-k2-restarts8 target members "ref1 ref2" --restarts 8
 
+# the white-box discriminator attack (Hayes et al. 2019) on the target's own PyTorch discriminator, saved beside it
+# as TorchScript (target.pt.disc); the same members and non-members
+if [ ! -f "$W/mia-target-disc/report.json" ] && [ -f "$W/target.pt.disc" ]; then
+  timed "membership target-disc" "$REWIND" membership --generator "$W/target.pt" --discriminator "$W/target.pt.disc" \
+      --members "$S/members.csv" --nonmembers "$S/nonmembers.csv" --attacks recovery,discriminator --seed 1 \
+      --threads "$THREADS" --out "$W/mia-target-disc" > "$W/mia-target-disc.log" 2>&1
+  grep -E '^(recovery|discriminator)' "$W/mia-target-disc.log" >&2 || true
+fi
+
 "$PY" experiments/torchscript_dcgan.py analyse --runs "$W" --rotations target,ref1,ref2 \
     --labels "$S/members.csv,$S/nonmembers.csv" | tee "$W/table.md"
 echo "timings: $T" >&2

@@ -20,7 +20,7 @@ train: the usual DCGAN (Radford et al. 2016) at 32x32, 1 channel: generator z [N
   Non-saturating BCE loss, Adam lr 2e-4 betas (0.5, 0.999), one D and one G step per iteration, batches drawn
   with replacement. At the end BatchNorm's running statistics are recomputed exactly (cumulative average over
   50 batches of 256 z in train mode, no grad), the generator is put in eval mode and saved with
-  torch.jit.script(g).save(out). rewind's TorchScript generator contract: forward(z [N, latent_dim]) ->
+  torch.jit.script(g).save(out) (the discriminator, in eval mode, to out + ".disc"). rewind's TorchScript generator contract: forward(z [N, latent_dim]) ->
   [N, C, H, W] in [-1, 1], and an int attribute latent_dim. Progress (losses, the median over training images of
   the MSE to their nearest of 512 eval-mode samples) goes to stdout; the last line is a JSON summary.
 analyse: reads the membership runs of torchscript_calibrated.sh (OUT_DIR/mia-NAME-k1, -k2, ...: report.json, scores.csv) and
@@ -225,6 +225,9 @@ def cmd_train(a):
     after = nearest_mse(g, data)
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
     torch.jit.script(g).save(a.out)
+    # the discriminator too, as released GANs often ship it (rewind membership --discriminator OUT.disc)
+    d.eval()
+    torch.jit.script(d).save(a.out + ".disc")
     print(f"BatchNorm statistics recomputed: nearest-sample MSE {before:.4f} -> {after:.4f}; wrote {a.out}", flush=True)
     print(json.dumps({"out": a.out, "data": a.data, "steps": a.steps, "batch": a.batch, "latent_dim": a.latent_dim,
                       "width": a.width, "lr": a.lr, "seed": a.seed, "threads": a.threads, "train_s": round(train_s, 1),
