@@ -154,6 +154,7 @@ struct Prepared {
   Groups groups;
   std::vector<size_t> inv_rows;      ///< ascending manifest rows
   std::map<size_t, size_t> owner;    ///< manifest row -> identity
+  std::vector<double> ref_disc;      ///< the reference images' discriminator logits, ascending (with both)
 };
 
 Prepared prepare(models::Generator& g, models::Embedder& e, const io::Manifest& dataset, const io::Manifest* reference,
@@ -167,8 +168,9 @@ Prepared prepare(models::Generator& g, models::Embedder& e, const io::Manifest& 
   res.embedder = e.describe();
 
   // 1. the owner's images, embedded
-  ds = kept_embedded(cache, "dataset",
-                     [&] { return embed_manifest(e, dataset, shape, "embed dataset", progress, o.embed_batch, {}, o.crop); });
+  ds = kept_embedded(cache, "dataset", [&] {
+    return embed_manifest(e, dataset, shape, "embed dataset", progress, o.embed_batch, {}, o.crop, o.discriminator.get());
+  });
   record_skips(record, ds.skipped);
   res.skipped = ds.skipped;
   RW_CHECK(!ds.rows.empty(), Input, "no image of the dataset could be loaded",
@@ -196,8 +198,10 @@ Prepared prepare(models::Generator& g, models::Embedder& e, const io::Manifest& 
   // 3. the verdict threshold
   std::vector<double> ref_scores;
   if (reference) {
-    const Embedded ref = kept_embedded(
-        cache, "reference", [&] { return embed_manifest(e, *reference, shape, "embed reference", progress, o.embed_batch, {}, o.crop); });
+    const Embedded ref = kept_embedded(cache, "reference", [&] {
+      return embed_manifest(e, *reference, shape, "embed reference", progress, o.embed_batch, {}, o.crop,
+                            o.discriminator.get());
+    });
     record_skips(record, ref.skipped);
     RW_CHECK(!ref.rows.empty(), Input, "no image of the reference set could be loaded",
              ref.skipped.empty() ? std::string() : " (first problem: " + ref.skipped.front().reason + ")");
@@ -230,10 +234,24 @@ Prepared prepare(models::Generator& g, models::Embedder& e, const io::Manifest& 
       res.set_test.ran = false;
       res.set_test.reason = "inconclusive: the generator's samples and your images are not one domain to the embedder";
     }
+    if (o.discriminator) {  // the same test on the discriminator's logits, one per identity (its first image)
+      RW_CHECK(ds.disc.defined() && ref.disc.defined(), Input, "audit: the kept embeddings in ", o.stage_dir,
+               " have no discriminator scores; remove the folder and run again");
+      std::vector<double> own_d, ref_d;
+      for (const auto& pos : groups.pos) own_d.push_back(ds.disc[int64_t(pos.front())].item<double>());
+      for (const auto& pos : ref_groups.pos) ref_d.push_back(ref.disc[int64_t(pos.front())].item<double>());
+      res.disc_test = mia::set_test(own_d, ref_d);
+      if (!res.disc_test.ran) res.disc_test.reason = res.set_test.reason;
+      pr.ref_disc = to_vector(ref.disc);
+      std::sort(pr.ref_disc.begin(), pr.ref_disc.end());
+      if (res.set_test.ran && res.disc_test.ran) res.combined_pvalue = mia::combine_pvalues({res.set_test.pvalue, res.disc_test.pvalue});
+    }
   } else {
     res.set_test.owner = int64_t(groups.names.size());
     res.set_test.reason = "n/a: needs --reference (images of people certainly not in the training set)";
   }
+  if (!o.discriminator) res.disc_test.reason = "not run: no --discriminator (the GAN's discriminator, when it is released)";
+  else if (!reference) res.disc_test.reason = res.set_test.reason;
   res.threshold = verdict_threshold(reference ? &ref_scores : nullptr, ds.emb, groups.label, o.far, o.samples, res.images);
   if (!res.threshold.resolved) log_warn("verdicts inconclusive: ", res.threshold.reason);
   mark("threshold");
@@ -249,6 +267,12 @@ Prepared prepare(models::Generator& g, models::Embedder& e, const io::Manifest& 
         ev.nn_sample = nn_sample[i];
       }
       ev.member = dataset.entries[ds.rows[i]].member;
+    }
+    if (!pr.ref_disc.empty()) {
+      double best = -std::numeric_limits<double>::infinity();
+      for (size_t i : groups.pos[k]) best = std::max(best, ds.disc[int64_t(i)].item<double>());
+      ev.disc_percentile = double(std::lower_bound(pr.ref_disc.begin(), pr.ref_disc.end(), best) - pr.ref_disc.begin()) /
+                           double(pr.ref_disc.size());
     }
     ev.verdict = verdict_for(ev.nn_similarity, res.threshold);
     if (res.domain_mismatch && ev.verdict == Verdict::kLeaks) ev.verdict = Verdict::kInconclusive;
@@ -275,7 +299,8 @@ nlohmann::json audit_fingerprint(const models::Generator& g, const models::Embed
   return {{"samples", o.samples}, {"seed", o.seed}, {"per_identity", o.per_identity},
           {"recover_top", o.recover_top}, {"recover_control", o.recover_control}, {"embed_batch", o.embed_batch},
           {"recovery", recovery_fingerprint(o.invert)}, {"crop", o.crop}, {"generator", g.id()}, {"embedder", e.id()},
-          {"dataset", manifest_hash(dataset)}, {"reference", reference ? manifest_hash(*reference) : ""}};
+          {"dataset", manifest_hash(dataset)}, {"reference", reference ? manifest_hash(*reference) : ""},
+          {"discriminator", o.discriminator ? o.discriminator->id() : ""}};
 }
 
 AuditResult run(models::Generator& g, models::Embedder& e, const io::Manifest& dataset, const io::Manifest* reference,
@@ -375,12 +400,14 @@ int64_t run_shard(models::Generator& g, models::Embedder& e, const io::Manifest&
   StageCache part(part_stage_dir, part_fingerprint(fp, shard, round), o.resume);
   const auto shape = g.output_shape();
   if (round == 1) {
-    const Embedded ds = kept_embedded(
-        part, "dataset", [&] { return embed_manifest(e, dataset, shape, "embed dataset", progress, o.embed_batch, shard, o.crop); });
+    const Embedded ds = kept_embedded(part, "dataset", [&] {
+      return embed_manifest(e, dataset, shape, "embed dataset", progress, o.embed_batch, shard, o.crop, o.discriminator.get());
+    });
     record_skips(record, ds.skipped);
     if (reference) {
       const Embedded ref = kept_embedded(part, "reference", [&] {
-        return embed_manifest(e, *reference, shape, "embed reference", progress, o.embed_batch, shard, o.crop);
+        return embed_manifest(e, *reference, shape, "embed reference", progress, o.embed_batch, shard, o.crop,
+                              o.discriminator.get());
       });
       record_skips(record, ref.skipped);
     }

@@ -38,9 +38,24 @@ std::string verdict_html(Verdict v) {
   return std::string("<span class=\"") + cls + "\">" + verdict_label(v) + "</span>";
 }
 
+namespace {
+/// The discriminator's dataset-level test in one sentence ("" without a discriminator).
+std::string disc_test_sentence(const AuditResult& r) {
+  const auto& d = r.disc_test;
+  if (!d.ran) return r.disc_test.reason.rfind("not run: no --discriminator", 0) == 0 ? "" : " Discriminator test: " + d.reason + ".";
+  std::string s = " Discriminator test (the GAN's own discriminator, Hayes et al. 2019): p = " + mia::format_pvalue(d.pvalue) +
+                  ", effect size AUC " + fmt(d.auc, 3) + " (your identities' first images against the reference's)";
+  if (std::isfinite(r.combined_pvalue))
+    s += "; both tests together (Bonferroni, valid however they depend): p = " + mia::format_pvalue(r.combined_pvalue);
+  return s + (d.pvalue < 0.01 ? ": the discriminator calls your images real more often than strangers', evidence at the "
+                                "1% level that it was trained on them."
+                              : ": no evidence at the 1% level from the discriminator.");
+}
+}  // namespace
+
 std::string set_test_line(const AuditResult& r) {
   const auto& t = r.set_test;
-  if (!t.ran) return "Dataset-level test: " + t.reason + ".";
+  if (!t.ran) return "Dataset-level test: " + t.reason + "." + disc_test_sentence(r);
   const std::string caveat = r.set_test_caveat.empty() ? "" : " " + r.set_test_caveat;
   const std::string stats = "p = " + mia::format_pvalue(t.pvalue) + ", one-sided Mann-Whitney U; effect size AUC " +
                             fmt(t.auc, 3) + " over " + std::to_string(t.owner) + " of your identities and " +
@@ -48,9 +63,9 @@ std::string set_test_line(const AuditResult& r) {
   if (t.pvalue < 0.01)
     return "Dataset-level test: your people as a set are closer to the generator's samples than the reference people (" +
            stats + "): evidence at the 1% level that this set was used to train the generator (a 1% false-alarm rate "
-           "holds when the reference images come from the same population as yours)." + caveat;
+           "holds when the reference images come from the same population as yours)." + disc_test_sentence(r) + caveat;
   return "Dataset-level test: no evidence at the 1% level that this set as a whole was used (" + stats +
-         "); this does not show that it was not used." + caveat;
+         "); this does not show that it was not used." + disc_test_sentence(r) + caveat;
 }
 
 namespace {
@@ -104,7 +119,8 @@ std::string img_cell(const at::Tensor& t, const std::string& alt) {
 void write_csv_json(const std::string& out, const AuditResult& r, const AuditOptions& o, const io::Manifest& m,
                     const nlohmann::json& options_json) {
   std::string csv = io::csv_line({"rank", "identity", "verdict", "identity_nn_similarity", "threshold", "recovery_mse",
-                                  "recovery_z", "recon_identity_similarity", "image", "closest_sample", "member"});
+                                  "recovery_z", "recon_identity_similarity", "image", "closest_sample", "member",
+                                  "discriminator_percentile"});
   nlohmann::json rep;
   rep["command"] = "audit";
   rep["build"] = build_string();
@@ -126,6 +142,10 @@ void write_csv_json(const std::string& out, const AuditResult& r, const AuditOpt
   rep["dataset_test"] = {{"ran", r.set_test.ran}, {"reason", r.set_test.reason}, {"identities", r.set_test.owner},
                          {"reference_identities", r.set_test.reference}, {"auc", opt_json(finite_or_none(r.set_test.auc))},
                          {"pvalue_one_sided", opt_json(finite_or_none(r.set_test.pvalue))}, {"line", set_test_line(r)}, {"caveat", r.set_test_caveat}};
+  rep["dataset_test"]["discriminator"] = {{"ran", r.disc_test.ran}, {"reason", r.disc_test.reason},
+                                          {"auc", opt_json(finite_or_none(r.disc_test.auc))},
+                                          {"pvalue_one_sided", opt_json(finite_or_none(r.disc_test.pvalue))}};
+  rep["dataset_test"]["combined_pvalue"] = opt_json(finite_or_none(r.combined_pvalue));
   if (r.truth) {
     const auto& t = *r.truth;
     rep["ground_truth"] = {{"members", t.members}, {"nonmembers", t.nonmembers}, {"members_flagged", t.members_flagged},
@@ -143,13 +163,14 @@ void write_csv_json(const std::string& out, const AuditResult& r, const AuditOpt
     csv += io::csv_line({std::to_string(k + 1), ev.identity, verdict_name(ev.verdict), fmt(ev.nn_similarity, 4),
                          fmt(r.threshold.value, 4), ev.recovery_error ? fmt(*ev.recovery_error, 6) : "",
                          ev.recovery_z ? fmt(*ev.recovery_z, 2) : "", ev.recon_similarity ? fmt(*ev.recon_similarity, 4) : "",
-                         img, std::to_string(ev.nn_sample), ev.member < 0 ? "" : std::to_string(ev.member)});
+                         img, std::to_string(ev.nn_sample), ev.member < 0 ? "" : std::to_string(ev.member),
+                         ev.disc_percentile ? fmt(*ev.disc_percentile, 4) : ""});
     rep["identities"].push_back({{"rank", k + 1}, {"identity", ev.identity}, {"leaks", ev.leaks},
                                  {"verdict", verdict_name(ev.verdict)},
                                  {"identity_nn_similarity", ev.nn_similarity}, {"closest_sample", ev.nn_sample},
                                  {"recovery_mse", opt_json(ev.recovery_error)}, {"recovery_z", opt_json(ev.recovery_z)},
                                  {"recon_identity_similarity", opt_json(ev.recon_similarity)}, {"image", img},
-                                 {"member", ev.member}});
+                                 {"member", ev.member}, {"discriminator_percentile", opt_json(ev.disc_percentile)}});
   }
   io::write_file_atomic(out + "/report.csv", csv);
   io::write_file_atomic(out + "/report.json", io::dump_json(rep, 2) + "\n");

@@ -89,13 +89,13 @@ data::Loader pipeline_loader(const models::ImageShape& shape, const std::string&
 
 Embedded embed_manifest(models::Embedder& e, const io::Manifest& m, const models::ImageShape& shape,
                         const std::string& stage, const ProgressFn& progress, int64_t batch, const data::Shard& shard,
-                        const std::string& crop) {
+                        const std::string& crop, models::Discriminator* d) {
   data::StreamOptions so;
   so.batch = batch;
   so.stage = stage;
   so.shard = shard.blocks_of(batch);
   data::ImageStream s(m, pipeline_loader(shape, crop), so, progress);
-  return embed_stream(e, s);
+  return embed_stream(e, s, d);
 }
 
 Embedded merge_embedded(const std::vector<Embedded>& parts) {
@@ -108,8 +108,13 @@ Embedded merge_embedded(const std::vector<Embedded>& parts) {
     out.skipped.insert(out.skipped.end(), parts[p].skipped.begin(), parts[p].skipped.end());
   }
   std::sort(order.begin(), order.end());
-  std::vector<at::Tensor> rows;
+  const bool with_disc = !parts.empty() && parts[0].disc.defined();
+  for (const auto& p : parts)
+    RW_CHECK(p.disc.defined() == with_disc && (!with_disc || p.disc.size(0) == int64_t(p.rows.size())), Input,
+             "merge: the parts disagree on the discriminator's scores; rerun the shards with the same options");
+  std::vector<at::Tensor> rows, disc;
   for (size_t i = 0; i < order.size(); ++i) {
+    if (with_disc) disc.push_back(parts[order[i].second.first].disc[order[i].second.second]);
     RW_CHECK(i == 0 || order[i].first != order[i - 1].first, Input, "merge: manifest row ", order[i].first,
              " is in two parts; the parts are not shards of one run");
     out.rows.push_back(order[i].first);
@@ -117,6 +122,7 @@ Embedded merge_embedded(const std::vector<Embedded>& parts) {
   }
   std::sort(out.skipped.begin(), out.skipped.end(), [](const data::Skipped& a, const data::Skipped& b) { return a.row < b.row; });
   out.emb = rows.empty() ? torch::empty({0, parts.empty() ? 0 : parts[0].emb.size(1)}) : torch::stack(rows);
+  if (with_disc) out.disc = disc.empty() ? torch::empty({0}, torch::kFloat64) : torch::stack(disc);
   return out;
 }
 
@@ -272,13 +278,15 @@ bool load_embedded(const StageCache& c, const std::string& name, Embedded* out) 
   out->emb = emb.to(torch::kFloat32);
   out->rows = rows_from(rows);
   out->skipped = skipped_from(meta.at("skipped"));
+  if (meta.value("discriminator", false) && !c.load(name + "-disc", &out->disc)) return false;
   return true;
 }
 
 void save_embedded(const StageCache& c, const std::string& name, const Embedded& e) {
   c.save(name + "-emb", e.emb);
   c.save(name + "-rows", rows_tensor(e.rows));
-  c.save_json(name, {{"skipped", skipped_json(e.skipped)}});
+  if (e.disc.defined()) c.save(name + "-disc", e.disc);
+  c.save_json(name, {{"skipped", skipped_json(e.skipped)}, {"discriminator", e.disc.defined()}});
 }
 
 Embedded kept_embedded(const StageCache& cache, const std::string& name, const std::function<Embedded()>& make) {

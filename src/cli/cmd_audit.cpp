@@ -16,7 +16,7 @@ namespace {
 
 struct AuditPaths {
   RecoveryLoss rloss;  ///< --recovery-loss --feature-net --feature-layer
-  std::string generator, dataset, out = "out/audit", embedder, reference;
+  std::string generator, dataset, out = "out/audit", embedder, reference, discriminator;
   bool resume = false;
 };
 
@@ -28,6 +28,9 @@ void bind(po::options_description& desc, AuditPaths& p, audit::AuditOptions& o) 
       ("reference", po::value(&p.reference),
        "images of people certainly NOT in the training set (same domain); sets the verdict threshold at --far. "
        "Without it the threshold comes from impostor pairs in --dataset, which resolve a family-wise FAR only for very large datasets")
+      ("discriminator", po::value(&p.discriminator),
+       "the GAN's discriminator, when released with it (train gan's GENERATOR.disc, or TorchScript returning N logits): "
+       "a second dataset-level test and per-identity evidence; needs --reference")
       ("out", opt(&p.out), "output folder: report.html, report.json, report.csv, samples.png, top.png (your image | closest sample | reconstruction), run.json")
       ("samples", opt(&o.samples), "generated samples searched for each identity")
       ("crop", opt(&o.crop), kPipelineCropHelp)
@@ -44,7 +47,7 @@ void bind(po::options_description& desc, AuditPaths& p, audit::AuditOptions& o) 
 
 nlohmann::json options_json(const AuditPaths& p, const audit::AuditOptions& o, bool demo) {
   nlohmann::json j = {{"generator", p.generator}, {"dataset", p.dataset}, {"embedder", p.embedder}, {"reference", p.reference},
-          {"samples", o.samples}, {"far", o.far}, {"per_identity", o.per_identity}, {"recover_top", o.recover_top},
+          {"discriminator", p.discriminator}, {"samples", o.samples}, {"far", o.far}, {"per_identity", o.per_identity}, {"recover_top", o.recover_top},
           {"recover_control", o.recover_control}, {"embed_batch", o.embed_batch}, {"seed", o.seed}, {"demo", demo}};
   j.update(recovery_options(p.rloss, o.invert));
   j["crop"] = o.crop;
@@ -63,6 +66,7 @@ void audit_whole(AuditPaths& p, audit::AuditOptions& o, io::RunRecord& record, b
     }
     auto g = models::load_generator(p.generator);
     auto e = models::load_embedder(p.embedder);
+    if (!p.discriminator.empty()) o.discriminator = models::load_discriminator(p.discriminator, g->output_shape());
     auto dataset = data::open_data(p.dataset);
     io::Manifest reference;
     if (!p.reference.empty()) reference = data::open_data(p.reference);
@@ -97,6 +101,7 @@ void audit_rounds(const ShardFlags& sf, AuditPaths& p, audit::AuditOptions& o, i
   auto load = [&] {
     Loaded l{models::load_generator(p.generator), models::load_embedder(p.embedder), data::open_data(p.dataset), {}};
     if (!p.reference.empty()) l.reference = data::open_data(p.reference);
+    if (!p.discriminator.empty()) o.discriminator = models::load_discriminator(p.discriminator, l.g->output_shape());
     return l;
   };
   run_rounds(sf, {"audit", p.out, &record, 2, [&] { return audit::audit_next_round(o.stage_dir); },

@@ -151,6 +151,17 @@ grep -q ',=1+1' "$TMP/aud/report.csv" && bad "a formula cell left as is in repor
 grep -q "<b>evil" "$TMP/aud/report.html" && bad "raw identity markup in report.html" || ok
 expect_grep "data:image/png;base64," "$TMP/aud/report.html" "images inline"
 [ "$(wc -l < "$TMP/aud/report.csv")" = "13" ] && ok || bad "report.csv: one row per identity"
+# with the GAN's discriminator: scored in the same pass, a per-identity percentile and a second dataset-level test
+expect_code 0 "audit --discriminator" -- "$REWIND" audit --generator "$TMP/m/g.pt" --dataset "$TMP/faces/evil.csv" \
+  --embedder "$TMP/m/e.pt" --reference "$TMP/faces/others.csv" --discriminator "$TMP/m/g.pt.disc" --samples 20 \
+  --restarts 1 --steps 5 --out "$TMP/aud-d" -q
+python3 - "$TMP/aud-d/report.json" <<'PY' && ok || bad "audit report.json carries the discriminator's test and percentiles"
+import json, sys
+r = json.load(open(sys.argv[1]))
+d = r["dataset_test"]["discriminator"]
+assert "ran" in d and d["reason"] != "" or d["ran"], d
+assert all(i["discriminator_percentile"] is not None and 0 <= i["discriminator_percentile"] <= 1 for i in r["identities"]), r["identities"][0]
+PY
 # a kill after each finished stage keeps it: --resume continues and writes the same report
 AUD=(audit --generator "$TMP/m/g.pt" --dataset "$TMP/faces/evil.csv" --embedder "$TMP/m/e.pt"
      --reference "$TMP/faces/others.csv" --samples 20 --restarts 1 --steps 5 -q)

@@ -132,7 +132,7 @@ same "$TMP/g1-npy/images.npy" "$TMP/g3-npy/images.npy" "merged images.npy"
 awk -F, 'NR==1 || substr($2,3)+0 < 15' "$M" > "$TMP/faces/own.csv"
 awk -F, 'NR==1 || substr($2,3)+0 >= 15' "$M" > "$TMP/faces/ref.csv"
 A="--generator $TMP/m/g.pt --dataset $TMP/faces/own.csv --embedder $TMP/m/e.pt --reference $TMP/faces/ref.csv
-   --samples 600 --steps 20 --recover-top 6 --recover-control 3 --per-identity 2 --batch 4"
+   --discriminator $TMP/m/g.pt.disc --samples 600 --steps 20 --recover-top 6 --recover-control 3 --per-identity 2 --batch 4"
 R audit $A --out "$TMP/a1" >/dev/null 2>&1 || bad "audit, one process"
 for i in 0 1; do R audit $A --out "$TMP/a2" --shard $i/2 >/dev/null 2>&1 || bad "audit round 1 shard $i/2"; done
 expect_code 0 "audit --merge, round 1" -- "$REWIND" audit $A --out "$TMP/a2" --merge -q
@@ -141,6 +141,7 @@ for i in 0 1; do R audit $A --out "$TMP/a2" --shard $i/2 >/dev/null 2>&1 || bad 
 expect_code 0 "audit --merge, round 2" -- "$REWIND" audit $A --out "$TMP/a2" --merge -q
 same "$TMP/a1/report.csv" "$TMP/a2/report.csv" "merged audit report.csv"
 grep -q 'recovery' "$TMP/a1/report.csv" && ok || bad "report.csv carries the recovery evidence"
+head -1 "$TMP/a2/report.csv" | grep -q discriminator_percentile && grep -q "Discriminator test" "$TMP/a2/report.html" && ok || bad "the sharded audit carries the discriminator evidence"
 [ -e "$TMP/a2/.rounds" ] && bad "the rounds' parts were not cleaned up" || ok
 expect_code 2 "the demo is not sharded" -- "$REWIND" audit --out "$TMP/ad" --shard 0/2
 

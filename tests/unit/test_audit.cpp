@@ -671,3 +671,40 @@ TEST(Membership, IdentityReferenceAttacksCalibrateTheClosestSample) {
   EXPECT_EQ(none.attacks, (std::vector<std::string>{"identity-nn"}));
   EXPECT_NE(none.skipped_attacks.at("identity-lira").find("--reference-generator"), std::string::npos);
 }
+
+// With the GAN's discriminator and a reference, the audit runs the dataset-level test on its logits
+// too (scored in the embedding pass) and gives each identity the discriminator's percentile among
+// the reference images; the two tests combine by Bonferroni.
+TEST(Audit, DiscriminatorDatasetTestAndPercentiles) {
+  Planted p;
+  auto o = small_audit();
+  o.recover_top = 0;
+  o.recover_control = 0;
+  io::Manifest own, ref;
+  own.base_dir = ref.base_dir = p.dir.path();
+  const auto seen = write_images(p.dir.path(), "o", 40, -1, 31, &own);
+  for (size_t i = 0; i < own.entries.size(); ++i) own.entries[i].identity = "person" + std::to_string(i / 2);
+  write_images(p.dir.path(), "r", 40, 0, 32, &ref);
+  for (size_t i = 0; i < ref.entries.size(); ++i) ref.entries[i].identity = "stranger" + std::to_string(i / 2);
+  o.discriminator = std::make_shared<PlantedDiscriminator>(seen);  // it was trained on every owner image
+  auto r = audit::run(*p.g, p.e, own, &ref, o);
+  ASSERT_TRUE(r.disc_test.ran) << r.disc_test.reason;
+  EXPECT_EQ(r.disc_test.owner, 20);
+  EXPECT_EQ(r.disc_test.reference, 20);
+  EXPECT_DOUBLE_EQ(r.disc_test.auc, 1.0);
+  EXPECT_LT(r.disc_test.pvalue, 1e-6);
+  if (r.set_test.ran) {
+    EXPECT_DOUBLE_EQ(r.combined_pvalue, std::min(1.0, 2 * std::min(r.set_test.pvalue, r.disc_test.pvalue)));
+  }
+  for (const auto& ev : r.identities) {
+    ASSERT_TRUE(ev.disc_percentile.has_value()) << ev.identity;
+    EXPECT_DOUBLE_EQ(*ev.disc_percentile, 1.0) << ev.identity;  // above every reference image
+  }
+  EXPECT_NE(audit::set_test_line(r).find("Discriminator test"), std::string::npos) << audit::set_test_line(r);
+  // without a discriminator: not run, and the line does not mention it
+  o.discriminator.reset();
+  auto none = audit::run(*p.g, p.e, own, &ref, o);
+  EXPECT_FALSE(none.disc_test.ran);
+  EXPECT_FALSE(none.identities[0].disc_percentile.has_value());
+  EXPECT_EQ(audit::set_test_line(none).find("Discriminator"), std::string::npos);
+}

@@ -21,6 +21,8 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -53,6 +55,10 @@ struct AuditOptions {
                                  ///< above this (95% interval's lower end) is a mismatch: verdicts turn inconclusive
   std::string stage_dir;         ///< where finished stages are kept ("" = no cache); the CLI uses OUT/.stages
   bool resume = false;           ///< continue the stages kept in stage_dir (same options and inputs)
+  /// The GAN's discriminator, when released with it (null: not used). Its logits for your images and
+  /// the reference's, scored in the embedding pass, give a second dataset-level test and per-identity
+  /// supporting evidence (Hayes et al. 2019); verdicts stay identity-nn's.
+  std::shared_ptr<models::Discriminator> discriminator;
 
 };
 
@@ -88,6 +94,10 @@ struct IdentityEvidence {
   std::optional<double> recovery_z;        ///< robust z of that error among all recovered images (higher = better rebuilt)
   std::optional<double> recon_similarity;  ///< identity similarity of the reconstruction to the image
   std::optional<size_t> recovered_row;     ///< first recovered image (its reconstruction is shown)
+  /// With a discriminator and a reference: the share of reference images whose logit is below the
+  /// best logit of this identity's images (near 1 = the discriminator calls it real as it calls its
+  /// training images; supporting evidence, not a verdict).
+  std::optional<double> disc_percentile;
   int64_t recovered_index = -1;      ///< position in AuditResult::recovery
   Verdict verdict = Verdict::kNoEvidence;
   bool leaks = false;                ///< verdict == kLeaks
@@ -119,6 +129,11 @@ struct AuditResult {
   /// Said after the test's result when a side has no identity labels (every image its own name, as a
   /// flat folder imports): several photos of one person there would count as independent people.
   std::string set_test_caveat;
+  /// The same test on the discriminator's logits (with a discriminator and a reference; else not
+  /// run, reason said), and both tests combined (Bonferroni over the two, valid under dependence;
+  /// NaN unless both ran).
+  mia::SetTest disc_test;
+  double combined_pvalue = std::numeric_limits<double>::quiet_NaN();
   Recovery recovery;                         ///< latents of the recovered rows (pictures, resume)
   std::vector<data::Skipped> skipped;
   std::string generator, embedder;           ///< describe() of each

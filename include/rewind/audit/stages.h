@@ -24,6 +24,7 @@
 #include "rewind/io/manifest.h"
 #include "rewind/mia/metrics.h"
 #include "rewind/io/run_record.h"
+#include "rewind/models/discriminator.h"
 #include "rewind/models/models.h"
 
 namespace rw::identity {
@@ -37,10 +38,13 @@ struct Embedded {
   at::Tensor emb;                     ///< [N_ok, d] L2-normalised
   std::vector<size_t> rows;           ///< manifest row of each embedding
   std::vector<data::Skipped> skipped; ///< items that could not be loaded
+  at::Tensor disc;                    ///< [N_ok] float64 logits of a discriminator, scored in the same pass
+                                      ///< (undefined when none was given)
 };
 
-/// Embeds every image of `stream` (batches as the stream delivers them).
-Embedded embed_stream(models::Embedder& e, data::ImageStream& stream);
+/// Embeds every image of `stream` (batches as the stream delivers them); with `d`, also scores
+/// each batch with it (Embedded::disc), so that the images are decoded once.
+Embedded embed_stream(models::Embedder& e, data::ImageStream& stream, models::Discriminator* d = nullptr);
 
 /// How the pipelines load an owner's image at the generator's size `shape` (their --crop):
 /// "center" (a centred square, resized: prepared face crops; the default), "none" (the whole
@@ -53,7 +57,8 @@ data::Loader pipeline_loader(const models::ImageShape& shape, const std::string&
 /// batch `batch`, and embeds it. `stage` names the progress stage.
 Embedded embed_manifest(models::Embedder& e, const io::Manifest& m, const models::ImageShape& shape,
                         const std::string& stage, const ProgressFn& progress, int64_t batch = 128,
-                        const data::Shard& shard = {}, const std::string& crop = "center");
+                        const data::Shard& shard = {}, const std::string& crop = "center",
+                        models::Discriminator* d = nullptr);
 /// Embedded parts of one image set (each from a shard) in manifest-row order.
 Embedded merge_embedded(const std::vector<Embedded>& parts);
 
