@@ -28,17 +28,21 @@
 # its own identity; members, non-members, ref1, ref2 (S images each) and the wide set (WIDE x 4 images) are disjoint
 # draws with the same class mix (experiments/torchscript_dcgan.py sets), 28x28 padded to 32x32, 1 channel; attacks
 # recovery, calibrated, lira, rmia (the identity attacks need a face embedder); runs under out/e1full/fmnist-w.../.
+# --targets-only: no reference GANs; the target's attacks that need none (recovery, identity-nn, recon-identity and
+# the white-box discriminator attack on the target's own G.disc) against the wide set only, into mia-wide2-t/ (for
+# sizes where three GANs cost too much on a CPU).
 # usage: nice -n 10 experiments/e1_full.sh [--sizes "64 128"] [--epochs 3000] [--width 16] [--wide 80] [--data faces|fmnist]
-#        [--table FILE]
+#        [--table FILE] [--targets-only]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REWIND=${REWIND:-./build/rewind}
-SIZES="64 128"; EPOCHS=3000; WIDTH=16; BATCH=64; TABLE=""; WIDE=80; DATA=faces
+SIZES="64 128"; EPOCHS=3000; WIDTH=16; BATCH=64; TABLE=""; WIDE=80; DATA=faces; TARGETS_ONLY=0
 EMB=data-tools/demo/embedder.pt
 while [ $# -gt 0 ]; do
   case "$1" in
     --sizes) SIZES="$2"; shift 2;; --epochs) EPOCHS="$2"; shift 2;; --width) WIDTH="$2"; shift 2;;
     --table) TABLE="$2"; shift 2;; --wide) WIDE="$2"; shift 2;; --data) DATA="$2"; shift 2;;
+    --targets-only) TARGETS_ONLY=1; shift;;
     *) echo "unknown option $1" >&2; exit 2;;
   esac
 done
@@ -76,7 +80,8 @@ for S in $SIZES; do
   mkdir -p "$R"
   STEPS=$((EPOCHS * S / BATCH))
   seed=1
-  for g in target ref1 ref2; do
+  GANS="target ref1 ref2"; [ "$TARGETS_ONLY" = 1 ] && GANS=target
+  for g in $GANS; do
     set_=$g; [ "$g" = target ] && set_=members
     if [ ! -f "$R/$g.pt" ]; then
       echo "== w$WIDTH-e$EPOCHS S=$S: training $g on $set_ ($STEPS steps, seed $seed)" >&2
@@ -95,6 +100,16 @@ for S in $SIZES; do
         --reference-generator "$R/ref1.pt" --reference-generator "$R/ref2.pt" \
         --attacks "$ATTACKS" "${ID_ARGS[@]}" --seed 1 "${TH[@]}" --out "$R/$1" > "$R/$1.log" 2>&1
   }
+  if [ "$TARGETS_ONLY" = 1 ]; then
+    X="$W/wide2-$WIDE"
+    [ -f "$X/manifest.csv" ] || "$REWIND" data synth-faces --out "$X" --identities "$WIDE" --per-identity 4 --size 32 \
+        --first-identity 500000 --no-contact-sheet "${TH[@]}" -q >/dev/null
+    [ -f "$R/mia-wide2-t/report.json" ] || timed "membership w$WIDTH-e$EPOCHS S=$S mia-wide2-t" "$REWIND" membership \
+        --generator "$R/target.pt" --discriminator "$R/target.pt.disc" --members "$F/members.csv" \
+        --nonmembers "$X/manifest.csv" --attacks recovery,identity-nn,recon-identity,discriminator "${ID_ARGS[@]}" \
+        --seed 1 "${TH[@]}" --out "$R/mia-wide2-t" > "$R/mia-wide2-t.log" 2>&1
+    continue
+  fi
   mia mia "$F/nonmembers.csv"
   if [ "$WIDE" -gt 0 ] && [ "$DATA" = fmnist ]; then
     mia mia-wide "$F/wide.csv"
