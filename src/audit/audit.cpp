@@ -167,6 +167,27 @@ Prepared prepare(models::Generator& g, models::Embedder& e, const io::Manifest& 
   res.generator = g.describe();
   res.embedder = e.describe();
 
+  // 0. a reference that holds the owner's own images (a path mistake) would make every test say "not used"
+  if (reference) {
+    std::set<std::string> own_paths, own_ids;
+    for (size_t i = 0; i < dataset.entries.size(); ++i) {
+      own_paths.insert(std::filesystem::path(dataset.resolve(i)).lexically_normal().string());
+      own_ids.insert(dataset.entries[i].identity);
+    }
+    int64_t same_ids = 0;
+    std::set<std::string> seen_ids;
+    for (size_t i = 0; i < reference->entries.size(); ++i) {
+      const std::string path = std::filesystem::path(reference->resolve(i)).lexically_normal().string();
+      RW_CHECK(!own_paths.count(path), Usage, "the reference holds your own image ", path,
+               ": --reference must be images of people certainly not in the training set, and not yours");
+      const auto& id = reference->entries[i].identity;
+      same_ids += own_ids.count(id) && seen_ids.insert(id).second;
+    }
+    if (same_ids > 0)
+      log_warn(same_ids, " identities of the reference have the same names as yours (first: ", *seen_ids.begin(),
+               "): if they are the same people, the reference is not a set of strangers and the tests lose their meaning");
+  }
+
   // 1. the owner's images, embedded
   ds = kept_embedded(cache, "dataset", [&] {
     return embed_manifest(e, dataset, shape, "embed dataset", progress, o.embed_batch, {}, o.crop, o.discriminator.get());
@@ -237,12 +258,18 @@ Prepared prepare(models::Generator& g, models::Embedder& e, const io::Manifest& 
     if (o.discriminator) {  // the same test on the discriminator's logits, one per identity (its first image)
       RW_CHECK(ds.disc.defined() && ref.disc.defined(), Input, "audit: the kept embeddings in ", o.stage_dir,
                " have no discriminator scores; remove the folder and run again");
+      check_discriminator_logits(ds.disc, "images of yours");
+      check_discriminator_logits(ref.disc, "reference images");
       std::vector<double> own_d, ref_d;
       for (const auto& pos : groups.pos) own_d.push_back(ds.disc[int64_t(pos.front())].item<double>());
       for (const auto& pos : ref_groups.pos) ref_d.push_back(ref.disc[int64_t(pos.front())].item<double>());
-      res.disc_test = mia::set_test(own_d, ref_d);
-      if (!res.disc_test.ran) res.disc_test.reason = res.set_test.reason;
-      pr.ref_disc = to_vector(ref.disc);
+      res.disc_test = mia::set_test(own_d, ref_d);  // NaN logits are dropped there
+      if (!res.disc_test.ran)
+        res.disc_test.reason = "n/a: needs >= 20 of your identities and >= 20 reference identities with a finite "
+                               "discriminator logit (has " + std::to_string(res.disc_test.owner) + " and " +
+                               std::to_string(res.disc_test.reference) + ")";
+      for (double v : to_vector(ref.disc))
+        if (!std::isnan(v)) pr.ref_disc.push_back(v);
       std::sort(pr.ref_disc.begin(), pr.ref_disc.end());
       if (res.set_test.ran && res.disc_test.ran) res.combined_pvalue = mia::combine_pvalues({res.set_test.pvalue, res.disc_test.pvalue});
     }
@@ -269,10 +296,16 @@ Prepared prepare(models::Generator& g, models::Embedder& e, const io::Manifest& 
       ev.member = dataset.entries[ds.rows[i]].member;
     }
     if (!pr.ref_disc.empty()) {
-      double best = -std::numeric_limits<double>::infinity();
-      for (size_t i : groups.pos[k]) best = std::max(best, ds.disc[int64_t(i)].item<double>());
-      ev.disc_percentile = double(std::lower_bound(pr.ref_disc.begin(), pr.ref_disc.end(), best) - pr.ref_disc.begin()) /
-                           double(pr.ref_disc.size());
+      double best = NAN;
+      for (size_t i : groups.pos[k]) {
+        const double v = ds.disc[int64_t(i)].item<double>();
+        if (!std::isnan(v) && !(v <= best)) best = v;
+      }
+      // ties count half, as in the AUC: a discriminator that scores everything alike gives 0.5, not 0
+      const auto lo = std::lower_bound(pr.ref_disc.begin(), pr.ref_disc.end(), best);
+      const auto hi = std::upper_bound(pr.ref_disc.begin(), pr.ref_disc.end(), best);
+      if (!std::isnan(best))
+        ev.disc_percentile = (double(lo - pr.ref_disc.begin()) + 0.5 * double(hi - lo)) / double(pr.ref_disc.size());
     }
     ev.verdict = verdict_for(ev.nn_similarity, res.threshold);
     if (res.domain_mismatch && ev.verdict == Verdict::kLeaks) ev.verdict = Verdict::kInconclusive;

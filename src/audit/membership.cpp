@@ -304,6 +304,8 @@ Plan plan(models::Generator& g, const References& refs, models::Embedder* e, con
     else
       run.insert(a);
   }
+  if (o.discriminator && !want.count("discriminator"))
+    log_warn("a discriminator was given but the discriminator attack is not in --attacks ('", o.attacks, "'): it is not used");
   p.use_refs = std::any_of(run.begin(), run.end(), is_reference_attack);
   RW_CHECK(!run.empty(), Usage, "no attack could run: MembershipOptions::attacks '", o.attacks,
            "' needs an embedder for identity-nn / recon-identity, a reference generator for calibrated, lira, rmia and a "
@@ -427,6 +429,7 @@ MembershipResult run_membership(models::Generator& g, const References& refs, mo
     if (run.count("discriminator")) {
       RW_CHECK(sc.disc.defined() && sc.disc.size(0) == int64_t(sc.rows.size()), Input, "membership: the kept ", cls,
                " scan in ", o.stage_dir, " has no discriminator scores; remove the folder and run again");
+      check_discriminator_logits(sc.disc, cls + " images");
       const auto d = to_vector(sc.disc);
       for (size_t i = 0; i < d.size(); ++i) r.raw["discriminator"][base + i] = r.score["discriminator"][base + i] = d[i];
     }

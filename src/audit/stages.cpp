@@ -98,6 +98,16 @@ Embedded embed_manifest(models::Embedder& e, const io::Manifest& m, const models
   return embed_stream(e, s, d);
 }
 
+void check_discriminator_logits(const at::Tensor& disc, const std::string& what) {
+  if (!disc.defined() || disc.numel() == 0) return;
+  const int64_t nan = disc.isnan().sum().item<int64_t>();
+  RW_CHECK(nan < disc.numel(), Model, "the discriminator gave NaN for every one of the ", disc.numel(), " ", what,
+           ": its weights are damaged, or it is not a discriminator of these images");
+  if (nan > 0)
+    log_warn("the discriminator gave NaN for ", nan, " of the ", disc.numel(), " ", what,
+             ": they are left out of its scores");
+}
+
 Embedded merge_embedded(const std::vector<Embedded>& parts) {
   std::vector<std::pair<size_t, std::pair<size_t, int64_t>>> order;  // row -> (part, position)
   Embedded out;

@@ -100,6 +100,27 @@ void progress_done() {
   if (g_progress) g_progress->finish();
 }
 
+void refuse_finished_with_other_options(const std::string& dir, const std::string& command, const nlohmann::json& options,
+                                        const std::string& unfinished_marker) {
+  namespace fs = std::filesystem;
+  const std::string rj = dir + "/run.json";
+  std::error_code ec;
+  if (fs::exists(dir + "/" + unfinished_marker, ec) || !fs::is_regular_file(rj, ec)) return;
+  nlohmann::json rec;
+  try {
+    rec = nlohmann::json::parse(io::read_file(rj));
+  } catch (const std::exception&) {
+    return;  // not a record we can read: nothing to protect it by
+  }
+  if (!rec.is_object() || rec.value("status", "") != "ok" || rec.value("command", "") != "rewind " + command) return;
+  auto was = rec.value("options", nlohmann::json::object()), now = options;
+  for (auto* j : {&was, &now})
+    if (j->is_object()) j->erase("out");
+  const std::string d = io::describe_difference(was, now, true);
+  RW_CHECK(d.empty(), Usage, "--resume: ", dir, " holds a finished run made with other options (", d,
+           "); resuming would replace it: choose another --out, or drop --resume to replace it on purpose");
+}
+
 void run_and_record(io::RunRecord& record, const std::string& json_path, const std::function<void()>& work) {
   // one run at a time per output: a second run into the same --out would mix their files
   const auto jp = std::filesystem::path(json_path);

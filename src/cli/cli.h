@@ -65,6 +65,12 @@ void progress_done();
 /// (and the error) when it throws, and rethrows.
 void run_and_record(io::RunRecord& record, const std::string& json_path, const std::function<void()>& work);
 
+/// `--resume` on a folder whose run finished (`unfinished_marker`, a path under `dir`, absent) would
+/// start over and replace it: when that run (its run.json, command "rewind COMMAND") was made with
+/// other options than `options` it is refused (Error{kUsage}), naming the first option that differs.
+void refuse_finished_with_other_options(const std::string& dir, const std::string& command, const nlohmann::json& options,
+                                        const std::string& unfinished_marker);
+
 /// Loads every image of a manifest (bad ones are skipped, logged and recorded in `record`).
 struct LoadedData {
   io::Manifest manifest;

@@ -56,6 +56,7 @@ nlohmann::json options_json(const AuditPaths& p, const audit::AuditOptions& o, b
 
 /// The whole audit in this process (or its last step after a sharded run: every stage kept).
 void audit_whole(AuditPaths& p, audit::AuditOptions& o, io::RunRecord& record, bool demo, audit::AuditResult& r) {
+  if (p.resume && !demo) refuse_finished_with_other_options(p.out, "audit", record.options(), ".stages");
   run_and_record(record, p.out + "/run.json", [&] {
     if (demo) {
       auto d = audit::prepare_demo(demo_dir(), p.out + "/demo-data", progress_fn());

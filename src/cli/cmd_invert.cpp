@@ -128,25 +128,6 @@ std::string resume_difference(const std::string& have, const std::string& want) 
   return "its record of them differs";
 }
 
-/// `--resume` on a folder whose run finished (no .partial left) would start over and replace it: when
-/// that run was made with other options it is refused, naming the first option that differs.
-void refuse_finished_with_other_options(const std::string& dir, const nlohmann::json& opts) {
-  const std::string rj = dir + "/run.json";
-  if (fs::exists(dir + "/.partial/options.json") || !fs::is_regular_file(rj)) return;
-  nlohmann::json rec;
-  try {
-    rec = nlohmann::json::parse(io::read_file(rj));
-  } catch (const std::exception&) {
-    return;  // not a record we can read: nothing to protect it by
-  }
-  if (!rec.is_object() || rec.value("status", "") != "ok" || rec.value("command", "") != "rewind invert") return;
-  auto was = rec.value("options", nlohmann::json::object());
-  if (was.is_object()) was.erase("out");
-  const std::string d = io::describe_difference(was, opts, true);
-  RW_CHECK(d.empty(), Usage, "--resume: ", dir, " holds a finished run made with other options (", d,
-           "); resuming would replace it: choose another --out, or drop --resume to replace it on purpose");
-}
-
 Segments open_segments(const std::string& out, const std::string& opts_dump, bool resume, size_t columns) {
   Segments s;
   s.dir = out + "/.partial";
@@ -339,7 +320,7 @@ void invert_part(const InvertPaths& p, const ganinv::InvertOptions& o, io::RunRe
     auto opts = record.options();
     opts.erase("out");  // a moved output folder resumes as well
     const std::string feature = o.feature_net ? o.feature_net->id() + "\n" : "";
-    if (p.resume) refuse_finished_with_other_options(dir, opts);
+    if (p.resume) refuse_finished_with_other_options(dir, "invert", opts, ".partial/options.json");
     auto seg = open_segments(dir, io::dump_json(opts) + "\n" + inputs_fingerprint(p, m, emb.get()) + "\n" + feature, p.resume,
                              segment_columns(o));
     const int64_t resumed = seg.done;

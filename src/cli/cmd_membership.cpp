@@ -73,6 +73,7 @@ Models load(const MembershipPaths& p) {
 /// The whole analysis in this process (or its last step after a sharded run: every stage kept).
 void membership_whole(const MembershipPaths& p, const audit::MembershipOptions& o, io::RunRecord& record) {
   audit::MembershipResult r;
+  if (p.resume) refuse_finished_with_other_options(p.out, "membership", record.options(), ".stages");
   run_and_record(record, p.out + "/run.json", [&] {
     auto m = load(p);
     r = audit::run_membership(*m.g, m.ref_ptrs(), m.e.get(), m.members, m.nonmembers, m.with(o), progress_fn(), &record);

@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "rewind/core/error.h"
+#include "rewind/core/log.h"
 #include "rewind/models/discriminator.h"
 #include "rewind/models/face_resnet.h"
 #include "rewind/models/models.h"
@@ -119,7 +120,7 @@ class NativeDiscriminator : public Discriminator {
 class ScriptDiscriminator : public Discriminator {
  public:
   ScriptDiscriminator(const std::string& path, const ImageShape& input, const c10::Device& device)
-      : input_(input), device_(device) {
+      : input_(input), device_(device), path_(path) {
     try {
       m_ = torch::jit::load(path, device);
     } catch (const c10::Error& e) {
@@ -151,15 +152,19 @@ class ScriptDiscriminator : public Discriminator {
     c10::IValue v;
     try {
       v = m_.forward({x.to(device_, torch::kFloat32)});
-    } catch (const c10::Error& e) {
-      RW_FAIL(Model, describe(), " failed on ", x.sizes(), " images (", std::string(e.what_without_backtrace()).substr(0, 160),
-              "): is it a discriminator taking [N, C, H, W] images in [-1, 1]?");
+    } catch (const std::exception& e) {  // c10::Error, or the interpreter's JITException for errors inside forward
+      std::string why = e.what();
+      const auto nl = why.find_last_of('\n', why.size() > 1 ? why.size() - 2 : 0);
+      if (nl != std::string::npos && why.size() > 400) why = why.substr(nl + 1);  // the error, not the traceback
+      RW_FAIL(Model, describe(), " (", path_, ") failed on images of shape ", x.sizes(), " (", why.substr(0, 240),
+              "): is it this GAN's discriminator, taking its [N, C, H, W] images in [-1, 1]?");
     }
     RW_CHECK(v.isTensor(), Model, describe(), "'s forward returned no tensor: a discriminator returns one logit per image");
     return v.toTensor();
   }
   ImageShape input_;
   c10::Device device_;
+  std::string path_;
   torch::jit::Module m_;
   std::string name_, id_;
 };
@@ -168,14 +173,24 @@ class ScriptDiscriminator : public Discriminator {
 
 std::unique_ptr<Discriminator> load_discriminator(const std::string& path, const ImageShape& input,
                                                   const c10::Device& device) {
-  RW_CHECK(std::filesystem::is_regular_file(path), Model, "discriminator file '", path,
+  RW_CHECK(std::filesystem::exists(path), Model, "discriminator file '", path,
            "' does not exist (train gan writes it as GENERATOR.disc)");
+  RW_CHECK(std::filesystem::is_regular_file(path), Model, "discriminator '", path, "' is not a file");
+  RW_CHECK(path.size() < 5 || path.compare(path.size() - 5, 5, ".ckpt") != 0, Model, "'", path,
+           "' is a training checkpoint; the discriminator is GENERATOR.disc beside it");
   if (is_native(path)) {
     const auto arch = read_native_arch(path);
     const std::string kind = arch.value("kind", "");
-    RW_CHECK(kind == "discriminator", Model, "'", path, "' holds a ", kind.empty() ? "model of no known kind" : kind,
+    RW_CHECK(kind == "discriminator", Model, "'", path, "' holds ", kind.empty() ? "a model of no known kind" :
+             (std::string("aeiou").find(kind[0]) != std::string::npos ? "an " : "a ") + kind,
              ", not a discriminator (train gan writes one as GENERATOR.disc)");
-    return std::make_unique<NativeDiscriminator>(path, arch, device);
+    auto d = std::make_unique<NativeDiscriminator>(path, arch, device);
+    const auto a = GanArch::from_json(arch);
+    if (a.channels != input.channels || a.resolution() != input.height || a.resolution() != input.width)
+      log_warn("the discriminator ", path, " takes ", a.channels, "x", a.resolution(), "x", a.resolution(),
+               " images and the generator makes ", input.channels, "x", input.height, "x", input.width,
+               ": is it this GAN's discriminator? (its images are adapted to it)");
+    return d;
   }
   return std::make_unique<ScriptDiscriminator>(path, input, device);
 }

@@ -116,6 +116,10 @@ for f in scores.csv identity_scores.csv report.json report.html run.json; do [ -
 for a in recovery calibrated lira rmia identity-nn recon-identity; do expect_grep "\"$a\"" "$TMP/mem/report.json" "metrics for $a"; done
 expect_grep "<svg" "$TMP/mem/report.html" "ROC plot inline"
 expect_grep '"discriminator": "no discriminator given' "$TMP/mem/run.json" "the discriminator attack skipped, saying why"
+expect_code 2 "membership --resume of a finished run with other options" -- "$REWIND" membership --generator "$TMP/m/g.pt" \
+  --members "$TMP/faces/indexed.csv" --nonmembers "$TMP/faces/others.csv" --embedder "$TMP/m/e.pt" \
+  --reference-generator "$TMP/m/ref.pt" --samples 21 --per-identity 1 --restarts 1 --steps 5 --bootstrap 50 --out "$TMP/mem" --resume -q
+expect_grep "holds a finished run made with other options (--samples was 20, here 21)" "$TMP/err" "finished membership kept"
 # the white-box discriminator attack on train gan's G.disc
 expect_code 0 "membership --discriminator" -- "$REWIND" membership --generator "$TMP/m/g.pt" --members "$TMP/faces/indexed.csv" \
   --nonmembers "$TMP/faces/others.csv" --discriminator "$TMP/m/g.pt.disc" --attacks discriminator --bootstrap 50 \
@@ -140,7 +144,11 @@ for stage in members-scan samples "invert members-seg-0" "invert nonmembers (ref
 done
 
 # audit with explicit data; identity names are escaped in the HTML
-sed 's/,id00003/,<b>evil<\/b>/; s/,id00005/,=1+1/' "$TMP/faces/manifest.csv" > "$TMP/faces/evil.csv"
+# (the dataset is the people of indexed.csv: a reference holding the owner's own images is refused)
+sed 's/,id00003/,<b>evil<\/b>/; s/,id00005/,=1+1/' "$TMP/faces/indexed.csv" > "$TMP/faces/evil.csv"
+expect_code 2 "audit with the reference inside the dataset" -- "$REWIND" audit --generator "$TMP/m/g.pt" \
+  --dataset "$TMP/faces/manifest.csv" --embedder "$TMP/m/e.pt" --reference "$TMP/faces/others.csv" --out "$TMP/aud-x" -q
+expect_grep "the reference holds your own image" "$TMP/err" "an overlapping reference named"
 expect_code 0 "audit" -- "$REWIND" audit --generator "$TMP/m/g.pt" --dataset "$TMP/faces/evil.csv" --embedder "$TMP/m/e.pt" \
   --reference "$TMP/faces/others.csv" --samples 20 --restarts 1 --steps 5 --out "$TMP/aud" -q
 for f in report.html report.json report.csv samples.png run.json; do [ -s "$TMP/aud/$f" ] && ok || bad "audit wrote $f"; done
@@ -150,7 +158,11 @@ expect_grep "\"'=1+1\"" "$TMP/aud/report.csv" "formula-like identity guarded in 
 grep -q ',=1+1' "$TMP/aud/report.csv" && bad "a formula cell left as is in report.csv" || ok
 grep -q "<b>evil" "$TMP/aud/report.html" && bad "raw identity markup in report.html" || ok
 expect_grep "data:image/png;base64," "$TMP/aud/report.html" "images inline"
-[ "$(wc -l < "$TMP/aud/report.csv")" = "13" ] && ok || bad "report.csv: one row per identity"
+[ "$(wc -l < "$TMP/aud/report.csv")" = "9" ] && ok || bad "report.csv: one row per identity"
+expect_code 2 "audit --resume of a finished run with other options" -- "$REWIND" audit --generator "$TMP/m/g.pt" \
+  --dataset "$TMP/faces/evil.csv" --embedder "$TMP/m/e.pt" --reference "$TMP/faces/others.csv" --samples 21 --restarts 1 \
+  --steps 5 --out "$TMP/aud" --resume -q
+expect_grep "holds a finished run made with other options (--samples was 20, here 21)" "$TMP/err" "finished audit kept"
 # with the GAN's discriminator: scored in the same pass, a per-identity percentile and a second dataset-level test
 expect_code 0 "audit --discriminator" -- "$REWIND" audit --generator "$TMP/m/g.pt" --dataset "$TMP/faces/evil.csv" \
   --embedder "$TMP/m/e.pt" --reference "$TMP/faces/others.csv" --discriminator "$TMP/m/g.pt.disc" --samples 20 \

@@ -415,6 +415,32 @@ TEST(Membership, DiscriminatorAttackScoresEachImage) {
   EXPECT_EQ(none.attacks, (std::vector<std::string>{"identity-nn"}));
   ASSERT_EQ(none.skipped_attacks.count("discriminator"), 1u);
   EXPECT_NE(none.skipped_attacks.at("discriminator").find("--discriminator"), std::string::npos);
+  // NaN logits are left out (said); all NaN is a damaged discriminator
+  struct Nan : models::Discriminator {
+    bool all;
+    explicit Nan(bool a) : all(a) {}
+    at::Tensor score(const at::Tensor& x) override {
+      auto s = torch::arange(x.size(0), torch::kFloat32);
+      if (all) return s.fill_(NAN);
+      s[0] = NAN;
+      return s;
+    }
+    std::string describe() const override { return "nan"; }
+    std::string id() const override { return all ? "nan-all" : "nan-some"; }
+  };
+  o.attacks = "discriminator";
+  o.discriminator = std::make_shared<Nan>(false);
+  auto some = audit::run_membership(*p.g, {}, &p.e, p.members, p.nonmembers, o);
+  int nan = 0;
+  for (double v : some.score.at("discriminator")) nan += std::isnan(v);
+  EXPECT_GE(nan, 2);  // the first image of each class's batch
+  o.discriminator = std::make_shared<Nan>(true);
+  try {
+    audit::run_membership(*p.g, {}, &p.e, p.members, p.nonmembers, o);
+    ADD_FAILURE() << "an all-NaN discriminator was used";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kModel) << e.message();
+  }
 }
 
 TEST(Membership, BlindBaselineWarnsOnABiasedSplit) {

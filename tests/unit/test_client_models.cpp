@@ -466,4 +466,16 @@ TEST(Discriminator, NativeAndTorchScriptScoreOneLogitPerImage) {
   id.save(tmp / "id.ts");
   EXPECT_THROW(models::load_discriminator(tmp / "id.ts", {3, 8, 8}), Error);
   EXPECT_THROW(models::load_discriminator(tmp / "missing.disc", {3, 8, 8}), Error);
+  // an error inside forward (here: it takes grey images) is a model error naming the file, not an internal one
+  torch::jit::Module grey("Grey");
+  grey.register_parameter("w", torch::randn({1, 1, 3, 3}), false);
+  grey.define("def forward(self, x):\n    return torch.conv2d(x, self.w).mean([1, 2, 3])\n");
+  grey.save(tmp / "grey.ts");
+  try {
+    models::load_discriminator(tmp / "grey.ts", {3, 8, 8});
+    ADD_FAILURE() << "a grey discriminator ran on colour images";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kModel) << e.message();
+    EXPECT_NE(e.message().find("grey.ts"), std::string::npos) << e.message();
+  }
 }

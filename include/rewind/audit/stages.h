@@ -59,6 +59,9 @@ Embedded embed_manifest(models::Embedder& e, const io::Manifest& m, const models
                         const std::string& stage, const ProgressFn& progress, int64_t batch = 128,
                         const data::Shard& shard = {}, const std::string& crop = "center",
                         models::Discriminator* d = nullptr);
+/// Counts the images a discriminator gave NaN (their logits are left out, said once as a warning
+/// naming `what`); every logit NaN is Error{kModel}: the discriminator is damaged or not this GAN's.
+void check_discriminator_logits(const at::Tensor& disc, const std::string& what);
 /// Embedded parts of one image set (each from a shard) in manifest-row order.
 Embedded merge_embedded(const std::vector<Embedded>& parts);
 
