@@ -309,25 +309,48 @@ TEST(Audit, PlantedGeneratorFlagsMembersMoreThanNonMembers) {
   for (size_t k = 0; k < 4; ++k) EXPECT_TRUE(b.identities[k].recovery_error.has_value()) << k;
 }
 
+namespace {
+/// Sets for the dataset-level tests: 20 people x 2 images of yours ("person<k>") and 40 reference
+/// images, each its own identity (as a flat folder imports) unless paired by `pair_reference`.
+struct OwnAndReference {
+  io::Manifest own, ref;
+  at::Tensor own_images;
+};
+OwnAndReference own_and_reference(const std::string& dir, uint64_t seed) {
+  OwnAndReference s;
+  s.own.base_dir = s.ref.base_dir = dir;
+  s.own_images = write_images(dir, "o", 40, -1, seed, &s.own);
+  for (size_t i = 0; i < s.own.entries.size(); ++i) s.own.entries[i].identity = "person" + std::to_string(i / 2);
+  write_images(dir, "r", 40, 0, seed + 1, &s.ref);
+  return s;
+}
+void pair_reference(io::Manifest& ref) {
+  for (size_t i = 0; i < ref.entries.size(); ++i) ref.entries[i].identity = "stranger" + std::to_string(i / 2);
+}
+/// The audit options of those tests: no latent recovery.
+audit::AuditOptions no_recovery_audit() {
+  auto o = small_audit();
+  o.recover_top = 0;
+  o.recover_control = 0;
+  return o;
+}
+}  // namespace
+
 // Images without identity labels (each its own name, as a flat folder imports) would count several
 // photos of one person as several people in the dataset-level test: the result says so.
 TEST(Audit, DatasetTestCaveatForImagesWithoutIdentities) {
   Planted p;
-  auto o = small_audit();
-  o.recover_top = 0;
-  o.recover_control = 0;
-  io::Manifest own, ref;
-  own.base_dir = ref.base_dir = p.dir.path();
-  write_images(p.dir.path(), "o", 40, -1, 21, &own);
-  for (size_t i = 0; i < own.entries.size(); ++i) own.entries[i].identity = "person" + std::to_string(i / 2);
-  write_images(p.dir.path(), "r", 40, 0, 22, &ref);  // 40 identities of one image each
+  const auto o = no_recovery_audit();
+  auto sets = own_and_reference(p.dir.path(), 21);
+  auto& own = sets.own;
+  auto& ref = sets.ref;
   auto flat = audit::run(*p.g, p.e, own, &ref, o);
   ASSERT_TRUE(flat.set_test.ran) << flat.set_test.reason;
   EXPECT_EQ(flat.set_test.owner, 20);
   EXPECT_NE(flat.set_test_caveat.find("the reference's 40 images"), std::string::npos) << flat.set_test_caveat;
   EXPECT_EQ(flat.set_test_caveat.find("your "), std::string::npos) << flat.set_test_caveat;
   EXPECT_NE(audit::set_test_line(flat).find("--layout folder"), std::string::npos);
-  for (size_t i = 0; i < ref.entries.size(); ++i) ref.entries[i].identity = "stranger" + std::to_string(i / 2);
+  pair_reference(ref);
   auto labelled = audit::run(*p.g, p.e, own, &ref, o);
   ASSERT_TRUE(labelled.set_test.ran) << labelled.set_test.reason;
   EXPECT_EQ(labelled.set_test.reference, 20);
@@ -703,16 +726,12 @@ TEST(Membership, IdentityReferenceAttacksCalibrateTheClosestSample) {
 // the reference images; the two tests combine by Bonferroni.
 TEST(Audit, DiscriminatorDatasetTestAndPercentiles) {
   Planted p;
-  auto o = small_audit();
-  o.recover_top = 0;
-  o.recover_control = 0;
-  io::Manifest own, ref;
-  own.base_dir = ref.base_dir = p.dir.path();
-  const auto seen = write_images(p.dir.path(), "o", 40, -1, 31, &own);
-  for (size_t i = 0; i < own.entries.size(); ++i) own.entries[i].identity = "person" + std::to_string(i / 2);
-  write_images(p.dir.path(), "r", 40, 0, 32, &ref);
-  for (size_t i = 0; i < ref.entries.size(); ++i) ref.entries[i].identity = "stranger" + std::to_string(i / 2);
-  o.discriminator = std::make_shared<PlantedDiscriminator>(seen);  // it was trained on every owner image
+  auto o = no_recovery_audit();
+  auto sets = own_and_reference(p.dir.path(), 31);
+  auto& own = sets.own;
+  auto& ref = sets.ref;
+  pair_reference(ref);
+  o.discriminator = std::make_shared<PlantedDiscriminator>(sets.own_images);  // it was trained on every owner image
   auto r = audit::run(*p.g, p.e, own, &ref, o);
   ASSERT_TRUE(r.disc_test.ran) << r.disc_test.reason;
   EXPECT_EQ(r.disc_test.owner, 20);

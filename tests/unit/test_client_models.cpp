@@ -406,14 +406,22 @@ TEST_F(ClientModels, FeatureNetFromAClassifierAndTheFeatureTerm) {
   EXPECT_LT(r.terms.select(1, 5).mean().item<float>(), start.mean().item<float>());
 }
 
-TEST(FeatureLoss, NativeDiscriminatorBlocks) {
-  TempDir tmp;
+namespace {
+/// A dcgan32 discriminator of width 8 (random weights) saved as train gan saves one, at `path`.
+models::DcganDiscriminator saved_discriminator(const std::string& path) {
   models::GanArch arch;
   arch.name = "dcgan32";
   arch.width = 8;
   models::DcganDiscriminator d(arch);
-  const std::string path = tmp / "g.pt.disc";
   models::save_native(path, *d, arch.to_json("discriminator"));
+  return d;
+}
+}  // namespace
+
+TEST(FeatureLoss, NativeDiscriminatorBlocks) {
+  TempDir tmp;
+  const std::string path = tmp / "g.pt.disc";
+  auto d = saved_discriminator(path);
   auto f = models::load_feature_net(path, "block2");
   EXPECT_EQ(f->features(torch::rand({2, 3, 32, 32}) * 2 - 1).sizes(), (std::vector<int64_t>{2, 16, 8, 8}));
   EXPECT_EQ(d->stage_names(), (std::vector<std::string>{"block1", "block2", "block3"}));
@@ -424,12 +432,8 @@ TEST(FeatureLoss, NativeDiscriminatorBlocks) {
 // per image, equal to their forward; other files are refused naming the file.
 TEST(Discriminator, NativeAndTorchScriptScoreOneLogitPerImage) {
   TempDir tmp;
-  models::GanArch arch;
-  arch.name = "dcgan32";
-  arch.width = 8;
-  models::DcganDiscriminator d(arch);
   const std::string path = tmp / "g.pt.disc";
-  models::save_native(path, *d, arch.to_json("discriminator"));
+  auto d = saved_discriminator(path);
   d->eval();
   auto x = torch::rand({3, 3, 32, 32}) * 2 - 1;
   auto nat = models::load_discriminator(path, {3, 32, 32});
@@ -442,6 +446,9 @@ TEST(Discriminator, NativeAndTorchScriptScoreOneLogitPerImage) {
   EXPECT_EQ(nat->score(torch::rand({2, 1, 32, 32})).numel(), 2);  // grey images are adapted to its 3 channels
   EXPECT_NE(nat->describe().find("g.pt.disc"), std::string::npos);
   // a generator file is not a discriminator
+  models::GanArch arch;
+  arch.name = "dcgan32";
+  arch.width = 8;
   models::DcganGenerator g(arch);
   models::save_native(tmp / "g.pt", *g, arch.to_json("generator"));
   try {
