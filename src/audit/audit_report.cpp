@@ -366,6 +366,8 @@ void write_audit_report(const std::string& out, const AuditResult& r, const Audi
   html.paragraph("Each row: your image | the closest generated sample | the generator's best reconstruction of your image "
                  "(latent recovery). Identities are ranked by the similarity of their closest sample.");
   std::vector<std::vector<std::string>> rows;
+  const bool with_disc = std::any_of(r.identities.begin(), r.identities.end(),
+                                     [](const IdentityEvidence& ev) { return ev.disc_percentile.has_value(); });
   for (size_t k = 0; k < shown; ++k) {
     const auto& ev = r.identities[k];
     rows.push_back({std::to_string(k + 1),
@@ -374,9 +376,12 @@ void write_audit_report(const std::string& out, const AuditResult& r, const Audi
                     img_cell(pics.recon[k], "reconstruction"), fmt(ev.nn_similarity, 3),
                     ev.recovery_error ? fmt(*ev.recovery_error, 4) + "<br><small>z " + fmt(*ev.recovery_z, 1) + "</small>" : "n/a (not recovered)",
                     opt_fmt(ev.recon_similarity, 3)});
+    if (with_disc) rows.back().push_back(opt_fmt(ev.disc_percentile, 3));
   }
-  html.table_html({"#", "identity", "verdict", "your image", "closest sample", "reconstruction", "sample similarity",
-                   "recovery error", "reconstruction similarity"}, rows);
+  std::vector<std::string> header = {"#", "identity", "verdict", "your image", "closest sample", "reconstruction",
+                                     "sample similarity", "recovery error", "reconstruction similarity"};
+  if (with_disc) header.push_back("discriminator percentile");
+  html.table_html(header, rows);
   html.heading("Method");
   html.paragraph("Identity nearest neighbour (Webster et al. 2021, 'This Person (Probably) Exists'): " + std::to_string(o.samples) +
                  " samples are drawn from the generator, embedded with " + r.embedder +

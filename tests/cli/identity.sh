@@ -174,6 +174,8 @@ d = r["dataset_test"]["discriminator"]
 assert "ran" in d and d["reason"] != "" or d["ran"], d
 assert all(i["discriminator_percentile"] is not None and 0 <= i["discriminator_percentile"] <= 1 for i in r["identities"]), r["identities"][0]
 PY
+expect_grep "discriminator percentile" "$TMP/aud-d/report.html" "the report's table shows the discriminator percentile"
+grep -q "discriminator percentile" "$TMP/aud/report.html" && bad "a discriminator column without a discriminator" || ok
 # a kill after each finished stage keeps it: --resume continues and writes the same report
 AUD=(audit --generator "$TMP/m/g.pt" --dataset "$TMP/faces/evil.csv" --embedder "$TMP/m/e.pt"
      --reference "$TMP/faces/others.csv" --samples 20 --restarts 1 --steps 5 -q)
