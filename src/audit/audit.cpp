@@ -154,7 +154,8 @@ struct Prepared {
   Groups groups;
   std::vector<size_t> inv_rows;      ///< ascending manifest rows
   std::map<size_t, size_t> owner;    ///< manifest row -> identity
-  std::vector<double> ref_disc;      ///< the reference images' discriminator logits, ascending (with both)
+  std::vector<double> own_disc;      ///< the dataset images' discriminator logits, as ds.rows (with both)
+  std::vector<double> ref_disc;      ///< the reference images' non-NaN discriminator logits, ascending (with both)
 };
 
 Prepared prepare(models::Generator& g, models::Embedder& e, const io::Manifest& dataset, const io::Manifest* reference,
@@ -260,15 +261,17 @@ Prepared prepare(models::Generator& g, models::Embedder& e, const io::Manifest& 
                " have no discriminator scores; remove the folder and run again");
       check_discriminator_logits(ds.disc, "images of yours");
       check_discriminator_logits(ref.disc, "reference images");
+      pr.own_disc = to_vector(ds.disc);
+      const auto all_ref = to_vector(ref.disc);
       std::vector<double> own_d, ref_d;
-      for (const auto& pos : groups.pos) own_d.push_back(ds.disc[int64_t(pos.front())].item<double>());
-      for (const auto& pos : ref_groups.pos) ref_d.push_back(ref.disc[int64_t(pos.front())].item<double>());
+      for (const auto& pos : groups.pos) own_d.push_back(pr.own_disc[pos.front()]);
+      for (const auto& pos : ref_groups.pos) ref_d.push_back(all_ref[pos.front()]);
       res.disc_test = mia::set_test(own_d, ref_d);  // NaN logits are dropped there
       if (!res.disc_test.ran)
         res.disc_test.reason = "n/a: needs >= 20 of your identities and >= 20 reference identities with a finite "
                                "discriminator logit (has " + std::to_string(res.disc_test.owner) + " and " +
                                std::to_string(res.disc_test.reference) + ")";
-      for (double v : to_vector(ref.disc))
+      for (double v : all_ref)
         if (!std::isnan(v)) pr.ref_disc.push_back(v);
       std::sort(pr.ref_disc.begin(), pr.ref_disc.end());
       if (res.set_test.ran && res.disc_test.ran) res.combined_pvalue = mia::combine_pvalues({res.set_test.pvalue, res.disc_test.pvalue});
@@ -298,7 +301,7 @@ Prepared prepare(models::Generator& g, models::Embedder& e, const io::Manifest& 
     if (!pr.ref_disc.empty()) {
       double best = NAN;
       for (size_t i : groups.pos[k]) {
-        const double v = ds.disc[int64_t(i)].item<double>();
+        const double v = pr.own_disc[i];
         if (!std::isnan(v) && !(v <= best)) best = v;
       }
       // ties count half, as in the AUC: a discriminator that scores everything alike gives 0.5, not 0

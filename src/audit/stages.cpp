@@ -525,7 +525,7 @@ StageCache open_part(const std::string& dir, const nlohmann::json& fp, const dat
   const auto want = part_fingerprint(fp, shard, round);
   RW_CHECK(have == io::dump_json(want, 1), Input, "merge: the stages in ", dir, " were made with other options or inputs (",
            fingerprint_difference(have, want), "): rerun shard ", shard.str(), " with this command's options");
-  return StageCache(dir, part_fingerprint(fp, shard, round), true);
+  return StageCache(dir, want, true);
 }
 
 std::vector<StageCache> open_finished_parts(const std::vector<std::string>& dirs, const nlohmann::json& fp, int64_t round) {
