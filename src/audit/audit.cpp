@@ -450,7 +450,7 @@ int64_t run_shard(models::Generator& g, models::Embedder& e, const io::Manifest&
     at::Tensor s;
     if (!part.load("samples", &s)) part.save("samples", SampleBank(g, e, o.samples, o.seed, progress, kSampleBatch, shard).embeddings());
   } else {
-    StageCache merged(o.stage_dir, fp, true);
+    StageCache merged(o.stage_dir, fp, true, kShardedRunAdvice);
     Prepared pr = prepare(g, e, dataset, reference, o, merged, progress, nullptr);
     auto rec = recover_rows(g, dataset, pr.inv_rows, o.invert, &e, progress, "invert", &part, 0, shard, o.crop);
     record_skips(record, rec.skipped);
@@ -467,7 +467,7 @@ int64_t merge_shards(models::Generator& g, models::Embedder& e, const io::Manife
   const int64_t round = audit_next_round(o.stage_dir), n = int64_t(part_stage_dirs.size());
   RW_CHECK(round > 0, Usage, "every round of this sharded audit is merged already");
   const auto parts = open_finished_parts(part_stage_dirs, fp, round);
-  StageCache run(o.stage_dir, fp, true);
+  StageCache run(o.stage_dir, fp, true, kShardedRunAdvice);
   if (round == 1) {
     for (const char* name : {"dataset", "reference"}) {
       if (std::string(name) == "reference" && !reference) continue;

@@ -13,10 +13,13 @@
 #include "rewind/core/error.h"
 #include "rewind/core/log.h"
 #include "rewind/core/runtime.h"
+#include "rewind/report/html.h"
 
 namespace rw::audit {
 
 namespace {
+
+constexpr int kMinBootstrap = 50;  // fewest resamples whose 2.5th and 97.5th percentiles are not the extreme ones
 
 std::set<std::string> parse_attacks(const std::string& s) {
   static const std::set<std::string> known = {"recovery", "calibrated", "lira", "rmia", "identity-nn", "recon-identity",
@@ -268,7 +271,11 @@ Plan plan(models::Generator& g, const References& refs, models::Embedder* e, con
   auto want = parse_attacks(o.attacks);
   RW_CHECK(o.samples >= 1, Usage, "MembershipOptions::samples must be >= 1, got ", o.samples);
   RW_CHECK(o.recover_max >= 0, Usage, "MembershipOptions::recover_max must be >= 0, got ", o.recover_max);
-  RW_CHECK(o.boot >= 0, Usage, "MembershipOptions::boot must be >= 0, got ", o.boot);
+  RW_CHECK(o.boot == 0 || o.boot >= kMinBootstrap, Usage, "--bootstrap must be 0 (no intervals) or at least ",
+           kMinBootstrap, ", got ", o.boot, ": a 95% interval's ends are its 2.5th and 97.5th percentiles, which "
+           "fewer resamples put on the most extreme resamples (the default is 1000)");
+  RW_CHECK(o.per_identity >= 0, Usage, "--per-identity must be >= 0 (0 = every image of each identity), got ",
+           o.per_identity);
   ganinv::check_options(g, o.invert, false);
   std::set<std::string> seen = {g.id()};
   for (auto* r : refs) {
@@ -500,7 +507,7 @@ MembershipResult run_membership(models::Generator& g, const References& refs, mo
     thin(r.blind.m.roc);
     if (r.blind.biased)
       log_warn("the member / non-member split looks biased: image statistics alone separate it (blind baseline AUC ",
-               r.blind.m.auc.value, ", 95% CI ", r.blind.m.auc.lo, "-", r.blind.m.auc.hi, ")");
+               report::fmt_interval(r.blind.m.auc.value, r.blind.m.auc.lo, r.blind.m.auc.hi), ")");
   }
   return r;
 }
@@ -534,7 +541,7 @@ int64_t run_membership_shard(models::Generator& g, const References& refs, model
       record_skips(record, scan_class(part, *sets[lab], cls, pl, e, g.output_shape(), o, shard, progress).skipped);
     }
   } else if (pl.need_recovery) {
-    StageCache merged(o.stage_dir, pl.fp, true);
+    StageCache merged(o.stage_dir, pl.fp, true, kShardedRunAdvice);
     int64_t position = 0;  // as run_membership: members first, then non-members
     for (int lab : {1, 0}) {
       const auto& m = *sets[lab];
@@ -564,7 +571,7 @@ int64_t merge_membership_shards(models::Generator& g, const References& refs, mo
   const int64_t round = membership_next_round(o.stage_dir), n = int64_t(part_stage_dirs.size());
   RW_CHECK(round > 0, Usage, "every round of this sharded membership run is merged already");
   const auto parts = open_finished_parts(part_stage_dirs, pl.fp, round);
-  StageCache run(o.stage_dir, pl.fp, true);
+  StageCache run(o.stage_dir, pl.fp, true, kShardedRunAdvice);
   for (const char* cls : {"members", "nonmembers"}) {
     if (round == 1) {
       std::vector<ClassScan> scans(static_cast<size_t>(n));

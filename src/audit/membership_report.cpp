@@ -133,6 +133,9 @@ std::string blind_line(const mia::BlindBaseline& b) {
     return "WARNING: the member / non-member split is biased. Image statistics alone, without the GAN, tell the two "
            "sets apart with AUC " + auc + " (" + std::to_string(b.folds) + "-fold logistic regression), so the attacks' "
            "AUCs above do not measure membership alone. Use members and non-members from the same source and processing.";
+  if (std::isnan(b.m.auc.lo))
+    return "blind baseline (image statistics alone, no GAN): AUC " + auc + ": whether the split is biased is "
+           "inconclusive without a bootstrap interval (--bootstrap 0 was given)";
   if (b.m.auc.hi < 0.5)  // out-of-fold scores of a classifier with nothing to learn are anti-correlated on small sets
     return "blind baseline (image statistics alone, no GAN): AUC " + auc + ", below chance: the cross-validated "
            "classifier found nothing that separates the sets (an interval below 0.5 is the usual artefact of "

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cstring>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -193,10 +194,27 @@ at::Tensor SampleBank::images(models::Generator& g, uint64_t seed, const std::ve
 
 // ------------------------------------------------------------------------------------------------
 namespace {
+/// A fingerprint difference in the words of the command line: top-level keys are flags
+/// ("--per-identity was 0, here 2"), recovery_fingerprint's keys the recovery flags they come from.
+std::string as_flags(std::string d) {
+  static const std::pair<const char*, const char*> names[] = {
+      {"recovery.restarts", "--restarts"},   {"recovery.steps", "--steps"},
+      {"recovery.lr", "--lr"},               {"recovery.optimizer", "--optimizer"},
+      {"recovery.latent", "--latent"},       {"recovery.weights", "--recovery-loss"},
+      {"recovery.feature_net", "--feature-net"}, {"recovery.precision", "--precision"},
+      {"recovery.w_start", "--w-start"},     {"recovery.schedule", "the recovery schedule"},
+      {"recovery.scales", "the recovery scales"}, {"--reference-generators", "--reference-generator"}};
+  for (const auto& [from, to] : names) {
+    const size_t n = std::strlen(from);
+    if (d.compare(0, n, from) == 0 && (d.size() == n || d[n] == ' ' || d[n] == '.')) return to + d.substr(n);
+  }
+  return d;
+}
+
 /// What differs between a kept fingerprint file's text and the fingerprint wanted now.
 std::string fingerprint_difference(const std::string& have, const nlohmann::json& want) {
   try {
-    auto d = io::describe_difference(nlohmann::json::parse(have), want, false);
+    auto d = as_flags(io::describe_difference(nlohmann::json::parse(have), want, true));
     return d.empty() ? "the file's bytes differ" : d;
   } catch (const nlohmann::json::exception&) {
     return "the file is not JSON";
@@ -204,13 +222,15 @@ std::string fingerprint_difference(const std::string& have, const nlohmann::json
 }
 }  // namespace
 
-StageCache::StageCache(std::string dir, nlohmann::json fingerprint, bool resume) : dir_(std::move(dir)) {
+StageCache::StageCache(std::string dir, nlohmann::json fingerprint, bool resume, const std::string& advice)
+    : dir_(std::move(dir)) {
   if (dir_.empty()) return;
   const std::string fp = dir_ + "/fingerprint.json", want = io::dump_json(fingerprint, 1);
   if (resume && fs::exists(fp)) {
     const std::string have = io::read_file(fp);
     RW_CHECK(have == want, Usage, "resume: the stages in ", dir_, " were made with other options or inputs (",
-             fingerprint_difference(have, fingerprint), "; ", fp, "); rerun with the same ones, or without resume to start over");
+             fingerprint_difference(have, fingerprint), "; ", fp, "); ",
+             advice.empty() ? "rerun with the same ones, or without --resume to start over" : advice);
     return;
   }
   std::error_code ec;

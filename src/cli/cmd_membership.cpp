@@ -35,7 +35,7 @@ void bind(po::options_description& desc, MembershipPaths& p, audit::MembershipOp
       ("crop", opt(&o.crop), kPipelineCropHelp)
       ("per-identity", opt(&o.per_identity), "images per identity used (0 = all)")
       ("recover-max", opt(&o.recover_max), "images per class that get latent recovery (seeded draw; 0 = all)")
-      ("bootstrap", opt(&o.boot), "bootstrap resamples for confidence intervals")
+      ("bootstrap", opt(&o.boot), "bootstrap resamples for the 95% intervals: 0 (none) or >= 50")
       ("embed-batch", opt(&o.embed_batch), "images per embedder pass")
       ("seed", opt(&o.seed), "seed (samples, restarts, draws, bootstrap)")
       ("resume", po::bool_switch(&p.resume), "continue the stages an interrupted run left in --out (same options)");

@@ -399,7 +399,11 @@ MiaMetrics evaluate(const std::vector<double>& scores, const std::vector<int>& l
   }
   std::tie(m.ks_statistic, m.ks_pvalue) = ks_test(sp, sn);
   if (sp.empty() || sn.empty() || boot <= 0) {
-    m.auc.lo = m.auc.hi = m.auc.value;
+    // no resamples, no interval: NaN ends print as "no interval", never as a point interval [v, v]
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    m.auc.lo = m.auc.hi = nan;
+    for (auto& t : m.tpr)
+      if (t.resolved) t.tpr.lo = t.tpr.hi = nan;
     return m;
   }
   // the band's grid: 10 points a decade from 1e-4 to 0.1, then every 0.02 to 0.98; resolved FPRs only

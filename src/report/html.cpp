@@ -76,6 +76,7 @@ std::string fmt(double v, int digits) {
 }
 
 std::string fmt_interval(double value, double lo, double hi, int digits) {
+  if (std::isnan(lo) && std::isnan(hi)) return fmt(value, digits) + " (no interval)";
   return fmt(value, digits) + " [" + fmt(lo, digits) + ", " + fmt(hi, digits) + "]";
 }
 

@@ -416,7 +416,7 @@ TEST(Membership, DiscriminatorAttackScoresEachImage) {
   audit::MembershipOptions o;
   o.attacks = "identity-nn,discriminator";
   o.samples = 50;
-  o.boot = 20;
+  o.boot = 50;
   o.stage_dir = out / "stages";
   o.discriminator = std::make_shared<PlantedDiscriminator>(torch::stack(seen));
   auto r = audit::run_membership(*p.g, {}, &p.e, p.members, p.nonmembers, o);
@@ -426,8 +426,11 @@ TEST(Membership, DiscriminatorAttackScoresEachImage) {
     if (r.rows[i].label) EXPECT_NEAR(s, 0.0, 1e-6) << i;  // a member is one of the images it saw
     else EXPECT_LT(s, -1e-3) << i;
   }
-  for (const auto& a : r.metrics)
-    if (a.attack == "discriminator") EXPECT_DOUBLE_EQ(a.m.auc.value, 1.0) << a.level;
+  for (const auto& a : r.metrics) {
+    if (a.attack == "discriminator") {
+      EXPECT_DOUBLE_EQ(a.m.auc.value, 1.0) << a.level;
+    }
+  }
   o.resume = true;
   auto again = audit::run_membership(*p.g, {}, &p.e, p.members, p.nonmembers, o);
   EXPECT_EQ(again.score.at("discriminator"), r.score.at("discriminator"));
@@ -499,7 +502,7 @@ TEST(Membership, RecoveryDrawResumeAndScoresCsv) {
   o.samples = 200;
   o.invert.restarts = 1;
   o.invert.loop.steps = 10;
-  o.boot = 10;
+  o.boot = 50;
   o.recover_max = 3;
   o.stage_dir = out / "stages";
   auto a = audit::run_membership(*p.g, {}, &p.e, p.members, p.nonmembers, o);
@@ -575,6 +578,16 @@ TEST(AuditStages, ResumeReusesFinishedStagesAndRefusesOtherOptions) {
   } catch (const Error& e) {
     EXPECT_EQ(e.kind(), ErrorKind::kUsage);
     EXPECT_NE(e.message().find(o.stage_dir), std::string::npos) << e.message();
+    EXPECT_NE(e.message().find("(--samples was "), std::string::npos) << e.message();  // the flag, not the field
+  }
+  o.samples = small_audit().samples;
+  o.invert.loop.steps += 1;  // a recovery option: named by its flag, not its place in the fingerprint
+  try {
+    audit::run(*p.g, p.e, p.m, nullptr, o);
+    FAIL() << "resumed with other recovery options";
+  } catch (const Error& e) {
+    EXPECT_NE(e.message().find("(--steps was "), std::string::npos) << e.message();
+    EXPECT_NE(e.message().find("without --resume"), std::string::npos) << e.message();
   }
 }
 
@@ -662,6 +675,14 @@ TEST(Membership, ReferenceGeneratorsCalibrate) {
   o.boot = 50;
   EXPECT_THROW(audit::run_membership(*p.g, {p.g.get()}, nullptr, p.members, p.nonmembers, o), Error);  // itself
   EXPECT_THROW(audit::run_membership(*p.g, {&r1, &r1}, nullptr, p.members, p.nonmembers, o), Error);   // twice
+  for (int boot : {1, 49}) {  // too few resamples to place a 95% interval: refused, not a degenerate interval
+    auto bad = o;
+    bad.boot = boot;
+    EXPECT_THROW(audit::run_membership(*p.g, {}, nullptr, p.members, p.nonmembers, bad), Error) << boot;
+  }
+  auto negative = o;
+  negative.per_identity = -1;
+  EXPECT_THROW(audit::run_membership(*p.g, {}, nullptr, p.members, p.nonmembers, negative), Error);
   auto r = audit::run_membership(*p.g, {&r1, &r2}, nullptr, p.members, p.nonmembers, o);
   EXPECT_EQ(r.attacks, (std::vector<std::string>{"calibrated", "lira", "recovery", "rmia"}));
   EXPECT_TRUE(r.skipped_attacks.empty());

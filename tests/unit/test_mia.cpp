@@ -111,6 +111,21 @@ TEST(Mia, BootstrapIntervalBracketsEstimate) {
   EXPECT_GE(m.tpr[1].tpr.hi, m.tpr[1].tpr.value);
 }
 
+// boot = 0: no resamples, so no interval: the ends are NaN and print as "(no interval)", never as [v, v]
+TEST(Mia, NoResamplesNoInterval) {
+  std::vector<double> s;
+  std::vector<int> l;
+  alternating_normals(200, 7, &s, &l);
+  auto m = mia::evaluate(s, l, {1e-1}, 0, 1);
+  EXPECT_GT(m.auc.value, 0.65);
+  EXPECT_TRUE(std::isnan(m.auc.lo) && std::isnan(m.auc.hi));
+  ASSERT_TRUE(m.tpr[0].resolved);
+  EXPECT_TRUE(std::isnan(m.tpr[0].tpr.lo) && std::isnan(m.tpr[0].tpr.hi));
+  EXPECT_TRUE(m.band.fpr.empty());
+  EXPECT_EQ(report::fmt_interval(m.auc.value, m.auc.lo, m.auc.hi), report::fmt(m.auc.value) + " (no interval)");
+  EXPECT_EQ(report::fmt_interval(0.5, 0.25, 0.75), "0.500 [0.250, 0.750]");
+}
+
 TEST(Mia, RocBandBracketsTheCurveWhereResolved) {
   std::vector<double> s;
   std::vector<int> l;

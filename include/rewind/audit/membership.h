@@ -44,7 +44,7 @@ struct MembershipOptions {
                                  ///< (audit::pipeline_loader; dlib for real photos)
   int64_t per_identity = 0;    ///< images per identity used (first ones in manifest order); 0 = all
   int64_t recover_max = 0;     ///< images per class that get latent recovery (seeded draw); 0 = all
-  int boot = 1000;             ///< bootstrap resamples for the confidence intervals
+  int boot = 1000;             ///< bootstrap resamples for the confidence intervals: 0 (none) or >= 50
   int64_t embed_batch = 128;   ///< images per embedder pass
   uint64_t seed = 1;           ///< samples, restarts, draws, bootstrap
   ganinv::InvertOptions invert;  ///< latent recovery (its defaults: 2 restarts x 200 Adam steps)

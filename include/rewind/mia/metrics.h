@@ -24,7 +24,7 @@ double roc_auc(const std::vector<double>& scores, const std::vector<int>& labels
 double tpr_at_fpr(const Roc& roc, double fpr);
 
 struct Interval {
-  double value = 0, lo = 0, hi = 0;  ///< estimate and 95% percentile-bootstrap interval
+  double value = 0, lo = 0, hi = 0;  ///< estimate and 95% percentile-bootstrap interval (lo, hi NaN: none drawn)
 };
 
 /// The fewest negatives that resolve an FPR: with 0 false positives among N negatives, the 95%
@@ -62,7 +62,7 @@ inline const std::vector<double>& default_fprs() {
   return f;
 }
 
-/// All metrics; `boot` bootstrap resamples (stratified: members and non-members resampled
+/// All metrics; `boot` bootstrap resamples (0: no intervals, their ends NaN) (stratified: members and non-members resampled
 /// separately), seeded. TPR at an FPR the non-members cannot resolve is left unresolved.
 /// `groups` (optional, one per item: the identity): a cluster bootstrap that resamples whole groups,
 /// since images of one person are not independent evidence (their intervals would be too narrow).

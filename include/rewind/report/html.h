@@ -101,7 +101,8 @@ const std::string& vega_assets();
 /// and significant ("0.000123", "1.5e+07": printf %.{significant}g). NaN prints as "n/a".
 std::string fmt(double v, int digits = 3);
 std::string fmt_g(double v, int significant = 4);
-/// An estimate with its interval: "0.812 [0.770, 0.851]" (fmt at `digits`).
+/// An estimate with its interval: "0.812 [0.770, 0.851]" (fmt at `digits`); "0.812 (no interval)" when both
+/// ends are NaN.
 std::string fmt_interval(double value, double lo, double hi, int digits = 3);
 
 }  // namespace rw::report
