@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <iostream>
@@ -100,6 +101,36 @@ void progress_done() {
   if (g_progress) g_progress->finish();
 }
 
+nlohmann::json input_hashes(const nlohmann::json& options) {
+  nlohmann::json out = nlohmann::json::object();
+  if (!options.is_object()) return out;
+  auto hash_of = [](const nlohmann::json& v) -> std::string {
+    std::error_code ec;
+    if (!v.is_string() || v.get<std::string>().empty() || !std::filesystem::is_regular_file(v.get<std::string>(), ec))
+      return "";
+    try {
+      return io::file_content_hash(v.get<std::string>());
+    } catch (const Error&) {
+      return "";  // unreadable now: the command itself says so
+    }
+  };
+  for (auto it = options.begin(); it != options.end(); ++it) {
+    if (it.key() == "out") continue;
+    if (it.value().is_array()) {
+      nlohmann::json hs = nlohmann::json::array();
+      bool any = false;
+      for (const auto& v : it.value()) {
+        hs.push_back(hash_of(v));
+        any = any || !hs.back().get<std::string>().empty();
+      }
+      if (any) out[it.key()] = hs;
+    } else if (auto h = hash_of(it.value()); !h.empty()) {
+      out[it.key()] = h;
+    }
+  }
+  return out;
+}
+
 void refuse_finished_with_other_options(const std::string& dir, const std::string& command, const nlohmann::json& options,
                                         const std::string& unfinished_marker) {
   namespace fs = std::filesystem;
@@ -119,6 +150,17 @@ void refuse_finished_with_other_options(const std::string& dir, const std::strin
   const std::string d = io::describe_difference(was, now, true);
   RW_CHECK(d.empty(), Usage, "--resume: ", dir, " holds a finished run made with other options (", d,
            "); resuming would replace it: choose another --out, or drop --resume to replace it on purpose");
+  // the same options, but a file they name changed since (records from before input_hashes have none)
+  const auto had = rec.value("results", nlohmann::json::object()).value("input_hashes", nlohmann::json::object());
+  if (!had.is_object() || had.empty()) return;
+  const auto has = input_hashes(options);
+  for (auto it = had.begin(); it != had.end(); ++it) {
+    std::string flag = it.key();
+    std::replace(flag.begin(), flag.end(), '_', '-');
+    RW_CHECK(has.contains(it.key()) && has[it.key()] == it.value(), Usage, "--resume: ", dir,
+             " holds a finished run whose --", flag, " file had other contents (", options.value(it.key(), nlohmann::json()).dump(),
+             " changed since); resuming would replace it: choose another --out, or drop --resume to replace it on purpose");
+  }
 }
 
 void run_and_record(io::RunRecord& record, const std::string& json_path, const std::function<void()>& work) {
@@ -127,6 +169,8 @@ void run_and_record(io::RunRecord& record, const std::string& json_path, const s
   const auto parent = jp.parent_path().empty() ? std::filesystem::path(".") : jp.parent_path();
   io::FileLock lock((parent / ("." + jp.filename().string() + ".lock")).string(),
                     jp.filename() == "run.json" ? parent.string() : json_path);
+  // the files the options name, hashed before the work reads them: what --resume on a finished run checks
+  if (!record.results().contains("input_hashes")) record.results()["input_hashes"] = input_hashes(record.options());
   try {
     work();
     progress_done();

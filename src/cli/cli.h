@@ -68,8 +68,14 @@ void run_and_record(io::RunRecord& record, const std::string& json_path, const s
 /// `--resume` on a folder whose run finished (`unfinished_marker`, a path under `dir`, absent) would
 /// start over and replace it: when that run (its run.json, command "rewind COMMAND") was made with
 /// other options than `options` it is refused (Error{kUsage}), naming the first option that differs.
+/// It is refused too when a file an option names (a manifest, a model: its bytes, not the images a
+/// manifest lists) has other contents than the finished run recorded in results.input_hashes.
 void refuse_finished_with_other_options(const std::string& dir, const std::string& command, const nlohmann::json& options,
                                         const std::string& unfinished_marker);
+
+/// Content hashes of the regular files that `options`' string values (and string arrays) name, by
+/// option key ("out" excepted); run_and_record stores them in run.json's results.input_hashes.
+nlohmann::json input_hashes(const nlohmann::json& options);
 
 /// Loads every image of a manifest (bad ones are skipped, logged and recorded in `record`).
 struct LoadedData {
