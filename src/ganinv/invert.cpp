@@ -127,6 +127,9 @@ void check_options(models::Generator& g, const InvertOptions& o, bool has_embedd
   RW_CHECK(o.restarts >= 1, Usage, "--restarts must be >= 1");
   latent_shape(g, o.latent);  // checks that the generator has this latent space
   RW_CHECK(o.w_start == "mapped" || o.w_start == "mean", Usage, "--w-start must be mapped or mean, got '", o.w_start, "'");
+  RW_CHECK(o.w_start == "mapped" || o.latent != "z", Usage,
+           "--w-start mean starts the search at the mean W: use it with --latent w or w+ (with --latent z it would be "
+           "ignored)");
   RW_CHECK(o.w_prior <= 0 || o.latent == "z", Usage,
            "the prior loss term assumes z ~ N(0, I): use it with --latent z only (got --latent ", o.latent, ")");
   RW_CHECK(o.w_identity <= 0 || has_embedder, Usage, "the identity loss needs --embedder");

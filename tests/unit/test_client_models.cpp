@@ -353,6 +353,9 @@ TEST_F(ClientModels, MeanWStartsAtWAvg) {
   EXPECT_TRUE(torch::allclose(r.latents, g->w_avg().unsqueeze(0).expand({2, -1}), 1e-5, 1e-5));
   o.w_prior = 1;  // the prior assumes z ~ N(0, I)
   EXPECT_THROW(ganinv::invert(*g, targets, o), Error);
+  o.w_prior = 0;
+  o.latent = "z";  // a W start means nothing in z: refused, not ignored
+  EXPECT_THROW(ganinv::invert(*g, targets, o), Error);
 }
 
 // ---- feature (perceptual) losses (#17) -------------------------------------------------------------
