@@ -137,6 +137,8 @@ void add_flags(po::options_description& desc, Flags& f) {
       ("lr", opt(&gp.loop.lr), "gan-prior: latent recovery's learning rate")
       ("optimizer", opt(&gp.loop.optimizer), "gan-prior: latent recovery's adam | lbfgs")
       ("batch", opt(&gp.batch), "gan-prior: targets x restarts per chunk; 0 = auto (64 on CPU)")
+      ("precision", opt(&gp.precision), "gan-prior: the generator's arithmetic during the search, fp32 | bf16 | fp16 "
+       "(CUDA only); on the CPU bf16 pays off for compiled generators; errors reported in fp32")
       ("refine-steps", opt(&gp.refine_steps), "gan-prior: white-box refinement steps from G(z) (0 = latent only)")
       ("eval", po::value(&f.eval), "labelled images for the accuracy through the (defended) split; default: --targets")
       ("label-column", opt(&f.label_column), "manifest column holding the class ('identity' for classifiers of people)")
@@ -161,7 +163,7 @@ void resolve_flags(const Args& args, Flags& f) {
   RW_CHECK(!has("inverse-net") || !f.aux.empty(), Usage,
            "--attack inverse-net needs --aux MANIFEST: images the attacker owns, disjoint from --targets");
   RW_CHECK(!has("gan-prior") || !f.generator.empty(), Usage, "--attack gan-prior needs --generator G");
-  for (const char* flag : {"restarts", "steps", "lr", "optimizer", "batch"})  // the names every command gives latent recovery
+  for (const char* flag : {"restarts", "steps", "lr", "optimizer", "batch", "precision"})  // the names every command gives latent recovery
     RW_CHECK(has("gan-prior") || !flag_given(args, flag), Usage, "--", flag, " sets the latent recovery of --attack "
              "gan-prior, which this run does not use; white-box inversion's is --wb-", flag);
   o.defenses.clear();
@@ -188,7 +190,7 @@ nlohmann::json options_json(const Flags& f) {
           {"wb_batch", wb.batch}, {"wb_precision", wb.precision}, {"aux", f.aux}, {"inv_epochs", inv.epochs}, {"inv_width", inv.width},
           {"inv_lr", inv.lr}, {"inv_batch", inv.batch}, {"generator", f.generator},
           {"restarts", gp.restarts}, {"steps", gp.loop.steps}, {"lr", gp.loop.lr}, {"optimizer", gp.loop.optimizer},
-          {"batch", gp.batch}, {"refine_steps", gp.refine_steps},
+          {"batch", gp.batch}, {"precision", gp.precision}, {"refine_steps", gp.refine_steps},
           {"eval", f.eval}, {"label_column", f.label_column}, {"embedder", f.embedder},
           {"match_threshold", f.sweep.match_threshold}, {"match_far", f.sweep.match_far}};
 }
@@ -518,6 +520,7 @@ int split_attack_cmd(const Args& args) {
     return 0;
   resolve_flags(args, f);
   check_precision_flag("--wb-precision", f.sweep.white_box.precision);
+  check_precision_flag("--precision", f.sweep.gan_prior.precision);
   io::RunRecord record("split-attack");
   record.options() = options_json(f);
   record.set_seed(f.sweep.seed);

@@ -275,13 +275,19 @@ AttackResult gan_prior(models::Generator& g, models::SplitClassifier& c, const s
                        int64_t first_index) {
   models::check_split(c, split);
   RW_CHECK(o.restarts >= 1, Usage, "--restarts must be >= 1");
+  RW_CHECK(o.precision == "fp32" || o.precision == "bf16" || o.precision == "fp16", Usage,
+           "--precision must be fp32, bf16 or fp16 (CUDA only), got '", o.precision, "'");
+  { models::PrecisionScope probe(g, o.precision, "--precision"); }  // refused before any work
   const auto t0 = std::chrono::steady_clock::now();
   const auto shape = c.input_shape();
   const int64_t n = acts.size(0), restarts = o.restarts, d = g.latent_dim();
   const auto dev = g.device(), home = acts.device();
+  // the generator's images in fp32 whatever its arithmetic: the classifier and the loss stay fp32
+  auto render = [&](const at::Tensor& z) { return to_shape(g.generate(z).to(torch::kFloat32), shape); };
   const int64_t per_chunk = std::max<int64_t>(1, chunk_rows(o.batch, dev, restarts, [&](int64_t rows) {
     auto z = torch::zeros({rows, d}, torch::TensorOptions(dev)).requires_grad_(true);
-    c.head(to_shape(g.generate(z), shape), split).sum().backward();
+    models::PrecisionScope lowp(g, o.precision, "--precision");
+    c.head(render(z), split).sum().backward();
   }, "--batch") / restarts);
   const int64_t chunks = (n + per_chunk - 1) / per_chunk;
   AttackResult res;
@@ -298,16 +304,19 @@ AttackResult gan_prior(models::Generator& g, models::SplitClassifier& c, const s
       }
     start = start.to(dev);
     auto objective = [&](const at::Tensor& z) {
-      auto x = to_shape(g.generate(z), shape);
-      auto loss = feature_error(c.head(x, split), tgt, denom);
+      auto loss = feature_error(c.head(render(z), split), tgt, denom);
       if (o.w_prior > 0) loss = loss + o.w_prior * ((z.pow(2).sum(1) - double(d)) / double(d)).pow(2);
       return loss;
     };
     auto reset = [&](const at::Tensor& bad, at::Tensor& vars) {
       vars.index_put_({bad}, torch::zeros_like(vars.index({bad})));
     };
-    auto r = optim::minimise(start, objective, o.loop, reset, progress, "gan-prior", ci * o.loop.steps,
-                             chunks * o.loop.steps);
+    optim::LoopResult r;
+    {
+      models::PrecisionScope lowp(g, o.precision, "--precision");
+      r = optim::minimise(start, objective, o.loop, reset, progress, "gan-prior", ci * o.loop.steps,
+                          chunks * o.loop.steps);
+    }
     res.steps = std::max(res.steps, r.steps);
     res.nan_resets += r.nan_resets;
     auto [best, pick] = pick_best(r.best_vars, r.best_loss, restarts);

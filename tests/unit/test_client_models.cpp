@@ -12,6 +12,7 @@
 
 #include "rewind/core/error.h"
 #include "rewind/core/log.h"
+#include "rewind/featinv/featinv.h"
 #include "rewind/ganinv/invert.h"
 #include "rewind/models/discriminator.h"
 #include "rewind/models/models.h"
@@ -208,6 +209,47 @@ TEST_F(ClientModels, TorchScriptDcganCompiledComputesTheSame) {
     std::string l;
     load_compiled(path(name), "", &l);
     EXPECT_EQ(l.find("compiled"), std::string::npos) << name << ": " << l;
+  }
+}
+
+// split-attack's GAN prior in bf16 (#19 left it fp32 only): a generator that runs in bf16 gives a search
+// close to the fp32 one and is fp32 again afterwards; one that cannot is refused before any work
+TEST_F(ClientModels, GanPriorInBf16) {
+  std::string l;
+  auto s = load_compiled(path("stylegan.pt"), "", &l);
+  auto c = models::load_classifier(path("classifier.pt"));
+  at::Tensor x;
+  {
+    torch::NoGradGuard ng;
+    x = models::adapt_images(s->generate(torch::randn({2, 32}, at::detail::createCPUGenerator(3))), c->input_shape());
+  }
+  const auto split = c->split_points().front();
+  auto acts = featinv::activations(*c, split, x);
+  featinv::GanPriorOptions o;
+  o.restarts = 1;
+  o.loop.steps = 20;
+  auto a = featinv::gan_prior(*s, *c, split, acts, o);
+  o.precision = "bf16";
+  auto b = featinv::gan_prior(*s, *c, split, acts, o);
+  EXPECT_EQ(b.recon.scalar_type(), torch::kFloat32);
+  EXPECT_TRUE(torch::isfinite(b.recon).all().item<bool>());
+  EXPECT_FALSE(torch::equal(a.recon, b.recon));  // it did run in bf16
+  // the same search to bf16's precision: each target's final feature loss within 10% of fp32's
+  EXPECT_LT(((a.feature_loss - b.feature_loss).abs() / a.feature_loss).max().item<double>(), 0.1)
+      << a.feature_loss << " vs " << b.feature_loss;
+  {
+    torch::NoGradGuard ng;
+    auto z = torch::randn({2, 32});
+    auto again = s->generate(z);
+    EXPECT_EQ(s->set_precision("fp32"), "");
+    EXPECT_TRUE(torch::equal(s->generate(z), again));  // fp32 after the search
+  }
+  o.precision = "fp16";  // CUDA only
+  try {
+    featinv::gan_prior(*s, *c, split, acts, o);
+    ADD_FAILURE() << "fp16 accepted on the CPU";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--precision fp16"), std::string::npos) << e.what();
   }
 }
 

@@ -157,6 +157,9 @@ struct GanPriorOptions {
   int64_t refine_steps = 0;  ///< then white_box from G(z) for this many steps (0 = latent only)
   WhiteBoxOptions refine;    ///< priors and lr of the refinement (its loop.steps is refine_steps)
   int64_t batch = 0;         ///< max targets x restarts at once; 0 = auto (optim::auto_chunk_rows)
+  std::string precision = "fp32";  ///< the generator's arithmetic during the search: fp32 | bf16 | fp16 (CUDA
+                                   ///< only); refused before any work when the generator cannot run in it;
+                                   ///< the classifier, the pictures and the reported errors stay fp32
   uint64_t seed = 1;
 };
 
