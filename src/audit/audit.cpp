@@ -22,14 +22,15 @@ namespace rw::audit {
 namespace {
 
 void check_options(const AuditOptions& o) {
-  RW_CHECK(o.samples >= 1, Usage, "AuditOptions::samples must be >= 1, got ", o.samples);
-  RW_CHECK(o.far > 0 && o.far < 1, Usage, "AuditOptions::far must be in (0, 1), got ", o.far);
+  RW_CHECK(o.samples >= 1, Usage, "--samples must be >= 1 (AuditOptions::samples), got ", o.samples);
+  RW_CHECK(o.far > 0 && o.far < 1, Usage, "--far must be in (0, 1) (AuditOptions::far), got ", o.far);
   RW_CHECK(o.fit_max_auc > 0.5 && o.fit_max_auc <= 1, Usage, "AuditOptions::fit_max_auc must be in (0.5, 1], got ", o.fit_max_auc);
-  RW_CHECK(o.per_identity >= 1, Usage, "AuditOptions::per_identity must be >= 1, got ", o.per_identity);
-  RW_CHECK(o.recover_control >= 0, Usage, "AuditOptions::recover_control must be >= 0, got ", o.recover_control);
-  RW_CHECK(o.embed_batch >= 1, Usage, "AuditOptions::embed_batch must be >= 1, got ", o.embed_batch);
-  RW_CHECK(o.invert.restarts >= 1, Usage, "AuditOptions::invert.restarts must be >= 1, got ", o.invert.restarts);
-  RW_CHECK(o.invert.loop.steps >= 1, Usage, "AuditOptions::invert.loop.steps must be >= 1, got ", o.invert.loop.steps);
+  RW_CHECK(o.per_identity >= 1, Usage, "--per-identity must be >= 1 (AuditOptions::per_identity), got ", o.per_identity);
+  RW_CHECK(o.recover_control >= 0, Usage, "--recover-control must be >= 0 (AuditOptions::recover_control), got ", o.recover_control);
+  RW_CHECK(o.embed_batch >= 1, Usage, "--embed-batch must be >= 1 (AuditOptions::embed_batch), got ", o.embed_batch);
+  RW_CHECK(o.top >= 0, Usage, "--top must be >= 0 (AuditOptions::top), got ", o.top);
+  RW_CHECK(o.invert.restarts >= 1, Usage, "--restarts must be >= 1 (AuditOptions::invert.restarts), got ", o.invert.restarts);
+  RW_CHECK(o.invert.loop.steps >= 1, Usage, "--steps must be >= 1 (AuditOptions::invert.loop.steps), got ", o.invert.loop.steps);
 }
 
 /// Loaded rows grouped by identity, identities in first-appearance order; `pos` indexes `rows`.
@@ -344,6 +345,7 @@ AuditResult run(models::Generator& g, models::Embedder& e, const io::Manifest& d
   check_options(o);
   ganinv::check_options(g, o.invert, true);
   StageCache cache(o.stage_dir, audit_fingerprint(g, e, dataset, reference, o), o.resume);
+  cache.guard_files({{"dataset", &dataset}, {"reference", reference}});
   auto mark = [&](const char* stage) { if (record) record->mark(stage); };
   Prepared pr = prepare(g, e, dataset, reference, o, cache, progress, record);
   AuditResult& res = pr.res;
@@ -434,6 +436,7 @@ int64_t run_shard(models::Generator& g, models::Embedder& e, const io::Manifest&
   const int64_t round = audit_next_round(o.stage_dir);
   RW_CHECK(round > 0, Usage, "every round of this sharded audit is merged already: run it with --merge to write the report");
   StageCache part(part_stage_dir, part_fingerprint(fp, shard, round), o.resume);
+  part.guard_files({{"dataset", &dataset}, {"reference", reference}});
   const auto shape = g.output_shape();
   if (round == 1) {
     const Embedded ds = kept_embedded(part, "dataset", [&] {

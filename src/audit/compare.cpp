@@ -107,6 +107,7 @@ CompareResult run_compare(models::Generator& g, models::Embedder& e, models::Spl
   const auto shape = g.output_shape();
   auto mark = [&](const char* s) { if (record) record->mark(s); };
   StageCache cache(o.stage_dir, compare_fingerprint(g, e, c, dataset, reference, class_names, o), o.resume);
+  cache.guard_files({{"dataset", &dataset}, {"reference", reference}});
   CompareResult res;
 
   // ---- output side: the GAN (as the audit)

@@ -269,8 +269,9 @@ Plan plan(models::Generator& g, const References& refs, models::Embedder* e, con
           const io::Manifest& nonmembers, const MembershipOptions& o) {
   Plan p;
   auto want = parse_attacks(o.attacks);
-  RW_CHECK(o.samples >= 1, Usage, "MembershipOptions::samples must be >= 1, got ", o.samples);
-  RW_CHECK(o.recover_max >= 0, Usage, "MembershipOptions::recover_max must be >= 0, got ", o.recover_max);
+  RW_CHECK(o.samples >= 1, Usage, "--samples must be >= 1 (MembershipOptions::samples), got ", o.samples);
+  RW_CHECK(o.embed_batch >= 1, Usage, "--embed-batch must be >= 1 (MembershipOptions::embed_batch), got ", o.embed_batch);
+  RW_CHECK(o.recover_max >= 0, Usage, "--recover-max must be >= 0 (0 = all; MembershipOptions::recover_max), got ", o.recover_max);
   RW_CHECK(o.boot == 0 || o.boot >= kMinBootstrap, Usage, "--bootstrap must be 0 (no intervals) or at least ",
            kMinBootstrap, ", got ", o.boot, ": a 95% interval's ends are its 2.5th and 97.5th percentiles, which "
            "fewer resamples put on the most extreme resamples (the default is 1000)");
@@ -378,6 +379,7 @@ MembershipResult run_membership(models::Generator& g, const References& refs, mo
   const auto& not_run = pl.not_run;
   const bool need_recovery = pl.need_recovery;
   StageCache cache(o.stage_dir, pl.fp, o.resume);
+  cache.guard_files({{"members", &members}, {"nonmembers", &nonmembers}});
   MembershipResult r;
   r.attacks.assign(run.begin(), run.end());
   r.skipped_attacks = not_run;
@@ -528,6 +530,7 @@ int64_t run_membership_shard(models::Generator& g, const References& refs, model
   RW_CHECK(round > 0, Usage, "every round of this sharded membership run is merged already: run it with --merge to "
            "write the report");
   StageCache part(part_stage_dir, part_fingerprint(pl.fp, shard, round), o.resume);
+  part.guard_files({{"members", &members}, {"nonmembers", &nonmembers}});
   const io::Manifest* sets[2] = {&nonmembers, &members};
   if (round == 1) {
     at::Tensor smp;

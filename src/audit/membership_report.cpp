@@ -197,7 +197,7 @@ void write_membership_report(const std::string& out, const MembershipResult& r, 
                                           " images per class (a seeded draw); its attacks are measured on those."
                                     : ""));
   html.summary(summary);
-  html.heading("Metrics (95% bootstrap intervals)");
+  html.heading(o.boot > 0 ? "Metrics (95% bootstrap intervals)" : "Metrics (no intervals: --bootstrap 0)");
   std::vector<std::string> head = {"level", "attack", "members / non-members", "AUC", "AUC p-value (vs 0.5)"};
   for (double f : fprs) head.push_back("TPR@FPR " + report::fmt_g(f, 3));
   head.push_back("KS p-value");
@@ -205,9 +205,10 @@ void write_membership_report(const std::string& out, const MembershipResult& r, 
   html.table(head, table);
   html.paragraph("TPR at an FPR is stated only where the non-members resolve it: with no false positive among N non-members "
                  "the 95% upper bound on the FPR is about 3/N, so FPR f needs at least 3/f non-members; otherwise 'n/a'. "
-                 "The AUC p-value is two-sided (Mann-Whitney U, normal approximation). Shaded around each ROC curve: its "
-                 "pointwise 95% bootstrap band (the same resamples as the intervals), drawn only at the FPRs the "
-                 "non-members resolve." +
+                 "The AUC p-value is two-sided (Mann-Whitney U, normal approximation)." +
+                 std::string(o.boot > 0 ? " Shaded around each ROC curve: its pointwise 95% bootstrap band (the same "
+                                          "resamples as the intervals), drawn only at the FPRs the non-members resolve."
+                                        : "") +
                  (r.one_image_per_identity ? " " + same_levels : std::string()));
   roc_plots(html, rocs);
   html.heading("Validity guard: blind baseline");

@@ -276,6 +276,34 @@ void StageCache::save_json(const std::string& name, const nlohmann::json& j) con
   io::crash_point(("stage:" + name).c_str());
 }
 
+void StageCache::guard_files(const std::vector<std::pair<std::string, const io::Manifest*>>& manifests) const {
+  if (dir_.empty()) return;
+  nlohmann::json want = nlohmann::json::object();
+  for (const auto& [name, m] : manifests) {
+    if (!m) continue;
+    std::string rows;
+    std::error_code ec;
+    for (size_t i = 0; i < m->entries.size(); ++i) {
+      const std::string f = m->resolve(i);
+      const auto size = fs::file_size(f, ec);
+      const auto time = ec ? 0 : fs::last_write_time(f, ec).time_since_epoch().count();
+      rows += ec ? f + "\t-\n" : f + "\t" + std::to_string(size) + "\t" + std::to_string(time) + "\n";
+    }
+    want[name] = io::content_hash(rows);
+  }
+  const std::string path = dir_ + "/files-stamp.json";
+  nlohmann::json have;
+  if (load_json("files-stamp", &have) && have.is_object()) {
+    for (auto it = want.begin(); it != want.end(); ++it)
+      RW_CHECK(!have.contains(it.key()) || have[it.key()] == it.value(), Usage, "resume: an image the ", it.key(),
+               " manifest lists changed since the stages in ", dir_, " were kept (a file's size or modification time "
+               "differs; ", path, "); resuming would mix results of its old and new contents: rerun without --resume "
+               "to start over");
+    return;
+  }
+  save_json("files-stamp", want);
+}
+
 void StageCache::clear() const {
   std::error_code ec;
   if (!dir_.empty()) fs::remove_all(dir_, ec);

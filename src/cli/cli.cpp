@@ -101,30 +101,56 @@ void progress_done() {
   if (g_progress) g_progress->finish();
 }
 
+namespace {
+/// The content hash of the file an option value names ("" when it names none): a folder counts by its
+/// manifest.csv, or else by the names and sizes of everything under it.
+std::string input_hash(const nlohmann::json& v) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!v.is_string() || v.get<std::string>().empty()) return "";
+  const std::string f = v.get<std::string>();
+  try {
+    if (fs::is_directory(f, ec)) {
+      if (fs::is_regular_file(f + "/manifest.csv", ec)) return io::file_content_hash(f + "/manifest.csv");
+      std::vector<std::string> listing;
+      for (auto it = fs::recursive_directory_iterator(f, fs::directory_options::skip_permission_denied, ec);
+           !ec && it != fs::recursive_directory_iterator(); it.increment(ec))
+        if (it->is_regular_file(ec))
+          listing.push_back(fs::relative(it->path(), f, ec).string() + "\t" + std::to_string(it->file_size(ec)));
+      std::sort(listing.begin(), listing.end());
+      std::string all;
+      for (const auto& l : listing) all += l + "\n";
+      return io::content_hash(all);
+    }
+    return fs::is_regular_file(f, ec) ? io::file_content_hash(f) : "";
+  } catch (const Error&) {
+    return "";  // unreadable now: the command itself says so
+  }
+}
+
+/// A record key as the flag that sets it.
+std::string flag_of(const std::string& key) {
+  if (key == "reference_generators") return "--reference-generator";
+  std::string f = key;
+  std::replace(f.begin(), f.end(), '_', '-');
+  return "--" + f;
+}
+}  // namespace
+
 nlohmann::json input_hashes(const nlohmann::json& options) {
   nlohmann::json out = nlohmann::json::object();
   if (!options.is_object()) return out;
-  auto hash_of = [](const nlohmann::json& v) -> std::string {
-    std::error_code ec;
-    if (!v.is_string() || v.get<std::string>().empty() || !std::filesystem::is_regular_file(v.get<std::string>(), ec))
-      return "";
-    try {
-      return io::file_content_hash(v.get<std::string>());
-    } catch (const Error&) {
-      return "";  // unreadable now: the command itself says so
-    }
-  };
   for (auto it = options.begin(); it != options.end(); ++it) {
     if (it.key() == "out") continue;
     if (it.value().is_array()) {
       nlohmann::json hs = nlohmann::json::array();
       bool any = false;
       for (const auto& v : it.value()) {
-        hs.push_back(hash_of(v));
+        hs.push_back(input_hash(v));
         any = any || !hs.back().get<std::string>().empty();
       }
       if (any) out[it.key()] = hs;
-    } else if (auto h = hash_of(it.value()); !h.empty()) {
+    } else if (auto h = input_hash(it.value()); !h.empty()) {
       out[it.key()] = h;
     }
   }
@@ -145,22 +171,36 @@ void refuse_finished_with_other_options(const std::string& dir, const std::strin
   }
   if (!rec.is_object() || rec.value("status", "") != "ok" || rec.value("command", "") != "rewind " + command) return;
   auto was = rec.value("options", nlohmann::json::object()), now = options;
-  for (auto* j : {&was, &now})
-    if (j->is_object()) j->erase("out");
-  const std::string d = io::describe_difference(was, now, true);
-  RW_CHECK(d.empty(), Usage, "--resume: ", dir, " holds a finished run made with other options (", d,
-           "); resuming would replace it: choose another --out, or drop --resume to replace it on purpose");
-  // the same options, but a file they name changed since (records from before input_hashes have none)
+  if (!was.is_object() || !now.is_object()) return;
+  was.erase("out"), now.erase("out");
+  const std::string why = "; resuming would replace it: choose another --out, or drop --resume to replace it on purpose";
+  // a file the finished run read is compared by its contents, not by how its path was written
+  // (records from before input_hashes have none: their paths are compared as written)
   const auto had = rec.value("results", nlohmann::json::object()).value("input_hashes", nlohmann::json::object());
-  if (!had.is_object() || had.empty()) return;
-  const auto has = input_hashes(options);
-  for (auto it = had.begin(); it != had.end(); ++it) {
-    std::string flag = it.key();
-    std::replace(flag.begin(), flag.end(), '_', '-');
-    RW_CHECK(has.contains(it.key()) && has[it.key()] == it.value(), Usage, "--resume: ", dir,
-             " holds a finished run whose --", flag, " file had other contents (", options.value(it.key(), nlohmann::json()).dump(),
-             " changed since); resuming would replace it: choose another --out, or drop --resume to replace it on purpose");
+  const auto has = input_hashes(now);
+  for (auto it = had.begin(); had.is_object() && it != had.end(); ++it) {
+    const auto& key = it.key();
+    if (!now.contains(key)) continue;  // the option itself is gone: the option comparison names it
+    const nlohmann::json cur = has.value(key, nlohmann::json());
+    const bool list = it.value().is_array();
+    const size_t n = list ? it.value().size() : 1;
+    if (list && (!now[key].is_array() || now[key].size() != n)) continue;  // another count of files: an option difference
+    for (size_t i = 0; i < n; ++i) {
+      const auto h = list ? it.value()[i] : it.value();
+      if (!h.is_string() || h.get<std::string>().empty()) continue;
+      const auto path = list ? now[key][i] : now[key];
+      const auto c = list ? (cur.is_array() && i < cur.size() ? cur[i] : nlohmann::json()) : cur;
+      RW_CHECK(c.is_string() && !c.get<std::string>().empty(), Usage, "--resume: ", dir, " holds a finished run that read ",
+               flag_of(key), " ", path.dump(), ", which is missing now", why);
+      RW_CHECK(c == h, Usage, "--resume: ", dir, " holds a finished run whose ", flag_of(key), " file ", path.dump(),
+               " had other contents (it changed since)", why);
+    }
+    was[key] = now[key];  // the same contents: however the path is written now
   }
+  std::string d = io::describe_difference(was, now, true);
+  const std::string plural = "--reference-generators";  // the record's key; the flag is given once per file
+  if (d.rfind(plural, 0) == 0) d = "--reference-generator" + d.substr(plural.size());
+  RW_CHECK(d.empty(), Usage, "--resume: ", dir, " holds a finished run made with other options (", d, ")", why);
 }
 
 void run_and_record(io::RunRecord& record, const std::string& json_path, const std::function<void()>& work) {

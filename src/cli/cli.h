@@ -74,7 +74,8 @@ void refuse_finished_with_other_options(const std::string& dir, const std::strin
                                         const std::string& unfinished_marker);
 
 /// Content hashes of the regular files that `options`' string values (and string arrays) name, by
-/// option key ("out" excepted); run_and_record stores them in run.json's results.input_hashes.
+/// option key ("out" excepted; a folder counts by its manifest.csv, if it has one); run_and_record
+/// stores them in run.json's results.input_hashes.
 nlohmann::json input_hashes(const nlohmann::json& options);
 
 /// Loads every image of a manifest (bad ones are skipped, logged and recorded in `record`).

@@ -120,6 +120,22 @@ expect_code 2 "membership --resume of a finished run with other options" -- "$RE
   --members "$TMP/faces/indexed.csv" --nonmembers "$TMP/faces/others.csv" --embedder "$TMP/m/e.pt" \
   --reference-generator "$TMP/m/ref.pt" --samples 21 --per-identity 1 --restarts 1 --steps 5 --bootstrap 50 --out "$TMP/mem" --resume -q
 expect_grep "holds a finished run made with other options (--samples was 20, here 21)" "$TMP/err" "finished membership kept"
+# a file the finished run read is compared by contents, not by how its path is written; a changed or missing one is named
+cp "$TMP/m/ref.pt" "$TMP/m/ref-copy.pt"
+RC=(--members "$TMP/faces/indexed.csv" --nonmembers "$TMP/faces/others.csv" --embedder "$TMP/m/e.pt" --samples 20
+    --per-identity 1 --restarts 1 --steps 5 --bootstrap 50 --attacks recovery,calibrated --out "$TMP/mem-rc" -q)
+expect_code 0 "membership with a copied reference" -- "$REWIND" membership --generator "$TMP/m/g.pt" \
+  --reference-generator "$TMP/m/ref-copy.pt" "${RC[@]}"
+expect_code 0 "membership --resume of a finished run, paths written otherwise" -- "$REWIND" membership \
+  --generator "$TMP/m/../m/g.pt" --reference-generator "$TMP/m/./ref-copy.pt" "${RC[@]}" --resume
+cp "$TMP/m/g.pt" "$TMP/m/ref-copy.pt"
+expect_code 2 "membership --resume after a reference file changed" -- "$REWIND" membership --generator "$TMP/m/g.pt" \
+  --reference-generator "$TMP/m/ref-copy.pt" "${RC[@]}" --resume
+expect_grep "finished run whose --reference-generator file \"$TMP/m/ref-copy.pt\" had other contents" "$TMP/err" "changed reference named"
+rm "$TMP/m/ref-copy.pt"
+expect_code 2 "membership --resume after a reference file went" -- "$REWIND" membership --generator "$TMP/m/g.pt" \
+  --reference-generator "$TMP/m/ref-copy.pt" "${RC[@]}" --resume
+expect_grep "ref-copy.pt\", which is missing now" "$TMP/err" "missing reference named"
 # the white-box discriminator attack on train gan's G.disc
 expect_code 0 "membership --discriminator" -- "$REWIND" membership --generator "$TMP/m/g.pt" --members "$TMP/faces/indexed.csv" \
   --nonmembers "$TMP/faces/others.csv" --discriminator "$TMP/m/g.pt.disc" --attacks discriminator --bootstrap 50 \

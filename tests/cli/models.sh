@@ -114,7 +114,7 @@ CP=(--generator "$TMP/g-copy.pt" --targets "$TMP/gen" --restarts 2 --batch 2 --s
 expect_code 0 "invert with a copied generator" -- "$REWIND" invert "${CP[@]}" -q
 cp "$TMP/m/ref.pt" "$TMP/g-copy.pt"
 expect_code 2 "resume a finished run whose generator file changed" -- "$REWIND" invert "${CP[@]}" --resume
-expect_grep "whose --generator file had other contents" "$TMP/err" "changed input file named"
+expect_grep "whose --generator file \"$TMP/g-copy.pt\" had other contents" "$TMP/err" "changed input file named"
 expect_grep '"input_hashes"' "$TMP/inv-copy/run.json" "run.json records the input files' hashes"
 # a damaged segment is redone, not trusted (a garbage row once crashed std::stod and went into targets.csv)
 cp -r "$TMP/inv-int" "$TMP/inv-garbage"; printf '0,x,y,not-a-number\n' > "$TMP/inv-garbage/.partial/seg-0.csv"

@@ -589,6 +589,20 @@ TEST(AuditStages, ResumeReusesFinishedStagesAndRefusesOtherOptions) {
     EXPECT_NE(e.message().find("(--steps was "), std::string::npos) << e.message();
     EXPECT_NE(e.message().find("without --resume"), std::string::npos) << e.message();
   }
+  // the same options and manifest, but an image it lists replaced since: refused, never mixed with
+  // the kept results of its old contents (the manifest's bytes alone did not show it)
+  o.invert.loop.steps = small_audit().invert.loop.steps;
+  audit::run(*p.g, p.e, p.m, nullptr, o);  // resumes cleanly while nothing changed
+  std::filesystem::copy_file(p.m.resolve(1), p.m.resolve(0), std::filesystem::copy_options::overwrite_existing);
+  try {
+    audit::run(*p.g, p.e, p.m, nullptr, o);
+    FAIL() << "resumed over a replaced image";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kUsage);
+    EXPECT_NE(e.message().find("an image the dataset manifest lists changed since"), std::string::npos) << e.message();
+  }
+  o.resume = false;  // starting over takes the new contents
+  EXPECT_NO_THROW(audit::run(*p.g, p.e, p.m, nullptr, o));
 }
 
 TEST(Audit, BadOptionsNameTheField) {
@@ -600,6 +614,7 @@ TEST(Audit, BadOptionsNameTheField) {
     FAIL();
   } catch (const Error& e) {
     EXPECT_NE(e.message().find("AuditOptions::far"), std::string::npos) << e.message();
+    EXPECT_EQ(e.message().rfind("--far must be", 0), 0u) << e.message();  // the flag first: the CLI user's word
   }
 }
 

@@ -125,6 +125,12 @@ class StageCache {
   void save_json(const std::string& name, const nlohmann::json& j) const;
   /// Removes the folder (after the pipeline wrote its final outputs).
   void clear() const;
+  /// Keeps a stamp of the files each manifest lists (their sizes and modification times, by stat,
+  /// no reads) beside the stages; when one is kept already (a resume), a different stamp is an
+  /// Error{kUsage} naming the manifest whose images changed, so that a resume never mixes results
+  /// of an image's old and new contents. Local only: it is not part of the fingerprint, since a
+  /// copy of the same data on another machine (a shard's) has other times. Call after construction.
+  void guard_files(const std::vector<std::pair<std::string, const io::Manifest*>>& manifests) const;
 
  private:
   std::string dir_;
