@@ -161,11 +161,40 @@ MergedRows merge_csv_by(const std::vector<dist::Part>& parts, const std::string&
 }
 
 namespace {
+/// Where a merged round keeps the options its parts were made with (its parts are removed).
+std::string round_options_file(const Rounds& r, int64_t round) {
+  return r.out + "/.rounds/round-" + std::to_string(round) + "-options.json";
+}
+
+nlohmann::json comparable_options(nlohmann::json o) {
+  if (o.is_object())
+    for (const char* k : {"shard", "merge", "out"}) o.erase(k);
+  return o;
+}
+
+/// A later round's shard and merge take round 1's options: compared with what round 1's merge kept,
+/// so that a shard of other options is refused when it starts, not at the merge after every shard ran.
+void check_round_one_options(const Rounds& r, int64_t round) {
+  const std::string f = round_options_file(r, 1);
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(f, ec)) return;  // merged by an older build: the stages' fingerprint still guards
+  nlohmann::json was;
+  try {
+    was = nlohmann::json::parse(io::read_file(f));
+  } catch (const std::exception&) {
+    return;
+  }
+  const std::string d = io::describe_difference(comparable_options(was), comparable_options(r.record->options()), true);
+  RW_CHECK(d.empty(), Usage, r.command, " round ", round, ": round 1 of this sharded run was made with other options (",
+           d, "; ", f, "): ", audit::kShardedRunAdvice);
+}
+
 /// One round: this process's shard, or the merge of the round's parts.
 void one_round(const ShardFlags& sf, const Rounds& r) {
   const int64_t round = r.next();
   RW_CHECK(round > 0, Usage, r.out, " holds every merged round of this sharded ", r.command,
            " already: run the same command with --merge to write the report");
+  if (round > 1) check_round_one_options(r, round);
   r.record->results()["round"] = round;
   run_sharded(sf, {r.command, r.out + "/.rounds/" + std::to_string(round), r.record,
                    [&](const std::string& dir, const dist::Shard& s) {
@@ -183,6 +212,8 @@ void one_round(const ShardFlags& sf, const Rounds& r) {
                      for (const auto& pt : parts) dirs.push_back(pt.dir + "/.stages");
                      r.merge(dirs, round);
                      progress_done();
+                     io::write_file_atomic(round_options_file(r, round),
+                                           io::dump_json(comparable_options(r.record->options()), 1) + "\n");
                      if (round < r.total) {
                        std::cout << r.command << " round " << round << " of " << r.total << " merged (" << parts.size()
                                  << " shards). Next: run the same shards again, then --merge\n";

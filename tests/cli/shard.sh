@@ -158,9 +158,12 @@ for i in 0 1; do R membership $MB --out "$TMP/mb2" --shard $i/2 >/dev/null 2>&1 
 expect_code 0 "membership --merge, round 1" -- "$REWIND" membership $MB --out "$TMP/mb2" --merge -q
 expect_grep "membership round 1 of 2 merged" "$TMP/out" "membership round 1 merge says what is next"
 expect_code 2 "membership round 2 shard of other options" -- "$REWIND" membership $MB --out "$TMP/mb2" --seed 5 --shard 0/2
-expect_grep "were made with other options or inputs" "$TMP/err" "membership shard of other options explained"
-expect_grep "(--seed was 1, here 5" "$TMP/err" "membership round 2 shard names the changed flag"
+expect_grep "round 1 of this sharded run was made with other options" "$TMP/err" "membership shard of other options explained"
+expect_grep "(--seed was 1, here 5;" "$TMP/err" "membership round 2 shard names the changed flag"
 expect_grep "take the options and inputs of its round 1" "$TMP/err" "membership round 2 shard: advice fits a sharded run"
+# an option the stages do not depend on (--bootstrap) is refused as well, when the shard starts, not at the merge
+expect_code 2 "membership round 2 shard of another --bootstrap" -- "$REWIND" membership ${MB/--bootstrap 50/--bootstrap 60} --out "$TMP/mb2" --shard 1/2
+expect_grep "(--bootstrap was 50, here 60;" "$TMP/err" "membership round 2 shard names --bootstrap"
 for i in 0 1; do R membership $MB --out "$TMP/mb2" --shard $i/2 >/dev/null 2>&1 || bad "membership round 2 shard $i/2"; done
 expect_code 0 "membership --merge, round 2" -- "$REWIND" membership $MB --out "$TMP/mb2" --merge -q
 for f in scores.csv identity_scores.csv; do same "$TMP/mb1/$f" "$TMP/mb2/$f" "merged membership $f"; done
