@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <filesystem>
 #include <iostream>
@@ -70,6 +71,14 @@ bool parse_command(const std::string& usage, const Args& args, po::options_descr
   po::variables_map vm;
   auto parser = po::command_line_parser(args).options(all);
   if (pos) parser.positional(*pos);
+  // seeds are unsigned: the parser would take "-1" as 18446744073709551615
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    const bool negative = (a == "--seed" && i + 1 < args.size() && args[i + 1].rfind('-', 0) == 0 &&
+                           args[i + 1].size() > 1 && std::isdigit(static_cast<unsigned char>(args[i + 1][1]))) ||
+                          a.rfind("--seed=-", 0) == 0;
+    RW_CHECK(!negative, Usage, "--seed must be a whole number >= 0, got ", a == "--seed" ? args[i + 1] : a.substr(7));
+  }
   try {
     po::store(parser.run(), vm);
   } catch (const po::unknown_option& e) {
@@ -172,7 +181,7 @@ void refuse_finished_with_other_options(const std::string& dir, const std::strin
   if (!rec.is_object() || rec.value("status", "") != "ok" || rec.value("command", "") != "rewind " + command) return;
   auto was = rec.value("options", nlohmann::json::object()), now = options;
   if (!was.is_object() || !now.is_object()) return;
-  was.erase("out"), now.erase("out");
+  for (const char* k : {"out", "merge", "shard"}) was.erase(k), now.erase(k);  // a merged run is the same run
   const std::string why = "; resuming would replace it: choose another --out, or drop --resume to replace it on purpose";
   // a file the finished run read is compared by its contents, not by how its path was written
   // (records from before input_hashes have none: their paths are compared as written)

@@ -128,6 +128,8 @@ expect_code 2 "resume after the targets changed" -- "$REWIND" invert "${INV[@]}"
 expect_grep "other inputs" "$TMP/err" "changed targets explained"
 cp "$TMP/manifest.bak" "$TMP/gen/manifest.csv"
 # a failed rerun into a finished --out keeps the finished run's record (it once overwrote it as "failed")
+expect_code 2 "a negative seed" -- "$REWIND" invert "${INV[@]}" --steps 5 --seed -1 --out "$TMP/inv-neg"
+expect_grep "seed must be a whole number >= 0, got -1" "$TMP/err" "negative seed refused, not wrapped"
 expect_code 2 "rerun with a bad option into a finished --out" -- "$REWIND" invert "${INV[@]}" --steps 30 --w-start bogus --out "$TMP/inv"
 expect_grep '"status": "ok"' "$TMP/inv/run.json" "the finished run's record kept"
 expect_grep '"status": "failed"' "$TMP/inv/run.failed.json" "the failed rerun recorded beside it"
