@@ -1,5 +1,6 @@
 // rewind compare: both directions (GAN outputs and split activations) on the same people
 // (a thin shell over rw::audit::run_compare).
+#include <filesystem>
 #include <iostream>
 
 #include "cli.h"
@@ -79,6 +80,8 @@ int compare_cmd(const Args& args) {
                         {"embed_batch", o.embed_batch}, {"seed", o.seed}, {"demo", demo}};
     record.options().update(recovery_options(p.rloss, o.invert));
     record.options()["crop"] = o.crop;
+    // --resume on a finished compare (its stages are gone) would start over and replace it
+    if (o.resume) refuse_finished_with_other_options(p.out, demo ? "compare (embedded demo)" : "compare", record.options(), ".stages");
     auto g = models::load_generator(p.generator);
     auto e = models::load_embedder(p.embedder);
     auto c = models::load_classifier(p.classifier);
@@ -93,6 +96,8 @@ int compare_cmd(const Args& args) {
     for (const auto& cl : r.cells)
       record.results()["split"].push_back({{"split", cl.split}, {"defense", cl.defense}, {"exposed", cl.exposed}, {"control", cl.control}});
   });
+  std::error_code ec;
+  std::filesystem::remove_all(o.stage_dir, ec);  // finished: the stages are not needed any more
   for (const auto& l : summary) std::cout << l << "\n";
   std::cout << "report: " << p.out << "/report.html (also report.json, report.csv)\n";
   return 0;

@@ -234,7 +234,8 @@ for stage in samples invert-seg-0 cell-1; do
   cmp -s "$TMP/cmp-k$k/report.csv" "$TMP/cmp/report.csv" && ok || bad "resumed compare (killed at $stage) gives the uninterrupted table"
 done
 expect_code 2 "compare --resume with other options" -- "$REWIND" "${CMP[@]}" --out "$TMP/cmp-k3" --resume --seed 2
-expect_grep "other options or inputs (--seed was 1, here 2" "$TMP/err" "compare resume refuses changed options, naming one"
+expect_grep "holds a finished run made with other options (--seed was 1, here 2)" "$TMP/err" "compare resume refuses changed options, naming one"
+[ -e "$TMP/cmp-k3/.stages" ] && bad "a finished compare keeps its stages" || ok
 expect_code 2 "compare unknown split" -- "$REWIND" compare --out "$TMP/cmp2" --splits nope -q
 expect_grep "valid splits" "$TMP/err" "compare split error lists the valid ones"
 
