@@ -74,9 +74,13 @@ bool parse_command(const std::string& usage, const Args& args, po::options_descr
   // seeds are unsigned: the parser would take "-1" as 18446744073709551615
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
-    const bool negative = (a == "--seed" && i + 1 < args.size() && args[i + 1].rfind('-', 0) == 0 &&
-                           args[i + 1].size() > 1 && std::isdigit(static_cast<unsigned char>(args[i + 1][1]))) ||
-                          a.rfind("--seed=-", 0) == 0;
+    // "-N" with a digit other than 0 in it ("-0" is 0)
+    auto below_zero = [](const std::string& v) {
+      return v.size() > 1 && v[0] == '-' && std::isdigit(static_cast<unsigned char>(v[1])) &&
+             v.find_first_of("123456789") != std::string::npos;
+    };
+    const bool negative = (a == "--seed" && i + 1 < args.size() && below_zero(args[i + 1])) ||
+                          (a.rfind("--seed=", 0) == 0 && below_zero(a.substr(7)));
     RW_CHECK(!negative, Usage, "--seed must be a whole number >= 0, got ", a == "--seed" ? args[i + 1] : a.substr(7));
   }
   try {

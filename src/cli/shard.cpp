@@ -174,7 +174,7 @@ nlohmann::json comparable_options(nlohmann::json o) {
 
 /// A later round's shard and merge take round 1's options: compared with what round 1's merge kept,
 /// so that a shard of other options is refused when it starts, not at the merge after every shard ran.
-void check_round_one_options(const Rounds& r, int64_t round) {
+void check_round_one_options(const Rounds& r, int64_t round, const std::string& shard_flag) {
   const std::string f = round_options_file(r, 1);
   std::error_code ec;
   if (!std::filesystem::is_regular_file(f, ec)) return;  // merged by an older build: the stages' fingerprint still guards
@@ -184,9 +184,21 @@ void check_round_one_options(const Rounds& r, int64_t round) {
   } catch (const std::exception&) {
     return;
   }
-  const std::string d = io::describe_difference(comparable_options(was), comparable_options(r.record->options()), true);
+  const auto& now = r.record->options();
+  auto before = comparable_options(was);
+  before.erase("round_shards");
+  const std::string d = io::describe_difference(before, comparable_options(now), true);
   RW_CHECK(d.empty(), Usage, r.command, " round ", round, ": round 1 of this sharded run was made with other options (",
            d, "; ", f, "): ", audit::kShardedRunAdvice);
+  // every round deals the rows to the same number of shards (the merge wants one count per round)
+  const int64_t shards = was.value("round_shards", int64_t(0));
+  if (!shard_flag.empty() && shards > 0) {
+    const std::string& sh = shard_flag;
+    const size_t slash = sh.find('/');
+    RW_CHECK(slash == std::string::npos || sh.substr(slash + 1) == std::to_string(shards), Usage, r.command, " round ",
+             round, ": --shard ", sh, ", but round 1 of this sharded run had ", shards, " shards: run --shard I/",
+             shards, " (every round has round 1's shard count)");
+  }
 }
 
 /// One round: this process's shard, or the merge of the round's parts.
@@ -194,7 +206,7 @@ void one_round(const ShardFlags& sf, const Rounds& r) {
   const int64_t round = r.next();
   RW_CHECK(round > 0, Usage, r.out, " holds every merged round of this sharded ", r.command,
            " already: run the same command with --merge to write the report");
-  if (round > 1) check_round_one_options(r, round);
+  if (round > 1) check_round_one_options(r, round, sf.shard);
   r.record->results()["round"] = round;
   run_sharded(sf, {r.command, r.out + "/.rounds/" + std::to_string(round), r.record,
                    [&](const std::string& dir, const dist::Shard& s) {
@@ -212,8 +224,9 @@ void one_round(const ShardFlags& sf, const Rounds& r) {
                      for (const auto& pt : parts) dirs.push_back(pt.dir + "/.stages");
                      r.merge(dirs, round);
                      progress_done();
-                     io::write_file_atomic(round_options_file(r, round),
-                                           io::dump_json(comparable_options(r.record->options()), 1) + "\n");
+                     auto kept = comparable_options(r.record->options());
+                     kept["round_shards"] = int64_t(parts.size());
+                     io::write_file_atomic(round_options_file(r, round), io::dump_json(kept, 1) + "\n");
                      if (round < r.total) {
                        std::cout << r.command << " round " << round << " of " << r.total << " merged (" << parts.size()
                                  << " shards). Next: run the same shards again, then --merge\n";

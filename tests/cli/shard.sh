@@ -164,6 +164,8 @@ expect_grep "take the options and inputs of its round 1" "$TMP/err" "membership 
 # an option the stages do not depend on (--bootstrap) is refused as well, when the shard starts, not at the merge
 expect_code 2 "membership round 2 shard of another --bootstrap" -- "$REWIND" membership ${MB/--bootstrap 50/--bootstrap 60} --out "$TMP/mb2" --shard 1/2
 expect_grep "(--bootstrap was 50, here 60;" "$TMP/err" "membership round 2 shard names --bootstrap"
+expect_code 2 "membership round 2 shard of another shard count" -- "$REWIND" membership $MB --out "$TMP/mb2" --shard 0/3
+expect_grep "round 1 of this sharded run had 2 shards" "$TMP/err" "membership round 2 shard count named"
 for i in 0 1; do R membership $MB --out "$TMP/mb2" --shard $i/2 >/dev/null 2>&1 || bad "membership round 2 shard $i/2"; done
 expect_code 0 "membership --merge, round 2" -- "$REWIND" membership $MB --out "$TMP/mb2" --merge -q
 for f in scores.csv identity_scores.csv; do same "$TMP/mb1/$f" "$TMP/mb2/$f" "merged membership $f"; done
