@@ -203,7 +203,7 @@ std::string as_flags(std::string d) {
       {"recovery.latent", "--latent"},       {"recovery.weights", "--recovery-loss"},
       {"recovery.feature_net", "--feature-net"}, {"recovery.precision", "--precision"},
       {"recovery.w_start", "--w-start"},     {"recovery.schedule", "the recovery schedule"},
-      {"recovery.scales", "the recovery scales"}, {"--reference-generators", "--reference-generator"}};
+      {"recovery.scales", "the recovery scales"}};
   for (const auto& [from, to] : names) {
     const size_t n = std::strlen(from);
     if (d.compare(0, n, from) == 0 && (d.size() == n || d[n] == ' ' || d[n] == '.')) return to + d.substr(n);

@@ -72,13 +72,12 @@ bool parse_command(const std::string& usage, const Args& args, po::options_descr
   auto parser = po::command_line_parser(args).options(all);
   if (pos) parser.positional(*pos);
   // seeds are unsigned: the parser would take "-1" as 18446744073709551615
+  auto below_zero = [](const std::string& v) {  // "-N" with a digit other than 0 in it ("-0" is 0)
+    return v.size() > 1 && v[0] == '-' && std::isdigit(static_cast<unsigned char>(v[1])) &&
+           v.find_first_of("123456789") != std::string::npos;
+  };
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
-    // "-N" with a digit other than 0 in it ("-0" is 0)
-    auto below_zero = [](const std::string& v) {
-      return v.size() > 1 && v[0] == '-' && std::isdigit(static_cast<unsigned char>(v[1])) &&
-             v.find_first_of("123456789") != std::string::npos;
-    };
     const bool negative = (a == "--seed" && i + 1 < args.size() && below_zero(args[i + 1])) ||
                           (a.rfind("--seed=", 0) == 0 && below_zero(a.substr(7)));
     RW_CHECK(!negative, Usage, "--seed must be a whole number >= 0, got ", a == "--seed" ? args[i + 1] : a.substr(7));
@@ -142,14 +141,6 @@ std::string input_hash(const nlohmann::json& v) {
     return "";  // unreadable now: the command itself says so
   }
 }
-
-/// A record key as the flag that sets it.
-std::string flag_of(const std::string& key) {
-  if (key == "reference_generators") return "--reference-generator";
-  std::string f = key;
-  std::replace(f.begin(), f.end(), '_', '-');
-  return "--" + f;
-}
 }  // namespace
 
 nlohmann::json input_hashes(const nlohmann::json& options) {
@@ -206,15 +197,13 @@ void refuse_finished_with_other_options(const std::string& dir, const std::strin
       const auto path = list ? now[key][i] : now[key];
       const auto c = list ? (cur.is_array() && i < cur.size() ? cur[i] : nlohmann::json()) : cur;
       RW_CHECK(c.is_string() && !c.get<std::string>().empty(), Usage, "--resume: ", dir, " holds a finished run that read ",
-               flag_of(key), " ", path.dump(), ", which is missing now", why);
-      RW_CHECK(c == h, Usage, "--resume: ", dir, " holds a finished run whose ", flag_of(key), " file ", path.dump(),
+               io::flag_for_key(key), " ", path.dump(), ", which is missing now", why);
+      RW_CHECK(c == h, Usage, "--resume: ", dir, " holds a finished run whose ", io::flag_for_key(key), " file ", path.dump(),
                " had other contents (it changed since)", why);
     }
     was[key] = now[key];  // the same contents: however the path is written now
   }
-  std::string d = io::describe_difference(was, now, true);
-  const std::string plural = "--reference-generators";  // the record's key; the flag is given once per file
-  if (d.rfind(plural, 0) == 0) d = "--reference-generator" + d.substr(plural.size());
+  const std::string d = io::describe_difference(was, now, true);
   RW_CHECK(d.empty(), Usage, "--resume: ", dir, " holds a finished run made with other options (", d, ")", why);
 }
 

@@ -107,10 +107,16 @@ std::string describe_difference(const nlohmann::json& was, const nlohmann::json&
   // the top-level key names a flag unless it is a hash of data ("*_hash")
   const size_t end = d.find_first_of(". ");
   if (end == std::string::npos || d[end] == '.') return d;  // a nested key is not a flag
-  std::string key = d.substr(0, end);
+  const std::string key = d.substr(0, end);
   if (key.size() > 5 && key.compare(key.size() - 5, 5, "_hash") == 0) return d;
-  std::replace(key.begin(), key.end(), '_', '-');
-  return "--" + key + d.substr(end);
+  return flag_for_key(key) + d.substr(end);
+}
+
+std::string flag_for_key(const std::string& key) {
+  if (key == "reference_generators") return "--reference-generator";
+  std::string f = key;
+  std::replace(f.begin(), f.end(), '_', '-');
+  return "--" + f;
 }
 
 void RunRecord::write(const std::string& json_path, const std::string& status) const {

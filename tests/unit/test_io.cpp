@@ -264,6 +264,9 @@ TEST(RunRecord, DescribeDifferenceNamesTheFirstChangedOption) {
   EXPECT_EQ(io::describe_difference(was, now, true), "--steps was set, here it is not");
   const J a = {{"data_hash", std::string(64, 'a')}}, b = {{"data_hash", std::string(64, 'b')}};
   EXPECT_EQ(io::describe_difference(a, b, true), "data_hash changed");  // a hash names data, not a flag
+  // a list of a flag given once per file is named by that flag
+  const J r1 = {{"reference_generators", J::array()}}, r2 = {{"reference_generators", {"r.pt"}}};
+  EXPECT_EQ(io::describe_difference(r1, r2, true), "--reference-generator was [], here [\"r.pt\"]");
 }
 
 TEST(RunRecord, WritesOptionsTimingsSkipsAndBuild) {

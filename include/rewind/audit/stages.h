@@ -103,14 +103,14 @@ struct Recovery {
   int64_t nan_resets = 0;
 };
 
-/// Where a pipeline keeps the finished work of its stages (OUT/.stages by default), so that a run
-/// with resume = true continues instead of starting over. The fingerprint (options, model and
 /// The advice of a StageCache holding a sharded run's merged stages: they are opened with resume
 /// always, so "without --resume" would not help.
 inline constexpr const char* kShardedRunAdvice =
     "every round of a sharded run and each --merge take the options and inputs of its round 1: rerun with those, or "
     "start the sharded run over in a new --out";
 
+/// Where a pipeline keeps the finished work of its stages (OUT/.stages by default), so that a run
+/// with resume = true continues instead of starting over. The fingerprint (options, model and
 /// manifest hashes) must match; a different one is an error naming the folder, the first
 /// differing option (as its flag) and `advice` (default: rerun with the same options, or without
 /// --resume). dir "" = off.

@@ -22,6 +22,10 @@ std::string dump_json(const nlohmann::json& j, int indent = -1);
 /// longer than 32 characters (a file's hash) is shown as "changed" rather than quoted.
 std::string describe_difference(const nlohmann::json& was, const nlohmann::json& now, bool as_flags);
 
+/// The flag that sets a record key: '_' becomes '-' ("per_identity" -> "--per-identity"), and
+/// "reference_generators", the list of a flag given once per file, is "--reference-generator".
+std::string flag_for_key(const std::string& key);
+
 class RunRecord {
  public:
   /// `command` is the full subcommand, e.g. "data synth-faces".
