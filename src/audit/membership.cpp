@@ -23,14 +23,15 @@ constexpr int kMinBootstrap = 50;  // fewest resamples whose 2.5th and 97.5th pe
 
 std::set<std::string> parse_attacks(const std::string& s) {
   static const std::set<std::string> known = {"recovery", "calibrated", "lira", "rmia", "identity-nn", "recon-identity",
-                                              "identity-calibrated", "identity-lira", "discriminator"};
+                                              "identity-calibrated", "identity-lira", "recon-identity-lira",
+                                              "discriminator"};
   std::set<std::string> out;
   std::stringstream ss(s);
   for (std::string t; std::getline(ss, t, ',');) {
     if (t.empty()) continue;
     RW_CHECK(known.count(t), Usage, "MembershipOptions::attacks: unknown attack '", t,
              "' (recovery, calibrated, lira, rmia, identity-nn, recon-identity, identity-calibrated, identity-lira, "
-             "discriminator)");
+             "recon-identity-lira, discriminator)");
     out.insert(t);
   }
   return out;
@@ -238,6 +239,8 @@ struct Plan {
 bool is_reference_attack(const std::string& a) { return a == "calibrated" || a == "lira" || a == "rmia"; }
 /// The attacks that compare an image's closest-sample similarity with its similarity to the references' samples.
 bool is_identity_reference_attack(const std::string& a) { return a == "identity-calibrated" || a == "identity-lira"; }
+/// Whether the target's reconstructions are embedded (recon-identity, recon-identity-lira).
+bool embeds_recon(const std::set<std::string>& run) { return run.count("recon-identity") || run.count("recon-identity-lira"); }
 /// Whether an identity reference attack runs (the references' sample banks are then made).
 bool uses_identity_refs(const std::set<std::string>& run) {
   return std::any_of(run.begin(), run.end(), is_identity_reference_attack);
@@ -245,7 +248,7 @@ bool uses_identity_refs(const std::set<std::string>& run) {
 /// Whether the attacks need the target's sample bank (identity-nn and the identity reference attacks).
 bool needs_samples(const std::set<std::string>& run) { return run.count("identity-nn") || uses_identity_refs(run); }
 /// Whether the attacks need the images' embeddings (those on the sample bank, and recon-identity).
-bool needs_embeddings(const std::set<std::string>& run) { return needs_samples(run) || run.count("recon-identity"); }
+bool needs_embeddings(const std::set<std::string>& run) { return needs_samples(run) || embeds_recon(run); }
 /// Errors (or distances) of the target and of K references for rows gathered over both classes, then
 /// calibrated together (mia::calibrated_scores).
 struct Calibration {
@@ -292,7 +295,8 @@ Plan plan(models::Generator& g, const References& refs, models::Embedder* e, con
     ganinv::check_options(*r, o.invert, false);
   }
   p.need_recovery = want.count("recovery") || want.count("recon-identity") ||
-                    (!refs.empty() && (want.count("calibrated") || want.count("lira") || want.count("rmia")));
+                    (!refs.empty() && (want.count("calibrated") || want.count("lira") || want.count("rmia") ||
+                                       (e && want.count("recon-identity-lira"))));
   auto& run = p.run;
   auto& not_run = p.not_run;
   for (const auto& a : want) {
@@ -304,6 +308,11 @@ Plan plan(models::Generator& g, const References& refs, models::Embedder* e, con
                                   "image's closest-sample similarity with its similarity to the samples of GANs trained "
                                   "without it: --reference-generator)"
                                 : "no embedder given (--embedder)";
+    else if (a == "recon-identity-lira" && (refs.empty() || !e))
+      not_run[a] = refs.empty() ? "no reference generator given (recon-identity-lira compares each image's identity "
+                                  "similarity to its own reconstruction with the same under GANs trained without it: "
+                                  "--reference-generator)"
+                                : "no embedder given (--embedder)";
     else if ((a == "identity-nn" || a == "recon-identity") && !e)
       not_run[a] = "no embedder given (--embedder)";
     else if (a == "discriminator" && !o.discriminator)
@@ -314,10 +323,11 @@ Plan plan(models::Generator& g, const References& refs, models::Embedder* e, con
   }
   if (o.discriminator && !want.count("discriminator"))
     log_warn("a discriminator was given but the discriminator attack is not in --attacks ('", o.attacks, "'): it is not used");
-  p.use_refs = std::any_of(run.begin(), run.end(), is_reference_attack);
+  p.use_refs = std::any_of(run.begin(), run.end(), is_reference_attack) || run.count("recon-identity-lira");
   RW_CHECK(!run.empty(), Usage, "no attack could run: MembershipOptions::attacks '", o.attacks,
-           "' needs an embedder for identity-nn / recon-identity, a reference generator for calibrated, lira, rmia and a "
-           "discriminator for discriminator");
+           "' needs an embedder for identity-nn / recon-identity, a reference generator for calibrated, lira, rmia "
+           "(and both for the identity-calibrated, identity-lira and recon-identity-lira) and a discriminator for "
+           "discriminator");
   nlohmann::json ref_names = nlohmann::json::array();
   for (auto* r : refs) ref_names.push_back(r->id());
   p.fp = {{"attacks", o.attacks}, {"samples", o.samples}, {"per_identity", o.per_identity},
@@ -402,6 +412,8 @@ MembershipResult run_membership(models::Generator& g, const References& refs, mo
   // the reference-calibrated scores pool over images of both classes (LiRA's variance, RMIA's scale): a
   // score must not know its image's label, so they are computed after both classes, over all of them
   Calibration rec_cal(refs.size()), id_cal(ref_banks.size());
+  const bool recon_refs = run.count("recon-identity-lira") > 0;  // the references' reconstructions are embedded too
+  Calibration recon_cal(recon_refs ? refs.size() : 0);
   int64_t position = 0;  // restart seeds: members first, then non-members, as one list
   std::vector<std::vector<double>> stats;  // per row of r.rows: image statistics (blind baseline)
   for (int lab : {1, 0}) {
@@ -447,14 +459,16 @@ MembershipResult run_membership(models::Generator& g, const References& refs, mo
     if (!need_recovery) continue;
     // the rows drawn for recovery are drawn from those chosen (a row that did not load is skipped)
     const auto loaded = recovery_rows_of(chosen, sc, o, lab);
-    auto rc = recover_rows(g, m, loaded, o.invert, e && run.count("recon-identity") ? e : nullptr, progress,
-                           "invert " + cls, &cache, position, {}, o.crop);
+    auto rc = recover_rows(g, m, loaded, o.invert, embeds_recon(run) ? e : nullptr, progress, "invert " + cls, &cache,
+                           position, {}, o.crop);
     std::vector<std::vector<double>> mse_ref;  // [K][j]: reference k's error on recovered row j
+    std::vector<at::Tensor> remb_ref;          // [K]: reference k's reconstructions' embeddings (recon-identity-lira)
     for (size_t k = 0; use_refs && k < refs.size(); ++k) {
-      auto rk = recover_rows(*refs[k], m, loaded, o.invert, nullptr, progress, reference_stage(cls, k), &cache, position,
-                             {}, o.crop);
+      auto rk = recover_rows(*refs[k], m, loaded, o.invert, recon_refs ? e : nullptr, progress, reference_stage(cls, k),
+                             &cache, position, {}, o.crop);
       RW_CHECK(rk.rows == rc.rows, Internal, "membership: reference ", k + 1, " recovered other rows than the target");
       mse_ref.push_back(to_vector(rk.mse));
+      if (recon_refs) remb_ref.push_back(rk.recon_emb);
     }
     position += int64_t(loaded.size());
     std::map<size_t, size_t> at, kept_at;  // manifest row -> index among the scanned rows / the kept embeddings
@@ -471,9 +485,14 @@ MembershipResult run_membership(models::Generator& g, const References& refs, mo
         for (size_t k = 0; k < mse_ref.size(); ++k) rec_cal.ref[k].push_back(mse_ref[k][j]);
       }
       auto k = kept_at.find(rc.rows[j]);
-      if (run.count("recon-identity") && rc.recon_emb.defined() && k != kept_at.end()) {
-        const double c = (sc.kept.emb[int64_t(k->second)] * rc.recon_emb[int64_t(j)]).sum().item<double>();
-        r.raw["recon-identity"][i] = r.score["recon-identity"][i] = c;
+      if (!rc.recon_emb.defined() || k == kept_at.end()) continue;
+      const auto emb = sc.kept.emb[int64_t(k->second)];
+      const double c = (emb * rc.recon_emb[int64_t(j)]).sum().item<double>();
+      if (run.count("recon-identity")) r.raw["recon-identity"][i] = r.score["recon-identity"][i] = c;
+      if (recon_refs) {  // as the recovery attacks, on a distance: 1 - similarity to the reconstruction
+        recon_cal.add(i, 1.0 - c);
+        for (size_t q = 0; q < remb_ref.size(); ++q)
+          recon_cal.ref[q].push_back(1.0 - (emb * remb_ref[q][int64_t(j)]).sum().item<double>());
       }
     }
   }
@@ -492,6 +511,13 @@ MembershipResult run_membership(models::Generator& g, const References& refs, mo
       const size_t i = id_cal.at[j];
       if (run.count("identity-calibrated")) r.raw["identity-calibrated"][i] = r.score["identity-calibrated"][i] = cal.calibrated[j];
       if (run.count("identity-lira")) r.raw["identity-lira"][i] = r.score["identity-lira"][i] = cal.lira[j];
+    }
+  }
+  if (recon_refs) {
+    const auto cal = recon_cal.scores();
+    for (size_t j = 0; j < recon_cal.at.size(); ++j) {
+      const size_t i = recon_cal.at[j];
+      r.raw["recon-identity-lira"][i] = r.score["recon-identity-lira"][i] = cal.lira[j];
     }
   }
   if (record) record->mark("load + invert");
@@ -553,12 +579,12 @@ int64_t run_membership_shard(models::Generator& g, const References& refs, model
       RW_CHECK(load_scan(merged, cls, &sc), Input, o.stage_dir, " lacks the merged ", cls,
                " scan of round 1: merge round 1 (--merge) before round 2");
       const auto loaded = recovery_rows_of(chosen_rows(m, o), sc, o, lab);
-      auto rc = recover_rows(g, m, loaded, o.invert, e && pl.run.count("recon-identity") ? e : nullptr, progress,
-                             "invert " + cls, &part, position, shard, o.crop);
+      auto rc = recover_rows(g, m, loaded, o.invert, embeds_recon(pl.run) ? e : nullptr, progress, "invert " + cls, &part,
+                             position, shard, o.crop);
       record_skips(record, rc.skipped);
       for (size_t k = 0; use_refs && k < refs.size(); ++k)
-        recover_rows(*refs[k], m, loaded, o.invert, nullptr, progress, reference_stage(cls, k), &part, position, shard,
-                     o.crop);
+        recover_rows(*refs[k], m, loaded, o.invert, pl.run.count("recon-identity-lira") ? e : nullptr, progress,
+                     reference_stage(cls, k), &part, position, shard, o.crop);
       position += int64_t(loaded.size());
     }
   }

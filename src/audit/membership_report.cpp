@@ -27,7 +27,7 @@ void write_scores(const std::string& out, const MembershipResult& r, const io::M
   for (const auto& k : r.attacks)
     header.push_back(k == "identity-nn" || k == "recon-identity"      ? k + "_similarity"
                      : k == "identity-calibrated"                     ? k + "_similarity_gap"
-                     : k == "lira" || k == "rmia" || k == "identity-lira" ? k + "_statistic"
+                     : k == "lira" || k == "rmia" || k == "identity-lira" || k == "recon-identity-lira" ? k + "_statistic"
                      : k == "discriminator"                           ? k + "_logit"
                                                                       : k + "_error");
   for (const auto& k : r.attacks) header.push_back(k + "_score");
@@ -228,7 +228,9 @@ void write_membership_report(const std::string& out, const MembershipResult& r, 
                  "its own reconstruction; identity-calibrated: the identity-nn similarity minus its mean over the same "
                  "number of samples of each reference generator (the same seeds), how much closer this GAN comes to the "
                  "person than GANs that never saw them; identity-lira: offline LiRA on the closest-sample distance "
-                 "(1 - similarity) against the references, as lira on errors; discriminator: the logit the GAN's own "
+                 "(1 - similarity) against the references, as lira on errors; recon-identity-lira: offline LiRA on the "
+                 "reconstruction's identity distance (1 - recon-identity similarity) against the same image's under each "
+                 "reference generator; discriminator: the logit the GAN's own "
                  "discriminator gives the image (Hayes et al. 2019, white-box LOGAN). MRE-gap = (median non-member error - median member error) / median non-member error. " +
                  ganinv::latent_space_note(o.invert.latent));
   if (!r.skipped.empty()) html.paragraph(std::to_string(r.skipped.size()) + " images skipped (listed in run.json).");

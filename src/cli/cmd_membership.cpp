@@ -25,9 +25,10 @@ void bind(po::options_description& desc, MembershipPaths& p, audit::MembershipOp
       ("members", po::value(&p.members)->required(), "images known to be in its training set (manifest or folder)")
       ("nonmembers", po::value(&p.nonmembers)->required(), "images known not to be (manifest or folder)")
       ("out", po::value(&p.out)->required(), "output folder: scores.csv, identity_scores.csv, report.json, report.html, run.json")
-      ("embedder", po::value(&p.embedder), "identity embedder (identity-nn, recon-identity, identity-calibrated, identity-lira)")
+      ("embedder", po::value(&p.embedder), "identity embedder (identity-nn, recon-identity and the identity-calibrated, -lira attacks)")
       ("reference-generator", po::value(&p.reference_generators)->composing(),
-       "a GAN trained on data without these images; give it once per GAN (K >= 1: calibrated, lira, rmia)")
+       "a GAN trained on data without these images; give it once per GAN (K >= 1: calibrated, lira, rmia, "
+       "identity-calibrated, identity-lira, recon-identity-lira)")
       ("discriminator", po::value(&p.discriminator),
        "the GAN's discriminator (the discriminator attack): train gan's GENERATOR.disc, or TorchScript returning N logits")
       ("attacks", opt(&o.attacks), "which attacks (those whose models are missing are skipped)")

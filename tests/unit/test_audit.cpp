@@ -757,6 +757,53 @@ TEST(Membership, IdentityReferenceAttacksCalibrateTheClosestSample) {
   EXPECT_NE(none.skipped_attacks.at("identity-lira").find("--reference-generator"), std::string::npos);
 }
 
+// recon-identity-lira: each image's reconstruction distance (1 - recon-identity similarity) under the
+// target against the same under each reference, through mia::calibrated_scores. A reference's
+// distances are its recon-identity run as the target (the same rows, options and restart seeds).
+TEST(Membership, ReconIdentityLiraCalibratesTheReconstruction) {
+  Planted p;
+  io::Manifest other;
+  other.base_dir = p.dir.path();
+  PlantedGenerator r1(write_images(p.dir.path(), "x", 8, 0, 21, &other)), r2(write_images(p.dir.path(), "y", 8, 0, 22, &other));
+  audit::MembershipOptions o;
+  o.attacks = "recon-identity,recon-identity-lira";
+  o.invert.restarts = 2;
+  o.invert.loop.steps = 40;
+  o.invert.loop.lr = 0.3;
+  o.boot = 50;
+  auto r = audit::run_membership(*p.g, {&r1, &r2}, &p.e, p.members, p.nonmembers, o);
+  EXPECT_EQ(r.attacks, (std::vector<std::string>{"recon-identity", "recon-identity-lira"}));
+  auto alone = o;
+  alone.attacks = "recon-identity";
+  std::vector<std::vector<double>> d_ref;
+  for (models::Generator* g : {static_cast<models::Generator*>(&r1), static_cast<models::Generator*>(&r2)}) {
+    auto rk = audit::run_membership(*g, {}, &p.e, p.members, p.nonmembers, alone);
+    ASSERT_EQ(rk.rows.size(), r.rows.size());
+    std::vector<double> d;
+    for (size_t i = 0; i < rk.rows.size(); ++i) {
+      ASSERT_EQ(rk.rows[i].row, r.rows[i].row);
+      ASSERT_EQ(rk.rows[i].label, r.rows[i].label);
+      d.push_back(1.0 - rk.score.at("recon-identity")[i]);
+    }
+    d_ref.push_back(d);
+  }
+  std::vector<double> d;
+  for (double s : r.score.at("recon-identity")) d.push_back(1.0 - s);
+  const auto want = mia::calibrated_scores(d, d_ref);
+  for (size_t i = 0; i < r.rows.size(); ++i) EXPECT_NEAR(r.score.at("recon-identity-lira")[i], want.lira[i], 1e-4) << i;
+  // the references' distances differ from the target's: the calibration is not the identity map
+  EXPECT_GT(std::abs(d_ref[0][0] - d[0]), 1e-6);
+  // without references, or without an embedder, it is skipped with the reason
+  auto none = audit::run_membership(*p.g, {}, &p.e, p.members, p.nonmembers, o);
+  EXPECT_EQ(none.attacks, (std::vector<std::string>{"recon-identity"}));
+  EXPECT_NE(none.skipped_attacks.at("recon-identity-lira").find("--reference-generator"), std::string::npos);
+  auto lira_only = o;
+  lira_only.attacks = "recovery,recon-identity-lira";
+  auto no_emb = audit::run_membership(*p.g, {&r1, &r2}, nullptr, p.members, p.nonmembers, lira_only);
+  EXPECT_EQ(no_emb.attacks, (std::vector<std::string>{"recovery"}));
+  EXPECT_NE(no_emb.skipped_attacks.at("recon-identity-lira").find("--embedder"), std::string::npos);
+}
+
 // With the GAN's discriminator and a reference, the audit runs the dataset-level test on its logits
 // too (scored in the embedding pass) and gives each identity the discriminator's percentile among
 // the reference images; the two tests combine by Bonferroni.

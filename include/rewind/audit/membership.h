@@ -12,6 +12,8 @@
 //                   comes to the person than GANs that never saw them
 //   identity-lira   offline LiRA on the closest-sample distances (1 - similarity) against the references
 //                   (the two: mia::calibrated_scores on distances; no latent recovery needed)
+//   recon-identity-lira  offline LiRA on the reconstruction's identity distance (1 - recon-identity
+//                   similarity) against the same image's under each reference's reconstruction
 //   discriminator   the GAN's own discriminator's logit for the image (Hayes et al. 2019, LOGAN white-box):
 //                   a discriminator trained on a small set learns to call its training images real; needs
 //                   the discriminator (train gan writes GENERATOR.disc; released StyleGAN pickles hold D)
@@ -38,7 +40,7 @@ class HtmlReport;
 namespace rw::audit {
 
 struct MembershipOptions {
-  std::string attacks = "recovery,calibrated,lira,rmia,identity-nn,recon-identity,identity-calibrated,identity-lira,discriminator";  ///< comma list; attacks whose models are missing are skipped
+  std::string attacks = "recovery,calibrated,lira,rmia,identity-nn,recon-identity,identity-calibrated,identity-lira,recon-identity-lira,discriminator";  ///< comma list; attacks whose models are missing are skipped
   int64_t samples = 1000;      ///< generated samples searched by identity-nn
   std::string crop = "center";   ///< how images are cut to the generator's size: center | none | detect | dlib
                                  ///< (audit::pipeline_loader; dlib for real photos)
