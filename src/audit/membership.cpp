@@ -330,7 +330,7 @@ Plan plan(models::Generator& g, const References& refs, models::Embedder* e, con
            "discriminator");
   nlohmann::json ref_names = nlohmann::json::array();
   for (auto* r : refs) ref_names.push_back(r->id());
-  p.fp = {{"attacks", o.attacks}, {"samples", o.samples}, {"per_identity", o.per_identity},
+  p.fp = {{"attacks", canonical_attacks(o.attacks)}, {"samples", o.samples}, {"per_identity", o.per_identity},
           {"recover_max", o.recover_max}, {"seed", o.seed}, {"recovery", recovery_fingerprint(o.invert)}, {"crop", o.crop},
           {"generator", g.id()},
           {"reference_generators", ref_names}, {"embedder", e ? e->id() : ""},
@@ -544,6 +544,12 @@ MembershipResult run_membership(models::Generator& g, const References& refs, mo
 // sharded membership: round 1 scans (and samples), round 2 latent recovery
 
 int64_t membership_next_round(const std::string& stage_dir) { return next_round(stage_dir, 2); }
+
+std::string canonical_attacks(const std::string& attacks) {
+  std::string out;
+  for (const auto& a : parse_attacks(attacks)) out += (out.empty() ? "" : ",") + a;
+  return out;
+}
 
 int64_t run_membership_shard(models::Generator& g, const References& refs, models::Embedder* e,
                              const io::Manifest& members, const io::Manifest& nonmembers, const MembershipOptions& o,

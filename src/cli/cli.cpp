@@ -180,9 +180,15 @@ void refuse_finished_with_other_options(const std::string& dir, const std::strin
   if (!was.is_object() || !now.is_object()) return;
   for (const char* k : {"out", "merge", "shard"}) was.erase(k), now.erase(k);  // a merged run is the same run
   const std::string why = "; resuming would replace it: choose another --out, or drop --resume to replace it on purpose";
-  // a file the finished run read is compared by its contents, not by how its path was written
-  // (records from before input_hashes have none: their paths are compared as written)
+  // records from before input_hashes have none: their paths are compared as written
   const auto had = rec.value("results", nlohmann::json::object()).value("input_hashes", nlohmann::json::object());
+  const std::string d = options_difference(was, had, now, "--resume: " + dir + " holds a finished run that", why);
+  RW_CHECK(d.empty(), Usage, "--resume: ", dir, " holds a finished run made with other options (", d, ")", why);
+}
+
+std::string options_difference(nlohmann::json was, const nlohmann::json& had, nlohmann::json now, const std::string& what,
+                               const std::string& why) {
+  if (!was.is_object() || !now.is_object()) return io::describe_difference(was, now, true);
   const auto has = input_hashes(now);
   for (auto it = had.begin(); had.is_object() && it != had.end(); ++it) {
     const auto& key = it.key();
@@ -196,15 +202,14 @@ void refuse_finished_with_other_options(const std::string& dir, const std::strin
       if (!h.is_string() || h.get<std::string>().empty()) continue;
       const auto path = list ? now[key][i] : now[key];
       const auto c = list ? (cur.is_array() && i < cur.size() ? cur[i] : nlohmann::json()) : cur;
-      RW_CHECK(c.is_string() && !c.get<std::string>().empty(), Usage, "--resume: ", dir, " holds a finished run that read ",
+      RW_CHECK(c.is_string() && !c.get<std::string>().empty(), Usage, what, " read ",
                io::flag_for_key(key), " ", path.dump(), ", which is missing now", why);
-      RW_CHECK(c == h, Usage, "--resume: ", dir, " holds a finished run whose ", io::flag_for_key(key), " file ", path.dump(),
-               " had other contents (it changed since)", why);
+      RW_CHECK(c == h, Usage, what, " read ", io::flag_for_key(key), " ", path.dump(),
+               ", which has other contents now (it changed since)", why);
     }
     was[key] = now[key];  // the same contents: however the path is written now
   }
-  const std::string d = io::describe_difference(was, now, true);
-  RW_CHECK(d.empty(), Usage, "--resume: ", dir, " holds a finished run made with other options (", d, ")", why);
+  return io::describe_difference(was, now, true);
 }
 
 void run_and_record(io::RunRecord& record, const std::string& json_path, const std::function<void()>& work) {
@@ -331,12 +336,16 @@ LoadedData load_manifest_images(const std::string& manifest, int channels, int s
 }
 
 LoadedData load_images_of(io::Manifest m, const std::string& what, int channels, int size, io::RunRecord* record) {
+  return load_images_of(std::move(m), what, data::image_loader({channels, size, io::ResizeMode::kCenterCrop}), record);
+}
+
+LoadedData load_images_of(io::Manifest m, const std::string& what, const data::Loader& loader, io::RunRecord* record) {
   LoadedData d;
   d.manifest = std::move(m);
   const std::string& manifest = what;
   data::StreamOptions so;
   so.stage = "load";
-  data::ImageStream s(d.manifest, io::ImageSpec{channels, size, io::ResizeMode::kCenterCrop}, so, progress_fn());
+  data::ImageStream s(d.manifest, loader, so, progress_fn());
   auto all = data::load_all(s, manifest);
   progress_done();
   report_skips(s, manifest, record);

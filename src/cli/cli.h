@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "rewind/core/progress.h"
+#include "rewind/data/image_stream.h"
 #include "rewind/dist/dist.h"
 #include "rewind/ganinv/invert.h"
 #include "rewind/io/csv.h"
@@ -73,6 +74,14 @@ void run_and_record(io::RunRecord& record, const std::string& json_path, const s
 void refuse_finished_with_other_options(const std::string& dir, const std::string& command, const nlohmann::json& options,
                                         const std::string& unfinished_marker);
 
+/// How `now` differs from the options `was` a run was made with ("" when they agree; else
+/// io::describe_difference's text, naming flags). A file an option names is compared by its contents
+/// where `had` (that run's input_hashes) holds its hash, however its path is written now; one that is
+/// missing now or has other contents is refused at once (Error{kUsage}): "`what` read --flag FILE,
+/// which ...", then `why`.
+std::string options_difference(nlohmann::json was, const nlohmann::json& had, nlohmann::json now, const std::string& what,
+                               const std::string& why);
+
 /// Content hashes of the regular files that `options`' string values (and string arrays) name, by
 /// option key ("out" excepted; a folder counts by its manifest.csv, if it has one); run_and_record
 /// stores them in run.json's results.input_hashes.
@@ -86,6 +95,8 @@ struct LoadedData {
 LoadedData load_manifest_images(const std::string& manifest, int channels, int size, io::RunRecord* record);
 /// The same for a manifest already read (`what` names it in messages): the one load-with-skips.
 LoadedData load_images_of(io::Manifest m, const std::string& what, int channels, int size, io::RunRecord* record);
+/// The same with the images cut by `loader` (e.g. audit::pipeline_loader's --crop).
+LoadedData load_images_of(io::Manifest m, const std::string& what, const data::Loader& loader, io::RunRecord* record);
 
 /// Embeddings of every image of a manifest that could be loaded (bad images are skipped, logged
 /// and recorded in `record`).

@@ -310,6 +310,11 @@ at::Tensor stream_invert(models::Generator& g, models::Embedder* emb, const io::
 void invert_part(const InvertPaths& p, const ganinv::InvertOptions& o, io::RunRecord& record, const std::string& dir,
                  const dist::Shard& shard) {
   io::ensure_dir(dir);
+  if (p.resume) {  // refused before the record: a refusal leaves no run.failed.json beside the finished run
+    auto opts = record.options();
+    opts.erase("out");
+    refuse_finished_with_other_options(dir, "invert", opts, ".partial/options.json");
+  }
   run_and_record(record, dir + "/run.json", [&] {
     auto g = models::load_generator(p.generator);
     std::unique_ptr<models::Embedder> emb;
@@ -320,7 +325,6 @@ void invert_part(const InvertPaths& p, const ganinv::InvertOptions& o, io::RunRe
     auto opts = record.options();
     opts.erase("out");  // a moved output folder resumes as well
     const std::string feature = o.feature_net ? o.feature_net->id() + "\n" : "";
-    if (p.resume) refuse_finished_with_other_options(dir, "invert", opts, ".partial/options.json");
     auto seg = open_segments(dir, io::dump_json(opts) + "\n" + inputs_fingerprint(p, m, emb.get()) + "\n" + feature, p.resume,
                              segment_columns(o));
     const int64_t resumed = seg.done;

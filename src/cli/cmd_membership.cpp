@@ -103,6 +103,7 @@ int membership_cmd(const Args& args) {
   add_shard_flags(desc, sf);
   if (!parse_command("rewind membership --generator G --members M --nonmembers M --out DIR [options]", args, desc, common))
     return 0;
+  o.attacks = audit::canonical_attacks(o.attacks);  // one spelling in run.json: the order given is not a change
   o.invert.seed = o.seed;
   apply_recovery_loss(p.rloss, o.invert);
   o.stage_dir = p.out + "/.stages";

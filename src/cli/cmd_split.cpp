@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "cli.h"
+#include "rewind/audit/stages.h"
 #include "rewind/core/error.h"
 #include "rewind/core/log.h"
 #include "rewind/data/datasets.h"
@@ -42,11 +43,11 @@ struct Data {
 };
 
 Data load_data(const std::string& where, const std::string& flag, const models::ImageShape& shape, int64_t limit,
-               io::RunRecord& record) {
+               const std::string& crop, io::RunRecord& record) {
   Data d;
   d.manifest = data::open_data(where);
   if (limit > 0 && int64_t(d.manifest.entries.size()) > limit) d.manifest.entries.resize(size_t(limit));
-  auto l = load_images_of(d.manifest, flag + " " + where, shape.channels, shape.height, &record);
+  auto l = load_images_of(d.manifest, flag + " " + where, audit::pipeline_loader(shape, crop), &record);
   d.batch = std::move(l.batch);
   for (size_t i : d.batch.indices) d.paths.push_back(fs::weakly_canonical(d.manifest.resolve(i)).string());
   return d;
@@ -94,7 +95,7 @@ at::Tensor identity_ids(const Data& d) {
 struct Flags {
   featinv::SweepOptions sweep;
   std::string classifier, split, targets, out, attack = "white-box", aux, generator, defense = "none", eval,
-                                                 label_column = "label", embedder;
+                                                 label_column = "label", embedder, crop = "center";
   int64_t limit = 0;
 };
 
@@ -114,6 +115,9 @@ void add_flags(po::options_description& desc, Flags& f) {
        "comma list of defences on the activations, each a row of the trade-off table: none, noise=SIGMA "
        "(x activation RMS), quant=BITS, dropout=P")
       ("limit", opt(&f.limit), "use the first N targets only; 0 = all")
+      ("crop", opt(&f.crop), "how the images (targets, --aux, --eval) are cut to the classifier's input: center "
+       "(centred square: prepared crops) | none (whole image) | detect (OpenCV Haar) | dlib (alias align: photos, "
+       "the largest face aligned as dlib does; a photo without a face is reported and skipped)")
       ("seed", opt(&f.sweep.seed), "seed of restarts, defences and the inverse network")
       ("wb-restarts", opt(&wb.restarts), "white-box: starts per target (restart 0 is grey), best feature loss kept")
       ("wb-steps", opt(&wb.loop.steps), "white-box: optimiser steps")
@@ -192,7 +196,7 @@ nlohmann::json options_json(const Flags& f) {
           {"restarts", gp.restarts}, {"steps", gp.loop.steps}, {"lr", gp.loop.lr}, {"optimizer", gp.loop.optimizer},
           {"batch", gp.batch}, {"precision", gp.precision}, {"refine_steps", gp.refine_steps},
           {"eval", f.eval}, {"label_column", f.label_column}, {"embedder", f.embedder},
-          {"match_threshold", f.sweep.match_threshold}, {"match_far", f.sweep.match_far}};
+          {"match_threshold", f.sweep.match_threshold}, {"match_far", f.sweep.match_far}, {"crop", f.crop}};
 }
 
 /// Everything the sweep runs on; `inputs` points into the members.
@@ -209,7 +213,7 @@ struct Loaded {
 };
 
 void load_aux(const Flags& f, Loaded& l, io::RunRecord& record) {
-  l.aux = load_data(f.aux, "--aux", l.classifier->input_shape(), 0, record);
+  l.aux = load_data(f.aux, "--aux", l.classifier->input_shape(), 0, f.crop, record);
   std::set<std::string> tset(l.targets.paths.begin(), l.targets.paths.end());
   int64_t shared = 0;
   std::string first;
@@ -228,7 +232,7 @@ void load_eval(const Flags& f, Loaded& l, io::RunRecord& record) {
   }
   const int64_t classes = l.classifier->num_classes();
   if (!f.eval.empty()) {
-    auto e = load_data(f.eval, "--eval", l.classifier->input_shape(), 0, record);
+    auto e = load_data(f.eval, "--eval", l.classifier->input_shape(), 0, f.crop, record);
     l.inputs.eval_images = e.batch.images;
     l.inputs.eval_labels = labels_of(e, f.label_column, class_names, classes, f.eval);
     RW_CHECK(l.inputs.eval_labels.defined(), Input, "--eval ", f.eval, " has no column '", f.label_column,
@@ -247,7 +251,7 @@ Loaded load_inputs(const Flags& f, io::RunRecord& record) {
   for (const auto& s : f.sweep.splits) models::check_split(*l.classifier, s);
   const size_t n_splits = f.sweep.splits.empty() ? l.classifier->split_points().size() : f.sweep.splits.size();
   l.multi = n_splits > 1 || f.sweep.defenses.size() > 1;
-  l.targets = load_data(f.targets, "--targets", l.classifier->input_shape(), f.limit, record);
+  l.targets = load_data(f.targets, "--targets", l.classifier->input_shape(), f.limit, f.crop, record);
   l.inputs.targets = l.targets.batch.images;
   l.inputs.target_identities = identity_ids(l.targets);
   const auto& attacks = f.sweep.attacks;

@@ -69,7 +69,7 @@ ShardedRun run_sharded(const ShardFlags& flags, const Sharded& c) {
   };
   if (flags.merge) {
     RW_CHECK(flags.shard.empty(), Usage, "--merge combines the parts: give it without --shard");
-    auto parts = dist::collect_parts(c.out, c.command, options);
+    auto parts = dist::collect_parts(c.out, c.command, options, 0, input_hashes(options));
     merge(parts);
     r.shard.count = int64_t(parts.size());
     r.merged = true;
@@ -98,7 +98,7 @@ ShardedRun run_sharded(const ShardFlags& flags, const Sharded& c) {
   if (r.shard.index != 0) return r;
   RW_CHECK(all, Input, "another rank failed, so nothing was merged: its ", c.out,
            "/part-I-of-N/run.json says why; rerun that shard, then the same command with --merge");
-  auto parts = dist::collect_parts(c.out, c.command, options, r.shard.count);
+  auto parts = dist::collect_parts(c.out, c.command, options, r.shard.count, input_hashes(options));
   merge(parts);
   r.merged = true;
   r.parts = parts.size();
@@ -187,7 +187,12 @@ void check_round_one_options(const Rounds& r, int64_t round, const std::string& 
   const auto& now = r.record->options();
   auto before = comparable_options(was);
   before.erase("round_shards");
-  const std::string d = io::describe_difference(before, comparable_options(now), true);
+  before.erase("input_hashes");
+  // a file round 1 read is compared by its contents, however its path is written now
+  const std::string d = options_difference(before, was.value("input_hashes", nlohmann::json::object()),
+                                           comparable_options(now),
+                                           r.command + " round " + std::to_string(round) + ": round 1 of this sharded run (" + f + ")",
+                                           ": " + std::string(audit::kShardedRunAdvice));
   RW_CHECK(d.empty(), Usage, r.command, " round ", round, ": round 1 of this sharded run was made with other options (",
            d, "; ", f, "): ", audit::kShardedRunAdvice);
   // every round deals the rows to the same number of shards (the merge wants one count per round)
@@ -226,6 +231,7 @@ void one_round(const ShardFlags& sf, const Rounds& r) {
                      progress_done();
                      auto kept = comparable_options(r.record->options());
                      kept["round_shards"] = int64_t(parts.size());
+                     kept["input_hashes"] = input_hashes(comparable_options(r.record->options()));
                      io::write_file_atomic(round_options_file(r, round), io::dump_json(kept, 1) + "\n");
                      if (round < r.total) {
                        std::cout << r.command << " round " << round << " of " << r.total << " merged (" << parts.size()

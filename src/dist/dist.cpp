@@ -94,8 +94,33 @@ Shard resolve_shard(const std::string& flag) {
 
 std::string part_dir(const std::string& out, const Shard& s) { return (fs::path(out) / s.name()).string(); }
 
+namespace {
+/// `got`'s options that name a file by another path than `want`'s, with the same contents (both
+/// hashes known and equal), take `want`'s spelling; a list does when every entry is the same file.
+void adopt_same_files(nlohmann::json& got, const nlohmann::json& want, const nlohmann::json& got_hashes,
+                      const nlohmann::json& want_hashes) {
+  if (!got.is_object() || !want.is_object() || !got_hashes.is_object() || !want_hashes.is_object()) return;
+  auto known = [](const nlohmann::json& h) { return h.is_string() && !h.get<std::string>().empty(); };
+  for (auto it = got_hashes.begin(); it != got_hashes.end(); ++it) {
+    const auto& k = it.key();
+    if (!got.contains(k) || !want.contains(k) || !want_hashes.contains(k) || got[k] == want[k]) continue;
+    const auto &a = it.value(), &b = want_hashes[k];
+    if (a.is_array()) {
+      if (!b.is_array() || !got[k].is_array() || !want[k].is_array() || a.size() != b.size() ||
+          got[k].size() != a.size() || want[k].size() != a.size())
+        continue;
+      bool same = true;
+      for (size_t i = 0; i < a.size(); ++i) same = same && ((known(a[i]) && a[i] == b[i]) || got[k][i] == want[k][i]);
+      if (same) got[k] = want[k];
+    } else if (known(a) && a == b) {
+      got[k] = want[k];
+    }
+  }
+}
+}  // namespace
+
 std::vector<Part> collect_parts(const std::string& out, const std::string& command, const nlohmann::json& options,
-                                int64_t count) {
+                                int64_t count, const nlohmann::json& input_hashes) {
   static const std::regex re("^part-([0-9]{1,9})-of-([0-9]{1,9})$");
   std::map<int64_t, std::map<int64_t, std::string>> found;  // count -> index -> dir
   std::error_code ec;
@@ -147,7 +172,9 @@ std::vector<Part> collect_parts(const std::string& out, const std::string& comma
     const auto& sh = rec.value("options", nlohmann::json::object()).value("shard", nlohmann::json());
     RW_CHECK(sh.is_string() && sh.get<std::string>() == s.str(), Input, "--merge: ", rj, " records shard ",
              sh.is_null() ? std::string("none") : sh.dump(), ", not ", s.str(), ": the folder was renamed or copied from another run");
-    const auto got = strip(rec.value("options", nlohmann::json::object()));
+    auto got = strip(rec.value("options", nlohmann::json::object()));
+    adopt_same_files(got, want, rec.value("results", nlohmann::json::object()).value("input_hashes", nlohmann::json()),
+                     input_hashes);
     if (got != want) {
       const std::string diff = io::describe_difference(got, want, true);
       RW_FAIL(Input, "--merge: ", dir, " was made with other options (", diff,

@@ -128,10 +128,15 @@ expect_code 0 "membership with a copied reference" -- "$REWIND" membership --gen
   --reference-generator "$TMP/m/ref-copy.pt" "${RC[@]}"
 expect_code 0 "membership --resume of a finished run, paths written otherwise" -- "$REWIND" membership \
   --generator "$TMP/m/../m/g.pt" --reference-generator "$TMP/m/./ref-copy.pt" "${RC[@]}" --resume
+expect_code 0 "membership --resume of a finished run, attacks in another order, one twice" -- "$REWIND" membership \
+  --generator "$TMP/m/g.pt" --reference-generator "$TMP/m/ref-copy.pt" "${RC[@]/recovery,calibrated/calibrated,recovery,calibrated}" --resume
+expect_code 2 "membership --resume of a finished run, another attack" -- "$REWIND" membership \
+  --generator "$TMP/m/g.pt" --reference-generator "$TMP/m/ref-copy.pt" "${RC[@]/recovery,calibrated/calibrated,recovery,lira}" --resume
+expect_grep "other options (--attacks was \"calibrated,recovery\", here \"calibrated,lira,recovery\")" "$TMP/err" "another set of attacks is a change"
 cp "$TMP/m/g.pt" "$TMP/m/ref-copy.pt"
 expect_code 2 "membership --resume after a reference file changed" -- "$REWIND" membership --generator "$TMP/m/g.pt" \
   --reference-generator "$TMP/m/ref-copy.pt" "${RC[@]}" --resume
-expect_grep "finished run whose --reference-generator file \"$TMP/m/ref-copy.pt\" had other contents" "$TMP/err" "changed reference named"
+expect_grep "finished run that read --reference-generator \"$TMP/m/ref-copy.pt\", which has other contents now" "$TMP/err" "changed reference named"
 rm "$TMP/m/ref-copy.pt"
 expect_code 2 "membership --resume after a reference file went" -- "$REWIND" membership --generator "$TMP/m/g.pt" \
   --reference-generator "$TMP/m/ref-copy.pt" "${RC[@]}" --resume

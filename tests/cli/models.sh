@@ -108,13 +108,14 @@ expect_grep "(--steps was 300, here 301)" "$TMP/err" "resume names the option th
 expect_code 2 "resume a finished run with other options" -- "$REWIND" invert "${INV[@]}" --steps 31 --out "$TMP/inv" --resume
 expect_grep "holds a finished run made with other options (--steps was 30, here 31)" "$TMP/err" "finished run kept, option named"
 [ "$(wc -l < "$TMP/inv/targets.csv")" = "7" ] && ok || bad "finished run left in place"
+[ -e "$TMP/inv/run.failed.json" ] && bad "a refused --resume left run.failed.json beside the finished run" || ok
 # ... and so is one with the same options whose generator file was replaced since (same path, other bytes)
 cp "$TMP/m/g.pt" "$TMP/g-copy.pt"
 CP=(--generator "$TMP/g-copy.pt" --targets "$TMP/gen" --restarts 2 --batch 2 --steps 5 --out "$TMP/inv-copy")
 expect_code 0 "invert with a copied generator" -- "$REWIND" invert "${CP[@]}" -q
 cp "$TMP/m/ref.pt" "$TMP/g-copy.pt"
 expect_code 2 "resume a finished run whose generator file changed" -- "$REWIND" invert "${CP[@]}" --resume
-expect_grep "whose --generator file \"$TMP/g-copy.pt\" had other contents" "$TMP/err" "changed input file named"
+expect_grep "that read --generator \"$TMP/g-copy.pt\", which has other contents now" "$TMP/err" "changed input file named"
 expect_grep '"input_hashes"' "$TMP/inv-copy/run.json" "run.json records the input files' hashes"
 # a damaged segment is redone, not trusted (a garbage row once crashed std::stod and went into targets.csv)
 cp -r "$TMP/inv-int" "$TMP/inv-garbage"; printf '0,x,y,not-a-number\n' > "$TMP/inv-garbage/.partial/seg-0.csv"

@@ -34,6 +34,19 @@ expect_grep "noise=1" "$TMP/o1/depth.csv" "defence rows"
 expect_grep '"accuracy"' "$TMP/o1/report.json" "accuracy through the split"
 expect_grep "<svg\|<table" "$TMP/o1/report.html" "html report"
 
+# --crop: real photos are cut to the face (dlib) before the split; a bad value is refused naming the flag
+expect_code 2 "--crop bogus" -- "$R" split-attack --classifier "$TMP/c.pt" --split relu1 --targets "$TMP/faces" \
+  --out "$TMP/oc" --crop bogus --limit 2 -q
+expect_grep "\-\-crop must be" "$TMP/err" "bad --crop named"
+PHOTOS="$(dirname "$0")/../../data-tools/face-api/node_modules/@vladmandic/face-api/demo"
+if [ -f "$PHOTOS/sample6.jpg" ]; then  # face-api's sample photos (scripts/install-deps.sh)
+  { echo "path,identity"; for k in 2 4 6; do echo "$(cd "$PHOTOS" && pwd)/sample$k.jpg,p$k"; done; } > "$TMP/photos.csv"
+  expect_code 0 "split-attack --crop dlib on photos" -- "$R" split-attack --classifier "$TMP/c.pt" --split relu1 \
+    --targets "$TMP/photos.csv" --label-column none --out "$TMP/od" --crop dlib --wb-steps 3 -q
+  expect_grep '"crop": "dlib"' "$TMP/od/run.json" "--crop recorded"
+  [ "$(($(wc -l < "$TMP/od/scores.csv") - 1))" -ge 1 ] && ok || bad "photos' faces attacked"
+fi
+
 expect_code 0 "--split all" -- "$R" split-attack --classifier "$TMP/c.pt" --split all --targets "$TMP/faces" \
   --out "$TMP/o2" --wb-steps 5 --limit 3 --label-column identity -q
 n_stages=$(($(wc -l < "$TMP/o2/depth.csv") - 1))

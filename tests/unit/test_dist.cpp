@@ -79,7 +79,7 @@ namespace {
 
 /// A part folder as a command writes it.
 void write_part(const std::string& out, int64_t i, int64_t n, nlohmann::json options, const std::string& status = "ok",
-                const std::string& command = "embed") {
+                const std::string& command = "embed", const nlohmann::json& input_hashes = nullptr) {
   dist::Shard s;
   s.index = i;
   s.count = n;
@@ -88,6 +88,7 @@ void write_part(const std::string& out, int64_t i, int64_t n, nlohmann::json opt
   options["shard"] = s.str();
   nlohmann::json rec = {{"command", "rewind " + command}, {"options", options}, {"build", io::build_json()},
                         {"status", status}, {"timings_s", {{"total", 1.5}}}, {"threads", 1}};
+  if (!input_hashes.is_null()) rec["results"]["input_hashes"] = input_hashes;
   io::write_file_atomic(dir + "/run.json", rec.dump());
 }
 
@@ -128,6 +129,26 @@ TEST(Dist, CollectPartsChecksEveryPart) {
   io::write_file_atomic(out + "/part-2-of-3/run.json", rec.dump());
   EXPECT_NE(message_of([&] { dist::collect_parts(out, "embed", opts, 3); }).find("parts must come from one build"),
             std::string::npos);
+}
+
+// A part that names a file by another path (another machine's mount) is the same run when the
+// hashes it recorded are the merge's; another file behind the same name is not.
+TEST(Dist, CollectPartsComparesFilesByContents) {
+  test::TempDir tmp;
+  const std::string out = tmp.path() + "/run";
+  const nlohmann::json opts = {{"data", "/mnt/a/m.csv"}, {"refs", {"/mnt/a/r1.pt", "x"}}, {"batch", 64}};
+  const nlohmann::json hashes = {{"data", "h-data"}, {"refs", {"h-r1", ""}}};
+  write_part(out, 0, 2, opts, "ok", "embed", hashes);
+  write_part(out, 1, 2, {{"data", "/srv/m.csv"}, {"refs", {"/srv/r1.pt", "x"}}, {"batch", 64}}, "ok", "embed", hashes);
+  EXPECT_EQ(dist::collect_parts(out, "embed", opts, 0, hashes).size(), 2u);
+  // without hashes (an older merge) the paths are compared as written
+  EXPECT_NE(message_of([&] { dist::collect_parts(out, "embed", opts); }).find("other options"), std::string::npos);
+  // the same path spelling with other contents, or a list entry that differs: refused
+  write_part(out, 1, 2, {{"data", "/srv/m.csv"}, {"refs", {"/mnt/a/r1.pt", "x"}}, {"batch", 64}}, "ok", "embed",
+             {{"data", "h-other"}, {"refs", {"h-r1", ""}}});
+  EXPECT_NE(message_of([&] { dist::collect_parts(out, "embed", opts, 0, hashes); }).find("--data was"), std::string::npos);
+  write_part(out, 1, 2, {{"data", "/mnt/a/m.csv"}, {"refs", {"/srv/r1.pt", "y"}}, {"batch", 64}}, "ok", "embed", hashes);
+  EXPECT_NE(message_of([&] { dist::collect_parts(out, "embed", opts, 0, hashes); }).find("other options"), std::string::npos);
 }
 
 TEST(Dist, WithoutMpiAllOkIsLocal) {

@@ -91,6 +91,10 @@ struct MembershipResult {
 /// need K >= 1 and are skipped without).
 using References = std::vector<models::Generator*>;
 
+/// MembershipOptions::attacks checked (an unknown name: Error{kUsage}) and written one way: each name
+/// once, sorted, so that "lira,recovery" and "recovery,lira" are the same run to --resume.
+std::string canonical_attacks(const std::string& attacks);
+
 /// `references` may be empty and `embedder` null (their attacks are then skipped). Memory: the
 /// images are streamed; each scanned image keeps its embedding (d floats) and image statistics,
 /// from which identity-nn is scored against the sample bank in chunks.

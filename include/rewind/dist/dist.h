@@ -41,9 +41,12 @@ struct Part {
 /// part-I-of-N folder for one N (the one `count` names when > 0, else the one found), each with
 /// a run.json of status "ok", the same command, the same options as `options` (every key but
 /// "shard" and "merge"), the same version and commit. Returned in shard order. A missing,
-/// unfinished or foreign part is Error{kInput} naming its folder and the fix.
+/// unfinished or foreign part is Error{kInput} naming its folder and the fix. With `input_hashes`
+/// (the content hashes of the files `options` name, by key, as run.json's results.input_hashes),
+/// a part that names a file by another path (another mount on another machine) is the same run
+/// when its recorded hash is the same.
 std::vector<Part> collect_parts(const std::string& out, const std::string& command, const nlohmann::json& options,
-                                int64_t count = 0);
+                                int64_t count = 0, const nlohmann::json& input_hashes = {});
 
 /// The record of the merged run: the parts and the sum of their timings, for the merged run.json.
 nlohmann::json parts_summary(const std::vector<Part>& parts);
