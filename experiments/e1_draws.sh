@@ -40,7 +40,7 @@ for d in $(seq 2 $((D + 1))); do
     timed "membership w$WIDTH-e$EPOCHS S=$S draw$d mia-wide2" "$REWIND" membership --generator "$O/target.pt" \
         --members "$F/manifest.csv" --nonmembers "$W/wide2-80/manifest.csv" \
         --reference-generator "$R/ref1.pt" --reference-generator "$R/ref2.pt" \
-        --attacks recovery,calibrated,lira,rmia,identity-nn,recon-identity,identity-calibrated,identity-lira \
+        --attacks recovery,calibrated,lira,rmia,identity-nn,recon-identity,identity-calibrated,identity-lira,recon-identity-lira \
         --embedder data-tools/demo/embedder.pt --samples 1000 --seed 1 --threads 1 --out "$O/mia-wide2" \
         > "$O/mia-wide2.log" 2>&1
   fi

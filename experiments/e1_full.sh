@@ -11,7 +11,7 @@
 # GANs: `rewind train gan --arch dcgan32 --channels 3 --width WIDTH --batch 64 --steps EPOCHS*S/64`, seeds 1
 # (target), 2 (ref1), 3 (ref2).
 # Attacks: `rewind membership --attacks recovery,calibrated,lira,rmia,identity-nn,recon-identity,identity-calibrated,
-# identity-lira` with the demo
+# identity-lira,recon-identity-lira` (the last since session 34) with the demo
 # embedder, 1000 samples, default recovery (2 restarts x 200 Adam steps), --seed 1, K=2 references.
 # One thread everywhere (REWIND_THREADS=1, OMP_NUM_THREADS=1); run under `nice -n 10`.
 # TPR at 1% FPR: rewind reports it only with >= 300 non-members, so each size also gets a "wide" run: the same
@@ -54,7 +54,7 @@ T="$W/timings.tsv"
 [ -f "$T" ] || printf 'step\tseconds\n' > "$T"
 . experiments/lib.sh  # timed NAME CMD...: appends its wall time to $T
 
-CH=3; PREFIX=""; ATTACKS=recovery,calibrated,lira,rmia,identity-nn,recon-identity,identity-calibrated,identity-lira
+CH=3; PREFIX=""; ATTACKS=recovery,calibrated,lira,rmia,identity-nn,recon-identity,identity-calibrated,identity-lira,recon-identity-lira
 ID_ARGS=(--embedder "$EMB" --samples 1000)
 if [ "$DATA" = fmnist ]; then
   CH=1; PREFIX=fmnist-; ATTACKS=recovery,calibrated,lira,rmia; ID_ARGS=()

@@ -51,6 +51,6 @@ done
 refs=(); for k in $(seq 1 "$K"); do refs+=(--reference-generator "$R/ref$k.pt"); done
 [ -f "$R/mia-wide2-k$K/report.json" ] || "$REWIND" membership --generator "$R/target.pt" --members "$W/faces-$S/members.csv" \
     --nonmembers "$W/wide2-80/manifest.csv" "${refs[@]}" \
-    --attacks recovery,calibrated,lira,rmia,identity-nn,recon-identity,identity-calibrated,identity-lira \
+    --attacks recovery,calibrated,lira,rmia,identity-nn,recon-identity,identity-calibrated,identity-lira,recon-identity-lira \
     --embedder data-tools/demo/embedder.pt --samples 1000 --seed 1 --threads 1 --out "$R/mia-wide2-k$K" > "$R/mia-wide2-k$K.log" 2>&1
 grep -E "^[a-z-]+: AUC" "$R/mia-wide2-k$K.log"
