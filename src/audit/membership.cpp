@@ -27,13 +27,17 @@ std::set<std::string> parse_attacks(const std::string& s) {
                                               "discriminator"};
   std::set<std::string> out;
   std::stringstream ss(s);
+  const std::string names = "recovery, calibrated, lira, rmia, identity-nn, recon-identity, identity-calibrated, "
+                            "identity-lira, recon-identity-lira, discriminator";
   for (std::string t; std::getline(ss, t, ',');) {
+    const auto a = t.find_first_not_of(" \t"), b = t.find_last_not_of(" \t");
+    t = a == std::string::npos ? "" : t.substr(a, b - a + 1);  // "lira, rmia" as "lira,rmia"
     if (t.empty()) continue;
-    RW_CHECK(known.count(t), Usage, "MembershipOptions::attacks: unknown attack '", t,
-             "' (recovery, calibrated, lira, rmia, identity-nn, recon-identity, identity-calibrated, identity-lira, "
-             "recon-identity-lira, discriminator)");
+    RW_CHECK(known.count(t), Usage, "--attacks: unknown attack '", t, "' (", names, "; MembershipOptions::attacks)");
     out.insert(t);
   }
+  RW_CHECK(!out.empty(), Usage, "--attacks names no attack ('", s, "'): give a comma list of ", names,
+           " (MembershipOptions::attacks)");
   return out;
 }
 
@@ -285,7 +289,7 @@ Plan plan(models::Generator& g, const References& refs, models::Embedder* e, con
   for (auto* r : refs) {
     RW_CHECK(r, Internal, "membership: a null reference generator");
     RW_CHECK(r->id() != g.id(), Usage, "the reference generator ", r->describe(),
-             " is the generator under attack: a reference must be a GAN trained without the targets");
+             " is the generator under attack (the same file contents): a reference must be a GAN trained without the targets");
     RW_CHECK(seen.insert(r->id()).second, Usage, "the reference generator ", r->describe(),
              " is given twice: each reference must be another GAN (K copies of one GAN measure nothing)");
     const auto a = g.output_shape(), b = r->output_shape();
@@ -324,10 +328,11 @@ Plan plan(models::Generator& g, const References& refs, models::Embedder* e, con
   if (o.discriminator && !want.count("discriminator"))
     log_warn("a discriminator was given but the discriminator attack is not in --attacks ('", o.attacks, "'): it is not used");
   p.use_refs = std::any_of(run.begin(), run.end(), is_reference_attack) || run.count("recon-identity-lira");
-  RW_CHECK(!run.empty(), Usage, "no attack could run: MembershipOptions::attacks '", o.attacks,
-           "' needs an embedder for identity-nn / recon-identity, a reference generator for calibrated, lira, rmia "
-           "(and both for the identity-calibrated, identity-lira and recon-identity-lira) and a discriminator for "
-           "discriminator");
+  if (run.empty()) {  // every attack asked for lacks a model: say which, per attack
+    std::string why;
+    for (const auto& [a, reason] : not_run) why += (why.empty() ? "" : "; ") + a + ": " + reason;
+    RW_FAIL(Usage, "no attack of --attacks '", o.attacks, "' could run (", why, ")");
+  }
   nlohmann::json ref_names = nlohmann::json::array();
   for (auto* r : refs) ref_names.push_back(r->id());
   p.fp = {{"attacks", canonical_attacks(o.attacks)}, {"samples", o.samples}, {"per_identity", o.per_identity},
@@ -423,7 +428,9 @@ MembershipResult run_membership(models::Generator& g, const References& refs, mo
     const ClassScan sc = scan_class(cache, m, cls, pl, e, shape, o, {}, progress);
     record_skips(record, sc.skipped);
     r.skipped.insert(r.skipped.end(), sc.skipped.begin(), sc.skipped.end());
-    if (!sc.skipped.empty()) log_warn(sc.skipped.size(), " ", cls, " images skipped (run.json); first: ", sc.skipped.front().reason);
+    if (!sc.skipped.empty())
+      log_warn(sc.skipped.size(), lab ? " member" : " non-member", sc.skipped.size() == 1 ? " image" : " images",
+               " skipped (run.json); first: ", sc.skipped.front().reason);
     RW_CHECK(!sc.rows.empty(), Input, "no ", cls, " image could be loaded",
              sc.skipped.empty() ? std::string() : " (first problem: " + sc.skipped.front().reason + ")");
     (lab ? r.members : r.nonmembers) = int64_t(sc.rows.size());

@@ -63,7 +63,10 @@ std::string manifest_hash(const io::Manifest& m) {
     h ^= 0x1f;
     h *= 1099511628211ull;
   };
-  mix(m.base_dir);
+  // the folder the entries are resolved in, however its path is written (./, ../, a symlink, absolute)
+  std::error_code ec;
+  const auto base = m.base_dir.empty() ? fs::path() : fs::weakly_canonical(m.base_dir, ec);
+  mix(ec ? m.base_dir : base.string());
   for (const auto& e : m.entries) {
     mix(e.path);
     mix(e.identity);
@@ -228,7 +231,8 @@ StageCache::StageCache(std::string dir, nlohmann::json fingerprint, bool resume,
   const std::string fp = dir_ + "/fingerprint.json", want = io::dump_json(fingerprint, 1);
   if (resume && fs::exists(fp)) {
     const std::string have = io::read_file(fp);
-    RW_CHECK(have == want, Usage, "resume: the stages in ", dir_, " were made with other options or inputs (",
+    RW_CHECK(have == want, Usage, advice.empty() ? "resume: " : "", "the stages in ", dir_,
+             " were made with other options or inputs (",
              fingerprint_difference(have, fingerprint), "; ", fp, "); ",
              advice.empty() ? "rerun with the same ones, or without --resume to start over" : advice);
     return;

@@ -219,7 +219,7 @@ void load_aux(const Flags& f, Loaded& l, io::RunRecord& record) {
   std::string first;
   for (const auto& p : l.aux.paths)
     if (tset.count(p) && shared++ == 0) first = p;
-  RW_CHECK(shared == 0, Usage, "--aux ", f.aux, " shares ", shared, " images with --targets (first: ", first,
+  RW_CHECK(shared == 0, Usage, "--aux ", f.aux, " shares ", shared, shared == 1 ? " image" : " images", " with --targets (first: ", first,
            "); the attacker's auxiliary data must be disjoint from the targets");
   l.inputs.aux = l.aux.batch.images;
 }

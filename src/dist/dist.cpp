@@ -95,24 +95,32 @@ Shard resolve_shard(const std::string& flag) {
 std::string part_dir(const std::string& out, const Shard& s) { return (fs::path(out) / s.name()).string(); }
 
 namespace {
-/// `got`'s options that name a file by another path than `want`'s, with the same contents (both
-/// hashes known and equal), take `want`'s spelling; a list does when every entry is the same file.
-void adopt_same_files(nlohmann::json& got, const nlohmann::json& want, const nlohmann::json& got_hashes,
-                      const nlohmann::json& want_hashes) {
+/// The files part `dir` read (`got`, their hashes `got_hashes`) against those this merge reads now
+/// (`want`, `want_hashes`), where both hashes are known: other contents are refused, whatever the
+/// paths; the same contents take `want`'s spelling (a list when every entry is the same file).
+void check_part_files(nlohmann::json& got, const nlohmann::json& want, const nlohmann::json& got_hashes,
+                      const nlohmann::json& want_hashes, const std::string& dir) {
   if (!got.is_object() || !want.is_object() || !got_hashes.is_object() || !want_hashes.is_object()) return;
   auto known = [](const nlohmann::json& h) { return h.is_string() && !h.get<std::string>().empty(); };
   for (auto it = got_hashes.begin(); it != got_hashes.end(); ++it) {
     const auto& k = it.key();
-    if (!got.contains(k) || !want.contains(k) || !want_hashes.contains(k) || got[k] == want[k]) continue;
+    if (!got.contains(k) || !want.contains(k) || !want_hashes.contains(k)) continue;
     const auto &a = it.value(), &b = want_hashes[k];
+    auto same_file = [&](const nlohmann::json& ha, const nlohmann::json& hb, const nlohmann::json& pa,
+                         const nlohmann::json& pb) {
+      if (!known(ha) || !known(hb)) return pa == pb;  // not a file on both sides: the paths decide
+      RW_CHECK(ha == hb, Input, "--merge: ", dir, " read ", io::flag_for_key(k), " ", pa.dump(), " with other contents "
+               "than ", pb.dump(), " has now: the shards must read the same files; rerun that shard");
+      return true;
+    };
     if (a.is_array()) {
       if (!b.is_array() || !got[k].is_array() || !want[k].is_array() || a.size() != b.size() ||
           got[k].size() != a.size() || want[k].size() != a.size())
-        continue;
+        continue;  // another count of files: the option comparison names it
       bool same = true;
-      for (size_t i = 0; i < a.size(); ++i) same = same && ((known(a[i]) && a[i] == b[i]) || got[k][i] == want[k][i]);
+      for (size_t i = 0; i < a.size(); ++i) same = same_file(a[i], b[i], got[k][i], want[k][i]) && same;
       if (same) got[k] = want[k];
-    } else if (known(a) && a == b) {
+    } else if (same_file(a, b, got[k], want[k])) {
       got[k] = want[k];
     }
   }
@@ -173,8 +181,8 @@ std::vector<Part> collect_parts(const std::string& out, const std::string& comma
     RW_CHECK(sh.is_string() && sh.get<std::string>() == s.str(), Input, "--merge: ", rj, " records shard ",
              sh.is_null() ? std::string("none") : sh.dump(), ", not ", s.str(), ": the folder was renamed or copied from another run");
     auto got = strip(rec.value("options", nlohmann::json::object()));
-    adopt_same_files(got, want, rec.value("results", nlohmann::json::object()).value("input_hashes", nlohmann::json()),
-                     input_hashes);
+    check_part_files(got, want, rec.value("results", nlohmann::json::object()).value("input_hashes", nlohmann::json()),
+                     input_hashes, dir);
     if (got != want) {
       const std::string diff = io::describe_difference(got, want, true);
       RW_FAIL(Input, "--merge: ", dir, " was made with other options (", diff,

@@ -99,7 +99,7 @@ class NativeDiscriminator : public Discriminator {
     const int r = arch_.resolution();
     name_ = "discriminator " + file_name(path) + " (" + arch.value("name", std::string("dcgan")) + ", " +
             std::to_string(arch_.channels) + "x" + std::to_string(r) + "x" + std::to_string(r) + ")";
-    id_ = name_ + ":" + file_hash(path);
+    id_ = "discriminator (" + arch.value("name", std::string("dcgan")) + "):" + file_hash(path);  // contents, not the name
   }
   at::Tensor score(const at::Tensor& x) override {
     torch::NoGradGuard ng;
@@ -131,7 +131,8 @@ class ScriptDiscriminator : public Discriminator {
     for (auto p : m_.parameters()) p.set_requires_grad(false);
     name_ = "discriminator " + file_name(path) + " (TorchScript, " + std::to_string(input.channels) + "x" +
             std::to_string(input.height) + "x" + std::to_string(input.width) + ")";
-    id_ = name_ + ":" + file_hash(path);
+    id_ = "discriminator (TorchScript, " + std::to_string(input.channels) + "x" + std::to_string(input.height) + "x" +
+          std::to_string(input.width) + "):" + file_hash(path);
     // one probe now, so that a module of another kind fails here with its file named, not mid-run
     auto out = run(torch::zeros({2, input.channels, input.height, input.width}));
     RW_CHECK(out.numel() == 2, Model, "the discriminator '", path, "' returned ", out.sizes(),

@@ -528,7 +528,7 @@ class NativeGenerator : public Generator {
   std::string path_, hash_;
 
  public:
-  std::string id() const override { return describe() + ":" + hash_; }
+  std::string id() const override { return "native " + arch_.name + " generator:" + hash_; }  // contents, not the file name
 };
 
 class ScriptGenerator : public Generator {
@@ -678,7 +678,7 @@ class ScriptGenerator : public Generator {
            ", " + std::to_string(shape_.channels) + "x" + std::to_string(shape_.height) + "x" +
            std::to_string(shape_.width) + style + ")";
   }
-  std::string id() const override { return describe() + ":" + hash_; }
+  std::string id() const override { return "TorchScript generator:" + hash_; }  // contents, not the file name
   void set_shape(const ImageShape& s) { shape_ = s; }
   void set_w_dim(int64_t d) { w_dim_ = d; }
   bool has_own_w_avg() const { return own_w_avg_; }
@@ -885,7 +885,7 @@ class NativeClassifier : public SplitClassifier {
   std::string describe() const override {
     return "native " + arch_.name + " classifier " + fs::path(path_).filename().string();
   }
-  std::string id() const override { return describe() + ":" + hash_; }
+  std::string id() const override { return "native " + arch_.name + " classifier:" + hash_; }
   std::vector<BatchNormStats> batchnorm_stats() const override {
     std::vector<BatchNormStats> out;
     for (const auto& child : net_->named_children())
@@ -1020,7 +1020,7 @@ class ScriptClassifier : public SplitClassifier {
   }
   c10::Device device() const override { return device_; }
   std::string describe() const override { return "TorchScript classifier " + fs::path(path_).filename().string(); }
-  std::string id() const override { return describe() + ":" + hash_; }
+  std::string id() const override { return "TorchScript classifier:" + hash_; }
   std::vector<BatchNormStats> batchnorm_stats() const override {
     std::vector<BatchNormStats> out;
     for (const auto& s : stages_)
@@ -1132,10 +1132,18 @@ class ScriptClassifier : public SplitClassifier {
   int64_t classes_ = 0;
 };
 
-void check_kind(const std::string& path, const nlohmann::json& arch, const std::string& want, const std::string& flag) {
+/// "a generator", "an embedder".
+std::string with_article(const std::string& noun) {
+  return (!noun.empty() && std::string("aeiou").find(noun[0]) != std::string::npos ? "an " : "a ") + noun;
+}
+
+/// The file a command was given as a `want` (a flag may take several kinds' files: --generator,
+/// --reference-generator) holds that kind; else Error{kModel} naming both kinds.
+void check_kind(const std::string& path, const nlohmann::json& arch, const std::string& want) {
   std::string kind = arch.value("kind", "");
-  RW_CHECK(kind == want, Model, "'", path, "' holds a ", kind, " (", arch.value("name", "?"), "), not a ", want,
-           "; pass it to the right option instead of ", flag);
+  RW_CHECK(kind == want, Model, "'", path, "' holds ", with_article(kind.empty() ? "model of no kind" : kind), " (",
+           arch.value("name", "?"), "), not ", with_article(want), ": this option takes ", with_article(want),
+           "; give the file to the option for ", kind.empty() ? "its kind" : kind + "s", " instead");
 }
 
 /// mapping(z) -> [N, w_dim], synthesis of one w and of ws [N, num_ws, w_dim] -> the probe's images,
@@ -1169,7 +1177,7 @@ std::unique_ptr<Generator> load_generator(const std::string& path, const c10::De
   std::unique_ptr<Generator> g;
   if (is_native(path)) {
     auto arch = read_native_arch(path);
-    check_kind(path, arch, "generator", "--generator");
+    check_kind(path, arch, "generator");
     g = std::make_unique<NativeGenerator>(path, arch);
   } else {
     g = std::make_unique<ScriptGenerator>(path, load_script(path, device));
@@ -1207,7 +1215,7 @@ std::unique_ptr<Embedder> load_embedder(const std::string& path, const c10::Devi
   std::unique_ptr<Embedder> e;
   if (is_native(path)) {
     auto arch = read_native_arch(path);
-    check_kind(path, arch, "embedder", "--embedder");
+    check_kind(path, arch, "embedder");
     if (arch.value("name", "") == "face_resnet") e = std::make_unique<FaceResNetEmbedder>(path);
     else e = std::make_unique<NativeCnnEmbedder>(path, arch);
   } else {
@@ -1222,7 +1230,7 @@ std::unique_ptr<SplitClassifier> load_classifier(const std::string& path, const 
   std::unique_ptr<SplitClassifier> c;
   if (is_native(path)) {
     auto arch = read_native_arch(path);
-    check_kind(path, arch, "classifier", "--classifier");
+    check_kind(path, arch, "classifier");
     c = std::make_unique<NativeClassifier>(path, arch);
   } else {
     c = std::make_unique<ScriptClassifier>(path, load_script(path, torch::kCPU));

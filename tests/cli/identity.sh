@@ -122,6 +122,12 @@ expect_code 2 "membership --resume of a finished run with other options" -- "$RE
 expect_grep "holds a finished run made with other options (--samples was 20, here 21)" "$TMP/err" "finished membership kept"
 # a file the finished run read is compared by contents, not by how its path is written; a changed or missing one is named
 cp "$TMP/m/ref.pt" "$TMP/m/ref-copy.pt"
+# a reference that is a byte-identical copy of the generator under attack is refused like the generator itself
+cp "$TMP/m/g.pt" "$TMP/m/g-copy.pt"
+expect_code 2 "membership with a copy of the generator as reference" -- "$REWIND" membership --generator "$TMP/m/g.pt" \
+  --reference-generator "$TMP/m/g-copy.pt" --members "$TMP/faces/indexed.csv" --nonmembers "$TMP/faces/others.csv" \
+  --attacks recovery,lira --steps 2 --bootstrap 50 --out "$TMP/mem-self"
+expect_grep "is the generator under attack (the same file contents)" "$TMP/err" "a copy of the generator as reference named"
 RC=(--members "$TMP/faces/indexed.csv" --nonmembers "$TMP/faces/others.csv" --embedder "$TMP/m/e.pt" --samples 20
     --per-identity 1 --restarts 1 --steps 5 --bootstrap 50 --attacks recovery,calibrated --out "$TMP/mem-rc" -q)
 expect_code 0 "membership with a copied reference" -- "$REWIND" membership --generator "$TMP/m/g.pt" \

@@ -57,7 +57,7 @@ R embed --embedder "$TMP/m/e.pt" --data "$TMP/faces/m8.csv" --embed-batch 8 --ou
 R embed --embedder "$TMP/m/e.pt" --data "$TMP/faces/m8.csv" --embed-batch 8 --out "$TMP/e8" --shard 1/2 >/dev/null
 expect_code 3 "merge of shards of two different manifests" -- "$REWIND" embed --embedder "$TMP/m/e.pt" \
   --data "$TMP/faces/m8.csv" --embed-batch 8 --out "$TMP/e8" --merge
-expect_grep "data_rows_hash was" "$TMP/err" "changed manifest named"
+expect_grep "read --data \"$TMP/faces/m8.csv\" with other contents" "$TMP/err" "changed manifest named"
 # the launcher's environment is a shard too (a Slurm job array numbered from 1)
 expect_code 0 "embed shard from a Slurm array" -- env SLURM_ARRAY_TASK_ID=2 SLURM_ARRAY_TASK_MIN=1 SLURM_ARRAY_TASK_COUNT=2 \
   "$REWIND" embed $E --out "$TMP/e5" -q
@@ -115,6 +115,14 @@ same "$TMP/i1/latents.npy" "$TMP/i3/latents.npy" "merged latents"
 same "$TMP/i1/targets.csv" "$TMP/i3/targets.csv" "merged targets.csv"
 same "$TMP/i1/recon/17.png" "$TMP/i3/recon/17.png" "merged reconstruction 17"
 same "$TMP/i1/pairs.png" "$TMP/i3/pairs.png" "merged pairs.png"
+# the same targets path whose contents changed between two shards: the merge refuses, naming the file
+cp "$TMP/faces/t40.csv" "$TMP/faces/tx.csv"
+IX="--generator $TMP/m/g.pt --targets $TMP/faces/tx.csv --steps 2 --restarts 1 --batch 8"
+R invert $IX --out "$TMP/ix" --shard 0/2 >/dev/null || bad "invert shard 0/2 (tx)"
+{ head -1 "$M"; sed -n 42,81p "$M"; } > "$TMP/faces/tx.csv"
+R invert $IX --out "$TMP/ix" --shard 1/2 >/dev/null || bad "invert shard 1/2 (tx changed)"
+expect_code 3 "invert --merge of parts that read other targets under one path" -- "$REWIND" invert $IX --out "$TMP/ix" --merge
+expect_grep "read --targets \"$TMP/faces/tx.csv\" with other contents" "$TMP/err" "changed targets between shards named"
 
 # --- generate (+ embed): 3 shards, merge; the same samples, images and embeddings ---------------
 for fmt in png npy; do
@@ -166,9 +174,13 @@ expect_code 2 "membership round 2 shard of another --bootstrap" -- "$REWIND" mem
 expect_grep "(--bootstrap was 50, here 60;" "$TMP/err" "membership round 2 shard names --bootstrap"
 expect_code 2 "membership round 2 shard of another shard count" -- "$REWIND" membership $MB --out "$TMP/mb2" --shard 0/3
 expect_grep "round 1 of this sharded run had 2 shards" "$TMP/err" "membership round 2 shard count named"
-# a path written otherwise is the same file: round 2's second shard names the generator as ./
+# the same files under other paths are the same run: round 2's second shard reads a byte-identical copy of the
+# generator (another machine's copy) and the members' manifest by a path written otherwise (./, relative)
 R membership $MB --out "$TMP/mb2" --shard 0/2 >/dev/null 2>&1 || bad "membership round 2 shard 0/2"
-R membership ${MB/$TMP\/m\/g.pt/$TMP/m/./g.pt} --out "$TMP/mb2" --shard 1/2 >"$TMP/out" 2>"$TMP/err" || bad "membership round 2 shard 1/2, generator path written otherwise: $(tail -2 "$TMP/err")"
+cp "$TMP/m/g.pt" "$TMP/m/g-copy.pt"
+MB_OTHER="${MB/$TMP\/m\/g.pt/$TMP/m/g-copy.pt}"
+MB_OTHER="${MB_OTHER/$TMP\/faces\/mem.csv/$TMP/faces/./mem.csv}"
+R membership $MB_OTHER --out "$TMP/mb2" --shard 1/2 >"$TMP/out" 2>"$TMP/err" || bad "membership round 2 shard 1/2, the same files under other paths: $(tail -2 "$TMP/err")"
 expect_code 0 "membership --merge, round 2" -- "$REWIND" membership $MB --out "$TMP/mb2" --merge -q
 for f in scores.csv identity_scores.csv; do same "$TMP/mb1/$f" "$TMP/mb2/$f" "merged membership $f"; done
 head -1 "$TMP/mb2/scores.csv" | grep -q discriminator_logit && ok || bad "sharded membership ran the discriminator attack"

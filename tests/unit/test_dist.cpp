@@ -146,7 +146,11 @@ TEST(Dist, CollectPartsComparesFilesByContents) {
   // the same path spelling with other contents, or a list entry that differs: refused
   write_part(out, 1, 2, {{"data", "/srv/m.csv"}, {"refs", {"/mnt/a/r1.pt", "x"}}, {"batch", 64}}, "ok", "embed",
              {{"data", "h-other"}, {"refs", {"h-r1", ""}}});
-  EXPECT_NE(message_of([&] { dist::collect_parts(out, "embed", opts, 0, hashes); }).find("--data was"), std::string::npos);
+  EXPECT_NE(message_of([&] { dist::collect_parts(out, "embed", opts, 0, hashes); }).find("read --data \"/srv/m.csv\" with other contents"),
+            std::string::npos);
+  // ... and so is the same path whose contents changed between the shards
+  write_part(out, 1, 2, opts, "ok", "embed", {{"data", "h-other"}, {"refs", {"h-r1", ""}}});
+  EXPECT_NE(message_of([&] { dist::collect_parts(out, "embed", opts, 0, hashes); }).find("with other contents"), std::string::npos);
   write_part(out, 1, 2, {{"data", "/mnt/a/m.csv"}, {"refs", {"/srv/r1.pt", "y"}}, {"batch", 64}}, "ok", "embed", hashes);
   EXPECT_NE(message_of([&] { dist::collect_parts(out, "embed", opts, 0, hashes); }).find("other options"), std::string::npos);
 }
