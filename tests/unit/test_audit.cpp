@@ -259,6 +259,32 @@ struct Planted {
   }
 };
 
+/// Planted, with two reference generators: templates of 8 other images each, never the members.
+struct PlantedRefs : Planted {
+  io::Manifest other;
+  PlantedGenerator r1, r2;
+  static io::Manifest in(const std::string& dir) {
+    io::Manifest m;
+    m.base_dir = dir;
+    return m;
+  }
+  PlantedRefs()
+      : other(in(dir.path())),
+        r1(write_images(dir.path(), "x", 8, 0, 21, &other)),
+        r2(write_images(dir.path(), "y", 8, 0, 22, &other)) {}
+};
+
+/// Membership options with a short latent recovery (restarts 2, lr 0.3) and 50 bootstrap resamples.
+audit::MembershipOptions short_recovery(const std::string& attacks, int64_t steps) {
+  audit::MembershipOptions o;
+  o.attacks = attacks;
+  o.invert.restarts = 2;
+  o.invert.loop.steps = steps;
+  o.invert.loop.lr = 0.3;
+  o.boot = 50;
+  return o;
+}
+
 audit::AuditOptions small_audit() {
   audit::AuditOptions o;
   o.samples = 400;
@@ -678,16 +704,9 @@ TEST(AuditStages, PipelineLoaderCrops) {
 // K = 2 reference generators (templates of other images): the reference-calibrated attacks run and
 // separate the planted members; their scores are mia::calibrated_scores of the recovery errors.
 TEST(Membership, ReferenceGeneratorsCalibrate) {
-  Planted p;
-  io::Manifest other;
-  other.base_dir = p.dir.path();
-  PlantedGenerator r1(write_images(p.dir.path(), "x", 8, 0, 21, &other)), r2(write_images(p.dir.path(), "y", 8, 0, 22, &other));
-  audit::MembershipOptions o;
-  o.attacks = "recovery,calibrated,lira,rmia";
-  o.invert.restarts = 2;
-  o.invert.loop.steps = 60;
-  o.invert.loop.lr = 0.3;
-  o.boot = 50;
+  PlantedRefs p;
+  auto &r1 = p.r1, &r2 = p.r2;
+  auto o = short_recovery("recovery,calibrated,lira,rmia", 60);
   EXPECT_THROW(audit::run_membership(*p.g, {p.g.get()}, nullptr, p.members, p.nonmembers, o), Error);  // itself
   EXPECT_THROW(audit::run_membership(*p.g, {&r1, &r1}, nullptr, p.members, p.nonmembers, o), Error);   // twice
   for (int boot : {1, 49}) {  // too few resamples to place a 95% interval: refused, not a degenerate interval
@@ -719,10 +738,8 @@ TEST(Membership, ReferenceGeneratorsCalibrate) {
 // target against those under the references' sample banks (the same count and seed), through
 // mia::calibrated_scores; computed again here from the banks themselves.
 TEST(Membership, IdentityReferenceAttacksCalibrateTheClosestSample) {
-  Planted p;
-  io::Manifest other;
-  other.base_dir = p.dir.path();
-  PlantedGenerator r1(write_images(p.dir.path(), "x", 8, 0, 21, &other)), r2(write_images(p.dir.path(), "y", 8, 0, 22, &other));
+  PlantedRefs p;
+  auto &r1 = p.r1, &r2 = p.r2;
   audit::MembershipOptions o;
   o.attacks = "identity-nn,identity-calibrated,identity-lira";
   o.samples = 300;
@@ -761,16 +778,9 @@ TEST(Membership, IdentityReferenceAttacksCalibrateTheClosestSample) {
 // target against the same under each reference, through mia::calibrated_scores. A reference's
 // distances are its recon-identity run as the target (the same rows, options and restart seeds).
 TEST(Membership, ReconIdentityLiraCalibratesTheReconstruction) {
-  Planted p;
-  io::Manifest other;
-  other.base_dir = p.dir.path();
-  PlantedGenerator r1(write_images(p.dir.path(), "x", 8, 0, 21, &other)), r2(write_images(p.dir.path(), "y", 8, 0, 22, &other));
-  audit::MembershipOptions o;
-  o.attacks = "recon-identity,recon-identity-lira";
-  o.invert.restarts = 2;
-  o.invert.loop.steps = 40;
-  o.invert.loop.lr = 0.3;
-  o.boot = 50;
+  PlantedRefs p;
+  auto &r1 = p.r1, &r2 = p.r2;
+  auto o = short_recovery("recon-identity,recon-identity-lira", 40);
   auto r = audit::run_membership(*p.g, {&r1, &r2}, &p.e, p.members, p.nonmembers, o);
   EXPECT_EQ(r.attacks, (std::vector<std::string>{"recon-identity", "recon-identity-lira"}));
   auto alone = o;
