@@ -314,6 +314,8 @@ void invert_part(const InvertPaths& p, const ganinv::InvertOptions& o, io::RunRe
     auto opts = record.options();
     opts.erase("out");
     refuse_finished_with_other_options(dir, "invert", opts, ".partial/options.json");
+    // a shard resumed into a folder whose (merged) run finished: its merge would replace that run
+    if (dir != p.out) refuse_finished_with_other_options(p.out, "invert", opts, ".partial/options.json");
   }
   run_and_record(record, dir + "/run.json", [&] {
     auto g = models::load_generator(p.generator);

@@ -214,11 +214,13 @@ struct Loaded {
 
 void load_aux(const Flags& f, Loaded& l, io::RunRecord& record) {
   l.aux = load_data(f.aux, "--aux", l.classifier->input_shape(), 0, f.crop, record);
-  std::set<std::string> tset(l.targets.paths.begin(), l.targets.paths.end());
+  // the same file, or a copy of it: by contents (paths are canonical, so symlinks and ./ count too)
+  std::set<std::string> tset;
+  for (const auto& p : l.targets.paths) tset.insert(io::file_content_hash(p));
   int64_t shared = 0;
   std::string first;
   for (const auto& p : l.aux.paths)
-    if (tset.count(p) && shared++ == 0) first = p;
+    if (tset.count(io::file_content_hash(p)) && shared++ == 0) first = p;
   RW_CHECK(shared == 0, Usage, "--aux ", f.aux, " shares ", shared, shared == 1 ? " image" : " images", " with --targets (first: ", first,
            "); the attacker's auxiliary data must be disjoint from the targets");
   l.inputs.aux = l.aux.batch.images;

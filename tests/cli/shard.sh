@@ -115,6 +115,10 @@ same "$TMP/i1/latents.npy" "$TMP/i3/latents.npy" "merged latents"
 same "$TMP/i1/targets.csv" "$TMP/i3/targets.csv" "merged targets.csv"
 same "$TMP/i1/recon/17.png" "$TMP/i3/recon/17.png" "merged reconstruction 17"
 same "$TMP/i1/pairs.png" "$TMP/i3/pairs.png" "merged pairs.png"
+# a shard --resume'd into the finished merged run with other options would replace it at its merge: refused
+expect_code 2 "invert shard --resume into a finished merged run, other options" -- "$REWIND" invert ${I/--steps 20/--steps 21} \
+  --out "$TMP/i3" --shard 0/3 --resume
+expect_grep "holds a finished run made with other options (--steps was 20, here 21)" "$TMP/err" "finished merged run kept"
 # the same targets path whose contents changed between two shards: the merge refuses, naming the file
 cp "$TMP/faces/t40.csv" "$TMP/faces/tx.csv"
 IX="--generator $TMP/m/g.pt --targets $TMP/faces/tx.csv --steps 2 --restarts 1 --batch 8"

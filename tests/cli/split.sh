@@ -62,6 +62,12 @@ expect_grep "\-\-aux" "$TMP/err" "names --aux"
 expect_code 2 "aux overlapping the targets" -- "$R" split-attack --classifier "$TMP/c.pt" --split conv1 --targets "$TMP/faces" \
   --out "$TMP/o5" --attack inverse-net --aux "$TMP/faces/manifest.csv" --limit 2 -q
 expect_grep "disjoint" "$TMP/err" "overlap error"
+# a copy of a target under another name is the same image
+mkdir -p "$TMP/auxcopy" && cp "$TMP/aux/faces/id00000/0.png" "$TMP/auxcopy/a.png" \
+  && cp "$TMP/faces/$(sed -n 2p "$TMP/faces/manifest.csv" | cut -d, -f1)" "$TMP/auxcopy/b.png"
+expect_code 2 "aux holding a copy of a target" -- "$R" split-attack --classifier "$TMP/c.pt" --split conv1 --targets "$TMP/faces" \
+  --out "$TMP/o5c" --attack inverse-net --aux "$TMP/auxcopy" --limit 2 -q
+expect_grep "shares 1 image with --targets" "$TMP/err" "a copied target found in --aux"
 expect_code 2 "bad defence" -- "$R" split-attack --classifier "$TMP/c.pt" --split conv1 --targets "$TMP/faces" --out "$TMP/o6" --defense blur=2
 expect_grep "dropout=P" "$TMP/err" "defence error lists the forms"
 expect_code 4 "missing classifier" -- "$R" split-attack --classifier "$TMP/nope.pt" --split conv1 --targets "$TMP/faces" --out "$TMP/o7"
