@@ -43,8 +43,9 @@ struct Part {
 /// "shard" and "merge"), the same version and commit. Returned in shard order. A missing,
 /// unfinished or foreign part is Error{kInput} naming its folder and the fix. With `input_hashes`
 /// (the content hashes of the files `options` name, by key, as run.json's results.input_hashes),
-/// a part that names a file by another path (another mount on another machine) is the same run
-/// when its recorded hash is the same.
+/// files are compared by contents: a part that read a file by another path (a copy, another
+/// machine's mount) is the same run when its recorded hash is the same, and one that read other
+/// contents, under any path, is refused naming the file.
 std::vector<Part> collect_parts(const std::string& out, const std::string& command, const nlohmann::json& options,
                                 int64_t count = 0, const nlohmann::json& input_hashes = {});
 
