@@ -272,6 +272,16 @@ std::string reference_stage(const std::string& cls, size_t k) {
   return "invert " + cls + " (reference" + (k ? " " + std::to_string(k + 1) : std::string()) + ")";
 }
 
+/// Whether two generators compute one function: the same latent size and, on four seeded latents,
+/// the same images (within 1e-6): one GAN saved twice, as bytes that differ.
+bool same_function(models::Generator& a, models::Generator& b) {
+  if (a.latent_dim() != b.latent_dim()) return false;
+  torch::NoGradGuard ng;
+  const auto z = torch::randn({4, a.latent_dim()}, at::detail::createCPUGenerator(0x5A3Eull));
+  const auto x = a.generate(z.to(a.device())).to(torch::kCPU), y = b.generate(z.to(b.device())).to(torch::kCPU);
+  return x.sizes() == y.sizes() && (x - y).abs().max().item<double>() < 1e-6;
+}
+
 Plan plan(models::Generator& g, const References& refs, models::Embedder* e, const io::Manifest& members,
           const io::Manifest& nonmembers, const MembershipOptions& o) {
   Plan p;
@@ -296,6 +306,10 @@ Plan plan(models::Generator& g, const References& refs, models::Embedder* e, con
     RW_CHECK(a.channels == b.channels && a.height == b.height && a.width == b.width, Usage, "the reference generator ",
              r->describe(), " makes ", b.channels, "x", b.height, "x", b.width, " images, the generator under attack ",
              a.channels, "x", a.height, "x", a.width, ": errors must be measured on the same images");
+    // the same weights in another file (a re-saved copy): every calibrated score would be empty or 0
+    RW_CHECK(!same_function(g, *r), Usage, "the reference generator ", r->describe(), " makes the same images as the "
+             "generator under attack (the same weights in another file): a reference must be a GAN trained without the "
+             "targets");
     ganinv::check_options(*r, o.invert, false);
   }
   p.need_recovery = want.count("recovery") || want.count("recon-identity") ||

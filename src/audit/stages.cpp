@@ -65,7 +65,8 @@ std::string manifest_hash(const io::Manifest& m) {
   };
   // the folder the entries are resolved in, however its path is written (./, ../, a symlink, absolute)
   std::error_code ec;
-  const auto base = m.base_dir.empty() ? fs::path() : fs::weakly_canonical(m.base_dir, ec);
+  // (none: relative entries resolve in the working folder, so it is that folder)
+  const auto base = fs::weakly_canonical(m.base_dir.empty() ? fs::path(".") : fs::path(m.base_dir), ec);
   mix(ec ? m.base_dir : base.string());
   for (const auto& e : m.entries) {
     mix(e.path);

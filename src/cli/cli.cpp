@@ -196,18 +196,32 @@ std::string options_difference(nlohmann::json was, const nlohmann::json& had, nl
     const nlohmann::json cur = has.value(key, nlohmann::json());
     const bool list = it.value().is_array();
     const size_t n = list ? it.value().size() : 1;
-    if (list && (!now[key].is_array() || now[key].size() != n)) continue;  // another count of files: an option difference
+    if (list && (!now[key].is_array() || now[key].size() != n || !was.contains(key) || !was[key].is_array() ||
+                 was[key].size() != n))
+      continue;  // another count of files: an option difference
+    bool same = true;
     for (size_t i = 0; i < n; ++i) {
       const auto h = list ? it.value()[i] : it.value();
-      if (!h.is_string() || h.get<std::string>().empty()) continue;
       const auto path = list ? now[key][i] : now[key];
+      const auto old = list ? was[key][i] : was.value(key, nlohmann::json());
+      if (!h.is_string() || h.get<std::string>().empty()) {  // not a file then: the values decide
+        same = same && path == old;
+        continue;
+      }
       const auto c = list ? (cur.is_array() && i < cur.size() ? cur[i] : nlohmann::json()) : cur;
-      RW_CHECK(c.is_string() && !c.get<std::string>().empty(), Usage, what, " read ",
-               io::flag_for_key(key), " ", path.dump(), ", which is missing now", why);
+      const bool here = c.is_string() && !c.get<std::string>().empty();
+      const bool same_path = path.is_string() && old.is_string() &&
+                             std::filesystem::path(path.get<std::string>()).lexically_normal() ==
+                                 std::filesystem::path(old.get<std::string>()).lexically_normal();
+      if (!same_path) {  // another path: the same file when it has the same contents, else another option value
+        same = same && here && c == h;
+        continue;
+      }
+      RW_CHECK(here, Usage, what, " read ", io::flag_for_key(key), " ", path.dump(), ", which is missing now", why);
       RW_CHECK(c == h, Usage, what, " read ", io::flag_for_key(key), " ", path.dump(),
                ", which has other contents now (it changed since)", why);
     }
-    was[key] = now[key];  // the same contents: however the path is written now
+    if (same) was[key] = now[key];  // the same contents: however the paths are written now
   }
   return io::describe_difference(was, now, true);
 }

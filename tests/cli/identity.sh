@@ -128,6 +128,12 @@ expect_code 2 "membership with a copy of the generator as reference" -- "$REWIND
   --reference-generator "$TMP/m/g-copy.pt" --members "$TMP/faces/indexed.csv" --nonmembers "$TMP/faces/others.csv" \
   --attacks recovery,lira --steps 2 --bootstrap 50 --out "$TMP/mem-self"
 expect_grep "is the generator under attack (the same file contents)" "$TMP/err" "a copy of the generator as reference named"
+# ... and so is the same GAN saved as other bytes (here: one byte appended to the file)
+cp "$TMP/m/g.pt" "$TMP/m/g-pad.pt" && printf X >> "$TMP/m/g-pad.pt"
+expect_code 2 "membership with the generator's weights in another file as reference" -- "$REWIND" membership \
+  --generator "$TMP/m/g.pt" --reference-generator "$TMP/m/g-pad.pt" --members "$TMP/faces/indexed.csv" \
+  --nonmembers "$TMP/faces/others.csv" --attacks recovery,lira --steps 2 --bootstrap 50 --out "$TMP/mem-self2"
+expect_grep "makes the same images as the generator under attack" "$TMP/err" "the same weights as reference named"
 RC=(--members "$TMP/faces/indexed.csv" --nonmembers "$TMP/faces/others.csv" --embedder "$TMP/m/e.pt" --samples 20
     --per-identity 1 --restarts 1 --steps 5 --bootstrap 50 --attacks recovery,calibrated --out "$TMP/mem-rc" -q)
 expect_code 0 "membership with a copied reference" -- "$REWIND" membership --generator "$TMP/m/g.pt" \

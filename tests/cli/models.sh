@@ -116,6 +116,9 @@ expect_code 0 "invert with a copied generator" -- "$REWIND" invert "${CP[@]}" -q
 cp "$TMP/m/ref.pt" "$TMP/g-copy.pt"
 expect_code 2 "resume a finished run whose generator file changed" -- "$REWIND" invert "${CP[@]}" --resume
 expect_grep "that read --generator \"$TMP/g-copy.pt\", which has other contents now" "$TMP/err" "changed input file named"
+# another generator file is another option value, not a "changed" file
+expect_code 2 "resume a finished run with another generator" -- "$REWIND" invert "${CP[@]/g-copy.pt/m\/ref2.pt}" --resume
+expect_grep "other options (--generator was \"$TMP/g-copy.pt\", here \"$TMP/m/ref2.pt\")" "$TMP/err" "another generator named as such"
 expect_grep '"input_hashes"' "$TMP/inv-copy/run.json" "run.json records the input files' hashes"
 # a damaged segment is redone, not trusted (a garbage row once crashed std::stod and went into targets.csv)
 cp -r "$TMP/inv-int" "$TMP/inv-garbage"; printf '0,x,y,not-a-number\n' > "$TMP/inv-garbage/.partial/seg-0.csv"
