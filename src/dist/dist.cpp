@@ -181,8 +181,12 @@ std::vector<Part> collect_parts(const std::string& out, const std::string& comma
     RW_CHECK(sh.is_string() && sh.get<std::string>() == s.str(), Input, "--merge: ", rj, " records shard ",
              sh.is_null() ? std::string("none") : sh.dump(), ", not ", s.str(), ": the folder was renamed or copied from another run");
     auto got = strip(rec.value("options", nlohmann::json::object()));
-    check_part_files(got, want, rec.value("results", nlohmann::json::object()).value("input_hashes", nlohmann::json()),
-                     input_hashes, dir);
+    const auto part_hashes = rec.value("results", nlohmann::json::object()).value("input_hashes", nlohmann::json());
+    // every part of this build records the files it read: one without cannot be checked, so it is not trusted
+    RW_CHECK(!input_hashes.is_object() || input_hashes.empty() || part_hashes.is_object(), Input, "--merge: ", rj,
+             " records no hashes of the files shard ", s.str(), " read (results.input_hashes): it was edited or "
+             "damaged; rerun that shard");
+    check_part_files(got, want, part_hashes, input_hashes, dir);
     if (got != want) {
       const std::string diff = io::describe_difference(got, want, true);
       RW_FAIL(Input, "--merge: ", dir, " was made with other options (", diff,

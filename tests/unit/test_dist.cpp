@@ -153,6 +153,10 @@ TEST(Dist, CollectPartsComparesFilesByContents) {
   EXPECT_NE(message_of([&] { dist::collect_parts(out, "embed", opts, 0, hashes); }).find("with other contents"), std::string::npos);
   write_part(out, 1, 2, {{"data", "/mnt/a/m.csv"}, {"refs", {"/srv/r1.pt", "y"}}, {"batch", 64}}, "ok", "embed", hashes);
   EXPECT_NE(message_of([&] { dist::collect_parts(out, "embed", opts, 0, hashes); }).find("other options"), std::string::npos);
+  // a part that records no hashes (edited by hand) cannot be checked: refused, not compared by paths
+  write_part(out, 1, 2, opts);
+  EXPECT_NE(message_of([&] { dist::collect_parts(out, "embed", opts, 0, hashes); }).find("records no hashes"),
+            std::string::npos);
 }
 
 TEST(Dist, WithoutMpiAllOkIsLocal) {
